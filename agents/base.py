@@ -1,0 +1,22 @@
+"""The Agent protocol: what a campaign needs from any candidate, whatever its kind."""
+
+from typing import Any, Protocol, runtime_checkable
+
+from agentopt.agents.llm import LLMClient
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """A candidate: a JSON-serialisable payload plus the behaviour it encodes.
+
+    ``canonical()`` is the text hashed for exact deduplication: two agents with the same canonical
+    form behave identically, so the second is never evaluated.
+    """
+
+    kind: str
+
+    def run(self, input_text: str, llm: LLMClient) -> str: ...
+
+    def payload(self) -> dict[str, Any]: ...
+
+    def canonical(self) -> str: ...

@@ -1,0 +1,42 @@
+"""Typed errors shared by every layer.
+
+The CLI turns any :class:`AgentoptError` into one clear line and a non-zero exit, so user-facing
+problems (bad config, bad data, unreachable endpoint) must raise a subclass of it, never a bare
+exception whose traceback would leak to the user.
+"""
+
+
+class AgentoptError(Exception):
+    """Base of every error agentopt reports to the user as a single line."""
+
+
+class ConfigError(AgentoptError):
+    """A campaign config, CLI argument or option value is invalid."""
+
+
+class TaskError(AgentoptError):
+    """A task name is unknown or a task file is malformed."""
+
+
+class LLMError(AgentoptError):
+    """An LLM call failed for good: retries are spent or the reply is unusable.
+
+    Raised instead of returning an empty answer, so a failure is recorded as an error and never
+    scored as a wrong answer.
+    """
+
+
+class LLMUnavailable(LLMError):
+    """The endpoint could not be reached or kept failing (timeouts, 429, 5xx) after retries."""
+
+
+class LLMBadReply(LLMError):
+    """The endpoint answered, but with no usable text (empty, missing or malformed body)."""
+
+
+class ArchiveError(AgentoptError):
+    """An archive lookup failed: unknown id, or a database that cannot be opened."""
+
+
+class LLMEmptyReply(LLMBadReply):
+    """The model answered with nothing; deterministic, so it is recorded rather than retried."""

@@ -1,0 +1,235 @@
+"""One client for every OpenAI-compatible endpoint, with caching, bounded retries and usage.
+
+Every call is keyed on (model, messages, every sampling parameter, sample index). A hit returns the
+stored completion without touching the network, so a repeated or resumed run pays for nothing twice.
+Transport failures are retried a bounded number of times and then raised as :class:`LLMUnavailable`;
+an unusable body becomes :class:`LLMBadReply`. Neither is ever turned into an empty answer.
+"""
+
+import hashlib
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLMError, LLMUnavailable
+
+Message = dict[str, str]
+
+_RETRIABLE = (
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+    openai.RateLimitError,
+    openai.InternalServerError,
+    LLMBadReply,
+)
+
+
+class Endpoint(BaseModel):
+    """Where a model is served. The API key is read from the environment variable named here,
+    so it never sits in a config file, the archive or generated code."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(64, ge=1)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    finish_reason: str = "stop"
+    cached: bool = False
+
+
+class CallCache(Protocol):
+    """Storage of finished calls; the archive implements it in SQL, tests in memory."""
+
+    def get(self, key: str) -> Completion | None: ...
+
+    def put(self, key: str, request: dict[str, object], completion: Completion) -> None: ...
+
+
+class MemoryCache:
+    def __init__(self) -> None:
+        self._calls: dict[str, Completion] = {}
+
+    def get(self, key: str) -> Completion | None:
+        return self._calls.get(key)
+
+    def put(self, key: str, request: dict[str, object], completion: Completion) -> None:
+        self._calls[key] = completion
+
+
+@dataclass
+class Usage:
+    """Counts for one meter: a whole role, or a single example evaluated on a worker."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, completion: Completion) -> None:
+        with self._lock:
+            if completion.cached:
+                self.cache_hits += 1
+                return
+            self.calls += 1
+            self.prompt_tokens += completion.prompt_tokens
+            self.completion_tokens += completion.completion_tokens
+            self.latency_s += completion.latency_s
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "latency_s")}
+
+
+def cache_key(model: str, messages: Sequence[Message], sampling: Sampling, sample: int) -> str:
+    request = {"model": model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample}
+    return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class LLMClient:
+    """A role's model (task, proposer, judge): a pool of endpoints serving one model, a cache and
+    default sampling. ``metered()`` gives a view that shares all of that but counts its own usage."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        cache: CallCache,
+        sampling: Sampling = Sampling(),
+        timeout_s: float = 60.0,
+        max_attempts: int = 4,
+    ) -> None:
+        if not endpoints:
+            raise ConfigError("an LLM role needs at least one endpoint")
+        if len({e.model for e in endpoints}) != 1:
+            raise ConfigError("all endpoints of one role must serve the same model")
+        self.endpoints = tuple(endpoints)
+        self.model = endpoints[0].model
+        self.cache = cache
+        self.sampling = sampling
+        self.max_attempts = max_attempts
+        self.usage = Usage()
+        self._clients = [
+            openai.OpenAI(base_url=e.base_url, api_key=_api_key(e), timeout=timeout_s, max_retries=0) for e in endpoints
+        ]
+        self._next = itertools.cycle(range(len(self._clients)))
+        self._next_lock = threading.Lock()
+
+    def metered(self) -> "LLMClient":
+        view = object.__new__(LLMClient)
+        view.__dict__.update(self.__dict__)
+        view.usage = Usage()
+        return view
+
+    def chat(self, messages: Sequence[Message], *, sample: int = 0, **overrides: object) -> Completion:
+        """Complete ``messages``; ``sample`` distinguishes repeated draws at temperature > 0."""
+        sampling = self.sampling.model_copy(update=overrides) if overrides else self.sampling
+        key = cache_key(self.model, messages, sampling, sample)
+        hit = self.cache.get(key)
+        if hit is not None:
+            completion = replace(hit, cached=True)
+        else:
+            completion = self._call_with_retries(list(messages), sampling, sample)
+            request = {"model": self.model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample}
+            self.cache.put(key, request, completion)
+        self.usage.add(completion)
+        return completion
+
+    def _call_with_retries(self, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(initial=0.5, max=8.0),
+            retry=retry_if_exception_type(_RETRIABLE) & retry_if_not_exception_type(LLMEmptyReply),
+        )
+        try:
+            return retrying(self._call_once, messages, sampling, sample)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise LLMUnavailable(f"{self.model}: gave up after {self.max_attempts} attempts: {_describe(last)}") from None
+        except openai.APIStatusError as exc:
+            raise LLMError(f"{self.model}: endpoint refused the request: {_describe(exc)}") from None
+
+    def _call_once(self, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
+        with self._next_lock:
+            client = self._clients[next(self._next)]
+        started = time.perf_counter()
+        response = client.chat.completions.create(
+            model=self.model,
+            messages=messages,  # type: ignore[arg-type]
+            temperature=sampling.temperature,
+            max_tokens=sampling.max_tokens,
+            top_p=sampling.top_p,
+            stop=list(sampling.stop) or None,
+            seed=sample,
+        )
+        latency = time.perf_counter() - started
+        choices = getattr(response, "choices", None)
+        if not choices or choices[0].message is None or choices[0].message.content is None:
+            raise LLMBadReply(f"{self.model}: reply has no message content")
+        text = choices[0].message.content
+        if not text.strip():
+            raise LLMEmptyReply(f"{self.model}: empty reply")
+        usage = response.usage
+        return Completion(
+            text=text,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            latency_s=latency,
+            finish_reason=choices[0].finish_reason or "stop",
+        )
+
+    def check_reachable(self) -> None:
+        """Fail fast with one clear line when an endpoint is down, before a campaign starts."""
+        for endpoint, client in zip(self.endpoints, self._clients, strict=True):
+            try:
+                client.models.list()
+            except openai.APIError as exc:
+                raise LLMUnavailable(f"cannot reach model endpoint {endpoint.base_url}: {_describe(exc)}") from None
+
+
+def _api_key(endpoint: Endpoint) -> str:
+    if endpoint.api_key_env is None:
+        return "not-needed"
+    key = os.environ.get(endpoint.api_key_env)
+    if not key:
+        raise ConfigError(f"environment variable {endpoint.api_key_env} (API key for {endpoint.base_url}) is not set")
+    return key
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,33 @@
+"""The LLM call cache, stored in the archive so it follows the campaign to any machine."""
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from agentopt.agents.llm import Completion
+from agentopt.archive.models import LLMCall
+from agentopt.archive.store import Archive
+
+
+class SqlCallCache:
+    """Implements :class:`agentopt.agents.llm.CallCache` on the ``llm_calls`` table."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+
+    def get(self, key: str) -> Completion | None:
+        with self.archive.session() as s:
+            row = s.scalar(select(LLMCall).where(LLMCall.key == key))
+            if row is None:
+                return None
+            return Completion(row.text, row.prompt_tokens, row.completion_tokens, row.latency_s, row.finish_reason)
+
+    def put(self, key: str, request: dict[str, object], completion: Completion) -> None:
+        values = {
+            "key": key, "model": str(request["model"]), "request": request, "text": completion.text,
+            "finish_reason": completion.finish_reason, "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens, "latency_s": completion.latency_s,
+        }
+        insert = pg_insert if self.archive.engine.dialect.name == "postgresql" else sqlite_insert
+        with self.archive.session() as s:
+            s.execute(insert(LLMCall).values(**values).on_conflict_do_nothing(index_elements=["key"]))

@@ -1,0 +1,213 @@
+"""The ``agentopt`` command line."""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from agentopt.agents.errors import AgentoptError, ConfigError
+from agentopt.archive import queries
+from agentopt.archive.export import export_candidate
+from agentopt.archive.store import Archive, database_url
+from agentopt.optimizer.campaign import CampaignReport
+from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, pct, table
+
+app = typer.Typer(help="Automatically improve LLM prompts and agents.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+archive_app = typer.Typer(help="Query the archive of everything tried.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Built-in tasks.", no_args_is_help=True)
+model_app = typer.Typer(help="The bundled local model (SmolLM2-135M-Instruct on llama.cpp).", no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(model_app, name="model")
+
+out = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, soft_wrap=True)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Archive: a SQLite path or SQLAlchemy URL "
+                                                            "[default: $AGENTOPT_DB or ./agentopt.db]")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _open_archive(db: str | None, must_exist: bool = True) -> Archive:
+    url = database_url(db)
+    if must_exist and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise AgentoptError(f"no archive at {url.removeprefix('sqlite:///')} (run a campaign first, or pass --db)")
+    return Archive(url, create=not must_exist)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _summary_table(reports: list[CampaignReport]) -> None:
+    rows = []
+    for r in reports:
+        s = r.stats
+        calls = s["task_llm_calls"] + s["proposer_llm_calls"]
+        hits = s["task_cache_hits"] + s["proposer_cache_hits"]
+        delta = None if r.best_test.mean is None or r.seed_test.mean is None else r.best_test.mean - r.seed_test.mean
+        rows.append([r.task, pct(r.seed_test.mean), f"{pct(r.best_test.mean)} {ci(r.best_test.ci_low, r.best_test.ci_high)}",
+                     "-" if delta is None else f"{100 * delta:+.1f}", f"{calls} ({s['proposer_llm_calls']} proposer)",
+                     f"{100 * hits / max(calls + hits, 1):.0f}%", s["task_tokens"] + s["proposer_tokens"],
+                     f"{r.wall_s:.0f}s", f"{r.campaign_id}/{r.best_candidate_id}"])
+    out.print(table("Test accuracy (%) on the sealed test split", [
+        "task", "seed", "best [95% CI]", "gain", "LLM calls", "cache hits", "tokens", "wall", "campaign/best id"], rows))
+    for r in reports:
+        demos = len(r.best_agent.get("demos", []))
+        out.print(f"[bold]{r.task}[/] best prompt: {r.best_agent['instruction']!r} + {demos} demonstration(s)")
+    deltas = [r.best_test.mean - r.seed_test.mean for r in reports
+              if r.best_test.mean is not None and r.seed_test.mean is not None]
+    if deltas:
+        out.print(f"Average gain over the seed prompt: {100 * sum(deltas) / len(deltas):+.1f} points")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Campaign YAML, e.g. experiments/quickstart.yaml")],
+    db: DbOption = None,
+    json_out: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Run the campaign(s) described by CONFIG and print a result table per task."""
+    from agentopt.optimizer.config import load_config
+    from agentopt.optimizer.runner import run_campaigns
+
+    cfg = load_config(config)
+    archive = _open_archive(db or cfg.db, must_exist=False)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    reporter = SilentReporter() if quiet or json_out else RichReporter(err)
+    started = time.perf_counter()
+    try:
+        reports = run_campaigns(cfg, archive, reporter)
+    finally:
+        reporter.close()
+    if json_out:
+        _print_json([r.as_dict() for r in reports])
+        return
+    _summary_table(reports)
+    out.print(f"Archive: {archive.url}   total wall time {time.perf_counter() - started:.0f}s")
+
+
+@tasks_app.command("list")
+def tasks_list(json_out: JsonOption = False) -> None:
+    """List the built-in tasks with their split sizes and metric."""
+    from agentopt.optimizer.tasks import BUILTIN, load_task
+
+    rows = []
+    for name in sorted(BUILTIN):
+        t = load_task(name)
+        rows.append({"name": name, "description": t.description, "metric": t.metric_name,
+                     "train": len(t.train), "val": len(t.val), "test": len(t.test), "example": t.train[0].input})
+    if json_out:
+        _print_json(rows)
+    else:
+        out.print(table("Built-in tasks (or pass a .jsonl / .csv file path)", list(rows[0]), [list(r.values()) for r in rows]))
+
+
+@model_app.command("serve")
+def model_serve(
+    servers: Annotated[int, typer.Option(help="Server processes; ports PORT, PORT+1, ...")] = 1,
+    threads: Annotated[int | None, typer.Option(help="Threads per server [default: cores / servers]")] = None,
+    port: Annotated[int, typer.Option(help="First port on 127.0.0.1.")] = 8080,
+) -> None:
+    """Serve the bundled model on loopback until Ctrl-C (OpenAI-compatible, model 'smollm2-135m-instruct')."""
+    from agentopt.agents.local_model import LocalModelServers
+
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    with LocalModelServers(servers, threads, ports=list(range(port, port + servers))) as pool:
+        for endpoint in pool.endpoints:
+            out.print(f"serving {endpoint.model} at {endpoint.base_url}")
+        out.print("Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            out.print("stopped")
+
+
+@archive_app.command("top")
+def archive_top(
+    k: Annotated[int, typer.Option("-k", help="How many candidates.", min=1)] = 10,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    split: Annotated[str, typer.Option(help="Rank by this split's score: train, val or test.")] = "val",
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Best candidates by mean score on a split, with 95% confidence intervals."""
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"--split must be train, val or test, not {split!r}")
+    ranked = queries.top(_open_archive(db), k, campaign, split)
+    if json_out:
+        _print_json([r.as_dict() for r in ranked])
+        return
+    out.print(table(f"Top {k} on {split}", ["id", "campaign", "task", "strategy", "score", "95% CI", "n", "errors", "instruction", "demos"],
+                    [[r.candidate_id, r.campaign_id, r.task, r.strategy, pct(r.mean), ci(r.ci_low, r.ci_high), r.n,
+                      r.n_errors, r.payload.get("instruction", ""), len(r.payload.get("demos", []))] for r in ranked]))
+
+
+@archive_app.command("show")
+def archive_show(candidate_id: Annotated[int, typer.Argument(help="Candidate id")], db: DbOption = None,
+                 json_out: JsonOption = False) -> None:
+    """Everything stored about one candidate: payload, lineage, scores and per-example results."""
+    record = queries.show(_open_archive(db), candidate_id)
+    if json_out:
+        _print_json(record)
+        return
+    out.print(f"[bold]candidate {record['id']}[/] ({record['kind']}) of campaign {record['campaign_id']}, task {record['task']}")
+    out.print(f"strategy {record['strategy']}: {record['rationale'] or '-'}; parents: {record['parents'] or 'none'}")
+    out.print_json(data=record["payload"])
+    out.print(table("Evaluations", ["split", "score", "95% CI", "n", "errors"],
+                    [[s, pct(e["mean"]), ci(e["ci_low"], e["ci_high"]), e["n"], e["n_errors"]]
+                     for s, e in record["evaluations"].items()]))
+    errors = [r for r in record["results"] if r["error"]]
+    out.print(f"{len(record['results'])} example results, {len(errors)} errors")
+    for r in errors[:5]:
+        out.print(f"  {r['split']}/{r['example_id']}: {r['error']}")
+
+
+@archive_app.command("campaigns")
+def archive_campaigns(db: DbOption = None, json_out: JsonOption = False) -> None:
+    """Campaigns in the archive, newest first."""
+    rows = queries.campaigns(_open_archive(db))
+    if json_out:
+        _print_json(rows)
+        return
+    out.print(table("Campaigns", ["id", "name", "task", "strategy", "status", "created"],
+                    [[c["id"], c["name"], c["task"], c["strategy"], c["status"], c["created_at"][:19]] for c in rows]))
+
+
+@app.command("export")
+def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `agentopt archive top`)")],
+           out_dir: Annotated[Path, typer.Option("--out", help="Directory for the package.")],
+           db: DbOption = None) -> None:
+    """Write a pip-installable package for a candidate, with an evaluation card."""
+    path = export_candidate(_open_archive(db), candidate_id, out_dir)
+    out.print(f"exported candidate {candidate_id} to {path} — install it with: pip install {path}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app()
+    except AgentoptError as exc:
+        err.print(Text.assemble(("error: ", "red"), str(exc)))
+        sys.exit(2)
+    except Exception as exc:
+        if os.environ.get("AGENTOPT_DEBUG"):
+            raise
+        err.print(Text.assemble(("internal error: ", "red"), f"{type(exc).__name__}: {exc}",
+                                " (set AGENTOPT_DEBUG=1 for the traceback)"))
+        sys.exit(1)

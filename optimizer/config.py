@@ -1,0 +1,146 @@
+"""Campaign configuration: a YAML file validated by pydantic into frozen models.
+
+Every mistake in a config (a typo'd key, a bad value, an unknown task or strategy) is reported as
+one line naming the field, before a database is opened or a model started.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentopt.agents.errors import ConfigError, TaskError
+from agentopt.agents.llm import Endpoint, Sampling
+from agentopt.agents.prompt import Demo, PostProcess, PromptAgent
+
+LOCAL = "local"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RoleConfig(Frozen):
+    """One model role. ``model: local`` means the bundled SmolLM2 servers started by the campaign."""
+
+    model: str = LOCAL
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(32, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(4, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> "RoleConfig":
+        if self.model != LOCAL and not self.base_url:
+            raise ValueError(f"model {self.model!r} is not 'local', so base_url is required")
+        return self
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(temperature=self.temperature, max_tokens=self.max_tokens)
+
+    def endpoints(self, local: list[Endpoint]) -> list[Endpoint]:
+        if self.model == LOCAL:
+            return local
+        assert self.base_url is not None
+        return [Endpoint(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env)]
+
+
+class Models(Frozen):
+    task: RoleConfig = RoleConfig()
+    proposer: RoleConfig = RoleConfig(temperature=0.9, max_tokens=48)
+
+    @property
+    def uses_local(self) -> bool:
+        return LOCAL in (self.task.model, self.proposer.model)
+
+
+class LocalModelConfig(Frozen):
+    servers: int | None = Field(None, ge=1, description="llama.cpp server processes (default: one per core)")
+    threads: int | None = Field(None, ge=1, description="threads per server (default: cores / servers)")
+    ctx_size: int = Field(2048, ge=256)
+
+
+class EvaluationConfig(Frozen):
+    backend: Literal["ray", "threads"] = "ray"
+    workers: int | None = Field(None, ge=1, description="Ray evaluation actors (default: one per core)")
+    concurrency: int = Field(2, ge=1, description="examples in flight per worker")
+    val_size: int | None = Field(None, ge=1, description="use at most this many validation examples")
+    test_size: int | None = Field(None, ge=1, description="use at most this many test examples")
+
+
+class StrategyConfig(Frozen):
+    name: str = "ape"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SeedAgentConfig(Frozen):
+    instruction: str = Field("Answer the following.", min_length=1)
+    demos: tuple[Demo, ...] = ()
+    postprocess: PostProcess = PostProcess()
+
+    def agent(self) -> PromptAgent:
+        return PromptAgent(instruction=self.instruction, demos=self.demos, postprocess=self.postprocess)
+
+
+class CampaignConfig(Frozen):
+    name: str = "campaign"
+    tasks: tuple[str, ...] = Field(min_length=1)
+    task_seed: int = 0
+    seed: int = 0
+    db: str | None = None
+    models: Models = Models()
+    local_model: LocalModelConfig = LocalModelConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    seed_agent: SeedAgentConfig = SeedAgentConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    return f"{where}: {err['msg']}"
+
+
+def parse_config(data: object, source: str = "config") -> CampaignConfig:
+    from agentopt.optimizer.strategies import STRATEGIES
+    from agentopt.optimizer.tasks import load_task
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    try:
+        config = CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+    strategy = STRATEGIES.get(config.strategy.name)
+    if strategy is None:
+        raise ConfigError(f"{source}: unknown strategy {config.strategy.name!r}; known: {', '.join(sorted(STRATEGIES))}")
+    try:
+        strategy.Params.model_validate(config.strategy.params)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: strategy.params.{_first_error(exc)}") from None
+    for ref in config.tasks:
+        try:
+            load_task(ref, seed=config.task_seed)
+        except TaskError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
+    return parse_config(data, str(path))
+
+
+__all__ = ["CampaignConfig", "RoleConfig", "load_config", "parse_config"]

@@ -1,0 +1,160 @@
+"""APE: generate instructions from demonstrations, race them with UCB, resample the best.
+
+Zhou et al., "Large Language Models Are Human-Level Prompt Engineers". Beyond the reference code:
+the iterative Monte Carlo step is implemented, proposals are validated and deduplicated before any
+evaluation, and (``candidate_demos``) a candidate may keep a few of the demonstrations it was
+induced from, because a tiny task model follows in-format examples far better than instructions.
+"""
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from agentopt.agents.errors import LLMError
+from agentopt.agents.llm import Completion
+from agentopt.agents.prompt import Demo, PromptAgent
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Search, Trial, TrialResult
+from agentopt.optimizer.strategies.proposals import (
+    FORWARD_TEMPLATE,
+    RESAMPLE_TEMPLATE,
+    clean_instruction,
+    format_pairs,
+    propose,
+)
+from agentopt.optimizer.tasks import Example
+
+
+class APEParams(Params):
+    n_subsamples: int = Field(10, ge=1, description="demonstration subsamples shown to the proposer")
+    demos_per_subsample: int = Field(5, ge=1)
+    samples_per_subsample: int = Field(3, ge=1, description="proposer samples per subsample")
+    candidate_demos: int = Field(0, ge=0, description="demonstrations each candidate keeps (0 = zero-shot, as in the paper)")
+    include_seed: bool = True
+    batch_size: int = Field(5, ge=1, description="train examples per racing pull")
+    pulls_per_round: int = Field(4, ge=1, description="candidates scored in parallel each round")
+    racing_budget: int = Field(200, ge=1, description="task-model example evaluations for the first race")
+    ucb_c: float = Field(1.0, ge=0.0)
+    mc_rounds: int = Field(1, ge=0, description="iterative Monte Carlo resampling rounds")
+    mc_top: int = Field(3, ge=1)
+    mc_samples: int = Field(3, ge=1, description="variations asked for each top candidate")
+    mc_budget: int = Field(100, ge=0, description="example evaluations for each Monte Carlo race")
+    top_k: int = Field(3, ge=1, description="candidates scored on the validation split at the end")
+    proposer_workers: int = Field(2, ge=1)
+
+
+@dataclass
+class Arm:
+    agent: PromptAgent
+    parents: tuple[int, ...] = ()
+    rationale: str = ""
+    candidate_id: int | None = None
+    total: float = 0.0
+    count: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+class APE(GeneratorStrategy):
+    name = "ape"
+    Params = APEParams
+    params: APEParams
+
+    def search(self) -> Search:
+        self.rng = random.Random(self.ctx.seed)
+        self.arms: dict[str, Arm] = {}
+        if self.params.include_seed:
+            self._add_arm(Arm(self.ctx.seed_agent, rationale="seed"))
+        self._generate()
+        yield from self._race(self.params.racing_budget)
+        for round_no in range(self.params.mc_rounds):
+            self._resample(round_no)
+            yield from self._race(self.params.mc_budget)
+        finalists = self._ranked()[: self.params.top_k]
+        val_ids = tuple(e.id for e in self.ctx.val)
+        yield [Trial(a.agent, "val", val_ids, a.parents, a.rationale) for a in finalists]
+
+    # --- proposal --------------------------------------------------------------------------------
+    def _add_arm(self, arm: Arm) -> None:
+        key = arm.agent.canonical()
+        if key in self.arms:
+            self._count("duplicates")
+        else:
+            self.arms[key] = arm
+
+    def _count(self, what: str) -> None:
+        self.ctx.stats[what] = self.ctx.stats.get(what, 0) + 1
+
+    def _accept(self, reply: Completion | LLMError, demos: list[Example]) -> str | None:
+        self._count("proposals")
+        if isinstance(reply, LLMError):
+            self._count("rejected: proposer error")
+            return None
+        proposed = clean_instruction(reply, demos)
+        if proposed.instruction is None:
+            self._count(f"rejected: {proposed.reason}")
+        return proposed.instruction
+
+    def _generate(self) -> None:
+        p = self.params
+        subsamples = [self.rng.sample(self.ctx.train, min(p.demos_per_subsample, len(self.ctx.train)))
+                      for _ in range(p.n_subsamples)]
+        requests = [([{"role": "user", "content": FORWARD_TEMPLATE.format(pairs=format_pairs(demos))}], i * p.samples_per_subsample + j)
+                    for i, demos in enumerate(subsamples) for j in range(p.samples_per_subsample)]
+        replies = propose(self.ctx.proposer, requests, p.proposer_workers)
+        for n, reply in enumerate(replies):
+            demos = subsamples[n // p.samples_per_subsample]
+            instruction = self._accept(reply, demos)
+            if instruction:
+                kept = tuple(Demo(input=e.input, output=e.target) for e in demos[: p.candidate_demos])
+                agent = self.ctx.seed_agent.model_copy(update={"instruction": instruction, "demos": kept})
+                self._add_arm(Arm(agent, rationale="forward generation from demonstrations"))
+
+    def _resample(self, round_no: int) -> None:
+        parents = self._ranked()[: self.params.mc_top]
+        requests = [([{"role": "user", "content": RESAMPLE_TEMPLATE.format(instruction=a.agent.instruction)}],
+                      1000 * (round_no + 1) + j) for a in parents for j in range(self.params.mc_samples)]
+        replies = propose(self.ctx.proposer, requests, self.params.proposer_workers)
+        for n, reply in enumerate(replies):
+            parent = parents[n // self.params.mc_samples]
+            instruction = self._accept(reply, [])
+            if instruction and parent.candidate_id is not None:
+                self._add_arm(Arm(parent.agent.with_instruction(instruction), (parent.candidate_id,),
+                                  f"Monte Carlo variation, round {round_no + 1}"))
+
+    # --- racing ----------------------------------------------------------------------------------
+    def _ranked(self) -> list[Arm]:
+        scored = [a for a in self.arms.values() if a.count]
+        return sorted(scored, key=lambda a: (a.mean, a.count), reverse=True)
+
+    def _ucb(self, arm: Arm, total: int) -> float:
+        if not arm.count:
+            return math.inf
+        return arm.mean + self.params.ucb_c * math.sqrt(math.log(max(total, 1)) / arm.count)
+
+    def _fresh_batch(self, arm: Arm) -> tuple[str, ...]:
+        unseen = [e.id for e in self.ctx.train if e.id not in arm.seen]
+        return tuple(self.rng.sample(unseen, min(self.params.batch_size, len(unseen))))
+
+    def _race(self, budget: int) -> Search:
+        spent = 0
+        while spent < budget:
+            open_arms = [a for a in self.arms.values() if len(a.seen) < len(self.ctx.train)]
+            if not open_arms:
+                return
+            total = sum(a.count for a in self.arms.values())
+            self.rng.shuffle(open_arms)
+            chosen = sorted(open_arms, key=lambda a: self._ucb(a, total), reverse=True)[: self.params.pulls_per_round]
+            trials = [Trial(a.agent, "train", self._fresh_batch(a), a.parents, a.rationale) for a in chosen]
+            results: list[TrialResult] = yield trials
+            for arm, result in zip(chosen, results, strict=True):
+                arm.candidate_id = result.candidate_id
+                arm.seen.update(result.trial.example_ids)
+                spent += len(result.trial.example_ids)
+                if result.summary.mean is not None:
+                    arm.total += result.summary.mean * result.summary.n
+                    arm.count += result.summary.n

@@ -1,0 +1,101 @@
+"""The Strategy protocol (ask / tell, as in Optuna) and what flows through it.
+
+A strategy never evaluates anything itself: it asks the campaign for trials (a candidate on some
+train or val examples), and the campaign dedups, caches, budgets and parallelises them the same way
+for every strategy. Strategies never see the test split.
+"""
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from agentopt.agents.llm import LLMClient
+from agentopt.agents.prompt import PromptAgent
+from agentopt.archive.store import EvalSummary
+from agentopt.optimizer.tasks import Example
+
+
+@dataclass(frozen=True)
+class Trial:
+    """Evaluate ``agent`` on ``example_ids`` of ``split`` (train or val)."""
+
+    agent: PromptAgent
+    split: str
+    example_ids: tuple[str, ...]
+    parents: tuple[int, ...] = ()
+    rationale: str = ""
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial: Trial
+    candidate_id: int
+    summary: EvalSummary
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """All a strategy may use: train and val (never test), the seed agent and the proposer."""
+
+    train: tuple[Example, ...]
+    val: tuple[Example, ...]
+    seed_agent: PromptAgent
+    proposer: LLMClient
+    task_description: str = ""
+    seed: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Strategy(Protocol):
+    name: ClassVar[str]
+
+    def ask(self) -> list[Trial]:
+        """Trials to run next; an empty list means the strategy is done."""
+        ...
+
+    def tell(self, results: list[TrialResult]) -> None: ...
+
+
+Search = Generator[list[Trial], list[TrialResult], None]
+
+
+class GeneratorStrategy:
+    """Write a strategy as one generator: ``results = yield trials``.
+
+    The search reads top to bottom like the paper's algorithm, while the campaign still drives it
+    through ask / tell and can stop it at any yield (budget spent, Ctrl-C).
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: dict[str, Any], ctx: StrategyContext) -> None:
+        self.params = self.Params.model_validate(params)
+        self.ctx = ctx
+        self._search = self.search()
+        self._pending: list[TrialResult] | None = None
+        self._done = False
+
+    def search(self) -> Search:
+        raise NotImplementedError
+
+    def ask(self) -> list[Trial]:
+        if self._done:
+            return []
+        try:
+            trials = next(self._search) if self._pending is None else self._search.send(self._pending)
+        except StopIteration:
+            self._done = True
+            return []
+        self._pending = None
+        return trials
+
+    def tell(self, results: list[TrialResult]) -> None:
+        self._pending = results
