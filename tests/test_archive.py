@@ -1,0 +1,68 @@
+from pathlib import Path
+
+from agentopt.agents.llm import Completion
+from agentopt.agents.prompt import PromptAgent
+from agentopt.archive import queries
+from agentopt.archive.cache import SqlCallCache
+from agentopt.archive.stats import bootstrap_ci
+from agentopt.archive.store import Archive, ExampleOutcome, database_url
+
+
+def outcome(example_id: str, score: float | None, error: str | None = None) -> ExampleOutcome:
+    return ExampleOutcome(example_id, None if error else "out", score, error, {"llm_calls": 1, "prompt_tokens": 5})
+
+
+def test_database_url_resolution(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("AGENTOPT_DB", raising=False)
+    assert database_url() == "sqlite:///agentopt.db"
+    monkeypatch.setenv("AGENTOPT_DB", "x.db")
+    assert database_url() == "sqlite:///x.db"
+    assert database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+def test_candidates_dedup_by_content_and_keep_lineage(tmp_path: Path) -> None:
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    cid = archive.create_campaign("c", "task", "ape", {"k": 1})
+    first, new = archive.add_candidate(cid, PromptAgent(instruction="Do it."), "ape")
+    twin, twin_new = archive.add_candidate(cid, PromptAgent(instruction="  do IT. "), "ape")
+    assert new and not twin_new and twin == first
+    child, _ = archive.add_candidate(cid, PromptAgent(instruction="Do it well."), "ape", parents=[first, first])
+    assert archive.parents(child) == [first]
+    other = archive.create_campaign("c2", "task", "ape", {})
+    assert archive.add_candidate(other, PromptAgent(instruction="Do it."), "ape")[1], "dedup is per campaign"
+
+
+def test_results_are_idempotent_and_errors_are_not_scores(tmp_path: Path) -> None:
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    cid = archive.create_campaign("c", "task", "ape", {})
+    cand, _ = archive.add_candidate(cid, PromptAgent(instruction="Do it."), "ape")
+    archive.add_result(cand, "val", outcome("val-1", 1.0))
+    archive.add_result(cand, "val", outcome("val-1", 0.0))  # a repeat never overwrites a score
+    archive.add_result(cand, "val", outcome("val-2", None, "LLMUnavailable: down"))
+    archive.add_result(cand, "val", outcome("val-3", 0.0))
+    assert archive.scored_examples(cand, "val") == {"val-1", "val-3"}
+    summary = archive.update_evaluation(cand, "val")
+    assert (summary.n, summary.n_errors, summary.mean) == (2, 1, 0.5)
+    archive.add_result(cand, "val", outcome("val-2", 1.0))  # a retried error is replaced by its result
+    summary = archive.update_evaluation(cand, "val")
+    assert (summary.n, summary.n_errors) == (3, 0)
+    assert archive.evaluations(cand)["val"].mean == summary.mean
+    record = queries.show(archive, cand)
+    assert record["evaluations"]["val"]["n"] == 3 and len(record["results"]) == 3
+    assert archive.usage_totals(cid)["llm_calls"] == 3
+    ranked = queries.top(archive, k=5, split="val")
+    assert [r.candidate_id for r in ranked] == [cand]
+
+
+def test_bootstrap_ci_brackets_the_mean() -> None:
+    mean, low, high = bootstrap_ci([1.0] * 30 + [0.0] * 70)
+    assert mean == 0.3 and 0.18 < low < 0.3 < high < 0.42
+    assert bootstrap_ci([1.0]) == (1.0, 1.0, 1.0)
+
+
+def test_sql_call_cache_round_trip(tmp_path: Path) -> None:
+    cache = SqlCallCache(Archive(database_url(str(tmp_path / "a.db"))))
+    assert cache.get("k") is None
+    cache.put("k", {"model": "m"}, Completion("hi", 3, 1, 0.2, "length"))
+    cache.put("k", {"model": "m"}, Completion("other", 3, 1, 0.2))  # first write wins
+    assert cache.get("k") == Completion("hi", 3, 1, 0.2, "length")

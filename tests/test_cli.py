@@ -1,0 +1,96 @@
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fakes import FakeEndpoint
+
+AGENTOPT = str(Path(sys.executable).parent / "agentopt")
+
+
+def agentopt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AGENTOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def counts(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
+        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in tables}
+
+
+@pytest.fixture
+def filled_db(tmp_path: Path, fake_endpoint: FakeEndpoint, echo_task_file: Path) -> Path:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""
+tasks: [{echo_task_file}]
+models:
+  task: {{model: fake, base_url: "{fake_endpoint.url}"}}
+  proposer: {{model: fake, base_url: "{fake_endpoint.url}", temperature: 0.9}}
+strategy: {{name: ape, params: {{n_subsamples: 2, samples_per_subsample: 2, racing_budget: 12, mc_rounds: 0, top_k: 2}}}}
+evaluation: {{backend: threads}}
+""")
+    db = tmp_path / "a.db"
+    result = agentopt("run", str(config), "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "Test accuracy" in result.stdout and "echo" in result.stdout.lower()
+    return db
+
+
+BAD_CONFIGS = {
+    "malformed.yaml": ("tasks: [a\n  b: ]", "malformed YAML"),
+    "unknown_task.yaml": ("tasks: [nope]\n", "unknown task 'nope'"),
+    "unknown_strategy.yaml": ("tasks: [antonyms]\nstrategy: {name: magic}\n", "unknown strategy 'magic'"),
+    "bad_param.yaml": ("tasks: [antonyms]\nstrategy: {params: {racing_budget: 0}}\n", "strategy.params.racing_budget"),
+    "typo.yaml": ("tasks: [antonyms]\nevaluation: {bakend: ray}\n", "evaluation.bakend"),
+    "bad_rows.yaml": ("tasks: [rows.jsonl]\n", "rows.jsonl:2: not valid JSON"),
+    "unreachable.yaml": ("tasks: [antonyms]\nmodels: {task: {model: m, base_url: 'http://127.0.0.1:9/v1'}, "
+                         "proposer: {model: m, base_url: 'http://127.0.0.1:9/v1'}}\nevaluation: {backend: threads}\n",
+                         "cannot reach model endpoint"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_input_is_one_line_and_keeps_the_archive(tmp_path: Path, filled_db: Path, name: str) -> None:
+    text, message = BAD_CONFIGS[name]
+    (tmp_path / name).write_text(text)
+    (tmp_path / "rows.jsonl").write_text('{"input": "a", "target": "b"}\n{"input": oops}\n')
+    before = counts(filled_db)
+    result = agentopt("run", name, "--db", str(filled_db), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert counts(filled_db) == before
+
+
+def test_missing_config_and_unknown_ids(tmp_path: Path, filled_db: Path) -> None:
+    for args, message in [(["run", "nothere.yaml"], "config file not found"),
+                          (["archive", "show", "999", "--db", str(filled_db)], "no candidate 999"),
+                          (["archive", "top", "--db", str(tmp_path / "none.db")], "no archive at"),
+                          (["export", "999", "--out", str(tmp_path / "x"), "--db", str(filled_db)], "no candidate 999")]:
+        result = agentopt(*args, cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.startswith("error:") and message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_archive_queries(filled_db: Path) -> None:
+    top = json.loads(agentopt("archive", "top", "-k", "3", "--db", str(filled_db), "--json").stdout)
+    assert 1 <= len(top) <= 3 and top[0]["mean"] >= top[-1]["mean"]
+    assert {"candidate_id", "ci_low", "ci_high", "payload", "task"} <= set(top[0])
+    shown = json.loads(agentopt("archive", "show", str(top[0]["candidate_id"]), "--db", str(filled_db), "--json").stdout)
+    assert shown["payload"] == top[0]["payload"] and shown["evaluations"]["val"]["n"] > 0
+    campaigns = json.loads(agentopt("archive", "campaigns", "--db", str(filled_db), "--json").stdout)
+    assert campaigns[0]["status"] == "finished"
+    assert "Evaluations" in agentopt("archive", "show", str(top[0]["candidate_id"]), "--db", str(filled_db)).stdout
+    test_top = agentopt("archive", "top", "--split", "test", "--db", str(filled_db))
+    assert test_top.returncode == 0 and "Top 10 on test" in test_top.stdout
+
+
+def test_tasks_list_and_help() -> None:
+    rows = json.loads(agentopt("tasks", "list", "--json").stdout)
+    assert len(rows) >= 8 and {"name", "metric", "train", "val", "test"} <= set(rows[0])
+    helptext = agentopt("--help").stdout
+    for command in ("run", "archive", "export", "tasks", "model"):
+        assert command in helptext
