@@ -105,7 +105,7 @@ class CampaignRun:
         registered = []
         jobs: dict[tuple[int, str, str], Job] = {}
         for trial in trials:
-            label = strategy_label or ("seed" if trial.rationale == "seed" else self.strategy_name)
+            label = "seed" if trial.rationale == "seed" else strategy_label or self.strategy_name
             candidate_id, is_new = self.archive.add_candidate(self.campaign_id, trial.agent, label, trial.parents,
                                                               trial.rationale)
             registered.append((trial, candidate_id, not is_new))

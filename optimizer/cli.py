@@ -1,5 +1,6 @@
 """The ``agentopt`` command line."""
 
+import contextlib
 import json
 import os
 import signal
@@ -20,7 +21,9 @@ from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.campaign import CampaignReport
 from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, pct, table
 
-app = typer.Typer(help="Automatically improve LLM prompts and agents.", no_args_is_help=True,
+app = typer.Typer(help="Automatically improve LLM prompts and agents.",
+                  epilog="Start with: agentopt run experiments/quickstart.yaml, then agentopt archive top.",
+                  no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 archive_app = typer.Typer(help="Query the archive of everything tried.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Built-in tasks.", no_args_is_help=True)
@@ -33,7 +36,7 @@ out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[str | None, typer.Option("--db", help="Archive: a SQLite path or SQLAlchemy URL "
-                                                            "[default: $AGENTOPT_DB or ./agentopt.db]")]
+                                                            "\\[default: $AGENTOPT_DB or ./agentopt.db]")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
@@ -50,6 +53,16 @@ def _print_json(data: Any) -> None:
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT both unwind through ``finally`` blocks, so model servers and Ray stop.
+
+    SIGINT is set explicitly because a shell starts background jobs with it ignored, and
+    ``kill -INT`` must still stop ``agentopt model serve &``.
+    """
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _summary_table(reports: list[CampaignReport]) -> None:
@@ -87,13 +100,16 @@ def run(
 
     cfg = load_config(config)
     archive = _open_archive(db or cfg.db, must_exist=False)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    _stop_on_signals()
     reporter = SilentReporter() if quiet or json_out else RichReporter(err)
     started = time.perf_counter()
     try:
-        reports = run_campaigns(cfg, archive, reporter)
-    finally:
-        reporter.close()
+        with contextlib.closing(reporter):
+            reports = run_campaigns(cfg, archive, reporter)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: every finished result and LLM call is kept in {archive.url}; "
+                  "running the same config again reuses them from the cache")
+        sys.exit(130)
     if json_out:
         _print_json([r.as_dict() for r in reports])
         return
@@ -126,7 +142,7 @@ def model_serve(
     """Serve the bundled model on loopback until Ctrl-C (OpenAI-compatible, model 'smollm2-135m-instruct')."""
     from agentopt.agents.local_model import LocalModelServers
 
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    _stop_on_signals()
     with LocalModelServers(servers, threads, ports=list(range(port, port + servers))) as pool:
         for endpoint in pool.endpoints:
             out.print(f"serving {endpoint.model} at {endpoint.base_url}")

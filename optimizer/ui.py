@@ -13,8 +13,6 @@ class Reporter(Protocol):
 
     def advance(self, n: int = 1) -> None: ...
 
-    def note(self, text: str) -> None: ...
-
     def close(self) -> None: ...
 
 
@@ -22,8 +20,6 @@ class SilentReporter:
     def phase(self, text: str, total: int) -> None: ...
 
     def advance(self, n: int = 1) -> None: ...
-
-    def note(self, text: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -39,15 +35,17 @@ class RichReporter:
         )
         self.progress.start()
         self._bar = self.progress.add_task("starting", total=None)
+        self._logged: set[str] = set()
 
     def phase(self, text: str, total: int) -> None:
         self.progress.reset(self._bar, description=text, total=total, completed=0)
+        if not self.console.is_terminal and (total or text not in self._logged):
+            # No live bar in a log file or CI: a line per unit of work (or new phase) instead.
+            self._logged.add(text)
+            self.console.print(f"{text}" + (f" ({total} example runs)" if total else ""))
 
     def advance(self, n: int = 1) -> None:
         self.progress.advance(self._bar, n)
-
-    def note(self, text: str) -> None:
-        self.progress.console.print(text)
 
     def close(self) -> None:
         self.progress.stop()

@@ -70,3 +70,18 @@ def test_endpoint_errors_are_recorded_as_errors_never_as_wrong_answers(tmp_path:
     assert errors and all(e.score is None and "LLMUnavailable" in e.error for e in errors)
     assert scored_wrong_on_failures == 0
     assert report.best_test.n + report.best_test.n_errors == 8, "errors are counted apart from scored examples"
+
+
+def test_seed_instruction_races_with_the_kept_demonstrations(tmp_path: Path, fake_endpoint: FakeEndpoint,
+                                                             echo_task_file: Path) -> None:
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    params = {**APE_SMALL, "candidate_demos": 2}
+    cfg = parse_config(config(echo_task_file, fake_endpoint.url, strategy={"name": "ape", "params": params}))
+    [report] = run_campaigns(cfg, archive, SilentReporter())
+    with archive.session() as s:
+        payloads = s.scalars(select(Candidate.payload).where(Candidate.campaign_id == report.campaign_id)).all()
+    seed_with_demos = [p for p in payloads if p["instruction"] == "Answer the following." and p["demos"]]
+    assert 1 <= len(seed_with_demos) <= APE_SMALL["n_subsamples"]
+    assert all(len(p["demos"]) == 2 for p in seed_with_demos)
+    proposed = [p for p in payloads if "echo" in p["instruction"].lower()]
+    assert proposed and all(len(p["demos"]) == 2 for p in proposed)

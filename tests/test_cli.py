@@ -1,11 +1,14 @@
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from fakes import FakeEndpoint
+from fakes import FakeEndpoint, task_aware_responder
 
 AGENTOPT = str(Path(sys.executable).parent / "agentopt")
 
@@ -20,17 +23,23 @@ def counts(db: Path) -> dict[str, int]:
         return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in tables}
 
 
-@pytest.fixture
-def filled_db(tmp_path: Path, fake_endpoint: FakeEndpoint, echo_task_file: Path) -> Path:
-    config = tmp_path / "c.yaml"
-    config.write_text(f"""
-tasks: [{echo_task_file}]
+def fake_config(path: Path, task: Path, url: str, strategy: str = "{name: ape}") -> Path:
+    """A campaign YAML whose task model and proposer are the fake endpoint at ``url``."""
+    path.write_text(f"""
+tasks: [{task}]
 models:
-  task: {{model: fake, base_url: "{fake_endpoint.url}"}}
-  proposer: {{model: fake, base_url: "{fake_endpoint.url}", temperature: 0.9}}
-strategy: {{name: ape, params: {{n_subsamples: 2, samples_per_subsample: 2, racing_budget: 12, mc_rounds: 0, top_k: 2}}}}
+  task: {{model: fake, base_url: "{url}"}}
+  proposer: {{model: fake, base_url: "{url}", temperature: 0.9}}
+strategy: {strategy}
 evaluation: {{backend: threads}}
 """)
+    return path
+
+
+@pytest.fixture
+def filled_db(tmp_path: Path, fake_endpoint: FakeEndpoint, echo_task_file: Path) -> Path:
+    config = fake_config(tmp_path / "c.yaml", echo_task_file, fake_endpoint.url, "{name: ape, params: {"
+                         "n_subsamples: 2, samples_per_subsample: 2, racing_budget: 12, mc_rounds: 0, top_k: 2}}")
     db = tmp_path / "a.db"
     result = agentopt("run", str(config), "--db", str(db))
     assert result.returncode == 0, result.stderr
@@ -94,3 +103,30 @@ def test_tasks_list_and_help() -> None:
     helptext = agentopt("--help").stdout
     for command in ("run", "archive", "export", "tasks", "model"):
         assert command in helptext
+
+
+def test_ctrl_c_mid_campaign_keeps_results_and_says_so(tmp_path: Path, echo_task_file: Path) -> None:
+    def slow(body: dict[str, Any]) -> tuple[int, str]:
+        time.sleep(0.2)
+        return task_aware_responder(body)
+
+    endpoint = FakeEndpoint(slow)
+    config = fake_config(tmp_path / "c.yaml", echo_task_file, endpoint.url)
+    db = tmp_path / "a.db"
+    proc = subprocess.Popen([AGENTOPT, "run", str(config), "--db", str(db)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (db.is_file() and counts(db).get("results", 0) >= 3):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        endpoint.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert "interrupted: every finished result and LLM call is kept" in stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select status from campaigns").fetchall() == [("interrupted",)]
+    assert counts(db)["results"] >= 3

@@ -4,6 +4,8 @@ Zhou et al., "Large Language Models Are Human-Level Prompt Engineers". Beyond th
 the iterative Monte Carlo step is implemented, proposals are validated and deduplicated before any
 evaluation, and (``candidate_demos``) a candidate may keep a few of the demonstrations it was
 induced from, because a tiny task model follows in-format examples far better than instructions.
+The seed instruction races with the same demonstrations (``seed_with_demos``), so an instruction
+only wins by doing better than a neutral one: with a 135M proposer, most proposals do not.
 """
 
 import math
@@ -32,6 +34,8 @@ class APEParams(Params):
     samples_per_subsample: int = Field(3, ge=1, description="proposer samples per subsample")
     candidate_demos: int = Field(0, ge=0, description="demonstrations each candidate keeps (0 = zero-shot, as in the paper)")
     include_seed: bool = True
+    seed_with_demos: bool = Field(True, description="also race the seed instruction with each subsample's kept "
+                                  "demonstrations, so a proposed instruction must beat a neutral one to win")
     batch_size: int = Field(5, ge=1, description="train examples per racing pull")
     pulls_per_round: int = Field(4, ge=1, description="candidates scored in parallel each round")
     racing_budget: int = Field(200, ge=1, description="task-model example evaluations for the first race")
@@ -106,13 +110,17 @@ class APE(GeneratorStrategy):
         requests = [([{"role": "user", "content": FORWARD_TEMPLATE.format(pairs=format_pairs(demos))}], i * p.samples_per_subsample + j)
                     for i, demos in enumerate(subsamples) for j in range(p.samples_per_subsample)]
         replies = propose(self.ctx.proposer, requests, p.proposer_workers)
+        kept = [tuple(Demo(input=e.input, output=e.target) for e in demos[: p.candidate_demos]) for demos in subsamples]
         for n, reply in enumerate(replies):
-            demos = subsamples[n // p.samples_per_subsample]
-            instruction = self._accept(reply, demos)
+            instruction = self._accept(reply, subsamples[n // p.samples_per_subsample])
             if instruction:
-                kept = tuple(Demo(input=e.input, output=e.target) for e in demos[: p.candidate_demos])
-                agent = self.ctx.seed_agent.model_copy(update={"instruction": instruction, "demos": kept})
+                agent = self.ctx.seed_agent.model_copy(update={"instruction": instruction,
+                                                               "demos": kept[n // p.samples_per_subsample]})
                 self._add_arm(Arm(agent, rationale="forward generation from demonstrations"))
+        if p.candidate_demos and p.seed_with_demos:
+            for demos in kept:
+                self._add_arm(Arm(self.ctx.seed_agent.model_copy(update={"demos": demos}),
+                                  rationale="seed instruction with demonstrations"))
 
     def _resample(self, round_no: int) -> None:
         parents = self._ranked()[: self.params.mc_top]
