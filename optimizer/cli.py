@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.exceptions import TyperException
 
 from agentopt.agents.errors import AgentoptError, ConfigError
 from agentopt.archive import queries
@@ -217,7 +218,17 @@ def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
-        app()
+        app(standalone_mode=False)
+    except TyperException as exc:  # a usage error: bad option, value, or command
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # its message is the help text (typer tests it so too)
+            out.print(exc.format_message())
+        else:
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            err.print(Text.assemble(("error: ", "red"), exc.format_message(), hint))
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
     except AgentoptError as exc:
         err.print(Text.assemble(("error: ", "red"), str(exc)))
         sys.exit(2)

@@ -78,10 +78,13 @@ def test_missing_config_and_unknown_ids(tmp_path: Path, filled_db: Path) -> None
     for args, message in [(["run", "nothere.yaml"], "config file not found"),
                           (["archive", "show", "999", "--db", str(filled_db)], "no candidate 999"),
                           (["archive", "top", "--db", str(tmp_path / "none.db")], "no archive at"),
-                          (["export", "999", "--out", str(tmp_path / "x"), "--db", str(filled_db)], "no candidate 999")]:
+                          (["export", "999", "--out", str(tmp_path / "x"), "--db", str(filled_db)], "no candidate 999"),
+                          (["archive", "top", "-k", "abc", "--db", str(filled_db)], "Invalid value for '-k'"),
+                          (["archive", "tpo"], "No such command 'tpo'"),
+                          (["run"], "Missing argument 'config'")]:
         result = agentopt(*args, cwd=tmp_path)
         assert result.returncode == 2 and result.stderr.startswith("error:") and message in result.stderr
-        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_archive_queries(filled_db: Path) -> None:
