@@ -42,7 +42,7 @@ class RichReporter:
         if not self.console.is_terminal and (total or text not in self._logged):
             # No live bar in a log file or CI: a line per unit of work (or new phase) instead.
             self._logged.add(text)
-            self.console.print(f"{text}" + (f" ({total} example runs)" if total else ""))
+            self.console.print(text + (f" ({total} example runs)" if total else ""))
 
     def advance(self, n: int = 1) -> None:
         self.progress.advance(self._bar, n)

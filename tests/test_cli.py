@@ -1,16 +1,13 @@
 import json
-import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import FakeEndpoint, task_aware_responder
-
-AGENTOPT = str(Path(sys.executable).parent / "agentopt")
+from processes import AGENTOPT, interrupt_campaign
 
 
 def agentopt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -115,21 +112,7 @@ def test_ctrl_c_mid_campaign_keeps_results_and_says_so(tmp_path: Path, echo_task
 
     endpoint = FakeEndpoint(slow)
     config = fake_config(tmp_path / "c.yaml", echo_task_file, endpoint.url)
-    db = tmp_path / "a.db"
-    proc = subprocess.Popen([AGENTOPT, "run", str(config), "--db", str(db)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (db.is_file() and counts(db).get("results", 0) >= 3):
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        interrupt_campaign(config, tmp_path / "a.db", after_results=3, timeout=60)
     finally:
         endpoint.close()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130 and "Traceback" not in stderr
-    assert "interrupted: every finished result and LLM call is kept" in stderr
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("select status from campaigns").fetchall() == [("interrupted",)]
-    assert counts(db)["results"] >= 3

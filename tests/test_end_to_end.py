@@ -2,16 +2,16 @@
 
 import json
 import os
+import sqlite3
 import subprocess
-import sys
 import venv
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import AGENTOPT, interrupt_campaign, pids_running, wait_until
 
 pytestmark = pytest.mark.local_model
-AGENTOPT = str(Path(sys.executable).parent / "agentopt")
 
 TINY = """
 name: tiny
@@ -44,11 +44,31 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[
 
 
 def test_campaign_runs_on_ray_with_the_real_model(campaign: tuple[Path, list[dict[str, Any]]]) -> None:
-    _, [report] = campaign
+    tmp, [report] = campaign
     assert report["stats"]["task_llm_calls"] > 0 and report["stats"]["proposer_llm_calls"] > 0
     assert report["best_test"]["n"] + report["best_test"]["n_errors"] == 6
     assert report["seed_test"]["n"] + report["seed_test"]["n_errors"] == 6
     assert report["best_agent"]["kind"] == "prompt"
+    with sqlite3.connect(tmp / "a.db") as conn:
+        rationales = [r for (r,) in conn.execute("select rationale from candidates where campaign_id = ?",
+                                                 (report["campaign_id"],))]
+    assert "seed instruction with demonstrations" in rationales, "the seed must race with the kept demos"
+    stats = report["stats"]
+    rejected = sum(v for k, v in stats.items() if k.startswith("rejected: "))
+    proposed = sum(r != "seed" and not r.startswith("seed instruction") for r in rationales)
+    assert stats["proposals"] == 2 * 2 + 1 * 1, "forward samples plus Monte Carlo variations"
+    assert proposed + rejected + stats.get("duplicates", 0) >= stats["proposals"], "every proposal is accounted for"
+
+
+def test_ctrl_c_stops_the_real_campaign_and_leaves_no_process(tmp_path: Path) -> None:
+    watched = ("llama_cpp.server", "raylet", "gcs_server")
+    before = {name: pids_running(name) for name in watched}
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    interrupt_campaign(tmp_path / "tiny.yaml", tmp_path / "a.db", after_results=2, timeout=300)
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        assert conn.execute("select count(*) from llm_calls").fetchone()[0] >= 2, "finished calls stay cached"
+    for name in watched:
+        assert wait_until(lambda n=name: not pids_running(n) - before[n], timeout=60), f"{name} outlived the run"
 
 
 def test_rerun_makes_zero_llm_calls(campaign: tuple[Path, list[dict[str, Any]]]) -> None:

@@ -3,38 +3,18 @@
 import os
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
+from processes import AGENTOPT, pids_running, wait_until
 
 from agentopt.agents.local_model import LocalModelServers, free_port
 
 pytestmark = pytest.mark.local_model
-AGENTOPT = str(Path(sys.executable).parent / "agentopt")
 
 
-def server_pids(port: int) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"llama_cpp.server" in cmdline and str(port).encode() in cmdline:
-            pids.append(int(proc.name))
-    return pids
-
-
-def wait_until(predicate, timeout: float = 120.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
+def server_pids(port: int) -> set[int]:
+    return pids_running("llama_cpp.server", str(port))
 
 
 def ready(port: int) -> bool:
