@@ -20,5 +20,6 @@ install: $(VENV)/.installed
 quickstart: install
 	$(VENV)/bin/agentopt run experiments/quickstart.yaml
 
+# Archive tests also run against a throwaway PostgreSQL server that tests/pg_server.sh starts.
 test: install
-	$(PY) -m pytest -q
+	url=$${AGENTOPT_TEST_PG:-$$(tests/pg_server.sh)} && AGENTOPT_TEST_PG=$$url $(PY) -m pytest -q

@@ -1,19 +1,20 @@
-"""What is optimised and how it runs: the LLM client, the bundled local model and agent kinds."""
+"""What is optimised and how it runs: the LLM client, the bundled local model and agent kinds.
 
+Names are imported lazily, so commands that only read the archive start without loading the
+LLM client libraries.
+"""
+
+from importlib import import_module
 from typing import Any
 
-from agentopt.agents.base import Agent
-from agentopt.agents.errors import AgentoptError
-from agentopt.agents.prompt import Demo, PromptAgent
-
-AGENT_KINDS: dict[str, type[PromptAgent]] = {"prompt": PromptAgent}
+_LAZY = {"Agent": "base", "Demo": "prompt", "PromptAgent": "prompt", "AGENT_KINDS": "kinds",
+         "agent_from_payload": "kinds"}
 
 
-def agent_from_payload(payload: dict[str, Any]) -> Agent:
-    kind = payload.get("kind")
-    if kind not in AGENT_KINDS:
-        raise AgentoptError(f"unknown agent kind {kind!r}; known: {', '.join(AGENT_KINDS)}")
-    return AGENT_KINDS[kind].model_validate(payload)
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'agentopt.agents' has no attribute {name!r}")
+    return getattr(import_module(f"agentopt.agents.{_LAZY[name]}"), name)
 
 
-__all__ = ["AGENT_KINDS", "Agent", "Demo", "PromptAgent", "agent_from_payload"]
+__all__ = sorted(_LAZY)

@@ -97,11 +97,13 @@ class Usage:
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    footprint_tokens: int = 0
     latency_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, completion: Completion) -> None:
         with self._lock:
+            self.footprint_tokens += completion.prompt_tokens + completion.completion_tokens
             if completion.cached:
                 self.cache_hits += 1
                 return
@@ -111,7 +113,8 @@ class Usage:
             self.latency_s += completion.latency_s
 
     def as_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "latency_s")}
+        return {k: getattr(self, k) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens",
+                                                "latency_s")}
 
 
 def cache_key(model: str, messages: Sequence[Message], sampling: Sampling, sample: int) -> str:

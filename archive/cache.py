@@ -1,8 +1,6 @@
 """The LLM call cache, stored in the archive so it follows the campaign to any machine."""
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agentopt.agents.llm import Completion
 from agentopt.archive.models import LLMCall
@@ -28,6 +26,5 @@ class SqlCallCache:
             "finish_reason": completion.finish_reason, "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens, "latency_s": completion.latency_s,
         }
-        insert = pg_insert if self.archive.engine.dialect.name == "postgresql" else sqlite_insert
         with self.archive.session() as s:
-            s.execute(insert(LLMCall).values(**values).on_conflict_do_nothing(index_elements=["key"]))
+            s.execute(self.archive.insert(LLMCall).values(**values).on_conflict_do_nothing(index_elements=["key"]))

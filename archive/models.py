@@ -3,8 +3,11 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints, so migrations can refer to them by the same name on every database.
+NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s"}
 
 
 def utcnow() -> datetime:
@@ -12,6 +15,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
 
 
@@ -30,8 +34,16 @@ class Campaign(Base):
 
 
 class Candidate(Base):
+    """One distinct agent tried by a campaign.
+
+    ``content_hash`` is unique per campaign (textual duplicates are never stored twice);
+    ``functional_hash`` fingerprints behaviour on the probe inputs, and a candidate that behaves
+    exactly like an earlier one points at it through ``twin_id`` and reuses its evaluation.
+    """
+
     __tablename__ = "candidates"
-    __table_args__ = (UniqueConstraint("campaign_id", "content_hash"),)
+    __table_args__ = (UniqueConstraint("campaign_id", "content_hash"),
+                      Index("ix_candidates_campaign_functional", "campaign_id", "functional_hash"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), index=True)
@@ -40,6 +52,8 @@ class Candidate(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     strategy: Mapped[str] = mapped_column(String(100))
     rationale: Mapped[str] = mapped_column(Text, default="")
+    functional_hash: Mapped[str | None] = mapped_column(String(64))
+    twin_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -51,7 +65,12 @@ class Lineage(Base):
 
 
 class Result(Base):
-    """One example's outcome: a score, or an error with its reason, never both."""
+    """One example's outcome: a score, or an error with its reason, never both.
+
+    ``prompt_tokens`` / ``completion_tokens`` count what was paid for (cache hits cost nothing);
+    ``footprint_tokens`` counts every token the agent's calls used, cached or not: its cost in
+    deployment, which is what ``archive pareto`` trades against score.
+    """
 
     __tablename__ = "results"
     __table_args__ = (UniqueConstraint("candidate_id", "split", "example_id"),)
@@ -67,6 +86,7 @@ class Result(Base):
     cache_hits: Mapped[int] = mapped_column(default=0)
     prompt_tokens: Mapped[int] = mapped_column(default=0)
     completion_tokens: Mapped[int] = mapped_column(default=0)
+    footprint_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -85,6 +105,7 @@ class Evaluation(Base):
     mean: Mapped[float | None] = mapped_column(Float)
     ci_low: Mapped[float | None] = mapped_column(Float)
     ci_high: Mapped[float | None] = mapped_column(Float)
+    tokens_mean: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -1,12 +1,51 @@
-"""Read-side queries behind ``agentopt archive``: ranking and a candidate's full record."""
+"""Read-side queries behind ``agentopt archive``: ranking, Pareto fronts, lineage, diffs, campaigns.
 
+Every query is one or two indexed SQL statements (lineage is a recursive CTE), so they stay fast on
+archives with millions of candidates; see ``experiments/bench_archive.py``.
+"""
+
+import difflib
+import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+import networkx as nx
+from sqlalchemy import Select, func, select
 
-from agentopt.archive.models import Campaign, Candidate, Evaluation
+from agentopt.agents.errors import ArchiveError
+from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage, Result
+from agentopt.archive.stats import bootstrap_ci
 from agentopt.archive.store import Archive
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which candidates a query looks at; ``None`` means no restriction."""
+
+    campaign: str | None = None
+    task: str | None = None
+    kind: str | None = None
+    strategy: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        conditions = [
+            (self.campaign, lambda v: Candidate.campaign_id == v),
+            (self.task, lambda v: Campaign.task == v),
+            (self.kind, lambda v: Candidate.kind == v),
+            (self.strategy, lambda v: Candidate.strategy == v),
+            (self.since, lambda v: Candidate.created_at >= v),
+            (self.until, lambda v: Candidate.created_at < v),
+        ]
+        for value, condition in conditions:
+            if value is not None:
+                query = query.where(condition(value))
+        return query
 
 
 @dataclass(frozen=True)
@@ -14,6 +53,7 @@ class Ranked:
     candidate_id: int
     campaign_id: str
     task: str
+    kind: str
     strategy: str
     split: str
     mean: float
@@ -21,29 +61,45 @@ class Ranked:
     ci_high: float
     n: int
     n_errors: int
+    tokens_mean: float | None
     payload: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def top(archive: Archive, k: int = 10, campaign_id: str | None = None, split: str = "val") -> list[Ranked]:
-    """Best candidates on ``split`` by mean score, then by number of examples scored."""
+def _ranked_query(split: str, filters: Filters) -> Select[Any]:
     query = (
         select(Evaluation, Candidate, Campaign.task)
         .join(Candidate, Candidate.id == Evaluation.candidate_id)
         .join(Campaign, Campaign.id == Candidate.campaign_id)
         .where(Evaluation.split == split, Evaluation.mean.is_not(None))
-        .order_by(Evaluation.mean.desc(), Evaluation.n.desc(), Candidate.id)
-        .limit(k)
     )
-    if campaign_id:
-        query = query.where(Candidate.campaign_id == campaign_id)
+    return filters.apply(query)
+
+
+def _ranked(rows: Iterable[Any]) -> list[Ranked]:
+    return [Ranked(c.id, c.campaign_id, task, c.kind, c.strategy, e.split, e.mean, e.ci_low, e.ci_high, e.n,
+                   e.n_errors, e.tokens_mean, c.payload) for e, c, task in rows]
+
+
+def top(archive: Archive, k: int = 10, split: str = "val", filters: Filters = Filters()) -> list[Ranked]:
+    """Best candidates on ``split`` by mean score, then by number of examples scored."""
+    query = _ranked_query(split, filters).order_by(Evaluation.mean.desc(), Evaluation.n.desc(), Candidate.id).limit(k)
     with archive.session() as s:
-        return [
-            Ranked(c.id, c.campaign_id, task, c.strategy, e.split, e.mean, e.ci_low, e.ci_high, e.n, e.n_errors, c.payload)
-            for e, c, task in s.execute(query).all()
-        ]
+        return _ranked(s.execute(query).all())
+
+
+def pareto(archive: Archive, split: str = "val", filters: Filters = Filters()) -> list[Ranked]:
+    """Candidates no other candidate beats on both score and tokens per example (cheapest first)."""
+    query = (_ranked_query(split, filters).where(Evaluation.tokens_mean.is_not(None))
+             .order_by(Evaluation.tokens_mean, Evaluation.mean.desc(), Candidate.id))
+    front: list[Ranked] = []
+    with archive.session() as s:
+        for row in s.execute(query).yield_per(10_000):
+            if not front or row[0].mean > front[-1].mean:
+                front.extend(_ranked([row]))
+    return front
 
 
 def show(archive: Archive, candidate_id: int) -> dict[str, Any]:
@@ -58,6 +114,8 @@ def show(archive: Archive, candidate_id: int) -> dict[str, Any]:
         "strategy": candidate.strategy,
         "rationale": candidate.rationale,
         "content_hash": candidate.content_hash,
+        "functional_hash": candidate.functional_hash,
+        "twin_id": candidate.twin_id,
         "created_at": candidate.created_at.isoformat(),
         "parents": archive.parents(candidate_id),
         "payload": candidate.payload,
@@ -69,11 +127,159 @@ def show(archive: Archive, candidate_id: int) -> dict[str, Any]:
     }
 
 
-def campaigns(archive: Archive) -> list[dict[str, Any]]:
+# --- lineage ---------------------------------------------------------------------------------------
+def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> nx.DiGraph:
+    """The candidate's ancestry (and optionally its descendants) as a graph, edges parent → child.
+
+    One recursive CTE per direction, so a depth-20 ancestry is a single round trip.
+    """
+    archive.candidate(candidate_id)  # one clear error for an unknown id
+    up = select(Lineage.child_id, Lineage.parent_id).where(Lineage.child_id == candidate_id).cte(recursive=True)
+    up = up.union(select(Lineage.child_id, Lineage.parent_id).join(up, Lineage.child_id == up.c.parent_id))
+    queries = [select(up.c.parent_id, up.c.child_id)]
+    if descendants:
+        down = select(Lineage.child_id, Lineage.parent_id).where(Lineage.parent_id == candidate_id).cte(recursive=True)
+        down = down.union(select(Lineage.child_id, Lineage.parent_id).join(down, Lineage.parent_id == down.c.child_id))
+        queries.append(select(down.c.parent_id, down.c.child_id))
+    graph = nx.DiGraph(root=candidate_id)
+    graph.add_node(candidate_id)
     with archive.session() as s:
-        rows = s.scalars(select(Campaign).order_by(Campaign.created_at.desc()))
-        return [
-            {"id": c.id, "name": c.name, "task": c.task, "strategy": c.strategy, "status": c.status,
-             "created_at": c.created_at.isoformat(), "summary": c.summary}
-            for c in rows
-        ]
+        for query in queries:
+            graph.add_edges_from(s.execute(query).tuples())
+        rows = s.execute(select(Candidate, Evaluation.split, Evaluation.mean)
+                         .outerjoin(Evaluation, Evaluation.candidate_id == Candidate.id)
+                         .where(Candidate.id.in_(list(graph.nodes)))).all()
+    for candidate, split, mean in rows:
+        node = graph.nodes[candidate.id]
+        node.update(kind=candidate.kind, strategy=candidate.strategy, rationale=candidate.rationale,
+                    label=_label(candidate.payload), campaign=candidate.campaign_id)
+        if split is not None and mean is not None:
+            node[f"{split}_score"] = round(mean, 4)
+    return graph
+
+
+def _label(payload: dict[str, Any]) -> str:
+    text = str(payload.get("instruction") or payload.get("name") or payload.get("kind", ""))
+    demos = len(payload.get("demos", []))
+    return (text if len(text) <= 60 else text[:57] + "...") + (f" (+{demos} demos)" if demos else "")
+
+
+def to_dot(graph: nx.DiGraph) -> str:
+    """Graphviz DOT, written here so that no pydot / pygraphviz install is needed."""
+
+    def quote(value: Any) -> str:
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box];"]
+    for node, data in graph.nodes(data=True):
+        scores = ", ".join(f"{k.removesuffix('_score')} {100 * v:.1f}%" for k, v in data.items() if k.endswith("_score"))
+        label = f"#{node} {data.get('strategy', '')}\n{data.get('label', '')}" + (f"\n{scores}" if scores else "")
+        style = ", style=bold" if node == graph.graph.get("root") else ""
+        lines.append(f"  {node} [label={quote(label)}{style}];")
+    lines += [f"  {parent} -> {child};" for parent, child in graph.edges]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def render_lineage(graph: nx.DiGraph, fmt: str) -> str:
+    if fmt == "dot":
+        return to_dot(graph)
+    if fmt == "graphml":
+        return "\n".join(nx.generate_graphml(graph)) + "\n"
+    return json.dumps(nx.node_link_data(graph, edges="edges"), indent=2, default=str) + "\n"
+
+
+# --- diff ----------------------------------------------------------------------------------------------
+def _example_scores(archive: Archive, candidate_id: int) -> dict[tuple[str, str], float]:
+    with archive.session() as s:
+        rows = s.execute(select(Result.split, Result.example_id, Result.score)
+                         .where(Result.candidate_id == candidate_id, Result.error.is_(None),
+                                Result.score.is_not(None))).all()
+    return {(split, example): score for split, example, score in rows}
+
+
+def diff(archive: Archive, a: int, b: int) -> dict[str, Any]:
+    """What changed from candidate A to B, and what it did on the examples both were scored on."""
+    ca, cb = archive.candidate(a), archive.candidate(b)
+    pa, pb = ca.payload, cb.payload
+    changes: dict[str, Any] = {}
+    for key in sorted(set(pa) | set(pb)):
+        if pa.get(key) == pb.get(key):
+            continue
+        if isinstance(pa.get(key), str) and isinstance(pb.get(key), str):
+            changes[key] = list(difflib.unified_diff(pa[key].splitlines(), pb[key].splitlines(), "A", "B", lineterm=""))
+        elif isinstance(pa.get(key), list) and isinstance(pb.get(key), list):
+            changes[key] = {"removed": [x for x in pa[key] if x not in pb[key]],
+                            "added": [x for x in pb[key] if x not in pa[key]]}
+        else:
+            changes[key] = {"A": pa.get(key), "B": pb.get(key)}
+    ea, eb = archive.evaluations(a), archive.evaluations(b)
+    sa, sb = _example_scores(archive, a), _example_scores(archive, b)
+    splits = {}
+    for split in SPLITS:
+        shared = sorted(k for k in sa.keys() & sb.keys() if k[0] == split)
+        if split not in ea and split not in eb and not shared:
+            continue
+        entry: dict[str, Any] = {"A": asdict(ea[split]) if split in ea else None,
+                                 "B": asdict(eb[split]) if split in eb else None, "shared_examples": len(shared)}
+        if shared:
+            delta = bootstrap_ci([sb[k] - sa[k] for k in shared])
+            entry.update(b_minus_a=delta[0], b_minus_a_ci=[delta[1], delta[2]],
+                         b_better=sum(sb[k] > sa[k] for k in shared), a_better=sum(sa[k] > sb[k] for k in shared))
+        splits[split] = entry
+    related = "same campaign" if ca.campaign_id == cb.campaign_id else "different campaigns"
+    return {"A": a, "B": b, "relation": related, "payload_changes": changes, "splits": splits}
+
+
+# --- campaigns -------------------------------------------------------------------------------------------
+def _best(archive: Archive, campaign_id: str, split: str) -> Ranked | None:
+    ranked = top(archive, 1, split, Filters(campaign=campaign_id))
+    return ranked[0] if ranked else None
+
+
+def campaigns(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Campaigns, newest first, with size, best scores and spend: the table users compare runs with."""
+    wanted = list(ids)
+    query = select(Campaign).order_by(Campaign.created_at.desc())
+    if task:
+        query = query.where(Campaign.task == task)
+    if wanted:
+        query = query.where(Campaign.id.in_(wanted))
+    with archive.session() as s:
+        rows = list(s.scalars(query))
+        counts = dict(s.execute(select(Candidate.campaign_id, func.count(Candidate.id))
+                                .where(Candidate.campaign_id.in_([c.id for c in rows]))
+                                .group_by(Candidate.campaign_id)).tuples().all())
+    out = []
+    for c in rows:
+        stats = c.summary.get("stats", {})
+        best_test = c.summary.get("best_test") or {}
+        seed_test = c.summary.get("seed_test") or {}
+        best_val = _best(archive, c.id, "val")
+        out.append({
+            "id": c.id, "name": c.name, "task": c.task, "strategy": c.strategy, "status": c.status,
+            "created_at": c.created_at.isoformat(), "candidates": counts.get(c.id, 0),
+            "best_val": best_val.mean if best_val else None,
+            "best_test": best_test.get("mean"), "best_test_ci": [best_test.get("ci_low"), best_test.get("ci_high")],
+            "seed_test": seed_test.get("mean"), "best_candidate_id": c.summary.get("best_candidate_id"),
+            "llm_calls": stats.get("task_llm_calls", 0) + stats.get("proposer_llm_calls", 0),
+            "wall_s": c.summary.get("wall_s"), "stats": stats,
+        })
+    return out
+
+
+def compare(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Campaigns side by side; each best candidate against the oldest campaign's, paired on the
+    test examples both were scored on (a difference with its bootstrap 95% CI)."""
+    rows = campaigns(archive, task, ids)
+    if len({r["task"] for r in rows}) > 1:
+        raise ArchiveError("compare campaigns of one task: pass --task, or campaign ids of the same task")
+    finished = [r for r in rows if r["best_candidate_id"] is not None]
+    reference = finished[-1] if finished else None
+    for row in rows:
+        row["test_vs_reference"] = None
+        if reference is not None and row["best_candidate_id"] is not None and row is not reference:
+            test = diff(archive, reference["best_candidate_id"], row["best_candidate_id"])["splits"].get("test", {})
+            if "b_minus_a" in test:
+                row["test_vs_reference"] = {"reference": reference["id"], "delta": test["b_minus_a"],
+                                            "ci": test["b_minus_a_ci"], "shared_examples": test["shared_examples"]}
+    return rows

@@ -11,18 +11,24 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Engine, create_engine, event, func, make_url, select
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from agentopt.agents.base import Agent
 from agentopt.agents.errors import ArchiveError
+from agentopt.archive import schema
 from agentopt.archive.models import Base, Campaign, Candidate, Evaluation, Lineage, Result, utcnow
 from agentopt.archive.stats import bootstrap_ci
 
+if TYPE_CHECKING:
+    from agentopt.agents.base import Agent
+
 DEFAULT_DB = "agentopt.db"
+USAGE_COLUMNS = ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens", "latency_s")
 
 
 def database_url(db: str | None = None) -> str:
@@ -31,7 +37,7 @@ def database_url(db: str | None = None) -> str:
     return value if "://" in value else f"sqlite:///{value}"
 
 
-def content_hash(agent: Agent) -> str:
+def content_hash(agent: "Agent") -> str:
     return hashlib.sha256(f"{agent.kind}\n{agent.canonical()}".encode()).hexdigest()
 
 
@@ -57,6 +63,35 @@ class ExampleOutcome:
     usage: dict[str, float]
 
 
+def lock_timeout_s() -> float:
+    """How long a writer waits for a locked SQLite archive (``AGENTOPT_DB_TIMEOUT``, default 60 s)."""
+    return float(os.environ.get("AGENTOPT_DB_TIMEOUT", "60"))
+
+
+def display_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def describe_db_error(exc: Exception, url: str) -> str:
+    """One line a user can act on, for any failure to open or use an archive."""
+    where = display_url(url)
+    if isinstance(exc, ModuleNotFoundError):
+        hint = "use a postgresql+psycopg:// URL" if exc.name == "psycopg2" else "pip install 'agentopt[postgres]'"
+        return f"archive {where} needs the {exc.name} driver: {hint}"
+    if isinstance(exc, (ArgumentError, NoSuchModuleError)):
+        return (f"not a usable database URL: {where!r} (use a SQLite path, sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST:PORT/DB)")
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    detail_line = detail[0] if detail else type(exc).__name__
+    if "database is locked" in detail_line:
+        return (f"archive {where} is locked by another process (waited {lock_timeout_s():.0f}s); "
+                "try again when it is done, or raise AGENTOPT_DB_TIMEOUT")
+    return f"cannot use archive {where}: {detail_line}"
+
+
 def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
@@ -64,8 +99,8 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:
             cursor = conn.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_s() * 1000)}")
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=60000")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -74,20 +109,32 @@ def make_engine(url: str) -> Engine:
 
 
 class Archive:
+    """An archive at ``url``, checked to be at this agentopt's schema revision.
+
+    ``create`` makes an empty database into an archive (running every migration); without it an
+    empty database is an error, so a mistyped URL never silently shows an empty archive.
+    """
+
     def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
         try:
             self.engine = make_engine(url)
-            if create:
-                Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise ArchiveError(f"cannot open archive {url}: {str(exc).splitlines()[0]}") from None
+            if schema.state(self.engine).current is None:
+                if not create:
+                    raise ArchiveError(f"archive {display_url(url)} is empty (run a campaign first, or pass --db)")
+                schema.upgrade(self.engine, display_url(url))
+            schema.check(self.engine, display_url(url))
+        except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            raise ArchiveError(describe_db_error(exc, url)) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as exc:
+            raise ArchiveError(describe_db_error(exc, self.url)) from None
 
     # --- campaigns ---------------------------------------------------------------------------
     def create_campaign(self, name: str, task: str, strategy: str, config: dict[str, Any]) -> str:
@@ -109,7 +156,7 @@ class Archive:
         return found
 
     # --- candidates --------------------------------------------------------------------------
-    def add_candidate(self, campaign_id: str, agent: Agent, strategy: str, parents: Sequence[int] = (),
+    def add_candidate(self, campaign_id: str, agent: "Agent", strategy: str, parents: Sequence[int] = (),
                       rationale: str = "") -> tuple[int, bool]:
         """Store ``agent`` unless its content hash is already in the campaign.
 
@@ -145,6 +192,22 @@ class Archive:
             raise ArchiveError(f"no candidate {candidate_id} in {self.url}")
         return found
 
+    def record_fingerprint(self, candidate_id: int, digest: str | None) -> int | None:
+        """Store a candidate's functional hash; returns the earliest candidate of the campaign that
+        has the same one and is not itself a twin (``None``: no match, or no fingerprint)."""
+        if digest is None:
+            return None
+        with self.session() as s:
+            row = s.get_one(Candidate, candidate_id)
+            row.functional_hash = digest
+            return s.scalar(select(func.min(Candidate.id)).where(
+                Candidate.campaign_id == row.campaign_id, Candidate.functional_hash == digest,
+                Candidate.twin_id.is_(None), Candidate.id != candidate_id))
+
+    def set_twin(self, candidate_id: int, twin_id: int) -> None:
+        with self.session() as s:
+            s.get_one(Candidate, candidate_id).twin_id = twin_id
+
     def parents(self, candidate_id: int) -> list[int]:
         with self.session() as s:
             return list(s.scalars(select(Lineage.parent_id).where(Lineage.child_id == candidate_id)))
@@ -156,29 +219,51 @@ class Archive:
             return set(s.scalars(select(Result.example_id).where(
                 Result.candidate_id == candidate_id, Result.split == split, Result.error.is_(None))))
 
-    def add_result(self, candidate_id: int, split: str, outcome: ExampleOutcome) -> None:
-        usage = {k: outcome.usage.get(k, 0) for k in
-                 ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "latency_s")}
+    def insert(self, table: type[Base]) -> Any:
+        """An INSERT that supports ON CONFLICT on this database (SQLite and PostgreSQL share the API)."""
+        return (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(table)
+
+    def outputs(self, candidate_id: int, split: str, example_ids: Sequence[str]) -> dict[str, str | None]:
+        """Stored outputs for ``example_ids``; an example that failed maps to ``None``."""
         with self.session() as s:
-            row = s.scalar(select(Result).where(Result.candidate_id == candidate_id, Result.split == split,
-                                                Result.example_id == outcome.example_id))
-            if row is None:
-                s.add(Result(candidate_id=candidate_id, split=split, example_id=outcome.example_id,
-                             output=outcome.output, score=outcome.score, error=outcome.error, **usage))
-            elif row.error is not None:
-                row.output, row.score, row.error, row.created_at = outcome.output, outcome.score, outcome.error, utcnow()
-                for key, value in usage.items():
-                    setattr(row, key, value)
+            rows = s.execute(select(Result.example_id, Result.output, Result.error).where(
+                Result.candidate_id == candidate_id, Result.split == split, Result.example_id.in_(list(example_ids))))
+            return {r.example_id: None if r.error is not None else r.output for r in rows}
+
+    def calls_for(self, candidate_id: int, split: str, example_id: str) -> int:
+        """LLM calls (paid or cached) one stored example took: what re-running it would cost."""
+        with self.session() as s:
+            calls = s.scalar(select(Result.llm_calls + Result.cache_hits).where(
+                Result.candidate_id == candidate_id, Result.split == split, Result.example_id == example_id))
+        return max(calls or 0, 1)
+
+    def add_result(self, candidate_id: int, split: str, outcome: ExampleOutcome) -> None:
+        """Store one example's outcome; idempotent, and a stored score is never overwritten.
+
+        A single upsert, so concurrent writers of the same example cannot collide: an existing
+        error is replaced by the new outcome (a retry), an existing score is kept.
+        """
+        usage = {k: outcome.usage.get(k, 0) for k in USAGE_COLUMNS}
+        values = {"output": outcome.output, "score": outcome.score, "error": outcome.error, **usage,
+                  "created_at": utcnow()}
+        statement = self.insert(Result).values(candidate_id=candidate_id, split=split, example_id=outcome.example_id,
+                                               **values)
+        statement = statement.on_conflict_do_update(index_elements=["candidate_id", "split", "example_id"],
+                                                    set_=values, where=Result.error.is_not(None))
+        with self.session() as s:
+            s.execute(statement)
 
     def update_evaluation(self, candidate_id: int, split: str, example_ids: Iterable[str] | None = None) -> EvalSummary:
         """Recompute the split's aggregate from its result rows (optionally only ``example_ids``)."""
         with self.session() as s:
-            query = select(Result.score, Result.error).where(Result.candidate_id == candidate_id, Result.split == split)
+            query = select(Result.score, Result.error, Result.footprint_tokens).where(Result.candidate_id == candidate_id, Result.split == split)
             if example_ids is not None:
                 query = query.where(Result.example_id.in_(list(example_ids)))
             rows = s.execute(query).all()
             scores = [r.score for r in rows if r.error is None and r.score is not None]
             mean, low, high = bootstrap_ci(scores) if scores else (None, None, None)
+            footprints = [r.footprint_tokens for r in rows if r.error is None]
+            tokens = sum(footprints) / len(footprints) if footprints else None
             summary = EvalSummary(candidate_id, split, len(scores), sum(r.error is not None for r in rows), mean, low, high)
             if example_ids is not None:
                 return summary
@@ -186,8 +271,8 @@ class Archive:
             if row is None:
                 row = Evaluation(candidate_id=candidate_id, split=split, n=0, n_errors=0)
                 s.add(row)
-            row.n, row.n_errors, row.mean, row.ci_low, row.ci_high = (
-                summary.n, summary.n_errors, summary.mean, summary.ci_low, summary.ci_high)
+            row.n, row.n_errors, row.mean, row.ci_low, row.ci_high, row.tokens_mean = (
+                summary.n, summary.n_errors, summary.mean, summary.ci_low, summary.ci_high, tokens)
             return summary
 
     def evaluations(self, candidate_id: int) -> dict[str, EvalSummary]:

@@ -11,8 +11,9 @@ from typing import Any
 
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt import PromptAgent
-from agentopt.archive.queries import top
+from agentopt.archive.queries import Filters, top
 from agentopt.archive.store import Archive, EvalSummary, ExampleOutcome
+from agentopt.optimizer.dedup import FunctionalDedup, Policy
 from agentopt.optimizer.evaluation import Evaluator, Job
 from agentopt.optimizer.strategies import StrategyContext, Trial, TrialResult, make_strategy
 from agentopt.optimizer.tasks import Task
@@ -49,6 +50,8 @@ class CampaignRun:
     seed: int = 0
     val_size: int | None = None
     test_size: int | None = None
+    dedup_policy: Policy = "verify"
+    probe_size: int = 5
 
     def run(self) -> CampaignReport:
         started = time.perf_counter()
@@ -56,7 +59,11 @@ class CampaignRun:
         task_info = {"name": self.task.name, "description": self.task.description, "metric": self.task.metric_name}
         self.campaign_id = self.archive.create_campaign(self.name, self.task.name, self.strategy_name,
                                                         {**self.config, "task": task_info})
-        self.stats: dict[str, int] = {"trials": 0, "examples evaluated": 0, "examples reused": 0}
+        self.stats: dict[str, Any] = {
+            "trials": 0, "proposals": 0, "content duplicates": 0, "functional duplicates": 0,
+            "functional matches rejected by verify": 0, "full evaluations": 0, "examples evaluated": 0,
+            "examples reused": 0, "examples served by a twin": 0, "llm calls saved": 0,
+            "functional dedup": self.dedup_policy}
         try:
             report = self._run(started)
         except BaseException as exc:
@@ -68,9 +75,12 @@ class CampaignRun:
         return report
 
     def _run(self, started: float) -> CampaignReport:
+        probe = self.task.train[: self.probe_size]
+        verify = self.task.train[self.probe_size: 2 * self.probe_size]
+        self.dedup = FunctionalDedup(self.archive, self.dedup_policy, probe, verify, self._evaluate, self.stats)
         ctx = StrategyContext(train=self.task.train, val=self.task.val[: self.val_size], seed_agent=self.seed_agent,
                               proposer=self.proposer, task_description=self.task.description, seed=self.seed,
-                              stats=self.stats)
+                              stats=self.stats, probe_ids=self.dedup.probe_ids)
         strategy = make_strategy(self.strategy_name, self.strategy_params, ctx)
         while True:
             self.reporter.phase(f"{self.task.name}: {self.strategy_name} proposing", 0)
@@ -95,39 +105,60 @@ class CampaignRun:
 
     def _select_winner(self) -> int:
         """Highest validation mean among candidates scored without errors; the seed if none was."""
-        ranked = [r for r in top(self.archive, k=1000, campaign_id=self.campaign_id, split="val") if r.n_errors == 0]
+        ranked = [r for r in top(self.archive, 1000, "val", Filters(campaign=self.campaign_id)) if r.n_errors == 0]
         if ranked:
             return ranked[0].candidate_id
         candidate_id, _ = self.archive.add_candidate(self.campaign_id, self.seed_agent, "seed", rationale="seed")
         return candidate_id
 
-    def _run_trials(self, trials: Sequence[Trial], strategy_label: str | None = None) -> list[TrialResult]:
-        registered = []
-        jobs: dict[tuple[int, str, str], Job] = {}
+    def _register(self, trials: Sequence[Trial], strategy_label: str | None) -> list[tuple[Trial, int, int | None]]:
+        """Store each trial's candidate; new ones are fingerprinted, and duplicates get their twin."""
+        registered, new = [], {}
         for trial in trials:
             label = "seed" if trial.rationale == "seed" else strategy_label or self.strategy_name
             candidate_id, is_new = self.archive.add_candidate(self.campaign_id, trial.agent, label, trial.parents,
                                                               trial.rationale)
-            registered.append((trial, candidate_id, not is_new))
-            done = self.archive.scored_examples(candidate_id, trial.split)
+            registered.append((trial, candidate_id))
+            if is_new:
+                new[candidate_id] = trial.agent.payload()
+        if new:
+            self.reporter.phase(f"{self.task.name}: probing {len(new)} new candidate(s)", 0)
+        twins = self.dedup.twins(new)
+        self.stats["full evaluations"] += len(new) - len(twins)
+        return [(trial, c, twins.get(c) if c in new else self.archive.candidate(c).twin_id) for trial, c in registered]
+
+    def _run_trials(self, trials: Sequence[Trial], strategy_label: str | None = None) -> list[TrialResult]:
+        """Evaluate what is missing for each trial; a functional duplicate's trial runs on its twin."""
+        registered = self._register(trials, strategy_label)
+        jobs: dict[tuple[int, str, str], Job] = {}
+        for trial, candidate_id, twin in registered:
+            target = twin or candidate_id
+            done = self.archive.scored_examples(target, trial.split)
+            payload = self.archive.candidate(target).payload if twin else trial.agent.payload()
             for example_id in trial.example_ids:
-                key = (candidate_id, trial.split, example_id)
+                key = (target, trial.split, example_id)
                 if example_id in done:
                     self.stats["examples reused"] += 1
+                    if twin:
+                        self.stats["examples served by a twin"] += 1
+                        self.stats["llm calls saved"] += self.archive.calls_for(target, trial.split, example_id)
                 elif key not in jobs:
-                    example = self.task.example(example_id)
-                    jobs[key] = Job(candidate_id, trial.split, example_id, example.input, trial.agent.payload())
+                    jobs[key] = Job(target, trial.split, example_id, self.task.example(example_id).input, payload)
         splits = ", ".join(sorted({t.split for t in trials}))
         self.reporter.phase(f"{self.task.name}: {len(trials)} candidate(s) on {splits}", len(jobs))
-        self.evaluator.evaluate(list(jobs.values()), self._commit)
+        self._evaluate(list(jobs.values()))
         self.stats["trials"] += len(trials)
-        self.stats["examples evaluated"] += len(jobs)
         results = []
-        for trial, candidate_id, duplicate in registered:
-            self.archive.update_evaluation(candidate_id, trial.split)
-            summary = self.archive.update_evaluation(candidate_id, trial.split, trial.example_ids)
-            results.append(TrialResult(trial, candidate_id, summary, duplicate))
+        for trial, candidate_id, twin in registered:
+            target = twin or candidate_id
+            self.archive.update_evaluation(target, trial.split)
+            summary = self.archive.update_evaluation(target, trial.split, trial.example_ids)
+            results.append(TrialResult(trial, candidate_id, summary, twin is not None, twin))
         return results
+
+    def _evaluate(self, jobs: list[Job]) -> None:
+        self.evaluator.evaluate(jobs, self._commit)
+        self.stats["examples evaluated"] += len(jobs)
 
     def _commit(self, job: Job, outcome: ExampleOutcome) -> None:
         if outcome.error is None and outcome.output is not None:

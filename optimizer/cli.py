@@ -6,20 +6,21 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 from rich.text import Text
 from typer.exceptions import TyperException
 
-from agentopt.agents.errors import AgentoptError, ConfigError
+from agentopt.agents.errors import AgentoptError, ArchiveError, ConfigError
 from agentopt.archive import queries
-from agentopt.archive.export import export_candidate
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.campaign import CampaignReport
 from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, pct, table
 
 app = typer.Typer(help="Automatically improve LLM prompts and agents.",
@@ -33,11 +34,28 @@ app.add_typer(archive_app, name="archive")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(model_app, name="model")
 
+if TYPE_CHECKING:
+    from agentopt.optimizer.campaign import CampaignReport
+
 out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[str | None, typer.Option("--db", help="Archive: a SQLite path or SQLAlchemy URL "
                                                             "\\[default: $AGENTOPT_DB or ./agentopt.db]")]
+
+
+class Split(StrEnum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class LineageFormat(StrEnum):
+    dot = "dot"
+    graphml = "graphml"
+    json = "json"
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
@@ -66,7 +84,7 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _summary_table(reports: list[CampaignReport]) -> None:
+def _summary_table(reports: list["CampaignReport"]) -> None:
     rows = []
     for r in reports:
         s = r.stats
@@ -155,24 +173,65 @@ def model_serve(
             out.print("stopped")
 
 
+SplitOption = Annotated[Split, typer.Option(help="Which split's score.")]
+CampaignFilter = Annotated[str | None, typer.Option(help="Only this campaign id.")]
+TaskFilter = Annotated[str | None, typer.Option(help="Only campaigns on this task.")]
+KindFilter = Annotated[str | None, typer.Option(help="Only this agent kind (e.g. prompt).")]
+StrategyFilter = Annotated[str | None, typer.Option(help="Only candidates proposed by this strategy (e.g. ape, seed).")]
+SinceFilter = Annotated[datetime | None, typer.Option(help="Only candidates created at or after this date (UTC).")]
+UntilFilter = Annotated[datetime | None, typer.Option(help="Only candidates created before this date (UTC).")]
+
+
+def _filters(campaign: str | None, task: str | None, kind: str | None, strategy: str | None,
+             since: datetime | None, until: datetime | None) -> queries.Filters:
+    utc = [d if d is None or d.tzinfo else d.replace(tzinfo=UTC) for d in (since, until)]
+    return queries.Filters(campaign, task, kind, strategy, utc[0], utc[1])
+
+
+def _ranked_table(title: str, ranked: list[queries.Ranked]) -> None:
+    out.print(table(title, ["id", "campaign", "task", "strategy", "score", "95% CI", "n", "errors", "tokens/ex",
+                            "instruction", "demos"],
+                    [[r.candidate_id, r.campaign_id, r.task, r.strategy, pct(r.mean), ci(r.ci_low, r.ci_high), r.n,
+                      r.n_errors, "-" if r.tokens_mean is None else f"{r.tokens_mean:.0f}",
+                      r.payload.get("instruction", ""), len(r.payload.get("demos", []))] for r in ranked]))
+
+
 @archive_app.command("top")
 def archive_top(
     k: Annotated[int, typer.Option("-k", help="How many candidates.", min=1)] = 10,
-    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
-    split: Annotated[str, typer.Option(help="Rank by this split's score: train, val or test.")] = "val",
-    db: DbOption = None,
-    json_out: JsonOption = False,
+    split: SplitOption = Split.val,
+    campaign: CampaignFilter = None, task: TaskFilter = None, kind: KindFilter = None,
+    strategy: StrategyFilter = None, since: SinceFilter = None, until: UntilFilter = None,
+    db: DbOption = None, json_out: JsonOption = False,
 ) -> None:
     """Best candidates by mean score on a split, with 95% confidence intervals."""
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"--split must be train, val or test, not {split!r}")
-    ranked = queries.top(_open_archive(db), k, campaign, split)
+    ranked = queries.top(_open_archive(db), k, split.value, _filters(campaign, task, kind, strategy, since, until))
     if json_out:
         _print_json([r.as_dict() for r in ranked])
         return
-    out.print(table(f"Top {k} on {split}", ["id", "campaign", "task", "strategy", "score", "95% CI", "n", "errors", "instruction", "demos"],
-                    [[r.candidate_id, r.campaign_id, r.task, r.strategy, pct(r.mean), ci(r.ci_low, r.ci_high), r.n,
-                      r.n_errors, r.payload.get("instruction", ""), len(r.payload.get("demos", []))] for r in ranked]))
+    _ranked_table(f"Top {k} on {split.value}", ranked)
+
+
+@archive_app.command("pareto")
+def archive_pareto(
+    split: SplitOption = Split.val,
+    usd_per_1m_tokens: Annotated[float | None, typer.Option(
+        "--usd-per-1m-tokens", min=0, help="Also show cost per 1,000 examples at this token price.")] = None,
+    campaign: CampaignFilter = None, task: TaskFilter = None, kind: KindFilter = None,
+    strategy: StrategyFilter = None, since: SinceFilter = None, until: UntilFilter = None,
+    db: DbOption = None, json_out: JsonOption = False,
+) -> None:
+    """Score vs tokens per example (or cost): the candidates nothing beats on both, cheapest first."""
+    front = queries.pareto(_open_archive(db), split.value, _filters(campaign, task, kind, strategy, since, until))
+    price = usd_per_1m_tokens
+    if json_out:
+        _print_json([{**r.as_dict(), "usd_per_1k_examples": None if price is None or r.tokens_mean is None
+                      else r.tokens_mean * price / 1000} for r in front])
+        return
+    _ranked_table(f"Pareto front on {split.value}: score vs tokens per example", front)
+    if price is not None:
+        for r in front:
+            out.print(f"  #{r.candidate_id}: ${(r.tokens_mean or 0) * price / 1000:.4f} per 1,000 examples")
 
 
 @archive_app.command("show")
@@ -185,6 +244,9 @@ def archive_show(candidate_id: Annotated[int, typer.Argument(help="Candidate id"
         return
     out.print(f"[bold]candidate {record['id']}[/] ({record['kind']}) of campaign {record['campaign_id']}, task {record['task']}")
     out.print(f"strategy {record['strategy']}: {record['rationale'] or '-'}; parents: {record['parents'] or 'none'}")
+    if record["twin_id"]:
+        out.print(f"functional duplicate of #{record['twin_id']}: it answered the probe inputs identically, "
+                  "so it was never evaluated on its own")
     out.print_json(data=record["payload"])
     out.print(table("Evaluations", ["split", "score", "95% CI", "n", "errors"],
                     [[s, pct(e["mean"]), ci(e["ci_low"], e["ci_high"]), e["n"], e["n_errors"]]
@@ -195,15 +257,100 @@ def archive_show(candidate_id: Annotated[int, typer.Argument(help="Candidate id"
         out.print(f"  {r['split']}/{r['example_id']}: {r['error']}")
 
 
+@archive_app.command("lineage")
+def archive_lineage(
+    candidate_id: Annotated[int, typer.Argument(help="Candidate id")],
+    fmt: Annotated[LineageFormat, typer.Option("--format", help="dot (Graphviz), graphml or json (node-link).")]
+    = LineageFormat.dot,
+    descendants: Annotated[bool, typer.Option(help="Also include the candidate's descendants.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Where a candidate came from: its ancestors (parent -> child edges), with scores on each node."""
+    graph = queries.lineage(_open_archive(db), candidate_id, descendants)
+    sys.stdout.write(queries.render_lineage(graph, fmt.value))
+
+
+@archive_app.command("diff")
+def archive_diff(a: Annotated[int, typer.Argument(help="Candidate id A")],
+                 b: Annotated[int, typer.Argument(help="Candidate id B")],
+                 db: DbOption = None, json_out: JsonOption = False) -> None:
+    """What changed from candidate A to B, and B - A on the examples both were scored on."""
+    result = queries.diff(_open_archive(db), a, b)
+    if json_out:
+        _print_json(result)
+        return
+    out.print(f"[bold]#{a} -> #{b}[/] ({result['relation']})")
+    for key, change in result["payload_changes"].items():
+        if isinstance(change, list):
+            out.print(f"{key}:", *change[2:], sep="\n  ", markup=False)
+        else:
+            out.print(f"{key}: {json.dumps(change, ensure_ascii=False)}", markup=False)
+    if not result["payload_changes"]:
+        out.print("payloads are identical")
+    rows = []
+    for split, e in result["splits"].items():
+        ea, eb = e["A"] or {}, e["B"] or {}
+        delta = "-" if "b_minus_a" not in e else (f"{100 * e['b_minus_a']:+.1f} "
+                                                  f"{ci(e['b_minus_a_ci'][0], e['b_minus_a_ci'][1])}")
+        rows.append([split, pct(ea.get("mean")), pct(eb.get("mean")), e["shared_examples"], delta,
+                     e.get("b_better", "-"), e.get("a_better", "-")])
+    out.print(table("Scores", ["split", "A", "B", "shared examples", "B - A [95% CI]", "B better", "A better"], rows))
+
+
 @archive_app.command("campaigns")
-def archive_campaigns(db: DbOption = None, json_out: JsonOption = False) -> None:
-    """Campaigns in the archive, newest first."""
-    rows = queries.campaigns(_open_archive(db))
+def archive_campaigns(task: TaskFilter = None, db: DbOption = None, json_out: JsonOption = False) -> None:
+    """Campaigns in the archive, newest first, with their size, best scores and LLM calls."""
+    _campaign_table("Campaigns", queries.campaigns(_open_archive(db), task), json_out)
+
+
+@archive_app.command("compare")
+def archive_compare(
+    campaign_ids: Annotated[list[str] | None, typer.Argument(help="Campaign ids (default: all on --task)")] = None,
+    task: TaskFilter = None, db: DbOption = None, json_out: JsonOption = False,
+) -> None:
+    """Campaigns on one task side by side; each best prompt vs the oldest one's, paired on test items."""
+    if not campaign_ids and not task:
+        raise ConfigError("name campaign ids or pass --task")
+    rows = queries.compare(_open_archive(db), task, campaign_ids or ())
+    _campaign_table(f"Campaigns on {rows[0]['task']}" if rows else "No campaigns", rows, json_out, compare=True)
+
+
+def _campaign_table(title: str, rows: list[dict[str, Any]], json_out: bool, compare: bool = False) -> None:
     if json_out:
         _print_json(rows)
         return
-    out.print(table("Campaigns", ["id", "name", "task", "strategy", "status", "created"],
-                    [[c["id"], c["name"], c["task"], c["strategy"], c["status"], c["created_at"][:19]] for c in rows]))
+    columns = ["id", "name", "task", "strategy", "status", "created", "candidates", "best val", "seed test",
+               "best test [95% CI]", "LLM calls", "dedup (content/functional)"]
+    body = []
+    for c in rows:
+        s = c["stats"]
+        line = [c["id"], c["name"], c["task"], c["strategy"], c["status"], c["created_at"][:19], c["candidates"],
+                pct(c["best_val"]), pct(c["seed_test"]), f"{pct(c['best_test'])} {ci(*c['best_test_ci'])}",
+                c["llm_calls"], f"{s.get('content duplicates', 0)}/{s.get('functional duplicates', 0)}"]
+        if compare:
+            ref = c.get("test_vs_reference")
+            line.append("reference" if ref is None and c["best_candidate_id"] else
+                        "-" if ref is None else f"{100 * ref['delta']:+.1f} {ci(*ref['ci'])} on {ref['shared_examples']}")
+        body.append(line)
+    out.print(table(title, columns + (["test vs oldest [95% CI]"] if compare else []), body))
+
+
+@archive_app.command("upgrade")
+def archive_upgrade(db: DbOption = None) -> None:
+    """Migrate an archive made by an older agentopt to this version's schema (back it up first)."""
+    from agentopt.archive import schema
+    from agentopt.archive.store import describe_db_error, display_url, make_engine
+
+    url = database_url(db)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise AgentoptError(f"no archive at {url.removeprefix('sqlite:///')}")
+    try:
+        engine = make_engine(url)
+        before, after = schema.upgrade(engine, display_url(url))
+    except (SQLAlchemyError, ModuleNotFoundError) as exc:
+        raise ArchiveError(describe_db_error(exc, url)) from None
+    message = "already at" if before == after else f"upgraded from {before or 'empty'} to"
+    out.print(f"archive {display_url(url)}: {message} schema revision {after}")
 
 
 @app.command("export")
@@ -211,6 +358,8 @@ def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `
            out_dir: Annotated[Path, typer.Option("--out", help="Directory for the package.")],
            db: DbOption = None) -> None:
     """Write a pip-installable package for a candidate, with an evaluation card."""
+    from agentopt.archive.export import export_candidate
+
     path = export_candidate(_open_archive(db), candidate_id, out_dir)
     out.print(f"exported candidate {candidate_id} to {path} — install it with: pip install {path}")
 

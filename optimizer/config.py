@@ -72,6 +72,16 @@ class EvaluationConfig(Frozen):
     test_size: int | None = Field(None, ge=1, description="use at most this many test examples")
 
 
+class DedupConfig(Frozen):
+    """Functional deduplication (see agentopt.optimizer.dedup): merge candidates that answer a probe
+    set identically, so paraphrases that behave the same are evaluated once."""
+
+    functional: Literal["verify", "trust", "off"] = Field(
+        "verify", description="verify: a match must also agree on a second probe set; trust: the first is "
+                              "enough; off: content hashing only")
+    probe_size: int = Field(5, ge=1, description="train inputs in each probe set")
+
+
 class StrategyConfig(Frozen):
     name: str = "ape"
     params: dict[str, Any] = Field(default_factory=dict)
@@ -97,6 +107,7 @@ class CampaignConfig(Frozen):
     strategy: StrategyConfig = StrategyConfig()
     seed_agent: SeedAgentConfig = SeedAgentConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    dedup: DedupConfig = DedupConfig()
 
 
 def _first_error(exc: ValidationError) -> str:

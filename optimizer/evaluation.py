@@ -48,9 +48,8 @@ def run_job(llm: LLMClient, job: Job) -> ExampleOutcome:
         output, error = agent_from_payload(job.payload).run(job.input, meter), None
     except Exception as exc:  # noqa: BLE001 - every failure is recorded as data with its reason
         output, error = None, f"{type(exc).__name__}: {exc}"
-    u = meter.usage
-    usage = {"llm_calls": u.calls, "cache_hits": u.cache_hits, "prompt_tokens": u.prompt_tokens,
-             "completion_tokens": u.completion_tokens, "latency_s": u.latency_s}
+    usage = meter.usage.as_dict()
+    usage["llm_calls"] = usage.pop("calls")
     return ExampleOutcome(job.example_id, output, None, error, usage)
 
 

@@ -47,6 +47,10 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter) 
             client.check_reachable()
         reporter.phase("starting evaluation workers", 0)
         evaluator = stack.enter_context(_evaluator(config, task_llm, archive))
+        policy = config.dedup.functional
+        if policy != "off" and config.models.task.temperature > 0:
+            reporter.phase("functional dedup is off: the task model samples at temperature > 0", 0)
+            policy = "off"
         reports = []
         for ref in config.tasks:
             run = CampaignRun(
@@ -54,7 +58,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter) 
                 strategy_params=config.strategy.params, seed_agent=config.seed_agent.agent(), proposer=proposer,
                 evaluator=evaluator, reporter=reporter, config=config.model_dump(mode="json"),
                 name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
-                test_size=config.evaluation.test_size,
+                test_size=config.evaluation.test_size, dedup_policy=policy, probe_size=config.dedup.probe_size,
             )
             reports.append(run.run())
         return reports

@@ -1,4 +1,5 @@
 import os
+import uuid
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,3 +35,35 @@ def echo_task_file(tmp_path: Path) -> Path:
     path = tmp_path / "echo.jsonl"
     path.write_text("".join(f'{{"input": "{w}", "target": "{w}"}}\n' for w in words))
     return path
+
+
+def _fresh_pg_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the test server for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty archive URL: every archive test runs on SQLite and on a real PostgreSQL server.
+
+    ``make test`` starts the server (tests/pg_server.sh) and sets AGENTOPT_TEST_PG; run bare,
+    pytest skips the PostgreSQL half and says so.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'archive.db'}"
+        return
+    server = os.environ.get("AGENTOPT_TEST_PG")
+    if not server:
+        pytest.skip("AGENTOPT_TEST_PG is not set (make test starts a PostgreSQL server and sets it)")
+    yield from _fresh_pg_database(server)

@@ -12,6 +12,12 @@ from pathlib import Path
 AGENTOPT = str(Path(sys.executable).parent / "agentopt")
 
 
+def agentopt(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed CLI; ``env`` is added to this process's environment."""
+    return subprocess.run([AGENTOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
 def pids_running(*needles: str) -> set[int]:
     """Processes whose command line has each of ``needles`` as a word, or as a word's file name."""
     found = set()

@@ -1,9 +1,12 @@
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
 
 from agentopt.agents.llm import Completion
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive import queries
 from agentopt.archive.cache import SqlCallCache
+from agentopt.archive.models import Candidate, LLMCall, Result
 from agentopt.archive.stats import bootstrap_ci
 from agentopt.archive.store import Archive, ExampleOutcome, database_url
 
@@ -20,8 +23,8 @@ def test_database_url_resolution(monkeypatch) -> None:  # type: ignore[no-untype
     assert database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
 
 
-def test_candidates_dedup_by_content_and_keep_lineage(tmp_path: Path) -> None:
-    archive = Archive(database_url(str(tmp_path / "a.db")))
+def test_candidates_dedup_by_content_and_keep_lineage(db_url: str) -> None:
+    archive = Archive(db_url)
     cid = archive.create_campaign("c", "task", "ape", {"k": 1})
     first, new = archive.add_candidate(cid, PromptAgent(instruction="Do it."), "ape")
     twin, twin_new = archive.add_candidate(cid, PromptAgent(instruction="  do IT. "), "ape")
@@ -32,8 +35,8 @@ def test_candidates_dedup_by_content_and_keep_lineage(tmp_path: Path) -> None:
     assert archive.add_candidate(other, PromptAgent(instruction="Do it."), "ape")[1], "dedup is per campaign"
 
 
-def test_results_are_idempotent_and_errors_are_not_scores(tmp_path: Path) -> None:
-    archive = Archive(database_url(str(tmp_path / "a.db")))
+def test_results_are_idempotent_and_errors_are_not_scores(db_url: str) -> None:
+    archive = Archive(db_url)
     cid = archive.create_campaign("c", "task", "ape", {})
     cand, _ = archive.add_candidate(cid, PromptAgent(instruction="Do it."), "ape")
     archive.add_result(cand, "val", outcome("val-1", 1.0))
@@ -50,7 +53,7 @@ def test_results_are_idempotent_and_errors_are_not_scores(tmp_path: Path) -> Non
     record = queries.show(archive, cand)
     assert record["evaluations"]["val"]["n"] == 3 and len(record["results"]) == 3
     assert archive.usage_totals(cid)["llm_calls"] == 3
-    ranked = queries.top(archive, k=5, split="val")
+    ranked = queries.top(archive, 5, "val")
     assert [r.candidate_id for r in ranked] == [cand]
 
 
@@ -60,9 +63,38 @@ def test_bootstrap_ci_brackets_the_mean() -> None:
     assert bootstrap_ci([1.0]) == (1.0, 1.0, 1.0)
 
 
-def test_sql_call_cache_round_trip(tmp_path: Path) -> None:
-    cache = SqlCallCache(Archive(database_url(str(tmp_path / "a.db"))))
+def test_sql_call_cache_round_trip(db_url: str) -> None:
+    cache = SqlCallCache(Archive(db_url))
     assert cache.get("k") is None
     cache.put("k", {"model": "m"}, Completion("hi", 3, 1, 0.2, "length"))
     cache.put("k", {"model": "m"}, Completion("other", 3, 1, 0.2))  # first write wins
     assert cache.get("k") == Completion("hi", 3, 1, 0.2, "length")
+
+
+def test_concurrent_writers_lose_nothing_and_never_duplicate(db_url: str) -> None:
+    """Eight writers race to store the same candidates, results and cache entries."""
+    Archive(db_url)  # create the schema once; each writer then opens its own connection pool
+    campaign = Archive(db_url).create_campaign("c", "task", "ape", {})
+    agents = [PromptAgent(instruction=f"Instruction {i}.") for i in range(10)]
+
+    def writer(seed: int) -> list[int]:
+        archive, cache = Archive(db_url), SqlCallCache(Archive(db_url))
+        ids = []
+        for i in range(len(agents)):
+            agent = agents[(i + seed) % len(agents)]
+            candidate, _ = archive.add_candidate(campaign, agent, "ape")
+            ids.append(candidate)
+            for example in range(3):
+                archive.add_result(candidate, "train", outcome(f"train-{example}", float(example % 2)))
+                cache.put(f"key-{i}-{example}", {"model": "m"}, Completion("x", 1, 1, 0.1))
+        archive.engine.dispose()
+        return sorted(ids)
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = list(pool.map(writer, range(8)))
+    assert all(ids == seen[0] for ids in seen), "every writer got the same id for the same prompt"
+    archive = Archive(db_url)
+    with archive.session() as s:
+        assert s.scalar(select(func.count(Candidate.id))) == 10
+        assert s.scalar(select(func.count(Result.id))) == 30
+        assert s.scalar(select(func.count(LLMCall.key))) == 30

@@ -1,17 +1,12 @@
 import json
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import FakeEndpoint, task_aware_responder
-from processes import AGENTOPT, interrupt_campaign
-
-
-def agentopt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AGENTOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+from processes import agentopt, interrupt_campaign
 
 
 def counts(db: Path) -> dict[str, int]:

@@ -57,7 +57,7 @@ def test_campaign_runs_on_ray_with_the_real_model(campaign: tuple[Path, list[dic
     rejected = sum(v for k, v in stats.items() if k.startswith("rejected: "))
     proposed = sum(r != "seed" and not r.startswith("seed instruction") for r in rationales)
     assert stats["proposals"] == 2 * 2 + 1 * 1, "forward samples plus Monte Carlo variations"
-    assert proposed + rejected + stats.get("duplicates", 0) >= stats["proposals"], "every proposal is accounted for"
+    assert proposed + rejected + stats.get("content duplicates", 0) >= stats["proposals"], "every proposal is accounted for"
 
 
 def test_ctrl_c_stops_the_real_campaign_and_leaves_no_process(tmp_path: Path) -> None:

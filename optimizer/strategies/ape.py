@@ -86,7 +86,7 @@ class APE(GeneratorStrategy):
     def _add_arm(self, arm: Arm) -> None:
         key = arm.agent.canonical()
         if key in self.arms:
-            self._count("duplicates")
+            self._count("content duplicates")
         else:
             self.arms[key] = arm
 
@@ -145,6 +145,9 @@ class APE(GeneratorStrategy):
         return arm.mean + self.params.ucb_c * math.sqrt(math.log(max(total, 1)) / arm.count)
 
     def _fresh_batch(self, arm: Arm) -> tuple[str, ...]:
+        """A new arm starts on the probe inputs: they were just answered for its fingerprint."""
+        if not arm.seen and self.ctx.probe_ids:
+            return self.ctx.probe_ids[: self.params.batch_size]
         unseen = [e.id for e in self.ctx.train if e.id not in arm.seen]
         return tuple(self.rng.sample(unseen, min(self.params.batch_size, len(unseen))))
 
@@ -160,6 +163,10 @@ class APE(GeneratorStrategy):
             trials = [Trial(a.agent, "train", self._fresh_batch(a), a.parents, a.rationale) for a in chosen]
             results: list[TrialResult] = yield trials
             for arm, result in zip(chosen, results, strict=True):
+                if result.twin is not None:  # behaves exactly like an arm already racing: merge into it
+                    self.arms = {k: a for k, a in self.arms.items() if a is not arm}
+                    spent += len(result.trial.example_ids)
+                    continue
                 arm.candidate_id = result.candidate_id
                 arm.seen.update(result.trial.example_ids)
                 spent += len(result.trial.example_ids)

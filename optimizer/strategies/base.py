@@ -34,6 +34,7 @@ class TrialResult:
     candidate_id: int
     summary: EvalSummary
     duplicate: bool
+    twin: int | None = None  # the earlier candidate this one behaves exactly like; its results were used
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class StrategyContext:
     task_description: str = ""
     seed: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+    probe_ids: tuple[str, ...] = ()  # train inputs every new candidate answers first (functional dedup)
 
 
 class Params(BaseModel):

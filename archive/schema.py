@@ -1,0 +1,113 @@
+"""Schema versions: Alembic migrations, checked every time an archive is opened.
+
+An archive is created by running every migration, so a new database and an upgraded one are the
+same schema. A database at an older revision is refused until ``agentopt archive upgrade`` runs
+(explicitly, because a shared PostgreSQL archive may still be in use by an older agentopt); a
+database from a newer agentopt is refused and never touched.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, inspect, text
+
+from agentopt.agents.errors import ArchiveError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+LEGACY_REVISION = "0001"  # archives made before migrations existed have exactly this schema
+
+
+class SchemaError(ArchiveError):
+    """The archive's schema is not the one this agentopt reads and writes."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    current: str | None  # None: an empty database
+    head: str
+    known: bool
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _scripts() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
+
+
+def _current(connection: Connection) -> str | None:
+    revision = MigrationContext.configure(connection).get_current_revision()
+    if revision is None and inspect(connection).has_table("candidates"):
+        return LEGACY_REVISION
+    return revision
+
+
+def state(engine: Engine) -> SchemaState:
+    with engine.connect() as connection:
+        current = _current(connection)
+    return SchemaState(current, head_revision(), _is_known(current))
+
+
+def _is_known(revision: str | None) -> bool:
+    if revision is None:
+        return True
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def check(engine: Engine, url: str) -> None:
+    """Raise a one-line :class:`SchemaError` unless the archive is at this agentopt's revision."""
+    s = state(engine)
+    if not s.known:
+        raise SchemaError(f"archive {url} has schema revision {s.current}, newer than this agentopt knows "
+                          f"(newest: {s.head}); upgrade agentopt to use it (nothing was changed)")
+    if not s.up_to_date:
+        raise SchemaError(f"archive {url} has schema revision {s.current}, this agentopt needs {s.head}: "
+                          f"run `agentopt archive upgrade --db {url}` (back it up first)")
+
+
+def _locked(connection: Connection) -> None:
+    """Serialise migrations: two campaigns creating one archive at once must not both migrate it."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(7419)"))
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def upgrade(engine: Engine, url: str, target: str = "head") -> tuple[str | None, str]:
+    """Migrate the archive to ``target`` (creating it when empty); returns (from, to) revisions."""
+    with engine.connect() as connection:
+        _locked(connection)
+        current = _current(connection)
+        if not _is_known(current):
+            raise SchemaError(f"archive {url} has schema revision {current}, newer than this agentopt knows "
+                              f"(newest: {head_revision()}); refusing to migrate it")
+        config = _config(connection)
+        if current == LEGACY_REVISION and MigrationContext.configure(connection).get_current_revision() is None:
+            command.stamp(config, LEGACY_REVISION)
+        command.upgrade(config, target)
+        connection.commit()
+    return current, head_revision() if target == "head" else target

@@ -1,0 +1,106 @@
+"""Schema migrations and the one-line refusals: older, legacy and newer schemas, locked files."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from processes import agentopt
+from sqlalchemy import create_engine, text
+
+from agentopt.archive import schema
+from agentopt.archive.models import Base
+from agentopt.archive.store import Archive, make_engine
+
+OLD_ROWS = [
+    "INSERT INTO campaigns VALUES ('c1', 'old', 'antonyms', 'ape', '{}', 'finished', '{}', "
+    "'2026-01-01 00:00:00', NULL)",
+    "INSERT INTO candidates VALUES (1, 'c1', 'prompt', '{\"kind\": \"prompt\", \"instruction\": \"Hi.\"}', "
+    "'h1', 'ape', '', '2026-01-01 00:00:00')",
+    "INSERT INTO results VALUES (1, 1, 'val', 'val-1', 'cold', 1.0, NULL, 1, 0, 30, 2, 0.5, '2026-01-01 00:00:00')",
+    "INSERT INTO evaluations VALUES (1, 1, 'val', 1, 0, 1.0, 1.0, 1.0, '2026-01-01 00:00:00')",
+]
+
+
+def old_archive(url: str, legacy: bool = False) -> None:
+    """An archive at revision 0001 with rows in it; ``legacy``: made before migrations existed."""
+    engine = make_engine(url)
+    schema.upgrade(engine, url, target="0001")
+    with engine.begin() as conn:
+        for row in OLD_ROWS:
+            conn.execute(text(row))
+        if legacy:
+            conn.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
+
+
+def test_a_new_archive_is_exactly_the_models(db_url: str) -> None:
+    archive = Archive(db_url)
+    with archive.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    assert schema.state(archive.engine).current == schema.head_revision()
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["revision-0001", "pre-alembic"])
+def test_older_archive_is_refused_then_upgraded_with_every_row(db_url: str, legacy: bool) -> None:
+    old_archive(db_url, legacy)
+    with pytest.raises(schema.SchemaError, match="agentopt archive upgrade"):
+        Archive(db_url)
+    refused = agentopt("archive", "top", "--db", db_url)
+    assert refused.returncode == 2 and "agentopt archive upgrade" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    done = agentopt("archive", "upgrade", "--db", db_url)
+    assert done.returncode == 0, done.stderr
+    assert f"to schema revision {schema.head_revision()}" in done.stdout
+    archive = Archive(db_url)
+    [result] = archive.results(1)
+    assert (result.output, result.score, result.footprint_tokens) == ("cold", 1.0, 32), "old tokens carried over"
+    assert archive.candidate(1).payload["instruction"] == "Hi." and archive.candidate(1).twin_id is None
+    again = agentopt("archive", "upgrade", "--db", db_url)
+    assert again.returncode == 0 and "already at" in again.stdout
+
+
+def test_newer_archive_is_refused_and_left_untouched(db_url: str) -> None:
+    old_archive(db_url)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    for command in (["archive", "top"], ["archive", "upgrade"]):
+        refused = agentopt(*command, "--db", db_url)
+        assert refused.returncode == 2, refused.stderr
+        assert "newer than this agentopt" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+        assert conn.execute(text("SELECT count(*) FROM results")).scalar() == 1
+    engine.dispose()
+
+
+def test_locked_sqlite_archive_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    archive = Archive(f"sqlite:///{db}")
+    archive.create_campaign("c", "antonyms", "ape", {})
+    archive.engine.dispose()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        blocked = agentopt("archive", "campaigns", "--db", str(db), env={"AGENTOPT_DB_TIMEOUT": "1"})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert blocked.returncode == 2
+    assert "is locked by another process" in blocked.stderr and len(blocked.stderr.strip().splitlines()) == 1
+    assert agentopt("archive", "campaigns", "--db", str(db), "--json").returncode == 0
+
+
+@pytest.mark.parametrize("url, message", [
+    ("foo://nowhere", "not a usable database URL"),
+    ("postgresql+psycopg://agentopt@127.0.0.1:1/x", "Connection refused"),
+    ("postgresql+psycopg2://agentopt@127.0.0.1/x", "use a postgresql+psycopg:// URL"),
+])
+def test_bad_database_urls_are_one_line(url: str, message: str) -> None:
+    for command in (["archive", "campaigns"], ["archive", "upgrade"]):
+        result = agentopt(*command, "--db", url)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
