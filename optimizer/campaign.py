@@ -121,8 +121,9 @@ class CampaignRun:
             registered.append((trial, candidate_id))
             if is_new:
                 new[candidate_id] = trial.agent.payload()
-        if new:
-            self.reporter.phase(f"{self.task.name}: probing {len(new)} new candidate(s)", 0)
+        if new and self.dedup.policy != "off":
+            self.reporter.phase(f"{self.task.name}: probing {len(new)} new candidate(s)",
+                                len(new) * len(self.dedup.probe_ids))
         twins = self.dedup.twins(new)
         self.stats["full evaluations"] += len(new) - len(twins)
         return [(trial, c, twins.get(c) if c in new else self.archive.candidate(c).twin_id) for trial, c in registered]
@@ -134,12 +135,13 @@ class CampaignRun:
         for trial, candidate_id, twin in registered:
             target = twin or candidate_id
             done = self.archive.scored_examples(target, trial.split)
+            own = self.archive.scored_examples(candidate_id, trial.split) if twin else done
             payload = self.archive.candidate(target).payload if twin else trial.agent.payload()
             for example_id in trial.example_ids:
                 key = (target, trial.split, example_id)
                 if example_id in done:
                     self.stats["examples reused"] += 1
-                    if twin:
+                    if example_id not in own:  # the duplicate would have had to run it itself
                         self.stats["examples served by a twin"] += 1
                         self.stats["llm calls saved"] += self.archive.calls_for(target, trial.split, example_id)
                 elif key not in jobs:

@@ -84,6 +84,15 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def dedup_line(stats: dict[str, Any]) -> str:
+    """The campaign's deduplication record in one line."""
+    merged, full = stats.get("functional duplicates", 0), stats.get("full evaluations", 0)
+    avoided = f"{100 * merged / (merged + full):.0f}%" if merged + full else "-"
+    return (f"dedup ({stats.get('functional dedup', 'off')}): {stats.get('proposals', 0)} proposals, "
+            f"{stats.get('content duplicates', 0)} content duplicates, {merged} functional duplicates, "
+            f"{full} full evaluations ({avoided} avoided), {stats.get('llm calls saved', 0)} LLM calls saved")
+
+
 def _summary_table(reports: list["CampaignReport"]) -> None:
     rows = []
     for r in reports:
@@ -100,6 +109,7 @@ def _summary_table(reports: list["CampaignReport"]) -> None:
     for r in reports:
         demos = len(r.best_agent.get("demos", []))
         out.print(f"[bold]{r.task}[/] best prompt: {r.best_agent['instruction']!r} + {demos} demonstration(s)")
+        out.print(f"  {dedup_line(r.stats)}")
     deltas = [r.best_test.mean - r.seed_test.mean for r in reports
               if r.best_test.mean is not None and r.seed_test.mean is not None]
     if deltas:

@@ -8,7 +8,8 @@ PORT=${AGENTOPT_TEST_PG_PORT:-54329}
 DATA=${TMPDIR:-/tmp}/agentopt-test-pg-$PORT
 URL="postgresql+psycopg://agentopt@127.0.0.1:$PORT/agentopt_test"
 
-bin_dir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+# The server's directory (a client-only install has psql there, but no initdb).
+bin_dir() { ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1 | xargs -r dirname; }
 if [ -z "$(bin_dir)" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "pg_server: installing Debian's postgresql package" >&2

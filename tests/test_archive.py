@@ -1,6 +1,12 @@
+import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+from fakes import FakeEndpoint
+from processes import AGENTOPT
 from sqlalchemy import func, select
+from test_cli import fake_config
 
 from agentopt.agents.llm import Completion
 from agentopt.agents.prompt import PromptAgent
@@ -98,3 +104,25 @@ def test_concurrent_writers_lose_nothing_and_never_duplicate(db_url: str) -> Non
         assert s.scalar(select(func.count(Candidate.id))) == 10
         assert s.scalar(select(func.count(Result.id))) == 30
         assert s.scalar(select(func.count(LLMCall.key))) == 30
+
+
+def test_two_campaign_processes_on_one_new_archive_lose_no_rows(db_url: str, tmp_path: Path,
+                                                                fake_endpoint: FakeEndpoint, echo_task_file: Path) -> None:
+    """Both processes create the schema at the same moment, then write side by side."""
+    config = fake_config(tmp_path / "c.yaml", echo_task_file, fake_endpoint.url, "{name: ape, params: {"
+                         "n_subsamples: 3, samples_per_subsample: 2, racing_budget: 24, mc_rounds: 1, top_k: 2}}")
+    procs = [subprocess.Popen([AGENTOPT, "run", str(config), "--db", db_url, "--json"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outputs]
+    reports = [json.loads(out)[0] for out, _ in outputs]
+    archive = Archive(db_url)
+    with archive.session() as s:
+        for report in reports:
+            rows = s.scalar(select(func.count(Result.id)).join(Candidate, Candidate.id == Result.candidate_id)
+                            .where(Candidate.campaign_id == report["campaign_id"]))
+            assert rows == report["stats"]["examples evaluated"], "every evaluated example has its row"
+            hashes = s.scalars(select(Candidate.content_hash).where(Candidate.campaign_id == report["campaign_id"])).all()
+            assert len(hashes) == len(set(hashes))
+    assert reports[0]["best_agent"] == reports[1]["best_agent"]
+    assert reports[0]["best_test"]["mean"] == reports[1]["best_test"]["mean"] == 1.0

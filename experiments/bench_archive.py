@@ -1,0 +1,152 @@
+"""Archive at scale: fill an archive with N candidates (default 1,000,000) and time the queries.
+
+    .venv/bin/python experiments/bench_archive.py                 # SQLite in a temp dir, 1M candidates
+    .venv/bin/python experiments/bench_archive.py --n 100000 --db postgresql+psycopg://...
+
+The archive is built with the real schema (every migration) and the rows a campaign writes: one
+val evaluation per candidate, a parent per candidate (lineage chains up to a few hundred deep) and
+a test evaluation for each campaign's winner. Queries go through the same functions the CLI uses;
+each latency is the median of repeated runs with different arguments, after one warm-up.
+Targets (issue 3): top-k, a filtered query and a depth-20 lineage each under 50 ms.
+"""
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from sqlalchemy import insert
+
+from agentopt.archive import queries
+from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage
+from agentopt.archive.queries import Filters
+from agentopt.archive.store import Archive
+from agentopt.optimizer.ui import table
+
+TASKS = [f"task_{i:02d}" for i in range(20)]
+STRATEGIES = ["ape", "opro", "instinct", "optuna", "adas"]
+KINDS = ["prompt", "prompt", "prompt", "code", "graph"]
+START = datetime(2026, 1, 1, tzinfo=UTC)
+BATCH = 20_000
+
+
+def fill(archive: Archive, n: int, per_campaign: int, seed: int) -> tuple[float, dict[int, int]]:
+    """Insert the rows; returns the insert rate (candidates/s) and each candidate's lineage depth."""
+    rng = random.Random(seed)
+    n_campaigns = (n + per_campaign - 1) // per_campaign
+    campaigns = [{"id": f"c{i:07d}", "name": f"bench {i}", "task": TASKS[i % len(TASKS)],
+                  "strategy": STRATEGIES[i % len(STRATEGIES)], "config": {}, "status": "finished", "summary": {},
+                  "created_at": START + timedelta(days=365 * i / n_campaigns)} for i in range(n_campaigns)]
+    depth: dict[int, int] = {}
+    started = time.perf_counter()
+    with archive.engine.begin() as conn:
+        conn.execute(insert(Campaign), campaigns)
+    candidates, evaluations, lineage = [], [], []
+
+    def flush() -> None:
+        with archive.engine.begin() as conn:
+            conn.execute(insert(Candidate), candidates)
+            conn.execute(insert(Evaluation), evaluations)
+            if lineage:
+                conn.execute(insert(Lineage), lineage)
+        candidates.clear(), evaluations.clear(), lineage.clear()
+
+    with Progress(transient=True) as progress:
+        bar = progress.add_task("inserting candidates", total=n)
+        for cid in range(1, n + 1):
+            index = (cid - 1) % per_campaign
+            campaign = campaigns[(cid - 1) // per_campaign]
+            created = campaign["created_at"] + timedelta(seconds=index)
+            kind = KINDS[rng.randrange(len(KINDS))]
+            candidates.append({"id": cid, "campaign_id": campaign["id"], "kind": kind,
+                               "payload": {"kind": kind, "instruction": f"Instruction {cid}: answer briefly."},
+                               "content_hash": f"{cid:064x}", "strategy": campaign["strategy"], "rationale": "",
+                               "created_at": created})
+            mean = rng.random()
+            evaluations.append({"candidate_id": cid, "split": "val", "n": 50, "n_errors": 0, "mean": mean,
+                                "ci_low": max(mean - 0.1, 0.0), "ci_high": min(mean + 0.1, 1.0),
+                                "tokens_mean": rng.uniform(20, 400), "updated_at": created})
+            if index:
+                parent = cid - rng.randint(1, min(index, 5))
+                lineage.append({"child_id": cid, "parent_id": parent})
+                depth[cid] = depth[parent] + 1
+            else:
+                depth[cid] = 0
+            if len(candidates) >= BATCH:
+                flush()
+                progress.update(bar, completed=cid)
+        if candidates:
+            flush()
+    return n / (time.perf_counter() - started), depth
+
+
+def median_ms(fn: Callable[[Any], Any], args: list[Any]) -> float:
+    fn(args[0])
+    times = []
+    for arg in args:
+        t0 = time.perf_counter()
+        fn(arg)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000, help="candidates to insert")
+    parser.add_argument("--per-campaign", type=int, default=1000)
+    parser.add_argument("--db", help="an empty database URL (default: a new SQLite file in a temp dir)")
+    parser.add_argument("--repeat", type=int, default=20, help="runs per query")
+    args = parser.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.db or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        archive = Archive(url)
+        rate, depth = fill(archive, args.n, args.per_campaign, seed=0)
+        t0 = time.perf_counter()
+        archive.optimize()  # what every finished campaign runs
+        analyze_s = time.perf_counter() - t0
+        rng = random.Random(1)
+        n_campaigns = (args.n + args.per_campaign - 1) // args.per_campaign
+        campaign_ids = [f"c{rng.randrange(n_campaigns):07d}" for _ in range(args.repeat)]
+        depth20 = [c for c, d in depth.items() if d == 20]
+        deepest = max(depth, key=depth.__getitem__)
+        months = [START + timedelta(days=rng.randrange(300)) for _ in range(args.repeat)]
+        cases: list[tuple[str, Callable[[Any], Any], list[Any], bool]] = [
+            ("top-10 on val, whole archive", lambda _: queries.top(archive, 10), [None] * args.repeat, True),
+            ("top-10, filtered by task", lambda t: queries.top(archive, 10, "val", Filters(task=t)),
+             rng.sample(TASKS, min(args.repeat, len(TASKS))), True),
+            ("top-10, filtered by campaign", lambda c: queries.top(archive, 10, "val", Filters(campaign=c)),
+             campaign_ids, True),
+            ("top-10, filtered by task + kind + strategy + 30 days",
+             lambda m: queries.top(archive, 10, "val", Filters(task=TASKS[3], kind="code", strategy="optuna",
+                                                                since=m, until=m + timedelta(days=30))), months, True),
+            ("lineage of a depth-20 candidate", lambda c: queries.lineage(archive, c),
+             rng.sample(depth20, min(args.repeat, len(depth20))), True),
+            (f"lineage of the deepest candidate (depth {depth[deepest]})", lambda c: queries.lineage(archive, c),
+             [deepest] * 5, False),
+            ("Pareto front of one campaign", lambda c: queries.pareto(archive, "val", Filters(campaign=c)),
+             campaign_ids, False),
+            ("show one candidate", lambda c: queries.show(archive, c), [rng.randrange(1, args.n) for _ in range(10)],
+             False),
+        ]
+        rows = []
+        for name, fn, arguments, targeted in cases:
+            ms = median_ms(fn, arguments)
+            verdict = ("yes" if ms < 50 else "NO") if targeted else "-"
+            rows.append([name, f"{ms:.1f}", "< 50" if targeted else "-", verdict])
+        console.print(f"{archive.engine.dialect.name} archive, {args.n:,} candidates + {args.n:,} evaluations + "
+                      f"{args.n - n_campaigns:,} lineage edges in {n_campaigns:,} campaigns; "
+                      f"insert rate {rate:,.0f} candidates/s; planner statistics refreshed in {analyze_s:.2f} s")
+        console.print(table("Query latency (median ms)", ["query", "ms", "target", "met"], rows))
+        archive.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Archive queries, through the Python API and the CLI's --json, on SQLite and PostgreSQL."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import networkx as nx
+import pytest
+from processes import agentopt
+
+from agentopt.agents.prompt import Demo, PromptAgent
+from agentopt.archive import queries
+from agentopt.archive.queries import Filters
+from agentopt.archive.store import Archive, ExampleOutcome
+
+
+def score(archive: Archive, candidate: int, split: str, scores: list[float], tokens: int) -> None:
+    for i, value in enumerate(scores):
+        archive.add_result(candidate, split, ExampleOutcome(f"{split}-{i}", "out", value, None,
+                                                            {"llm_calls": 1, "footprint_tokens": tokens}))
+    archive.update_evaluation(candidate, split)
+
+
+@pytest.fixture
+def filled(db_url: str) -> dict[str, object]:
+    """Two tasks; on antonyms a 21-deep chain of Monte Carlo variations and a campaign to compare."""
+    archive = Archive(db_url)
+    ant = archive.create_campaign("first", "antonyms", "ape", {})
+    chain = []
+    for depth in range(21):
+        agent = PromptAgent(instruction=f"Give the antonym, version {depth}.",
+                            demos=(Demo(input="hot", output="cold"),) * (depth % 3))
+        candidate, _ = archive.add_candidate(ant, agent, "seed" if depth == 0 else "ape", chain[-1:])
+        score(archive, candidate, "val", [1.0] * (depth // 2) + [0.0] * (10 - depth // 2), tokens=20 + 10 * (depth % 3))
+        chain.append(candidate)
+    archive.finish_campaign(ant, "finished", {"best_candidate_id": chain[-1], "stats": {"task_llm_calls": 7}})
+    score(archive, chain[-1], "test", [1.0, 1.0, 0.0, 1.0], tokens=40)
+    score(archive, chain[0], "test", [0.0, 1.0, 0.0, 0.0], tokens=20)
+    again = archive.create_campaign("second", "antonyms", "ape", {})
+    other, _ = archive.add_candidate(again, PromptAgent(instruction="Opposite."), "ape")
+    score(archive, other, "val", [1.0] * 3 + [0.0] * 7, tokens=15)
+    score(archive, other, "test", [0.0, 1.0, 0.0, 0.0], tokens=15)
+    archive.finish_campaign(again, "finished", {"best_candidate_id": other})
+    plural = archive.create_campaign("third", "plural", "ape", {})
+    best_plural, _ = archive.add_candidate(plural, PromptAgent(instruction="Pluralise."), "ape")
+    score(archive, best_plural, "val", [1.0] * 12, tokens=12)
+    return {"url": db_url, "archive": archive, "chain": chain, "ant": ant, "again": again, "plural": plural,
+            "other": other, "best_plural": best_plural}
+
+
+def test_top_k_with_filters(filled: dict) -> None:  # type: ignore[type-arg]
+    archive, chain = filled["archive"], filled["chain"]
+    assert [r.candidate_id for r in queries.top(archive, 1)] == [filled["best_plural"]]
+    on_task = queries.top(archive, 3, "val", Filters(task="antonyms"))
+    assert [r.candidate_id for r in on_task] == [chain[20], chain[18], chain[19]], "ties: more examples, then older"
+    assert on_task[0].ci_low <= on_task[0].mean <= on_task[0].ci_high and on_task[0].n == 10
+    assert [r.candidate_id for r in queries.top(archive, 5, "val", Filters(strategy="seed"))] == [chain[0]]
+    assert [r.candidate_id for r in queries.top(archive, 5, "val", Filters(campaign=filled["again"]))] == [filled["other"]]
+    assert queries.top(archive, 5, "val", Filters(kind="code")) == []
+    now = datetime.now(UTC)
+    assert len(queries.top(archive, 50, "val", Filters(since=now - timedelta(hours=1)))) == 23
+    assert queries.top(archive, 50, "val", Filters(until=now - timedelta(hours=1))) == []
+    assert [r.candidate_id for r in queries.top(archive, 5, "test")][:1] == [chain[20]]
+
+
+def test_pareto_front_trades_score_against_tokens(filled: dict) -> None:  # type: ignore[type-arg]
+    front = queries.pareto(filled["archive"], "val", Filters(task="antonyms"))
+    points = [(r.tokens_mean, r.mean) for r in front]
+    assert points == sorted(points) and len(points) == len({p[0] for p in points}), "cheaper first, each strictly better"
+    assert front[0].candidate_id == filled["other"] and front[-1].candidate_id == filled["chain"][20]
+    everyone = queries.top(filled["archive"], 100, "val", Filters(task="antonyms"))
+    for r in everyone:  # nothing outside the front beats a front point on both axes
+        assert not any(f.tokens_mean > r.tokens_mean and f.mean < r.mean for f in front if f is not r) or r in front
+
+
+def test_lineage_of_a_depth_20_candidate_in_three_formats(filled: dict) -> None:  # type: ignore[type-arg]
+    chain = filled["chain"]
+    graph = queries.lineage(filled["archive"], chain[20])
+    assert nx.dag_longest_path_length(graph) == 20 and set(graph.nodes) == set(chain)
+    assert graph.nodes[chain[0]]["strategy"] == "seed" and graph.nodes[chain[20]]["val_score"] == 1.0
+    middle = queries.lineage(filled["archive"], chain[10], descendants=True)
+    assert set(middle.nodes) == set(chain)
+    dot = agentopt("archive", "lineage", str(chain[20]), "--db", filled["url"])
+    assert dot.returncode == 0 and dot.stdout.startswith("digraph lineage {")
+    assert dot.stdout.count("->") == 20 and f"{chain[19]} -> {chain[20]};" in dot.stdout
+    graphml = agentopt("archive", "lineage", str(chain[20]), "--format", "graphml", "--db", filled["url"])
+    assert len(nx.parse_graphml(graphml.stdout).edges) == 20
+    as_json = agentopt("archive", "lineage", str(chain[20]), "--format", "json", "--db", filled["url"])
+    assert len(nx.node_link_graph(json.loads(as_json.stdout), edges="edges").edges) == 20
+    unknown = agentopt("archive", "lineage", "999999", "--db", filled["url"])
+    assert unknown.returncode == 2 and "no candidate 999999" in unknown.stderr
+
+
+def test_diff_shows_payload_changes_and_paired_scores(filled: dict) -> None:  # type: ignore[type-arg]
+    chain = filled["chain"]
+    result = queries.diff(filled["archive"], chain[0], chain[20])
+    assert set(result["payload_changes"]) == {"demos", "instruction"}
+    assert "+Give the antonym, version 20." in result["payload_changes"]["instruction"]
+    val = result["splits"]["val"]
+    assert val["shared_examples"] == 10 and val["b_minus_a"] == pytest.approx(1.0)
+    assert val["b_better"] == 10 and val["a_better"] == 0
+    test = result["splits"]["test"]
+    assert test["b_minus_a"] == pytest.approx(0.5) and test["b_minus_a_ci"][0] <= 0.5 <= test["b_minus_a_ci"][1]
+    cli = agentopt("archive", "diff", str(chain[0]), str(chain[20]), "--json", "--db", filled["url"])
+    assert json.loads(cli.stdout)["splits"]["val"]["b_better"] == 10
+    text = agentopt("archive", "diff", str(chain[0]), str(chain[20]), "--db", filled["url"])
+    assert text.returncode == 0 and "version 20" in text.stdout
+
+
+def test_campaigns_and_comparing_campaigns_on_one_task(filled: dict) -> None:  # type: ignore[type-arg]
+    rows = queries.campaigns(filled["archive"])
+    assert [r["name"] for r in rows] == ["third", "second", "first"]
+    first = rows[-1]
+    assert first["candidates"] == 21 and first["best_val"] == 1.0 and first["llm_calls"] == 7
+    compared = queries.compare(filled["archive"], task="antonyms")
+    second = next(r for r in compared if r["name"] == "second")
+    assert second["test_vs_reference"]["reference"] == filled["ant"]
+    assert second["test_vs_reference"]["delta"] == pytest.approx(-0.5)
+    cli = agentopt("archive", "compare", "--task", "antonyms", "--json", "--db", filled["url"])
+    assert [r["name"] for r in json.loads(cli.stdout)] == ["second", "first"]
+    mixed = agentopt("archive", "compare", filled["ant"], filled["plural"], "--db", filled["url"])
+    assert mixed.returncode == 2 and "of one task" in mixed.stderr
+    listed = agentopt("archive", "campaigns", "--task", "plural", "--json", "--db", filled["url"])
+    assert [r["name"] for r in json.loads(listed.stdout)] == ["third"]
+
+
+def test_top_and_pareto_cli_json(filled: dict) -> None:  # type: ignore[type-arg]
+    top = agentopt("archive", "top", "-k", "2", "--task", "antonyms", "--strategy", "ape", "--json", "--db", filled["url"])
+    assert [r["candidate_id"] for r in json.loads(top.stdout)] == [filled["chain"][20], filled["chain"][18]]
+    front = agentopt("archive", "pareto", "--task", "antonyms", "--usd-per-1m-tokens", "0.5", "--json", "--db", filled["url"])
+    rows = json.loads(front.stdout)
+    assert rows[0]["usd_per_1k_examples"] == pytest.approx(rows[0]["tokens_mean"] * 0.5 / 1000)
+    bad = agentopt("archive", "top", "--since", "yesterday", "--db", filled["url"])
+    assert bad.returncode == 2 and "--since" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
