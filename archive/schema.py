@@ -78,13 +78,25 @@ def _is_known(revision: str | None) -> bool:
         return False
 
 
-def check(engine: Engine, url: str) -> None:
-    """Raise a one-line :class:`SchemaError` unless the archive is at this agentopt's revision."""
+def _too_new(url: str, current: str | None) -> SchemaError:
+    return SchemaError(f"archive {url} has schema revision {current}, newer than this agentopt knows "
+                       f"(newest: {head_revision()}); upgrade agentopt to use it (nothing was changed)")
+
+
+def ensure(engine: Engine, url: str, create: bool) -> None:
+    """Make sure the archive is at this agentopt's revision, or raise one line saying why not.
+
+    ``create`` turns an empty database into an archive; without it an empty database is an error,
+    so a mistyped URL never silently shows an empty archive.
+    """
     s = state(engine)
-    if not s.known:
-        raise SchemaError(f"archive {url} has schema revision {s.current}, newer than this agentopt knows "
-                          f"(newest: {s.head}); upgrade agentopt to use it (nothing was changed)")
-    if not s.up_to_date:
+    if s.current is None:
+        if not create:
+            raise ArchiveError(f"archive {url} is empty (run a campaign first, or pass --db)")
+        upgrade(engine, url)
+    elif not s.known:
+        raise _too_new(url, s.current)
+    elif not s.up_to_date:
         raise SchemaError(f"archive {url} has schema revision {s.current}, this agentopt needs {s.head}: "
                           f"run `agentopt archive upgrade --db {url}` (back it up first)")
 
@@ -103,8 +115,7 @@ def upgrade(engine: Engine, url: str, target: str = "head") -> tuple[str | None,
         _locked(connection)
         current = _current(connection)
         if not _is_known(current):
-            raise SchemaError(f"archive {url} has schema revision {current}, newer than this agentopt knows "
-                              f"(newest: {head_revision()}); refusing to migrate it")
+            raise _too_new(url, current)
         config = _config(connection)
         if current == LEGACY_REVISION and MigrationContext.configure(connection).get_current_revision() is None:
             command.stamp(config, LEGACY_REVISION)

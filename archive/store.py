@@ -108,24 +108,29 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class Archive:
-    """An archive at ``url``, checked to be at this agentopt's schema revision.
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Any failure to reach or use the database becomes one :class:`ArchiveError` line."""
+    try:
+        yield
+    except (SQLAlchemyError, ModuleNotFoundError) as exc:
+        raise ArchiveError(describe_db_error(exc, url)) from None
 
-    ``create`` makes an empty database into an archive (running every migration); without it an
-    empty database is an error, so a mistyped URL never silently shows an empty archive.
-    """
+
+def upgrade_archive(url: str) -> tuple[str | None, str]:
+    """``agentopt archive upgrade``: migrate to this agentopt's schema; returns (from, to) revisions."""
+    with database_errors(url):
+        return schema.upgrade(make_engine(url), display_url(url))
+
+
+class Archive:
+    """An archive at ``url``, checked to be at this agentopt's schema revision (see ``schema.ensure``)."""
 
     def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
-        try:
+        with database_errors(url):
             self.engine = make_engine(url)
-            if schema.state(self.engine).current is None:
-                if not create:
-                    raise ArchiveError(f"archive {display_url(url)} is empty (run a campaign first, or pass --db)")
-                schema.upgrade(self.engine, display_url(url))
-            schema.check(self.engine, display_url(url))
-        except (SQLAlchemyError, ModuleNotFoundError) as exc:
-            raise ArchiveError(describe_db_error(exc, url)) from None
+            schema.ensure(self.engine, display_url(url), create)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 from rich.text import Text
 from typer.exceptions import TyperException
 
-from agentopt.agents.errors import AgentoptError, ArchiveError, ConfigError
+from agentopt.agents.errors import AgentoptError, ConfigError
 from agentopt.archive import queries
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, pct, table
@@ -59,11 +58,16 @@ class LineageFormat(StrEnum):
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _open_archive(db: str | None, must_exist: bool = True) -> Archive:
+def _existing_url(db: str | None) -> str:
+    """The archive URL, refusing a SQLite path with no file (SQLite would create an empty one)."""
     url = database_url(db)
-    if must_exist and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise AgentoptError(f"no archive at {url.removeprefix('sqlite:///')} (run a campaign first, or pass --db)")
-    return Archive(url, create=not must_exist)
+    return url
+
+
+def _open_archive(db: str | None, must_exist: bool = True) -> Archive:
+    return Archive(_existing_url(db) if must_exist else database_url(db), create=not must_exist)
 
 
 def _print_json(data: Any) -> None:
@@ -348,17 +352,10 @@ def _campaign_table(title: str, rows: list[dict[str, Any]], json_out: bool, comp
 @archive_app.command("upgrade")
 def archive_upgrade(db: DbOption = None) -> None:
     """Migrate an archive made by an older agentopt to this version's schema (back it up first)."""
-    from agentopt.archive import schema
-    from agentopt.archive.store import describe_db_error, display_url, make_engine
+    from agentopt.archive.store import display_url, upgrade_archive
 
-    url = database_url(db)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise AgentoptError(f"no archive at {url.removeprefix('sqlite:///')}")
-    try:
-        engine = make_engine(url)
-        before, after = schema.upgrade(engine, display_url(url))
-    except (SQLAlchemyError, ModuleNotFoundError) as exc:
-        raise ArchiveError(describe_db_error(exc, url)) from None
+    url = _existing_url(db)
+    before, after = upgrade_archive(url)
     message = "already at" if before == after else f"upgraded from {before or 'empty'} to"
     out.print(f"archive {display_url(url)}: {message} schema revision {after}")
 

@@ -12,9 +12,10 @@ from pathlib import Path
 AGENTOPT = str(Path(sys.executable).parent / "agentopt")
 
 
-def agentopt(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def agentopt(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+             timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run the installed CLI; ``env`` is added to this process's environment."""
-    return subprocess.run([AGENTOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=600,
+    return subprocess.run([AGENTOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
 

@@ -8,12 +8,17 @@ from fakes import FakeEndpoint, task_aware_responder
 from sqlalchemy import select
 from test_campaign import config
 
+from agentopt.agents.llm import LLMClient, Sampling
+from agentopt.agents.prompt import Demo, PromptAgent
+from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.models import Candidate, Evaluation
 from agentopt.archive.store import Archive
 from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.dedup import fingerprint
+from agentopt.optimizer.dedup import FunctionalDedup, fingerprint
+from agentopt.optimizer.evaluation import ThreadEvaluator
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.tasks import load_task
+from agentopt.optimizer.tasks.metrics import normalise
 from agentopt.optimizer.ui import SilentReporter
 
 
@@ -97,3 +102,39 @@ def test_functional_dedup_is_off_when_the_task_model_samples(tmp_path: Path, fak
     [report] = run_campaigns(parse_config(cfg), archive, SilentReporter())
     assert report.stats["functional dedup"] == "off" and report.stats["functional duplicates"] == 0
     assert all(c.functional_hash is None for c in candidates(archive, report.campaign_id))
+
+
+@pytest.mark.local_model
+def test_real_model_merges_a_paraphrase_and_verify_rejects_a_near_miss(tmp_path: Path, local_model: Any) -> None:
+    """Fingerprints from the bundled model itself (greedy, so repeatable). With 3 demonstrations,
+    a prompt differing only in its final punctuation answers all 10 probe inputs alike and is
+    merged; "each word" agrees on the first 4 probes but not on the verify set, so it is not."""
+    task = load_task("singular_to_plural")
+    archive = Archive(f"sqlite:///{tmp_path / 'a.db'}")
+    campaign = archive.create_campaign("real", task.name, "ape", {})
+    demos = tuple(Demo(input=e.input, output=e.target) for e in task.train[10:13])
+    agents = {"base": PromptAgent(instruction="Give the plural of the word.", demos=demos),
+              "paraphrase": PromptAgent(instruction="Give the plural of the word!", demos=demos),
+              "near miss": PromptAgent(instruction="Give the plural of each word.", demos=demos),
+              "different": PromptAgent(instruction="Translate the word into French.")}
+    ids = {name: archive.add_candidate(campaign, agent, "ape")[0] for name, agent in agents.items()}
+    llm = LLMClient(local_model.endpoints, SqlCallCache(archive), Sampling(max_tokens=16))
+    evaluator = ThreadEvaluator(llm, workers=2)
+    stats = {"functional duplicates": 0, "functional matches rejected by verify": 0}
+    dedup = FunctionalDedup(archive, "verify", task.train[:4], task.train[4:10],
+                            lambda jobs: evaluator.evaluate(jobs, lambda j, o: archive.add_result(j.candidate_id, j.split, o)),
+                            stats)
+    try:
+        twins = dedup.twins({i: agents[name].payload() for name, i in ids.items()})
+    finally:
+        evaluator.close()
+    assert twins == {ids["paraphrase"]: ids["base"]}
+    assert stats == {"functional duplicates": 1, "functional matches rejected by verify": 1}
+    assert archive.candidate(ids["paraphrase"]).twin_id == ids["base"]
+    assert archive.candidate(ids["near miss"]).functional_hash == archive.candidate(ids["base"]).functional_hash
+    assert archive.candidate(ids["near miss"]).twin_id is None, "agreed on the probe set, not on the verify set"
+    assert archive.candidate(ids["different"]).twin_id is None
+    probes = [e.id for e in task.train[:10]]
+    base, paraphrase = ({k: normalise(v or "") for k, v in archive.outputs(ids[n], "train", probes).items()}
+                        for n in ("base", "paraphrase"))
+    assert len(base) == 10 and base == paraphrase, "merged only after agreeing on both probe sets"

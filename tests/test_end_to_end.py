@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import AGENTOPT, interrupt_campaign, pids_running, wait_until
+from processes import agentopt, interrupt_campaign, pids_running, wait_until
 
 pytestmark = pytest.mark.local_model
 
@@ -27,11 +27,6 @@ strategy:
            mc_budget: 3, top_k: 2}
 evaluation: {backend: ray, workers: 2, val_size: 6, test_size: 6}
 """
-
-
-def agentopt(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AGENTOPT, *args], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +94,31 @@ def test_export_installs_in_a_fresh_venv_and_answers(campaign: tuple[Path, list[
     answer = subprocess.run([str(script), "mouse"], capture_output=True, text=True, timeout=120, env=env)
     assert answer.returncode == 0, answer.stderr[-2000:]
     assert answer.stdout.strip()
+
+
+def test_archive_queries_and_dedup_on_the_real_campaign(campaign: tuple[Path, list[dict[str, Any]]]) -> None:
+    tmp, [report] = campaign
+    db, best = str(tmp / "a.db"), report["best_candidate_id"]
+    stats = report["stats"]
+    with sqlite3.connect(tmp / "a.db") as conn:
+        rows = conn.execute("select id, twin_id, functional_hash from candidates where campaign_id = ?",
+                            (report["campaign_id"],)).fetchall()
+        evaluated = {c for (c,) in conn.execute("select candidate_id from evaluations where split != 'train'")}
+        seed = conn.execute("select id from candidates where campaign_id = ? and rationale = 'seed'",
+                            (report["campaign_id"],)).fetchone()[0]
+    hashes = {cid: fh for cid, _, fh in rows}
+    for cid, twin, fh in rows:
+        if twin is not None:
+            assert fh == hashes[twin] and cid not in evaluated, "a twin shares the fingerprint and is never evaluated"
+    assert stats["full evaluations"] + stats["functional duplicates"] == len(rows)
+    assert stats["functional dedup"] == "verify"
+    top = json.loads(agentopt("archive", "top", "--campaign", report["campaign_id"], "--json", "--db", db).stdout)
+    assert top and all(r["tokens_mean"] > 0 for r in top), "real token footprints are stored"
+    front = json.loads(agentopt("archive", "pareto", "--campaign", report["campaign_id"], "--json", "--db", db).stdout)
+    assert front and [r["tokens_mean"] for r in front] == sorted(r["tokens_mean"] for r in front)
+    lineage = json.loads(agentopt("archive", "lineage", str(best), "--format", "json", "--db", db).stdout)
+    assert best in [n["id"] for n in lineage["nodes"]]
+    diff = json.loads(agentopt("archive", "diff", str(seed), str(best), "--json", "--db", db).stdout)
+    assert diff["splits"]["test"]["shared_examples"] == 6
+    compared = json.loads(agentopt("archive", "compare", "--task", "singular_to_plural", "--json", "--db", db).stdout)
+    assert report["campaign_id"] in [c["id"] for c in compared]
