@@ -40,3 +40,15 @@ class ArchiveError(AgentoptError):
 
 class LLMEmptyReply(LLMBadReply):
     """The model answered with nothing; deterministic, so it is recorded rather than retried."""
+
+
+class BudgetExhausted(AgentoptError):
+    """A hard budget is spent, so no new LLM call may start. Not an :class:`LLMError`: nothing
+    failed, and the example it stopped is left unevaluated rather than recorded as an error."""
+
+    def __init__(self, budget: str) -> None:
+        super().__init__(f"budget {budget} is spent")
+        self.budget = budget
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:  # survives pickling through Ray
+        return (type(self), (self.budget,))

@@ -7,7 +7,6 @@ an unusable body becomes :class:`LLMBadReply`. Neither is ever turned into an em
 """
 
 import hashlib
-import itertools
 import json
 import os
 import threading
@@ -27,9 +26,12 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from agentopt.agents.budget import estimate_prompt_tokens
 from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLMError, LLMUnavailable
+from agentopt.agents.gate import Endpoint, Lease, LocalGate
 
 Message = dict[str, str]
+LEASE_SLACK_S = 30.0  # a lease outlives its request's timeout by this much before it is reclaimed
 
 _RETRIABLE = (
     openai.APITimeoutError,
@@ -38,17 +40,6 @@ _RETRIABLE = (
     openai.InternalServerError,
     LLMBadReply,
 )
-
-
-class Endpoint(BaseModel):
-    """Where a model is served. The API key is read from the environment variable named here,
-    so it never sits in a config file, the archive or generated code."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    base_url: str
-    model: str
-    api_key_env: str | None = None
 
 
 class Sampling(BaseModel):
@@ -70,12 +61,28 @@ class Completion:
     cached: bool = False
 
 
+@dataclass(frozen=True)
+class Payer:
+    """Who paid for a call: the campaign and role whose budget it counts against."""
+
+    campaign_id: str | None = None
+    role: str = "task"
+
+
 class CallCache(Protocol):
     """Storage of finished calls; the archive implements it in SQL, tests in memory."""
 
     def get(self, key: str) -> Completion | None: ...
 
-    def put(self, key: str, request: dict[str, object], completion: Completion) -> None: ...
+    def put(self, key: str, request: dict[str, object], completion: Completion, payer: Payer) -> None: ...
+
+
+class Gate(Protocol):
+    """Admits each uncached call to an endpoint (see :mod:`agentopt.agents.gate`)."""
+
+    def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float) -> Lease: ...
+
+    def release(self, role: str, lease_id: int, used: tuple[int, int] | None) -> None: ...
 
 
 class MemoryCache:
@@ -85,7 +92,7 @@ class MemoryCache:
     def get(self, key: str) -> Completion | None:
         return self._calls.get(key)
 
-    def put(self, key: str, request: dict[str, object], completion: Completion) -> None:
+    def put(self, key: str, request: dict[str, object], completion: Completion, payer: Payer) -> None:
         self._calls[key] = completion
 
 
@@ -124,7 +131,8 @@ def cache_key(model: str, messages: Sequence[Message], sampling: Sampling, sampl
 
 class LLMClient:
     """A role's model (task, proposer, judge): a pool of endpoints serving one model, a cache and
-    default sampling. ``metered()`` gives a view that shares all of that but counts its own usage."""
+    default sampling. Every uncached call passes the ``gate`` (endpoint choice, limits, budgets).
+    ``metered()`` gives a view that shares all of that but counts its own usage and payer."""
 
     def __init__(
         self,
@@ -133,6 +141,8 @@ class LLMClient:
         sampling: Sampling = Sampling(),
         timeout_s: float = 60.0,
         max_attempts: int = 4,
+        gate: Gate | None = None,
+        role: str = "task",
     ) -> None:
         if not endpoints:
             raise ConfigError("an LLM role needs at least one endpoint")
@@ -143,17 +153,21 @@ class LLMClient:
         self.cache = cache
         self.sampling = sampling
         self.max_attempts = max_attempts
+        self.timeout_s = timeout_s
+        self.gate: Gate = gate or LocalGate(endpoints)
+        self.payer = Payer(role=role)
         self.usage = Usage()
-        self._clients = [
-            openai.OpenAI(base_url=e.base_url, api_key=_api_key(e), timeout=timeout_s, max_retries=0) for e in endpoints
-        ]
-        self._next = itertools.cycle(range(len(self._clients)))
-        self._next_lock = threading.Lock()
+        self._clients = {
+            e.base_url: openai.OpenAI(base_url=e.base_url, api_key=_api_key(e), timeout=timeout_s, max_retries=0)
+            for e in endpoints
+        }
 
-    def metered(self) -> "LLMClient":
+    def metered(self, campaign_id: str | None = None) -> "LLMClient":
         view = object.__new__(LLMClient)
         view.__dict__.update(self.__dict__)
         view.usage = Usage()
+        if campaign_id is not None:
+            view.payer = replace(self.payer, campaign_id=campaign_id)
         return view
 
     def chat(self, messages: Sequence[Message], *, sample: int = 0, **overrides: object) -> Completion:
@@ -166,7 +180,7 @@ class LLMClient:
         else:
             completion = self._call_with_retries(list(messages), sampling, sample)
             request = {"model": self.model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample}
-            self.cache.put(key, request, completion)
+            self.cache.put(key, request, completion, self.payer)
         self.usage.add(completion)
         return completion
 
@@ -185,8 +199,18 @@ class LLMClient:
             raise LLMError(f"{self.model}: endpoint refused the request: {_describe(exc)}") from None
 
     def _call_once(self, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
-        with self._next_lock:
-            client = self._clients[next(self._next)]
+        prompt_estimate = estimate_prompt_tokens(messages)
+        lease = self.gate.acquire(self.payer.role, list(self._clients), prompt_estimate, sampling.max_tokens,
+                                  self.timeout_s + LEASE_SLACK_S)
+        used: tuple[int, int] | None = None
+        try:
+            completion = self._request(self._clients[lease.url], messages, sampling, sample)
+            used = (completion.prompt_tokens, completion.completion_tokens)
+            return completion
+        finally:
+            self.gate.release(self.payer.role, lease.id, used)
+
+    def _request(self, client: openai.OpenAI, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
         started = time.perf_counter()
         response = client.chat.completions.create(
             model=self.model,
@@ -215,7 +239,8 @@ class LLMClient:
 
     def check_reachable(self) -> None:
         """Fail fast with one clear line when an endpoint is down, before a campaign starts."""
-        for endpoint, client in zip(self.endpoints, self._clients, strict=True):
+        for endpoint in self.endpoints:
+            client = self._clients[endpoint.base_url]
             try:
                 client.models.list()
             except openai.APIError as exc:

@@ -56,11 +56,13 @@ class LocalModelServers:
     """
 
     def __init__(self, n_servers: int | None = None, threads: int | None = None, ctx_size: int = 2048,
-                 startup_timeout_s: float = 180.0, ports: list[int] | None = None) -> None:
+                 startup_timeout_s: float = 180.0, ports: list[int] | None = None,
+                 max_concurrency: int | None = None) -> None:
         cores = os.cpu_count() or 1
         self.n_servers = n_servers or cores
         self.threads = threads or max(1, cores // self.n_servers)
         self.ctx_size = ctx_size
+        self.max_concurrency = max_concurrency
         self.startup_timeout_s = startup_timeout_s
         self.ports: list[int] = []
         self._requested_ports = ports or []
@@ -69,7 +71,8 @@ class LocalModelServers:
 
     @property
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint(base_url=f"http://127.0.0.1:{p}/v1", model=LOCAL_MODEL_NAME) for p in self.ports]
+        return [Endpoint(base_url=f"http://127.0.0.1:{p}/v1", model=LOCAL_MODEL_NAME,
+                         max_concurrency=self.max_concurrency) for p in self.ports]
 
     def __enter__(self) -> "LocalModelServers":
         try:

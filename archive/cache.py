@@ -2,7 +2,7 @@
 
 from sqlalchemy import select
 
-from agentopt.agents.llm import Completion
+from agentopt.agents.llm import Completion, Payer
 from agentopt.archive.models import LLMCall
 from agentopt.archive.store import Archive
 
@@ -20,8 +20,8 @@ class SqlCallCache:
                 return None
             return Completion(row.text, row.prompt_tokens, row.completion_tokens, row.latency_s, row.finish_reason)
 
-    def put(self, key: str, request: dict[str, object], completion: Completion) -> None:
-        values = {
+    def put(self, key: str, request: dict[str, object], completion: Completion, payer: Payer) -> None:
+        values = {"campaign_id": payer.campaign_id, "role": payer.role,
             "key": key, "model": str(request["model"]), "request": request, "text": completion.text,
             "finish_reason": completion.finish_reason, "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens, "latency_s": completion.latency_s,

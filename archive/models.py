@@ -31,6 +31,8 @@ class Campaign(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]  # refreshed by a live driver; stale means it died
+    active_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # driven time, all runs
 
 
 class Candidate(Base):
@@ -88,6 +90,7 @@ class Result(Base):
     completion_tokens: Mapped[int] = mapped_column(default=0)
     footprint_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    worker: Mapped[str | None] = mapped_column(String(100))  # "node-id/pid" of the process that ran it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -110,7 +113,8 @@ class Evaluation(Base):
 
 
 class LLMCall(Base):
-    """The LLM call cache: one row per distinct request, with the usage it cost when it was made."""
+    """The LLM call cache: one row per distinct request, with the usage it cost when it was made
+    and the campaign and role that paid for it (the budget ledger a resumed campaign starts from)."""
 
     __tablename__ = "llm_calls"
 
@@ -122,4 +126,6 @@ class LLMCall(Base):
     prompt_tokens: Mapped[int]
     completion_tokens: Mapped[int]
     latency_s: Mapped[float] = mapped_column(Float)
+    campaign_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    role: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -283,3 +283,18 @@ def compare(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) 
                 row["test_vs_reference"] = {"reference": reference["id"], "delta": test["b_minus_a"],
                                             "ci": test["b_minus_a_ci"], "shared_examples": test["shared_examples"]}
     return rows
+
+
+def progress(archive: Archive, campaign_id: str) -> dict[str, Any]:
+    """How far a campaign has got: candidates (and how many were merged as twins), examples
+    evaluated and failed per split, and the best candidate so far (on val, else on train)."""
+    with archive.session() as s:
+        candidates, twins = s.execute(select(func.count(Candidate.id), func.count(Candidate.twin_id))
+                                      .where(Candidate.campaign_id == campaign_id)).one()
+        per_split = s.execute(select(Result.split, func.count(Result.id), func.count(Result.error))
+                              .join(Candidate, Candidate.id == Result.candidate_id)
+                              .where(Candidate.campaign_id == campaign_id).group_by(Result.split)).all()
+    best = _best(archive, campaign_id, "val") or _best(archive, campaign_id, "train")
+    return {"candidates": candidates, "twins": twins,
+            "examples": {split: {"evaluated": n, "errors": errors} for split, n, errors in per_split},
+            "best": None if best is None else best.as_dict()}

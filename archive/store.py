@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, func, make_url, select
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.archive import schema
-from agentopt.archive.models import Base, Campaign, Candidate, Evaluation, Lineage, Result, utcnow
+from agentopt.archive.models import Base, Campaign, Candidate, Evaluation, Lineage, LLMCall, Result, utcnow
 from agentopt.archive.stats import bootstrap_ci
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class ExampleOutcome:
     score: float | None
     error: str | None
     usage: dict[str, float]
+    worker: str | None = None  # "node-id/pid" of the process that ran it
 
 
 def lock_timeout_s() -> float:
@@ -147,6 +148,26 @@ class Archive:
         with self.session() as s:
             s.add(Campaign(id=campaign_id, name=name, task=task, strategy=strategy, config=config))
         return campaign_id
+
+    def claim(self, campaign_id: str) -> None:
+        """A resumed campaign is running again, driven by this process."""
+        with self.session() as s:
+            campaign = s.get_one(Campaign, campaign_id)
+            campaign.status, campaign.heartbeat_at, campaign.finished_at = "running", utcnow(), None
+
+    def beat(self, campaign_id: str, active_s: float) -> None:
+        """The driver is alive and has worked ``active_s`` more seconds on the campaign."""
+        with self.session() as s:
+            campaign = s.get_one(Campaign, campaign_id)
+            campaign.heartbeat_at, campaign.active_s = utcnow(), campaign.active_s + active_s
+
+    def spend(self, campaign_id: str) -> dict[str, tuple[int, int, int]]:
+        """(calls, prompt tokens, completion tokens) the campaign paid for, per role: its budget ledger."""
+        with self.session() as s:
+            rows = s.execute(select(LLMCall.role, func.count(), func.coalesce(func.sum(LLMCall.prompt_tokens), 0),
+                                    func.coalesce(func.sum(LLMCall.completion_tokens), 0))
+                             .where(LLMCall.campaign_id == campaign_id).group_by(LLMCall.role))
+            return {str(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
     def finish_campaign(self, campaign_id: str, status: str, summary: dict[str, Any]) -> None:
         with self.session() as s:
@@ -262,7 +283,7 @@ class Archive:
         """
         usage = {k: outcome.usage.get(k, 0) for k in USAGE_COLUMNS}
         values = {"output": outcome.output, "score": outcome.score, "error": outcome.error, **usage,
-                  "created_at": utcnow()}
+                  "worker": outcome.worker, "created_at": utcnow()}
         statement = self.insert(Result).values(candidate_id=candidate_id, split=split, example_id=outcome.example_id,
                                                **values)
         statement = statement.on_conflict_do_update(index_elements=["candidate_id", "split", "example_id"],

@@ -48,7 +48,7 @@ def measure(config: CampaignConfig, archive: Archive, demos: int, draws: int) ->
     totals = {"calls": 0, "cache hits": 0, "errors": 0}
     rows = []
     with LocalModelServers(config.local_model.servers, config.local_model.threads) as servers:
-        llm = LLMClient(role.endpoints(servers.endpoints), SqlCallCache(archive), role.sampling, role.timeout_s,
+        llm = LLMClient(role.pool(servers.endpoints), SqlCallCache(archive), role.sampling, role.timeout_s,
                         role.max_attempts)
         evaluator = ThreadEvaluator(llm, workers=2 * len(llm.endpoints))
         try:

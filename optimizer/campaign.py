@@ -2,17 +2,25 @@
 
 The loop is the design card's: ask → content-hash dedup → reuse stored results → evaluate what is
 missing → commit each example → tell. Only this module touches the test split.
+
+Resuming is replaying: the strategy is rebuilt with the same seed and asks the same questions; its
+proposer calls come back from the cache, its candidates are found by content hash and its
+examples are found in the archive, so the replay pays only for work that never finished.
 """
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from types import TracebackType
 from typing import Any
 
+from agentopt.agents.errors import BudgetExhausted
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.queries import Filters, top
 from agentopt.archive.store import Archive, EvalSummary, ExampleOutcome
+from agentopt.optimizer.budgets import CampaignBudget
 from agentopt.optimizer.dedup import FunctionalDedup, Policy
 from agentopt.optimizer.evaluation import Evaluator, Job
 from agentopt.optimizer.strategies import StrategyContext, Trial, TrialResult, make_strategy
@@ -30,9 +38,43 @@ class CampaignReport:
     best_agent: dict[str, Any]
     stats: dict[str, Any]
     wall_s: float
+    stopped_by: str | None = None  # the budget that ended the search early, if one did
+    notes: tuple[str, ...] = ()  # anything the figures above need said next to them
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+HEARTBEAT_S = 5.0
+
+
+class Heartbeat:
+    """Tells the archive every few seconds that this driver is alive, and adds the time to the
+    campaign's active seconds (what a wall-time budget counts, across resumes)."""
+
+    def __init__(self, archive: Archive, campaign_id: str) -> None:
+        self.archive, self.campaign_id = archive, campaign_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="agentopt-heartbeat", daemon=True)
+        self._last = time.monotonic()
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.beat()
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        self.archive.beat(self.campaign_id, now - self._last)
+        self._last = now
 
 
 @dataclass
@@ -52,20 +94,34 @@ class CampaignRun:
     test_size: int | None = None
     dedup_policy: Policy = "verify"
     probe_size: int = 5
+    budget: CampaignBudget | None = None
+    campaign_id: str = ""  # set to resume that campaign instead of starting a new one
+    task_ref: str = ""  # how the config named the task (a resume loads it the same way)
 
     def run(self) -> CampaignReport:
         started = time.perf_counter()
-        self.proposer = self.proposer.metered()
-        task_info = {"name": self.task.name, "description": self.task.description, "metric": self.task.metric_name}
-        self.campaign_id = self.archive.create_campaign(self.name, self.task.name, self.strategy_name,
-                                                        {**self.config, "task": task_info})
+        if self.campaign_id:
+            self.archive.claim(self.campaign_id)
+        else:
+            task_info = {"name": self.task.name, "description": self.task.description, "metric": self.task.metric_name,
+                         "ref": self.task_ref or self.task.name}
+            self.campaign_id = self.archive.create_campaign(self.name, self.task.name, self.strategy_name,
+                                                            {**self.config, "task": task_info})
+        self.proposer = self.proposer.metered(self.campaign_id)
         self.stats: dict[str, Any] = {
             "trials": 0, "proposals": 0, "content duplicates": 0, "functional duplicates": 0,
             "functional matches rejected by verify": 0, "full evaluations": 0, "examples evaluated": 0,
             "examples reused": 0, "examples served by a twin": 0, "llm calls saved": 0,
-            "functional dedup": self.dedup_policy}
+            "examples retried after an error": 0, "functional dedup": self.dedup_policy}
+        self.stopped_by: str | None = None
+        self._seen: set[int] = set()
+        self._failed: set[tuple[int, str, str]] = set()
         try:
-            report = self._run(started)
+            with Heartbeat(self.archive, self.campaign_id):
+                if self.budget is not None:
+                    self.budget.begin(self.archive, self.campaign_id, self.archive.campaign(self.campaign_id).active_s,
+                                      time.time())
+                report = self._run(started)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.archive.finish_campaign(self.campaign_id, status, {"error": f"{type(exc).__name__}: {exc}",
@@ -82,45 +138,78 @@ class CampaignRun:
                               proposer=self.proposer, task_description=self.task.description, seed=self.seed,
                               stats=self.stats, probe_ids=self.dedup.probe_ids)
         strategy = make_strategy(self.strategy_name, self.strategy_params, ctx)
-        while True:
+        while self.stopped_by is None:
             self.reporter.phase(f"{self.task.name}: {self.strategy_name} proposing", 0)
-            trials = strategy.ask()
+            try:
+                trials = strategy.ask()
+            except BudgetExhausted as exc:
+                self.stopped_by = exc.budget
+                break
             if not trials:
                 break
-            strategy.tell(self._run_trials(trials))
-        best_id = self._select_winner()
+            results = self._run_trials(trials)
+            if self.stopped_by is None:  # a trial cut short by the budget is never told as if complete
+                strategy.tell(results)
+        if self.budget is not None:
+            self.budget.final_phase()
+        best_id, notes = self._select_winner(len(ctx.val))
         test_ids = tuple(e.id for e in self.task.test[: self.test_size])
         seed_result, best_result = self._run_trials(
             [Trial(self.seed_agent, "test", test_ids, rationale="seed"),
              Trial(PromptAgent.model_validate(self.archive.candidate(best_id).payload), "test", test_ids)],
             strategy_label="final")
-        usage = self.archive.usage_totals(self.campaign_id)
-        proposer = self.proposer.usage
-        stats = {**self.stats, "task_llm_calls": usage["llm_calls"], "task_cache_hits": usage["cache_hits"],
-                 "task_tokens": usage["tokens"], "proposer_llm_calls": proposer.calls,
-                 "proposer_cache_hits": proposer.cache_hits,
-                 "proposer_tokens": proposer.prompt_tokens + proposer.completion_tokens}
+        for label, result in (("seed", seed_result), ("best", best_result)):
+            if result.summary.n < len(test_ids):
+                notes.append(f"{label} test score covers {result.summary.n} of {len(test_ids)} examples "
+                             f"({result.summary.n_errors} errors)")
         return CampaignReport(self.campaign_id, self.task.name, seed_result.summary, best_result.summary, best_id,
-                              self.archive.candidate(best_id).payload, stats, time.perf_counter() - started)
+                              self.archive.candidate(best_id).payload, self._final_stats(),
+                              time.perf_counter() - started, self.stopped_by, tuple(notes))
 
-    def _select_winner(self) -> int:
-        """Highest validation mean among candidates scored without errors; the seed if none was."""
-        ranked = [r for r in top(self.archive, 1000, "val", Filters(campaign=self.campaign_id)) if r.n_errors == 0]
+    def _final_stats(self) -> dict[str, Any]:
+        """Counters, with spend taken from the archive's ledger so they stay true across resumes."""
+        usage = self.archive.usage_totals(self.campaign_id)
+        spent = self.archive.spend(self.campaign_id)
+        task, proposer = spent.get("task", (0, 0, 0)), spent.get("proposer", (0, 0, 0))
+        stats = {**self.stats, "examples evaluated": usage["results"], "task_llm_calls": task[0],
+                 "task_cache_hits": usage["cache_hits"], "task_tokens": task[1] + task[2],
+                 "proposer_llm_calls": proposer[0], "proposer_cache_hits": self.proposer.usage.cache_hits,
+                 "proposer_tokens": proposer[1] + proposer[2], "stopped by": self.stopped_by}
+        if self.budget is not None:
+            stats["budget"] = self.budget.report()
+        return stats
+
+    def _select_winner(self, n_val: int) -> tuple[int, list[str]]:
+        """Highest validation mean among candidates scored on every validation example without
+        errors; the seed (and a note saying why) if none was."""
+        ranked = [r for r in top(self.archive, 1000, "val", Filters(campaign=self.campaign_id))
+                  if r.n_errors == 0 and r.n >= n_val]
         if ranked:
-            return ranked[0].candidate_id
+            return ranked[0].candidate_id, []
         candidate_id, _ = self.archive.add_candidate(self.campaign_id, self.seed_agent, "seed", rationale="seed")
-        return candidate_id
+        return candidate_id, ["no candidate was scored on the whole validation split without errors, "
+                              "so the seed is reported as the best"]
 
     def _register(self, trials: Sequence[Trial], strategy_label: str | None) -> list[tuple[Trial, int, int | None]]:
-        """Store each trial's candidate; new ones are fingerprinted, and duplicates get their twin."""
+        """Store each trial's candidate; new ones are fingerprinted, and duplicates get their twin.
+
+        A candidate stored by an earlier (killed) run counts as new until it has a fingerprint or a
+        twin, so a resume finishes exactly what the crash interrupted."""
         registered, new = [], {}
         for trial in trials:
             label = "seed" if trial.rationale == "seed" else strategy_label or self.strategy_name
             candidate_id, is_new = self.archive.add_candidate(self.campaign_id, trial.agent, label, trial.parents,
                                                               trial.rationale)
             registered.append((trial, candidate_id))
-            if is_new:
+            if candidate_id in self._seen:
+                continue
+            self._seen.add(candidate_id)
+            stored = None if is_new else self.archive.candidate(candidate_id)
+            if stored is None or (self.dedup.policy != "off" and stored.functional_hash is None
+                                  and stored.twin_id is None):
                 new[candidate_id] = trial.agent.payload()
+            else:
+                self.stats["functional duplicates" if stored.twin_id else "full evaluations"] += 1
         if new and self.dedup.policy != "off":
             self.reporter.phase(f"{self.task.name}: probing {len(new)} new candidate(s)",
                                 len(new) * len(self.dedup.probe_ids))
@@ -145,7 +234,8 @@ class CampaignRun:
                         self.stats["examples served by a twin"] += 1
                         self.stats["llm calls saved"] += self.archive.calls_for(target, trial.split, example_id)
                 elif key not in jobs:
-                    jobs[key] = Job(target, trial.split, example_id, self.task.example(example_id).input, payload)
+                    jobs[key] = Job(target, trial.split, example_id, self.task.example(example_id).input, payload,
+                                    self.campaign_id)
         splits = ", ".join(sorted({t.split for t in trials}))
         self.reporter.phase(f"{self.task.name}: {len(trials)} candidate(s) on {splits}", len(jobs))
         self._evaluate(list(jobs.values()))
@@ -159,11 +249,25 @@ class CampaignRun:
         return results
 
     def _evaluate(self, jobs: list[Job]) -> None:
-        self.evaluator.evaluate(jobs, self._commit)
-        self.stats["examples evaluated"] += len(jobs)
+        """Run ``jobs``, then once more those that failed (the client has already retried each call
+        with backoff; a second pass gives a struggling endpoint time). A spent budget ends it."""
+        self._failed.clear()
+        try:
+            self.evaluator.evaluate(jobs, self._commit)
+            failed = [j for j in jobs if (j.candidate_id, j.split, j.example_id) in self._failed]
+            if failed:
+                self.stats["examples retried after an error"] += len(failed)
+                self.evaluator.evaluate(failed, self._commit)
+        except BudgetExhausted as exc:
+            self.stopped_by = self.stopped_by or exc.budget
 
     def _commit(self, job: Job, outcome: ExampleOutcome) -> None:
         if outcome.error is None and outcome.output is not None:
             outcome = replace(outcome, score=self.task.score(outcome.output, self.task.example(job.example_id).target))
         self.archive.add_result(job.candidate_id, job.split, outcome)
+        key = (job.candidate_id, job.split, job.example_id)
+        if outcome.error is None:
+            self._failed.discard(key)
+        else:
+            self._failed.add(key)
         self.reporter.advance()

@@ -1,26 +1,32 @@
 """The ``agentopt`` command line."""
 
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.text import Text
 from typer.exceptions import TyperException
 
 from agentopt.agents.errors import AgentoptError, ConfigError
 from agentopt.archive import queries
-from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, pct, table
+from agentopt.optimizer.cli_campaign import COMMANDS
+from agentopt.optimizer.cli_common import (
+    DbOption,
+    JsonOption,
+    err,
+    existing_url,
+    open_archive,
+    out,
+    print_json,
+    stop_on_signals,
+)
+from agentopt.optimizer.ui import ci, pct, table
 
 app = typer.Typer(help="Automatically improve LLM prompts and agents.",
                   epilog="Start with: agentopt run experiments/quickstart.yaml, then agentopt archive top.",
@@ -32,16 +38,8 @@ model_app = typer.Typer(help="The bundled local model (SmolLM2-135M-Instruct on 
 app.add_typer(archive_app, name="archive")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(model_app, name="model")
-
-if TYPE_CHECKING:
-    from agentopt.optimizer.campaign import CampaignReport
-
-out = Console(width=None if sys.stdout.isatty() else 150)
-err = Console(stderr=True, soft_wrap=True)
-
-DbOption = Annotated[str | None, typer.Option("--db", help="Archive: a SQLite path or SQLAlchemy URL "
-                                                            "\\[default: $AGENTOPT_DB or ./agentopt.db]")]
-
+for command in COMMANDS:
+    app.command()(command)
 
 class Split(StrEnum):
     train = "train"
@@ -55,99 +53,7 @@ class LineageFormat(StrEnum):
     json = "json"
 
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
-
-def _existing_url(db: str | None) -> str:
-    """The archive URL, refusing a SQLite path with no file (SQLite would create an empty one)."""
-    url = database_url(db)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise AgentoptError(f"no archive at {url.removeprefix('sqlite:///')} (run a campaign first, or pass --db)")
-    return url
-
-
-def _open_archive(db: str | None, must_exist: bool = True) -> Archive:
-    return Archive(_existing_url(db) if must_exist else database_url(db), create=not must_exist)
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
-def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop_on_signals() -> None:
-    """SIGTERM and SIGINT both unwind through ``finally`` blocks, so model servers and Ray stop.
-
-    SIGINT is set explicitly because a shell starts background jobs with it ignored, and
-    ``kill -INT`` must still stop ``agentopt model serve &``.
-    """
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def dedup_line(stats: dict[str, Any]) -> str:
-    """The campaign's deduplication record in one line."""
-    merged, full = stats.get("functional duplicates", 0), stats.get("full evaluations", 0)
-    avoided = f"{100 * merged / (merged + full):.0f}%" if merged + full else "-"
-    return (f"dedup ({stats.get('functional dedup', 'off')}): {stats.get('proposals', 0)} proposals, "
-            f"{stats.get('content duplicates', 0)} content duplicates, {merged} functional duplicates, "
-            f"{full} full evaluations ({avoided} avoided), {stats.get('llm calls saved', 0)} LLM calls saved")
-
-
-def _summary_table(reports: list["CampaignReport"]) -> None:
-    rows = []
-    for r in reports:
-        s = r.stats
-        calls = s["task_llm_calls"] + s["proposer_llm_calls"]
-        hits = s["task_cache_hits"] + s["proposer_cache_hits"]
-        delta = None if r.best_test.mean is None or r.seed_test.mean is None else r.best_test.mean - r.seed_test.mean
-        rows.append([r.task, pct(r.seed_test.mean), f"{pct(r.best_test.mean)} {ci(r.best_test.ci_low, r.best_test.ci_high)}",
-                     "-" if delta is None else f"{100 * delta:+.1f}", f"{calls} ({s['proposer_llm_calls']} proposer)",
-                     f"{100 * hits / max(calls + hits, 1):.0f}%", s["task_tokens"] + s["proposer_tokens"],
-                     f"{r.wall_s:.0f}s", f"{r.campaign_id}/{r.best_candidate_id}"])
-    out.print(table("Test accuracy (%) on the sealed test split", [
-        "task", "seed", "best [95% CI]", "gain", "LLM calls", "cache hits", "tokens", "wall", "campaign/best id"], rows))
-    for r in reports:
-        demos = len(r.best_agent.get("demos", []))
-        out.print(f"[bold]{r.task}[/] best prompt: {r.best_agent['instruction']!r} + {demos} demonstration(s)")
-        out.print(f"  {dedup_line(r.stats)}")
-    deltas = [r.best_test.mean - r.seed_test.mean for r in reports
-              if r.best_test.mean is not None and r.seed_test.mean is not None]
-    if deltas:
-        out.print(f"Average gain over the seed prompt: {100 * sum(deltas) / len(deltas):+.1f} points")
-
-
-@app.command()
-def run(
-    config: Annotated[Path, typer.Argument(help="Campaign YAML, e.g. experiments/quickstart.yaml")],
-    db: DbOption = None,
-    json_out: JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-) -> None:
-    """Run the campaign(s) described by CONFIG and print a result table per task."""
-    from agentopt.optimizer.config import load_config
-    from agentopt.optimizer.runner import run_campaigns
-
-    cfg = load_config(config)
-    archive = _open_archive(db or cfg.db, must_exist=False)
-    _stop_on_signals()
-    reporter = SilentReporter() if quiet or json_out else RichReporter(err)
-    started = time.perf_counter()
-    try:
-        with contextlib.closing(reporter):
-            reports = run_campaigns(cfg, archive, reporter)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: every finished result and LLM call is kept in {archive.url}; "
-                  "running the same config again reuses them from the cache")
-        sys.exit(130)
-    if json_out:
-        _print_json([r.as_dict() for r in reports])
-        return
-    _summary_table(reports)
-    out.print(f"Archive: {archive.url}   total wall time {time.perf_counter() - started:.0f}s")
 
 
 @tasks_app.command("list")
@@ -161,7 +67,7 @@ def tasks_list(json_out: JsonOption = False) -> None:
         rows.append({"name": name, "description": t.description, "metric": t.metric_name,
                      "train": len(t.train), "val": len(t.val), "test": len(t.test), "example": t.train[0].input})
     if json_out:
-        _print_json(rows)
+        print_json(rows)
     else:
         out.print(table("Built-in tasks (or pass a .jsonl / .csv file path)", list(rows[0]), [list(r.values()) for r in rows]))
 
@@ -175,7 +81,7 @@ def model_serve(
     """Serve the bundled model on loopback until Ctrl-C (OpenAI-compatible, model 'smollm2-135m-instruct')."""
     from agentopt.agents.local_model import LocalModelServers
 
-    _stop_on_signals()
+    stop_on_signals()
     with LocalModelServers(servers, threads, ports=list(range(port, port + servers))) as pool:
         for endpoint in pool.endpoints:
             out.print(f"serving {endpoint.model} at {endpoint.base_url}")
@@ -219,9 +125,9 @@ def archive_top(
     db: DbOption = None, json_out: JsonOption = False,
 ) -> None:
     """Best candidates by mean score on a split, with 95% confidence intervals."""
-    ranked = queries.top(_open_archive(db), k, split.value, _filters(campaign, task, kind, strategy, since, until))
+    ranked = queries.top(open_archive(db), k, split.value, _filters(campaign, task, kind, strategy, since, until))
     if json_out:
-        _print_json([r.as_dict() for r in ranked])
+        print_json([r.as_dict() for r in ranked])
         return
     _ranked_table(f"Top {k} on {split.value}", ranked)
 
@@ -236,10 +142,10 @@ def archive_pareto(
     db: DbOption = None, json_out: JsonOption = False,
 ) -> None:
     """Score vs tokens per example (or cost): the candidates nothing beats on both, cheapest first."""
-    front = queries.pareto(_open_archive(db), split.value, _filters(campaign, task, kind, strategy, since, until))
+    front = queries.pareto(open_archive(db), split.value, _filters(campaign, task, kind, strategy, since, until))
     price = usd_per_1m_tokens
     if json_out:
-        _print_json([{**r.as_dict(), "usd_per_1k_examples": None if price is None or r.tokens_mean is None
+        print_json([{**r.as_dict(), "usd_per_1k_examples": None if price is None or r.tokens_mean is None
                       else r.tokens_mean * price / 1000} for r in front])
         return
     _ranked_table(f"Pareto front on {split.value}: score vs tokens per example", front)
@@ -252,9 +158,9 @@ def archive_pareto(
 def archive_show(candidate_id: Annotated[int, typer.Argument(help="Candidate id")], db: DbOption = None,
                  json_out: JsonOption = False) -> None:
     """Everything stored about one candidate: payload, lineage, scores and per-example results."""
-    record = queries.show(_open_archive(db), candidate_id)
+    record = queries.show(open_archive(db), candidate_id)
     if json_out:
-        _print_json(record)
+        print_json(record)
         return
     out.print(f"[bold]candidate {record['id']}[/] ({record['kind']}) of campaign {record['campaign_id']}, task {record['task']}")
     out.print(f"strategy {record['strategy']}: {record['rationale'] or '-'}; parents: {record['parents'] or 'none'}")
@@ -280,7 +186,7 @@ def archive_lineage(
     db: DbOption = None,
 ) -> None:
     """Where a candidate came from: its ancestors (parent -> child edges), with scores on each node."""
-    graph = queries.lineage(_open_archive(db), candidate_id, descendants)
+    graph = queries.lineage(open_archive(db), candidate_id, descendants)
     sys.stdout.write(queries.render_lineage(graph, fmt.value))
 
 
@@ -289,9 +195,9 @@ def archive_diff(a: Annotated[int, typer.Argument(help="Candidate id A")],
                  b: Annotated[int, typer.Argument(help="Candidate id B")],
                  db: DbOption = None, json_out: JsonOption = False) -> None:
     """What changed from candidate A to B, and B - A on the examples both were scored on."""
-    result = queries.diff(_open_archive(db), a, b)
+    result = queries.diff(open_archive(db), a, b)
     if json_out:
-        _print_json(result)
+        print_json(result)
         return
     out.print(f"[bold]#{a} -> #{b}[/] ({result['relation']})")
     for key, change in result["payload_changes"].items():
@@ -314,7 +220,7 @@ def archive_diff(a: Annotated[int, typer.Argument(help="Candidate id A")],
 @archive_app.command("campaigns")
 def archive_campaigns(task: TaskFilter = None, db: DbOption = None, json_out: JsonOption = False) -> None:
     """Campaigns in the archive, newest first, with their size, best scores and LLM calls."""
-    _campaign_table("Campaigns", queries.campaigns(_open_archive(db), task), json_out)
+    _campaign_table("Campaigns", queries.campaigns(open_archive(db), task), json_out)
 
 
 @archive_app.command("compare")
@@ -325,13 +231,13 @@ def archive_compare(
     """Campaigns on one task side by side; each best prompt vs the oldest one's, paired on test items."""
     if not campaign_ids and not task:
         raise ConfigError("name campaign ids or pass --task")
-    rows = queries.compare(_open_archive(db), task, campaign_ids or ())
+    rows = queries.compare(open_archive(db), task, campaign_ids or ())
     _campaign_table(f"Campaigns on {rows[0]['task']}" if rows else "No campaigns", rows, json_out, compare=True)
 
 
 def _campaign_table(title: str, rows: list[dict[str, Any]], json_out: bool, compare: bool = False) -> None:
     if json_out:
-        _print_json(rows)
+        print_json(rows)
         return
     columns = ["id", "name", "task", "strategy", "status", "created", "candidates", "best val", "seed test",
                "best test [95% CI]", "LLM calls", "dedup (content/functional)"]
@@ -354,7 +260,7 @@ def archive_upgrade(db: DbOption = None) -> None:
     """Migrate an archive made by an older agentopt to this version's schema (back it up first)."""
     from agentopt.archive.store import display_url, upgrade_archive
 
-    url = _existing_url(db)
+    url = existing_url(db)
     before, after = upgrade_archive(url)
     message = "already at" if before == after else f"upgraded from {before or 'empty'} to"
     out.print(f"archive {display_url(url)}: {message} schema revision {after}")
@@ -367,7 +273,7 @@ def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `
     """Write a pip-installable package for a candidate, with an evaluation card."""
     from agentopt.archive.export import export_candidate
 
-    path = export_candidate(_open_archive(db), candidate_id, out_dir)
+    path = export_candidate(open_archive(db), candidate_id, out_dir)
     out.print(f"exported candidate {candidate_id} to {path} — install it with: pip install {path}")
 
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agentopt.agents.budget import Price, RoleBudget
 from agentopt.agents.errors import ConfigError, TaskError
 from agentopt.agents.llm import Endpoint, Sampling
 from agentopt.agents.prompt import Demo, PostProcess, PromptAgent
@@ -21,12 +22,24 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class EndpointConfig(Frozen):
+    """One replica serving a role's model, with limits that hold across every Ray worker."""
+
+    base_url: str
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    max_concurrency: int | None = Field(None, ge=1, description="requests in flight at once")
+    requests_per_s: float | None = Field(None, gt=0)
+    tokens_per_min: float | None = Field(None, gt=0)
+
+
 class RoleConfig(Frozen):
-    """One model role. ``model: local`` means the bundled SmolLM2 servers started by the campaign."""
+    """One model role. ``model: local`` means the bundled SmolLM2 servers started by the campaign;
+    any other model needs ``base_url`` (one endpoint) or ``endpoints`` (a pool of replicas)."""
 
     model: str = LOCAL
     base_url: str | None = None
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    endpoints: tuple[EndpointConfig, ...] = ()
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(32, ge=1)
     timeout_s: float = Field(60.0, gt=0)
@@ -34,19 +47,26 @@ class RoleConfig(Frozen):
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> "RoleConfig":
-        if self.model != LOCAL and not self.base_url:
-            raise ValueError(f"model {self.model!r} is not 'local', so base_url is required")
+        if self.base_url and self.endpoints:
+            raise ValueError("give either base_url or endpoints, not both")
+        if self.model != LOCAL and not (self.base_url or self.endpoints):
+            raise ValueError(f"model {self.model!r} is not 'local', so base_url or endpoints is required")
+        if self.model == LOCAL and (self.base_url or self.endpoints):
+            raise ValueError("model 'local' is served by agentopt itself; name the model to use base_url/endpoints")
         return self
 
     @property
     def sampling(self) -> Sampling:
         return Sampling(temperature=self.temperature, max_tokens=self.max_tokens)
 
-    def endpoints(self, local: list[Endpoint]) -> list[Endpoint]:
+    def pool(self, local: list[Endpoint]) -> list[Endpoint]:
         if self.model == LOCAL:
             return local
-        assert self.base_url is not None
-        return [Endpoint(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env)]
+        pool = self.endpoints or (EndpointConfig(base_url=self.base_url or "", api_key_env=self.api_key_env),)
+        return [Endpoint(model=self.model, **e.model_dump()) for e in pool]
+
+
+ROLES = ("task", "proposer")
 
 
 class Models(Frozen):
@@ -62,6 +82,8 @@ class LocalModelConfig(Frozen):
     servers: int | None = Field(None, ge=1, description="llama.cpp server processes (default: one per core)")
     threads: int | None = Field(None, ge=1, description="threads per server (default: cores / servers)")
     ctx_size: int = Field(2048, ge=256)
+    max_concurrency: int = Field(2, ge=1, description="requests in flight per server (llama.cpp runs one at a "
+                                                      "time; a second keeps it busy between requests)")
 
 
 class EvaluationConfig(Frozen):
@@ -80,6 +102,17 @@ class DedupConfig(Frozen):
         "verify", description="verify: a match must also agree on a second probe set; trust: the first is "
                               "enough; off: content hashing only")
     probe_size: int = Field(5, ge=1, description="train inputs in each probe set")
+
+
+class BudgetConfig(Frozen):
+    """Hard limits for each campaign (one per task); once one is reached no new LLM call starts,
+    the search stops and the campaign reports which limit stopped it."""
+
+    wall_time_s: float | None = Field(None, gt=0, description="seconds from the campaign's start")
+    task: RoleBudget = RoleBudget()
+    proposer: RoleBudget = RoleBudget()
+    reserve_test: bool = Field(True, description="keep the estimated cost of the final test scoring out of the "
+                                                 "search's share of the task budget")
 
 
 class StrategyConfig(Frozen):
@@ -108,6 +141,20 @@ class CampaignConfig(Frozen):
     seed_agent: SeedAgentConfig = SeedAgentConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     dedup: DedupConfig = DedupConfig()
+    budget: BudgetConfig = BudgetConfig()
+    prices: dict[str, Price] = Field(default_factory=dict, description="model name -> USD per million tokens")
+
+    @model_validator(mode="after")
+    def _priced_money_budgets(self) -> "CampaignConfig":
+        for role in ROLES:
+            model = getattr(self.models, role).model
+            if getattr(self.budget, role).usd is not None and model != LOCAL and model not in self.prices:
+                raise ValueError(f"budget.{role}.usd needs a price for model {model!r} under prices")
+        return self
+
+    def price(self, role: str) -> Price:
+        """The role's model price; the bundled local model costs nothing."""
+        return self.prices.get(getattr(self.models, role).model, Price())
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -2,20 +2,26 @@
 
 Each example is one unit of work, so results stream back and are committed as they finish; a crash
 loses at most the examples in flight. Workers make their own LLM calls through the shared cache in
-the archive, so a result computed anywhere is never paid for again.
+the archive, so a result computed anywhere is never paid for again. A worker that dies takes only
+its in-flight examples with it: they are run again on another worker (at most
+``MAX_WORKER_LOSSES`` times each, then recorded as an infrastructure error). When a budget stops
+calls, the examples already running finish and are committed, and nothing new starts.
 """
 
 import itertools
-import logging
-import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from agentopt.agents import agent_from_payload
-from agentopt.agents.llm import Endpoint, LLMClient, Sampling
+from agentopt.agents.errors import BudgetExhausted
+from agentopt.agents.llm import Endpoint, Gate, LLMClient, Sampling
 from agentopt.archive.store import ExampleOutcome
+from agentopt.optimizer.cluster import ensure_ray, worker_name
+
+MAX_WORKER_LOSSES = 3
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class Job:
     example_id: str
     input: str
     payload: dict[str, Any]
+    campaign_id: str | None = None  # whose budget its calls count against
 
 
 @dataclass(frozen=True)
@@ -36,21 +43,26 @@ class LLMSpec:
     sampling: Sampling
     timeout_s: float
     max_attempts: int
+    gate: Gate
 
 
 OnDone = Callable[[Job, ExampleOutcome], None]
+Returned = ExampleOutcome | BudgetExhausted
 
 
-def run_job(llm: LLMClient, job: Job) -> ExampleOutcome:
-    """Run one example. Any failure becomes an outcome with an error, never a wrong answer."""
-    meter = llm.metered()
+def run_job(llm: LLMClient, job: Job) -> Returned:
+    """Run one example. Any failure becomes an outcome with an error, never a wrong answer; a spent
+    budget comes back as the exception (as a value, so it crosses process boundaries unchanged)."""
+    meter = llm.metered(job.campaign_id)
     try:
         output, error = agent_from_payload(job.payload).run(job.input, meter), None
+    except BudgetExhausted as exc:
+        return exc
     except Exception as exc:  # noqa: BLE001 - every failure is recorded as data with its reason
         output, error = None, f"{type(exc).__name__}: {exc}"
     usage = meter.usage.as_dict()
     usage["llm_calls"] = usage.pop("calls")
-    return ExampleOutcome(job.example_id, output, None, error, usage)
+    return ExampleOutcome(job.example_id, output, None, error, usage, worker_name())
 
 
 class Evaluator(Protocol):
@@ -59,20 +71,74 @@ class Evaluator(Protocol):
     def close(self) -> None: ...
 
 
+H = TypeVar("H")
+
+
+class Dispatch(Protocol[H]):
+    """How one backend starts a job and learns it finished; ``collect`` returns ``None`` when the
+    job was lost with its worker."""
+
+    def submit(self, job: Job) -> H: ...
+
+    def wait(self, handles: list[H]) -> list[H]: ...
+
+    def collect(self, handle: H) -> Returned | None: ...
+
+
+@dataclass
+class Pump(Generic[H]):
+    """Keeps ``limit`` jobs in flight on a backend and commits each as it finishes."""
+
+    backend: Dispatch[H]
+    limit: int
+
+    def run(self, jobs: Sequence[Job], on_done: OnDone) -> None:
+        queue, in_flight, losses = deque(jobs), dict[H, Job](), dict[tuple[int, str, str], int]()
+        stop: BudgetExhausted | None = None
+        while True:
+            while queue and stop is None and len(in_flight) < self.limit:
+                job = queue.popleft()
+                in_flight[self.backend.submit(job)] = job
+            if not in_flight:
+                break
+            for handle in self.backend.wait(list(in_flight)):
+                job = in_flight.pop(handle)
+                returned = self.backend.collect(handle)
+                if isinstance(returned, BudgetExhausted):
+                    stop = stop or returned
+                elif returned is not None:
+                    on_done(job, returned)
+                else:
+                    key = (job.candidate_id, job.split, job.example_id)
+                    losses[key] = losses.get(key, 0) + 1
+                    if losses[key] < MAX_WORKER_LOSSES:
+                        queue.appendleft(job)
+                    else:
+                        on_done(job, ExampleOutcome(job.example_id, None, None, "WorkerLost: the worker running it "
+                                                    f"died {MAX_WORKER_LOSSES} times", {}))
+        if stop is not None:
+            raise stop
+
+
 class ThreadEvaluator:
     """In-process evaluation on a thread pool: no Ray start-up, for small runs and tests."""
 
     def __init__(self, llm: LLMClient, workers: int = 2) -> None:
         self.llm = llm
+        self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers)
 
+    def submit(self, job: Job) -> "Future[Returned]":
+        return self.pool.submit(run_job, self.llm, job)
+
+    def wait(self, handles: "list[Future[Returned]]") -> "list[Future[Returned]]":
+        return list(wait(handles, return_when=FIRST_COMPLETED).done)
+
+    def collect(self, handle: "Future[Returned]") -> Returned:
+        return handle.result()
+
     def evaluate(self, jobs: Sequence[Job], on_done: OnDone) -> None:
-        futures: dict[Future[ExampleOutcome], Job] = {self.pool.submit(run_job, self.llm, j): j for j in jobs}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                on_done(futures[future], future.result())
+        Pump(self, self.workers).run(jobs, on_done)
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -90,53 +156,54 @@ def _make_worker_class() -> Any:
             from agentopt.archive.store import Archive
 
             cache = SqlCallCache(Archive(db_url, create=False))
-            self.llm = LLMClient(spec.endpoints, cache, spec.sampling, spec.timeout_s, spec.max_attempts)
+            self.llm = LLMClient(spec.endpoints, cache, spec.sampling, spec.timeout_s, spec.max_attempts, spec.gate)
 
-        def run(self, job: Job) -> ExampleOutcome:
+        def run(self, job: Job) -> Returned:
             return run_job(self.llm, job)
 
     return EvalWorker
 
 
-def ensure_ray(address: str | None = None) -> None:
-    """Start (or join) Ray once per process, sized to this machine and quiet on the terminal."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
-                              "configure_logging": True}
-    if address is None:
-        kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=256 * 1024**2)
-    ray.init(address=address, **kwargs)
-
-
 class RayEvaluator:
-    """Evaluation on Ray actors; ``workers * concurrency`` examples are in flight at once."""
+    """Evaluation on Ray actors spread over the cluster's nodes; ``workers * concurrency``
+    examples are in flight at once. A dead actor is replaced and its examples run elsewhere."""
 
     def __init__(self, spec: LLMSpec, db_url: str, workers: int | None = None, concurrency: int = 2) -> None:
         import ray
 
         ensure_ray()
         self._ray = ray
-        worker_cls = _make_worker_class()
+        self._new_actor = lambda: _make_worker_class().options(
+            max_concurrency=concurrency, scheduling_strategy="SPREAD").remote(spec, db_url)
         n = workers or int(ray.cluster_resources().get("CPU", 1))
-        self.actors = [worker_cls.options(max_concurrency=concurrency).remote(spec, db_url) for _ in range(n)]
-        self.max_in_flight = n * concurrency
+        self.actors = [self._new_actor() for _ in range(n)]
+        self.concurrency = concurrency
+        self._next = itertools.count()
+        self._placed: dict[Any, Any] = {}
+
+    def submit(self, job: Job) -> Any:
+        actor = self.actors[next(self._next) % len(self.actors)]
+        ref = actor.run.remote(job)
+        self._placed[ref] = actor
+        return ref
+
+    def wait(self, handles: list[Any]) -> list[Any]:
+        done, _ = self._ray.wait(handles, num_returns=1)
+        return list(done)
+
+    def collect(self, handle: Any) -> Returned | None:
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        actor = self._placed.pop(handle)
+        try:
+            return self._ray.get(handle)  # type: ignore[no-any-return]
+        except (RayActorError, ActorUnavailableError):
+            if actor in self.actors:  # first news of this death: replace the worker
+                self.actors[self.actors.index(actor)] = self._new_actor()
+            return None
 
     def evaluate(self, jobs: Sequence[Job], on_done: OnDone) -> None:
-        queue = iter(jobs)
-        actors = itertools.cycle(self.actors)
-        in_flight: dict[Any, Job] = {}
-        while True:
-            for job in itertools.islice(queue, self.max_in_flight - len(in_flight)):
-                in_flight[next(actors).run.remote(job)] = job
-            if not in_flight:
-                return
-            done, _ = self._ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
-                on_done(in_flight.pop(ref), self._ray.get(ref))
+        Pump(self, len(self.actors) * self.concurrency).run(jobs, on_done)
 
     def close(self) -> None:
         for actor in self.actors:

@@ -1,21 +1,43 @@
 """From a validated config to finished campaigns: start what is needed, run, always clean up."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from typing import Protocol
 
-from agentopt.agents.llm import Endpoint, LLMClient
+from agentopt.agents.gate import LocalGate
+from agentopt.agents.llm import Endpoint, Gate, LLMClient
 from agentopt.agents.local_model import LocalModelServers
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.store import Archive
+from agentopt.optimizer.budgets import CampaignBudget, GateControl, role_prices, test_reserve
 from agentopt.optimizer.campaign import CampaignReport, CampaignRun
+from agentopt.optimizer.cluster import RemoteGate, ensure_ray
 from agentopt.optimizer.config import CampaignConfig, RoleConfig
 from agentopt.optimizer.evaluation import Evaluator, LLMSpec, RayEvaluator, ThreadEvaluator
 from agentopt.optimizer.tasks import load_task
 from agentopt.optimizer.ui import Reporter
 
 
-def _client(role: RoleConfig, local: list[Endpoint], archive: Archive) -> LLMClient:
-    return LLMClient(role.endpoints(local), SqlCallCache(archive), role.sampling, role.timeout_s, role.max_attempts)
+class RunGate(GateControl, Gate, Protocol):
+    """A gate both the LLM clients and the campaign's budget use."""
+
+
+def _client(role: RoleConfig, name: str, local: list[Endpoint], archive: Archive, gate: Gate) -> LLMClient:
+    return LLMClient(role.pool(local), SqlCallCache(archive), role.sampling, role.timeout_s, role.max_attempts,
+                     gate, name)
+
+
+@contextmanager
+def _gate(config: CampaignConfig, endpoints: Sequence[Endpoint]) -> Iterator[RunGate]:
+    """One gate for every endpoint of every role: a Ray actor when workers run on Ray."""
+    if config.evaluation.backend == "threads":
+        yield LocalGate(endpoints)
+        return
+    remote = RemoteGate(endpoints)
+    try:
+        yield remote
+    finally:
+        remote.close()
 
 
 @contextmanager
@@ -25,7 +47,7 @@ def _evaluator(config: CampaignConfig, task_llm: LLMClient, archive: Archive) ->
         evaluator: Evaluator = ThreadEvaluator(task_llm, (ev.workers or 1) * ev.concurrency)
     else:
         role = config.models.task
-        spec = LLMSpec(task_llm.endpoints, role.sampling, role.timeout_s, role.max_attempts)
+        spec = LLMSpec(task_llm.endpoints, role.sampling, role.timeout_s, role.max_attempts, task_llm.gate)
         evaluator = RayEvaluator(spec, archive.url, ev.workers, ev.concurrency)
     try:
         yield evaluator
@@ -33,16 +55,24 @@ def _evaluator(config: CampaignConfig, task_llm: LLMClient, archive: Archive) ->
         evaluator.close()
 
 
-def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter) -> list[CampaignReport]:
-    """Run one campaign per task in the config, sharing model servers, workers and the cache."""
+def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter, address: str | None = None,
+                  resume: str = "") -> list[CampaignReport]:
+    """Run one campaign per task in the config, sharing model servers, workers, the gate and the
+    cache; with ``resume``, finish that one campaign (its config names its single task)."""
     with ExitStack() as stack:
         local: list[Endpoint] = []
         if config.models.uses_local:
             lm = config.local_model
             reporter.phase("starting the bundled local model", 0)
-            local = stack.enter_context(LocalModelServers(lm.servers, lm.threads, lm.ctx_size)).endpoints
-        task_llm = _client(config.models.task, local, archive)
-        proposer = _client(config.models.proposer, local, archive)
+            local = stack.enter_context(LocalModelServers(lm.servers, lm.threads, lm.ctx_size,
+                                                          max_concurrency=lm.max_concurrency)).endpoints
+        if config.evaluation.backend == "ray":
+            reporter.phase("starting Ray" if address is None else f"joining the Ray cluster at {address}", 0)
+            ensure_ray(address)
+        endpoints = {e.base_url: e for role in (config.models.task, config.models.proposer) for e in role.pool(local)}
+        gate = stack.enter_context(_gate(config, list(endpoints.values())))
+        task_llm = _client(config.models.task, "task", local, archive, gate)
+        proposer = _client(config.models.proposer, "proposer", local, archive, gate)
         for client in (task_llm, proposer):
             client.check_reachable()
         reporter.phase("starting evaluation workers", 0)
@@ -53,12 +83,16 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter) 
             policy = "off"
         reports = []
         for ref in config.tasks:
+            task = load_task(ref, seed=config.task_seed)
+            seed_agent = config.seed_agent.agent()
+            budget = CampaignBudget(gate, config.budget, role_prices(config), test_reserve(config, task, seed_agent))
             run = CampaignRun(
-                archive=archive, task=load_task(ref, seed=config.task_seed), strategy_name=config.strategy.name,
-                strategy_params=config.strategy.params, seed_agent=config.seed_agent.agent(), proposer=proposer,
+                archive=archive, task=task, strategy_name=config.strategy.name,
+                strategy_params=config.strategy.params, seed_agent=seed_agent, proposer=proposer,
                 evaluator=evaluator, reporter=reporter, config=config.model_dump(mode="json"),
                 name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
                 test_size=config.evaluation.test_size, dedup_policy=policy, probe_size=config.dedup.probe_size,
+                budget=budget, campaign_id=resume, task_ref=ref,
             )
             reports.append(run.run())
         return reports

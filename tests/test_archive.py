@@ -8,7 +8,7 @@ from processes import AGENTOPT
 from sqlalchemy import func, select
 from test_cli import fake_config
 
-from agentopt.agents.llm import Completion
+from agentopt.agents.llm import Completion, Payer
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive import queries
 from agentopt.archive.cache import SqlCallCache
@@ -69,12 +69,16 @@ def test_bootstrap_ci_brackets_the_mean() -> None:
     assert bootstrap_ci([1.0]) == (1.0, 1.0, 1.0)
 
 
-def test_sql_call_cache_round_trip(db_url: str) -> None:
-    cache = SqlCallCache(Archive(db_url))
+def test_sql_call_cache_round_trip_and_ledger(db_url: str) -> None:
+    archive = Archive(db_url)
+    cache = SqlCallCache(archive)
     assert cache.get("k") is None
-    cache.put("k", {"model": "m"}, Completion("hi", 3, 1, 0.2, "length"))
-    cache.put("k", {"model": "m"}, Completion("other", 3, 1, 0.2))  # first write wins
+    cache.put("k", {"model": "m"}, Completion("hi", 3, 1, 0.2, "length"), Payer("c1", "task"))
+    cache.put("k", {"model": "m"}, Completion("other", 3, 1, 0.2), Payer("c1", "task"))  # first write wins
+    cache.put("p", {"model": "m"}, Completion("idea", 20, 8, 0.2), Payer("c1", "proposer"))
     assert cache.get("k") == Completion("hi", 3, 1, 0.2, "length")
+    assert archive.spend("c1") == {"task": (1, 3, 1), "proposer": (1, 20, 8)}  # what the budget resumes from
+    assert archive.spend("other") == {}
 
 
 def test_concurrent_writers_lose_nothing_and_never_duplicate(db_url: str) -> None:
@@ -92,7 +96,7 @@ def test_concurrent_writers_lose_nothing_and_never_duplicate(db_url: str) -> Non
             ids.append(candidate)
             for example in range(3):
                 archive.add_result(candidate, "train", outcome(f"train-{example}", float(example % 2)))
-                cache.put(f"key-{i}-{example}", {"model": "m"}, Completion("x", 1, 1, 0.1))
+                cache.put(f"key-{i}-{example}", {"model": "m"}, Completion("x", 1, 1, 0.1), Payer())
         archive.engine.dispose()
         return sorted(ids)
 

@@ -10,14 +10,17 @@ only wins by doing better than a neutral one: with a 135M proposer, most proposa
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import Field
 
+from agentopt.agents.budget import estimate_prompt_tokens
 from agentopt.agents.errors import LLMError
 from agentopt.agents.llm import Completion
 from agentopt.agents.prompt import Demo, PromptAgent
-from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Search, Trial, TrialResult
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
 from agentopt.optimizer.strategies.proposals import (
     FORWARD_TEMPLATE,
     RESAMPLE_TEMPLATE,
@@ -56,6 +59,7 @@ class Arm:
     candidate_id: int | None = None
     total: float = 0.0
     count: int = 0
+    errors: int = 0  # examples that failed for infrastructure reasons: such an arm is never ranked
     seen: set[str] = field(default_factory=set)
 
     @property
@@ -67,6 +71,20 @@ class APE(GeneratorStrategy):
     name = "ape"
     Params = APEParams
     params: APEParams
+
+    @classmethod
+    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
+        p = cls.Params.model_validate(params)
+        assert isinstance(p, APEParams)
+        generated = p.n_subsamples * p.samples_per_subsample
+        varied = p.mc_rounds * p.mc_top * p.mc_samples
+        candidates = 1 + generated + p.n_subsamples + varied
+        overshoot = p.pulls_per_round * p.batch_size  # a race may finish its last round past the budget
+        races = p.racing_budget + overshoot + p.mc_rounds * (p.mc_budget + overshoot)
+        prompt = estimate_prompt_tokens([{"role": "user", "content": FORWARD_TEMPLATE.format(
+            pairs=format_pairs(list(train[: p.demos_per_subsample])))}])
+        return Plan(generated + varied, prompt, races + 2 * probe_size * candidates + p.top_k * n_val,
+                    p.candidate_demos)
 
     def search(self) -> Search:
         self.rng = random.Random(self.ctx.seed)
@@ -136,7 +154,7 @@ class APE(GeneratorStrategy):
 
     # --- racing ----------------------------------------------------------------------------------
     def _ranked(self) -> list[Arm]:
-        scored = [a for a in self.arms.values() if a.count]
+        scored = [a for a in self.arms.values() if a.count and not a.errors]
         return sorted(scored, key=lambda a: (a.mean, a.count), reverse=True)
 
     def _ucb(self, arm: Arm, total: int) -> float:
@@ -170,6 +188,7 @@ class APE(GeneratorStrategy):
                 arm.candidate_id = result.candidate_id
                 arm.seen.update(result.trial.example_ids)
                 spent += len(result.trial.example_ids)
+                arm.errors += result.summary.n_errors
                 if result.summary.mean is not None:
                     arm.total += result.summary.mean * result.summary.n
                     arm.count += result.summary.n

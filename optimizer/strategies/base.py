@@ -5,7 +5,7 @@ train or val examples), and the campaign dedups, caches, budgets and parallelise
 for every strategy. Strategies never see the test split.
 """
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -51,6 +51,16 @@ class StrategyContext:
     probe_ids: tuple[str, ...] = ()  # train inputs every new candidate answers first (functional dedup)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Upper bounds a strategy can promise before it runs (for ``agentopt run --dry-run``)."""
+
+    proposer_calls: int
+    proposer_prompt_tokens: int  # per call
+    task_examples: int  # example evaluations on train and val
+    candidate_demos: int = 0  # demonstrations a candidate may carry (longer task prompts)
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -87,6 +97,11 @@ class GeneratorStrategy:
 
     def search(self) -> Search:
         raise NotImplementedError
+
+    @classmethod
+    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan | None:
+        """How much work the search can take at most; ``None`` when it cannot say in advance."""
+        return None
 
     def ask(self) -> list[Trial]:
         if self._done:

@@ -1,0 +1,119 @@
+"""A campaign's budgets: the ledger it starts from, the share kept for the test split, and the
+``--dry-run`` estimate.
+
+The gate enforces the limits call by call; this module decides what the limits are. Spend is
+read back from the archive (every paid call is stored with the campaign and role that paid), so a
+resumed campaign continues from what was really spent, not from zero.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agentopt.agents.budget import Price, RoleBudget, Spend, estimate_prompt_tokens, shrink
+from agentopt.agents.prompt import Demo, PromptAgent
+from agentopt.archive.store import Archive
+from agentopt.optimizer.config import ROLES, BudgetConfig, CampaignConfig
+from agentopt.optimizer.strategies import STRATEGIES
+from agentopt.optimizer.tasks import Example, Task
+
+
+class GateControl(Protocol):
+    """The control half of a gate (:class:`~agentopt.agents.gate.LocalGate` or the Ray one)."""
+
+    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None: ...
+
+    def set_deadline(self, deadline: float | None) -> None: ...
+
+    def spent(self, role: str) -> Spend: ...
+
+
+def example_cost(agent: PromptAgent, examples: Sequence[Example], max_tokens: int, price: Price) -> Spend:
+    """Upper-bound cost of running ``agent`` once on each example (one call per example)."""
+    prompt = sum(estimate_prompt_tokens(agent.messages(e.input)) for e in examples)
+    return Spend(len(examples), prompt, max_tokens * len(examples), price.cost(prompt, max_tokens * len(examples)))
+
+
+@dataclass
+class CampaignBudget:
+    """Sets the gate's limits for one campaign: the search's share first, then the whole budget."""
+
+    gate: GateControl
+    config: BudgetConfig
+    prices: dict[str, Price]
+    test_reserve: Spend = Spend()
+
+    def begin(self, archive: Archive, campaign_id: str, active_s: float, now: float) -> None:
+        spent = archive.spend(campaign_id)
+        for role in ROLES:
+            price = self.prices[role]
+            budget = getattr(self.config, role)
+            if role == "task" and self.config.reserve_test:
+                budget = shrink(budget, self.test_reserve)
+            self.gate.configure(role, budget, price, _spend(spent.get(role), price))
+        wall = self.config.wall_time_s
+        self.gate.set_deadline(None if wall is None else now + max(wall - active_s, 0))
+
+    def final_phase(self) -> None:
+        """Release the reserve: the final test scoring may use the whole task budget."""
+        self.gate.configure("task", self.config.task, self.prices["task"], self.gate.spent("task"))
+
+    def report(self) -> dict[str, Any]:
+        """Spend against every limit, per role (for the summary and ``agentopt status``)."""
+        return {role: {"spent": _as_dict(self.gate.spent(role)), "limits": getattr(self.config, role).model_dump()}
+                for role in ROLES}
+
+
+def _spend(row: tuple[int, int, int] | None, price: Price) -> Spend:
+    calls, prompt, completion = row or (0, 0, 0)
+    return Spend(calls, prompt, completion, price.cost(prompt, completion))
+
+
+def ledger(archive: Archive, campaign_id: str, prices: dict[str, Price]) -> dict[str, dict[str, float]]:
+    """What each role of a campaign has paid for, from the archive alone."""
+    spent = archive.spend(campaign_id)
+    return {role: _as_dict(_spend(spent.get(role), prices[role])) for role in ROLES}
+
+
+def _as_dict(spend: Spend) -> dict[str, float]:
+    return {"calls": int(spend.calls), "tokens": int(spend.tokens), "usd": round(spend.usd, 6)}
+
+
+def role_prices(config: CampaignConfig) -> dict[str, Price]:
+    return {role: config.price(role) for role in ROLES}
+
+
+def test_reserve(config: CampaignConfig, task: Task, seed_agent: PromptAgent) -> Spend:
+    """What scoring the seed and the winner on the test split should cost; the winner may carry
+    up to ``candidate_demos`` demonstrations, so its prompt is estimated with that many."""
+    test = task.test[: config.evaluation.test_size]
+    demos = config.strategy.params.get("candidate_demos", 0)
+    winner = seed_agent.model_copy(update={"demos": tuple(Demo(input=e.input, output=e.target)
+                                                          for e in task.train[:demos]) or seed_agent.demos})
+    price, max_tokens = config.price("task"), config.models.task.max_tokens
+    return example_cost(seed_agent, test, max_tokens, price) + example_cost(winner, test, max_tokens, price)
+
+
+def estimate(config: CampaignConfig, task: Task) -> dict[str, Any]:
+    """Upper bounds on one campaign's calls, tokens and cost before anything runs (``--dry-run``).
+
+    The cache can only make the real figures lower. A strategy that cannot bound its work says so
+    (``None``)."""
+    seed = config.seed_agent.agent()
+    strategy = STRATEGIES[config.strategy.name]
+    val = task.val[: config.evaluation.val_size]
+    plan = strategy.plan(config.strategy.params, task.train, len(val), config.dedup.probe_size)
+    reserve = test_reserve(config, task, seed)
+    rows: dict[str, Any] = {"task": task.name, "strategy": config.strategy.name}
+    if plan is None:
+        return {**rows, "proposer": None, "task_role": None, "test_reserve": _as_dict(reserve)}
+    demos = tuple(Demo(input=e.input, output=e.target) for e in task.train[: plan.candidate_demos])
+    candidate = seed.model_copy(update={"demos": demos or seed.demos})
+    per_example = example_cost(candidate, task.train[:20], config.models.task.max_tokens, config.price("task"))
+    per_example = per_example.scaled(1 / max(len(task.train[:20]), 1))
+    searched = per_example.scaled(plan.task_examples)
+    prompt = plan.proposer_calls * plan.proposer_prompt_tokens
+    completion = plan.proposer_calls * config.models.proposer.max_tokens
+    proposer = Spend(plan.proposer_calls, prompt, completion, config.price("proposer").cost(prompt, completion))
+    return {**rows, "proposer": _as_dict(proposer), "task_role": _as_dict(searched + reserve),
+            "test_reserve": _as_dict(reserve)}

@@ -1,0 +1,229 @@
+"""Commands that drive campaigns: ``run`` (or ``--dry-run``), ``resume`` and ``status``."""
+
+import contextlib
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from agentopt.agents.errors import AgentoptError
+from agentopt.archive import queries
+from agentopt.archive.store import Archive
+from agentopt.optimizer.cli_common import DbOption, JsonOption, err, open_archive, out, print_json, stop_on_signals
+from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, pct, table
+
+if TYPE_CHECKING:
+    from agentopt.optimizer.campaign import CampaignReport
+    from agentopt.optimizer.config import CampaignConfig
+
+STALE_HEARTBEAT_S = 30.0  # six missed heartbeats: the driver is gone
+
+AddressOption = Annotated[str | None, typer.Option(
+    "--address", help="Run on an existing Ray cluster: 'auto' (from a cluster node) or ray://HOST:10001 "
+                      "(Ray Client) \\[default: start a local Ray]")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+
+
+def dedup_line(stats: dict[str, Any]) -> str:
+    """The campaign's deduplication record in one line."""
+    merged, full = stats.get("functional duplicates", 0), stats.get("full evaluations", 0)
+    avoided = f"{100 * merged / (merged + full):.0f}%" if merged + full else "-"
+    return (f"dedup ({stats.get('functional dedup', 'off')}): {stats.get('proposals', 0)} proposals, "
+            f"{stats.get('content duplicates', 0)} content duplicates, {merged} functional duplicates, "
+            f"{full} full evaluations ({avoided} avoided), {stats.get('llm calls saved', 0)} LLM calls saved")
+
+
+def summary_table(reports: list["CampaignReport"]) -> None:
+    rows = []
+    for r in reports:
+        s = r.stats
+        calls = s["task_llm_calls"] + s["proposer_llm_calls"]
+        hits = s["task_cache_hits"] + s["proposer_cache_hits"]
+        delta = None if r.best_test.mean is None or r.seed_test.mean is None else r.best_test.mean - r.seed_test.mean
+        rows.append([r.task, pct(r.seed_test.mean), f"{pct(r.best_test.mean)} {ci(r.best_test.ci_low, r.best_test.ci_high)}",
+                     "-" if delta is None else f"{100 * delta:+.1f}", f"{calls} ({s['proposer_llm_calls']} proposer)",
+                     f"{100 * hits / max(calls + hits, 1):.0f}%", s["task_tokens"] + s["proposer_tokens"],
+                     f"{r.wall_s:.0f}s", f"{r.campaign_id}/{r.best_candidate_id}"])
+    out.print(table("Test accuracy (%) on the sealed test split", [
+        "task", "seed", "best [95% CI]", "gain", "LLM calls", "cache hits", "tokens", "wall", "campaign/best id"], rows))
+    for r in reports:
+        demos = len(r.best_agent.get("demos", []))
+        out.print(f"[bold]{r.task}[/] best prompt: {r.best_agent['instruction']!r} + {demos} demonstration(s)")
+        out.print(f"  {dedup_line(r.stats)}")
+        if r.stopped_by:
+            out.print(f"  [yellow]stopped early: the {r.stopped_by} budget is spent[/] (search ended; "
+                      f"see `agentopt status {r.campaign_id}`)")
+        for note in r.notes:
+            out.print(f"  [yellow]note:[/] {note}")
+    deltas = [r.best_test.mean - r.seed_test.mean for r in reports
+              if r.best_test.mean is not None and r.seed_test.mean is not None]
+    if deltas:
+        out.print(f"Average gain over the seed prompt: {100 * sum(deltas) / len(deltas):+.1f} points")
+
+
+def _drive(cfg: "CampaignConfig", archive: Archive, address: str | None, json_out: bool, quiet: bool,
+           resume: str = "") -> None:
+    from agentopt.optimizer.runner import run_campaigns
+
+    stop_on_signals()
+    reporter = SilentReporter() if quiet or json_out else RichReporter(err)
+    started = time.perf_counter()
+    try:
+        with contextlib.closing(reporter):
+            reports = run_campaigns(cfg, archive, reporter, address, resume)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: every finished result and LLM call is kept in {archive.url}; "
+                  "`agentopt resume CAMPAIGN_ID` finishes a campaign without paying for them again")
+        sys.exit(130)
+    if json_out:
+        print_json([r.as_dict() for r in reports])
+        return
+    summary_table(reports)
+    out.print(f"Archive: {archive.url}   total wall time {time.perf_counter() - started:.0f}s")
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="Campaign YAML, e.g. experiments/quickstart.yaml")],
+    db: DbOption = None,
+    address: AddressOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate calls, tokens and cost per role against "
+                                                            "the budgets, then stop: nothing runs.")] = False,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the campaign(s) described by CONFIG (one per task) and print a result table per task."""
+    from agentopt.optimizer.config import load_config
+
+    cfg = load_config(config)
+    if dry_run:
+        _dry_run(cfg, json_out)
+        return
+    _drive(cfg, open_archive(db or cfg.db, must_exist=False), address, json_out, quiet)
+
+
+def resume(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id (printed by run; see `agentopt archive campaigns`)")],
+    db: DbOption = None,
+    address: AddressOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Resume even if the campaign's driver seems alive.")] = False,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Finish an interrupted campaign (killed, Ctrl-C, crashed): finished work is reused, never paid twice."""
+    from agentopt.optimizer.config import parse_config
+
+    archive = open_archive(db)
+    campaign = archive.campaign(campaign_id)
+    if campaign.status == "finished":
+        out.print(f"campaign {campaign_id} already finished: nothing to resume (see `agentopt status {campaign_id}`)")
+        return
+    age = _heartbeat_age(campaign.heartbeat_at)
+    if campaign.status == "running" and age is not None and age < STALE_HEARTBEAT_S and not force:
+        raise AgentoptError(f"campaign {campaign_id} is being run by a live process (heartbeat {age:.0f}s ago); "
+                            "stop that process first, or pass --force if it is gone")
+    stored = {k: v for k, v in campaign.config.items() if k != "task"}
+    ref = campaign.config.get("task", {}).get("ref", campaign.task)
+    cfg = parse_config({**stored, "tasks": [ref]}, f"campaign {campaign_id}")
+    _drive(cfg, archive, address, json_out, quiet, resume=campaign_id)
+
+
+def status(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id")],
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Progress, spend against budgets and the best candidate so far, for a running or finished campaign."""
+    from agentopt.optimizer.budgets import ledger, role_prices
+    from agentopt.optimizer.config import parse_config
+
+    archive = open_archive(db)
+    campaign = archive.campaign(campaign_id)
+    stored = {k: v for k, v in campaign.config.items() if k != "task"}
+    cfg = parse_config({**stored, "tasks": [campaign.config.get("task", {}).get("ref", campaign.task)]},
+                       f"campaign {campaign_id}")
+    age = _heartbeat_age(campaign.heartbeat_at)
+    state = campaign.status
+    if state == "running":
+        state = (f"running (heartbeat {age:.0f}s ago)" if age is not None and age < STALE_HEARTBEAT_S else
+                 f"driver lost (no heartbeat for {_ago(age)}): agentopt resume {campaign_id}")
+    spend = ledger(archive, campaign_id, role_prices(cfg))
+    limits = {role: getattr(cfg.budget, role).model_dump() for role in spend}
+    report: dict[str, Any] = {
+        "id": campaign_id, "task": campaign.task, "strategy": campaign.strategy, "status": state,
+        "created_at": campaign.created_at.isoformat(), "active_s": round(campaign.active_s, 1),
+        "wall_time_limit_s": cfg.budget.wall_time_s, "stopped_by": campaign.summary.get("stopped_by"),
+        **queries.progress(archive, campaign_id), "spend": spend, "limits": limits}
+    if json_out:
+        print_json(report)
+        return
+    out.print(f"[bold]campaign {campaign_id}[/]  task {campaign.task}  strategy {campaign.strategy}  status {state}")
+    wall = cfg.budget.wall_time_s
+    out.print(f"active {campaign.active_s:.0f}s" + (f" of {wall:.0f}s wall-time budget" if wall else "")
+              + (f"; stopped by the {report['stopped_by']} budget" if report["stopped_by"] else ""))
+    examples = ", ".join(f"{split} {v['evaluated']} ({v['errors']} errors)" for split, v in report["examples"].items())
+    out.print(f"{report['candidates']} candidates ({report['twins']} functional twins); examples: {examples or 'none'}")
+    out.print(table("Spend against budget", ["role", "calls", "tokens", "USD"], [
+        [role, *(_against(spend[role][what], limits[role][what]) for what in ("calls", "tokens", "usd"))]
+        for role in spend]))
+    best = report["best"]
+    if best:
+        out.print(f"best so far: candidate {best['candidate_id']} {pct(best['mean'])} "
+                  f"{ci(best['ci_low'], best['ci_high'])} on {best['split']} (n={best['n']}, {best['n_errors']} errors):"
+                  f" {best['payload'].get('instruction', '')!r}")
+
+
+def _heartbeat_age(heartbeat: datetime | None) -> float | None:
+    if heartbeat is None:
+        return None
+    if heartbeat.tzinfo is None:  # SQLite hands back naive datetimes; they are stored in UTC
+        heartbeat = heartbeat.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - heartbeat).total_seconds()
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "ever"
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f}s"
+
+
+def _against(spent: float, limit: float | None) -> str:
+    shown = f"{spent:.4f}" if isinstance(spent, float) and not float(spent).is_integer() else f"{spent:,.0f}"
+    return shown if limit is None else f"{shown} / {limit:,} ({100 * spent / limit:.0f}%)"
+
+
+def _dry_run(cfg: "CampaignConfig", json_out: bool) -> None:
+    from agentopt.optimizer.budgets import estimate
+    from agentopt.optimizer.tasks import load_task
+
+    estimates = [estimate(cfg, load_task(ref, seed=cfg.task_seed)) for ref in cfg.tasks]
+    if json_out:
+        print_json(estimates)
+        return
+    rows = []
+    for e in estimates:
+        for role, key in (("proposer", "proposer"), ("task", "task_role")):
+            got = e[key]
+            limit = getattr(cfg.budget, role)
+            if got is None:
+                rows.append([e["task"], role, "unknown", "unknown", "unknown", "-"])
+                continue
+            rows.append([e["task"], role, f"{got['calls']:,}", f"{got['tokens']:,}", f"{got['usd']:.4f}",
+                         _fits(got, limit.model_dump())])
+    out.print(table(f"Dry run of {cfg.name}: upper bounds per campaign before any cache hit",
+                    ["task", "role", "calls ≤", "tokens ≈", "USD ≈", "budget"], rows))
+    if cfg.budget.wall_time_s:
+        out.print(f"wall-time budget: {cfg.budget.wall_time_s:.0f}s per campaign")
+
+
+def _fits(estimate: dict[str, float], limits: dict[str, float | None]) -> str:
+    over = [f"{what} {estimate[what]:,.0f} > {limit:,}" for what, limit in limits.items()
+            if limit is not None and estimate[what] > limit]
+    if over:
+        return "stops early: " + "; ".join(over)
+    return "fits" if any(v is not None for v in limits.values()) else "no limits"
+
+
+COMMANDS = (run, resume, status)

@@ -1,0 +1,51 @@
+"""What every ``agentopt`` command shares: the consoles, common options and archive opening."""
+
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from agentopt.agents.errors import AgentoptError
+from agentopt.archive.store import Archive, database_url
+
+out = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, soft_wrap=True)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Archive: a SQLite path or SQLAlchemy URL "
+                                                            "\\[default: $AGENTOPT_DB or ./agentopt.db]")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def existing_url(db: str | None) -> str:
+    """The archive URL, refusing a SQLite path with no file (SQLite would create an empty one)."""
+    url = database_url(db)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise AgentoptError(f"no archive at {url.removeprefix('sqlite:///')} (run a campaign first, or pass --db)")
+    return url
+
+
+def open_archive(db: str | None, must_exist: bool = True) -> Archive:
+    return Archive(existing_url(db) if must_exist else database_url(db), create=not must_exist)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGINT both unwind through ``finally`` blocks, so model servers and Ray stop.
+
+    SIGINT is set explicitly because a shell starts background jobs with it ignored, and
+    ``kill -INT`` must still stop ``agentopt model serve &``.
+    """
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
