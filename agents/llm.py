@@ -212,15 +212,18 @@ class LLMClient:
 
     def _request(self, client: openai.OpenAI, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
         started = time.perf_counter()
-        response = client.chat.completions.create(
-            model=self.model,
-            messages=messages,  # type: ignore[arg-type]
-            temperature=sampling.temperature,
-            max_tokens=sampling.max_tokens,
-            top_p=sampling.top_p,
-            stop=list(sampling.stop) or None,
-            seed=sample,
-        )
+        try:
+            response = client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=sampling.temperature,
+                max_tokens=sampling.max_tokens,
+                top_p=sampling.top_p,
+                stop=list(sampling.stop) or None,
+                seed=sample,
+            )
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+            raise LLMBadReply(f"{self.model}: malformed reply body ({type(exc).__name__})") from None
         latency = time.perf_counter() - started
         choices = getattr(response, "choices", None)
         if not choices or choices[0].message is None or choices[0].message.content is None:

@@ -2,16 +2,18 @@
 
 It speaks real HTTP, so the tests exercise the real openai client, retries and caching; only the
 model is fake. ``responder(body) -> (status, reply)`` decides each answer: a string reply becomes a
-chat completion, a dict is sent as the raw JSON body.
+chat completion, a dict is sent as the raw JSON body, bytes are sent as they are (a malformed body).
+It records every request, how many were in flight at most, and when each arrived.
 """
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Responder = Callable[[dict[str, Any]], tuple[int, str | dict[str, Any]]]
+Responder = Callable[[dict[str, Any]], tuple[int, str | bytes | dict[str, Any]]]
 
 
 def completion(text: str) -> dict[str, Any]:
@@ -23,9 +25,13 @@ def completion(text: str) -> dict[str, Any]:
 
 
 class FakeEndpoint:
-    def __init__(self, responder: Responder) -> None:
+    def __init__(self, responder: Responder, delay_s: float = 0.0) -> None:
         self.responder = responder
+        self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        self.active = self.max_active = 0
+        self._lock = threading.Lock()
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,12 +50,25 @@ class FakeEndpoint:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.requests.append(body)
-                status, reply = endpoint.responder(body)
+                with endpoint._lock:
+                    endpoint.requests.append(body)
+                    endpoint.arrivals.append(time.monotonic())
+                    endpoint.active += 1
+                    endpoint.max_active = max(endpoint.max_active, endpoint.active)
+                try:
+                    time.sleep(endpoint.delay_s)
+                    status, reply = endpoint.responder(body)
+                finally:
+                    with endpoint._lock:
+                        endpoint.active -= 1
                 if isinstance(reply, str) and status == 200:
                     reply = completion(reply)
-                payload = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
-                self._send(status, payload)
+                payload = reply if isinstance(reply, bytes) else (
+                    reply.encode() if isinstance(reply, str) else json.dumps(reply).encode())
+                try:
+                    self._send(status, payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -58,6 +77,10 @@ class FakeEndpoint:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def identities(self) -> list[str]:
+        """Each request as (messages, sample index): the same identity means the same paid call."""
+        return [identity(r["messages"], r.get("seed", 0)) for r in self.requests]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -76,3 +99,7 @@ def task_aware_responder(body: dict[str, Any]) -> tuple[int, str]:
         return 200, "Echo the given word exactly."
     instruction = messages[0]["content"].lower()
     return 200, (last if "echo" in instruction else "wrong")
+
+
+def identity(messages: list[dict[str, str]], sample: int) -> str:
+    return json.dumps([messages, sample], sort_keys=True)
