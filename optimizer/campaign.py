@@ -133,7 +133,8 @@ class CampaignRun:
     def _run(self, started: float) -> CampaignReport:
         probe = self.task.train[: self.probe_size]
         verify = self.task.train[self.probe_size: 2 * self.probe_size]
-        self.dedup = FunctionalDedup(self.archive, self.dedup_policy, probe, verify, self._evaluate, self.stats)
+        self.dedup = FunctionalDedup(self.archive, self.dedup_policy, probe, verify, self._evaluate, self.stats,
+                                     self.campaign_id)
         ctx = StrategyContext(train=self.task.train, val=self.task.val[: self.val_size], seed_agent=self.seed_agent,
                               proposer=self.proposer, task_description=self.task.description, seed=self.seed,
                               stats=self.stats, probe_ids=self.dedup.probe_ids)

@@ -51,6 +51,7 @@ class FunctionalDedup:
     verify: tuple[Example, ...]
     run_jobs: RunJobs
     stats: dict[str, Any]
+    campaign_id: str | None = None  # whose budget the probe calls count against
 
     @property
     def probe_ids(self) -> tuple[str, ...]:
@@ -83,6 +84,7 @@ class FunctionalDedup:
         jobs: list[Job] = []
         for candidate_id, payload in payloads.items():
             done = self.archive.scored_examples(candidate_id, "train")
-            jobs += [Job(candidate_id, "train", e.id, e.input, payload) for e in examples if e.id not in done]
+            jobs += [Job(candidate_id, "train", e.id, e.input, payload, self.campaign_id)
+                     for e in examples if e.id not in done]
         self.run_jobs(jobs)
         return {c: fingerprint(ids, self.archive.outputs(c, "train", ids)) for c in payloads}
