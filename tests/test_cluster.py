@@ -1,0 +1,88 @@
+"""The real thing: the bundled model, a multi-node Ray cluster, a hard budget, and a killed driver."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from processes import AGENTOPT, agentopt, stored_results, wait_until
+
+pytestmark = pytest.mark.local_model
+
+APE_TINY = {"n_subsamples": 2, "demos_per_subsample": 3, "samples_per_subsample": 2, "candidate_demos": 2,
+            "batch_size": 4, "pulls_per_round": 2, "racing_budget": 24, "mc_rounds": 0, "top_k": 2}
+
+
+def _config(tmp_path: Path, **overrides: Any) -> Path:
+    data = {"name": "cluster", "tasks": ["larger_animal"], "local_model": {"servers": 1},
+            "strategy": {"name": "ape", "params": APE_TINY},
+            "evaluation": {"backend": "ray", "workers": 2, "concurrency": 2, "val_size": 10, "test_size": 10},
+            **overrides}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def two_node_cluster() -> Iterator[str]:
+    """A Ray head and a second node process, each with its own CPU, on this machine."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+
+
+def test_campaign_on_a_two_node_cluster_spreads_evaluations_and_obeys_a_budget(
+        tmp_path: Path, two_node_cluster: str) -> None:
+    db = tmp_path / "a.db"
+    config = _config(tmp_path, budget={"task": {"calls": 70}})
+    dry = agentopt("run", str(config), "--dry-run")
+    assert dry.returncode == 0 and "calls ≤" in dry.stdout and not db.exists()
+    done = agentopt("run", str(config), "--db", str(db), "--address", two_node_cluster, "--json", timeout=900)
+    assert done.returncode == 0, done.stderr
+    [report] = json.loads(done.stdout)
+    with sqlite3.connect(db) as conn:
+        nodes = {r[0].split("/")[0] for r in conn.execute("select worker from results where worker is not null")}
+        task_calls = conn.execute("select count(*) from llm_calls where role = 'task'").fetchone()[0]
+    assert len(nodes) >= 2, f"evaluations ran on more than one node: {nodes}"
+    assert task_calls <= 70 and report["stats"]["task_llm_calls"] == task_calls
+    assert report["stopped_by"] in (None, "task.calls")
+    assert report["best_test"]["n"] + report["best_test"]["n_errors"] == 10
+
+
+def test_real_model_campaign_killed_with_sigkill_resumes_to_the_end(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    config = _config(tmp_path, evaluation={"backend": "threads", "workers": 1, "concurrency": 2,
+                                           "val_size": 10, "test_size": 10})
+    proc = subprocess.Popen([AGENTOPT, "run", str(config), "--db", str(db), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: stored_results(db) >= 12, 600), "the campaign never got going"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with sqlite3.connect(db) as conn:
+        campaign = conn.execute("select id from campaigns").fetchone()[0]
+        calls_before = {r[0] for r in conn.execute("select key from llm_calls")}
+        results_before = conn.execute("select count(*) from results where error is null").fetchone()[0]
+    resumed = agentopt("resume", campaign, "--db", str(db), "--force", "--json", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    [report] = json.loads(resumed.stdout)
+    with sqlite3.connect(db) as conn:
+        calls_after = {r[0] for r in conn.execute("select key from llm_calls")}
+        results_after = conn.execute("select count(*) from results where error is null").fetchone()[0]
+        status = conn.execute("select status from campaigns").fetchone()[0]
+    assert status == "finished" and calls_before <= calls_after and results_after >= results_before
+    assert report["stats"]["task_llm_calls"] + report["stats"]["proposer_llm_calls"] == len(calls_after), \
+        "the ledger counts each stored call once: nothing before the kill was paid again"
+    assert report["best_test"]["n"] == 10
