@@ -66,6 +66,7 @@ class Heartbeat:
                  tb: TracebackType | None) -> None:
         self._stop.set()
         self._thread.join()
+        self.beat()  # the last few seconds count too
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -170,3 +170,16 @@ def test_admission_reclaims_leases_of_dead_workers_and_stops_at_the_deadline() -
     gate.set_deadline(20.0)
     with pytest.raises(BudgetExhausted, match="wall_time_s"):
         gate.try_acquire("task", ["b"], 1, 1, 10, now=20.0)
+
+
+def test_dry_run_estimate_bounds_the_real_campaign(tmp_path: Path, echo_task_file: Path,
+                                                  fake_endpoint: FakeEndpoint) -> None:
+    from agentopt.optimizer.budgets import estimate
+    from agentopt.optimizer.tasks import load_task
+
+    cfg = parse_config(config(echo_task_file, fake_endpoint.url))
+    planned = estimate(cfg, load_task(str(echo_task_file)))
+    [report] = run_campaigns(cfg, Archive(database_url(str(tmp_path / "a.db"))), SilentReporter())
+    assert 0 < report.stats["proposer_llm_calls"] <= planned["proposer"]["calls"]
+    assert 0 < report.stats["task_llm_calls"] <= planned["task_role"]["calls"]
+    assert report.stats["task_tokens"] <= planned["task_role"]["tokens"]
