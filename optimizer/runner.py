@@ -4,6 +4,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Protocol
 
+from agentopt.agents.errors import ConfigError
 from agentopt.agents.gate import LocalGate
 from agentopt.agents.llm import Endpoint, Gate, LLMClient
 from agentopt.agents.local_model import LocalModelServers
@@ -59,6 +60,9 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter, 
                   resume: str = "") -> list[CampaignReport]:
     """Run one campaign per task in the config, sharing model servers, workers, the gate and the
     cache; with ``resume``, finish that one campaign (its config names its single task)."""
+    if address is not None and config.evaluation.backend != "ray":
+        raise ConfigError("--address joins a Ray cluster, but this config evaluates on threads "
+                          "(set evaluation.backend: ray)")
     with ExitStack() as stack:
         local: list[Endpoint] = []
         if config.models.uses_local:
