@@ -164,6 +164,16 @@ def _make_worker_class() -> Any:
     return EvalWorker
 
 
+def _round_robin_over_nodes(n: int) -> list[Any]:
+    """One placement per worker, dealt over the live nodes in turn (Ray's SPREAD is best effort and
+    may stack zero-CPU actors on one node); soft, so a node that just left does not block."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
+    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True) for i in range(n)]
+
+
 class RayEvaluator:
     """Evaluation on Ray actors spread over the cluster's nodes; ``workers * concurrency``
     examples are in flight at once. A dead actor is replaced and its examples run elsewhere."""
@@ -173,10 +183,10 @@ class RayEvaluator:
 
         ensure_ray()
         self._ray = ray
-        self._new_actor = lambda: _make_worker_class().options(
-            max_concurrency=concurrency, scheduling_strategy="SPREAD").remote(spec, db_url)
+        self._new_actor = lambda strategy: _make_worker_class().options(
+            max_concurrency=concurrency, scheduling_strategy=strategy).remote(spec, db_url)
         n = workers or int(ray.cluster_resources().get("CPU", 1))
-        self.actors = [self._new_actor() for _ in range(n)]
+        self.actors = [self._new_actor(s) for s in _round_robin_over_nodes(n)]
         self.concurrency = concurrency
         self._next = itertools.count()
         self._placed: dict[Any, Any] = {}
@@ -199,7 +209,7 @@ class RayEvaluator:
             return self._ray.get(handle)  # type: ignore[no-any-return]
         except (RayActorError, ActorUnavailableError):
             if actor in self.actors:  # first news of this death: replace the worker
-                self.actors[self.actors.index(actor)] = self._new_actor()
+                self.actors[self.actors.index(actor)] = self._new_actor("SPREAD")
             return None
 
     def evaluate(self, jobs: Sequence[Job], on_done: OnDone) -> None:

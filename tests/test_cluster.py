@@ -34,6 +34,7 @@ def two_node_cluster() -> Iterator[str]:
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
     try:
         yield cluster.address
     finally:
