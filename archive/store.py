@@ -146,7 +146,8 @@ class Archive:
     def create_campaign(self, name: str, task: str, strategy: str, config: dict[str, Any]) -> str:
         campaign_id = uuid.uuid4().hex[:12]
         with self.session() as s:
-            s.add(Campaign(id=campaign_id, name=name, task=task, strategy=strategy, config=config))
+            s.add(Campaign(id=campaign_id, name=name, task=task, strategy=strategy, config=config,
+                           heartbeat_at=utcnow()))
         return campaign_id
 
     def claim(self, campaign_id: str) -> None:
