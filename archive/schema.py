@@ -31,7 +31,6 @@ class SchemaError(ArchiveError):
 class SchemaState:
     current: str | None  # None: an empty database
     head: str
-    known: bool
 
     @property
     def up_to_date(self) -> bool:
@@ -66,7 +65,7 @@ def _current(connection: Connection) -> str | None:
 def state(engine: Engine) -> SchemaState:
     with engine.connect() as connection:
         current = _current(connection)
-    return SchemaState(current, head_revision(), _is_known(current))
+    return SchemaState(current, head_revision())
 
 
 def _is_known(revision: str | None) -> bool:
@@ -87,18 +86,24 @@ def ensure(engine: Engine, url: str, create: bool) -> None:
     """Make sure the archive is at this agentopt's revision, or raise one line saying why not.
 
     ``create`` turns an empty database into an archive; without it an empty database is an error,
-    so a mistyped URL never silently shows an empty archive.
+    so a mistyped URL never silently shows an empty archive. Anything but the up-to-date case is
+    decided again under the migration lock: another process may be creating the archive right now,
+    and reading its half-visible state would look like an old schema.
     """
-    s = state(engine)
-    if s.current is None:
-        if not create:
-            raise ArchiveError(f"archive {url} is empty (run a campaign first, or pass --db)")
-        upgrade(engine, url)
-    elif not s.known:
-        raise _too_new(url, s.current)
-    elif not s.up_to_date:
-        raise SchemaError(f"archive {url} has schema revision {s.current}, this agentopt needs {s.head}: "
-                          f"run `agentopt archive upgrade --db {url}` (back it up first)")
+    if state(engine).up_to_date:
+        return
+    with engine.connect() as connection:
+        _locked(connection)
+        current = _current(connection)
+        if current is None:
+            if not create:
+                raise ArchiveError(f"archive {url} is empty (run a campaign first, or pass --db)")
+            _migrate(connection, url, current, "head")
+        elif not _is_known(current):
+            raise _too_new(url, current)
+        elif current != head_revision():
+            raise SchemaError(f"archive {url} has schema revision {current}, this agentopt needs {head_revision()}: "
+                              f"run `agentopt archive upgrade --db {url}` (back it up first)")
 
 
 def _locked(connection: Connection) -> None:
@@ -109,16 +114,21 @@ def _locked(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _migrate(connection: Connection, url: str, current: str | None, target: str) -> None:
+    """Run the migrations to ``target`` on a connection that holds the migration lock, and commit."""
+    if not _is_known(current):
+        raise _too_new(url, current)
+    config = _config(connection)
+    if current == LEGACY_REVISION and MigrationContext.configure(connection).get_current_revision() is None:
+        command.stamp(config, LEGACY_REVISION)
+    command.upgrade(config, target)
+    connection.commit()
+
+
 def upgrade(engine: Engine, url: str, target: str = "head") -> tuple[str | None, str]:
     """Migrate the archive to ``target`` (creating it when empty); returns (from, to) revisions."""
     with engine.connect() as connection:
         _locked(connection)
         current = _current(connection)
-        if not _is_known(current):
-            raise _too_new(url, current)
-        config = _config(connection)
-        if current == LEGACY_REVISION and MigrationContext.configure(connection).get_current_revision() is None:
-            command.stamp(config, LEGACY_REVISION)
-        command.upgrade(config, target)
-        connection.commit()
+        _migrate(connection, url, current, target)
     return current, head_revision() if target == "head" else target

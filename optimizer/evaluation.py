@@ -165,13 +165,14 @@ def _make_worker_class() -> Any:
 
 
 def _round_robin_over_nodes(n: int) -> list[Any]:
-    """One placement per worker, dealt over the live nodes in turn (Ray's SPREAD is best effort and
-    may stack zero-CPU actors on one node); soft, so a node that just left does not block."""
+    """One placement per worker, dealt over the live nodes in turn. Hard affinity: Ray's SPREAD and
+    soft affinity are best effort and were seen to stack every zero-CPU actor on one node of a fresh
+    cluster. A node that leaves before its actor starts fails that actor, and ``collect`` replaces it."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
-    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True) for i in range(n)]
+    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False) for i in range(n)]
 
 
 class RayEvaluator:

@@ -1,6 +1,6 @@
 import os
-import uuid
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
