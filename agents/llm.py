@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -125,7 +125,11 @@ class Usage:
 
 
 def cache_key(model: str, messages: Sequence[Message], sampling: Sampling, sample: int) -> str:
-    request = {"model": model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample}
+    return request_key({"model": model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample})
+
+
+def request_key(request: dict[str, object]) -> str:
+    """Every field of a request, so a cached answer is only reused for exactly that request."""
     return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -173,42 +177,71 @@ class LLMClient:
     def chat(self, messages: Sequence[Message], *, sample: int = 0, **overrides: object) -> Completion:
         """Complete ``messages``; ``sample`` distinguishes repeated draws at temperature > 0."""
         sampling = self.sampling.model_copy(update=overrides) if overrides else self.sampling
-        key = cache_key(self.model, messages, sampling, sample)
+        request = {"model": self.model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample}
+        return self._cached(request, estimate_prompt_tokens(messages), sampling.max_tokens,
+                            lambda client: self._request(client, list(messages), sampling, sample))
+
+    def embed(self, text: str) -> tuple[float, ...]:
+        """The endpoint's embedding of ``text``, mean-pooled when it returns one vector per token
+        (llama.cpp's server does for a chat model); cached and budgeted like a chat call."""
+        request = {"model": self.model, "embed": text}
+        completion = self._cached(request, estimate_prompt_tokens([{"role": "user", "content": text}]), 0,
+                                  lambda client: self._embed_request(client, text))
+        return tuple(json.loads(completion.text))
+
+    def _cached(self, request: dict[str, object], prompt_estimate: int, max_tokens: int,
+                send: Callable[[openai.OpenAI], Completion]) -> Completion:
+        key = request_key(request)
         hit = self.cache.get(key)
         if hit is not None:
             completion = replace(hit, cached=True)
         else:
-            completion = self._call_with_retries(list(messages), sampling, sample)
-            request = {"model": self.model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample}
+            completion = self._call_with_retries(send, prompt_estimate, max_tokens)
             self.cache.put(key, request, completion, self.payer)
         self.usage.add(completion)
         return completion
 
-    def _call_with_retries(self, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
+    def _call_with_retries(self, send: Callable[[openai.OpenAI], Completion], prompt_estimate: int,
+                           max_tokens: int) -> Completion:
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=wait_exponential_jitter(initial=0.5, max=8.0),
             retry=retry_if_exception_type(_RETRIABLE) & retry_if_not_exception_type(LLMEmptyReply),
         )
         try:
-            return retrying(self._call_once, messages, sampling, sample)
+            return retrying(self._call_once, send, prompt_estimate, max_tokens)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise LLMUnavailable(f"{self.model}: gave up after {self.max_attempts} attempts: {_describe(last)}") from None
         except openai.APIStatusError as exc:
             raise LLMError(f"{self.model}: endpoint refused the request: {_describe(exc)}") from None
 
-    def _call_once(self, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
-        prompt_estimate = estimate_prompt_tokens(messages)
-        lease = self.gate.acquire(self.payer.role, list(self._clients), prompt_estimate, sampling.max_tokens,
+    def _call_once(self, send: Callable[[openai.OpenAI], Completion], prompt_estimate: int,
+                   max_tokens: int) -> Completion:
+        lease = self.gate.acquire(self.payer.role, list(self._clients), prompt_estimate, max_tokens,
                                   self.timeout_s + LEASE_SLACK_S)
         used: tuple[int, int] | None = None
         try:
-            completion = self._request(self._clients[lease.url], messages, sampling, sample)
+            completion = send(self._clients[lease.url])
             used = (completion.prompt_tokens, completion.completion_tokens)
             return completion
         finally:
             self.gate.release(self.payer.role, lease.id, used)
+
+    def _embed_request(self, client: openai.OpenAI, text: str) -> Completion:
+        started = time.perf_counter()
+        try:
+            response = client.embeddings.create(model=self.model, input=[text])
+            vectors = [response.data[0].embedding]
+        except (json.JSONDecodeError, openai.APIResponseValidationError, AttributeError, IndexError) as exc:
+            raise LLMBadReply(f"{self.model}: malformed embedding reply ({type(exc).__name__})") from None
+        tokens = vectors[0] if vectors[0] and isinstance(vectors[0][0], list) else vectors
+        if not tokens or not tokens[0]:
+            raise LLMBadReply(f"{self.model}: empty embedding")
+        pooled = [sum(column) / len(tokens) for column in zip(*tokens, strict=True)]
+        usage = getattr(response, "usage", None)
+        return Completion(text=json.dumps(pooled), prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=0, latency_s=time.perf_counter() - started)
 
     def _request(self, client: openai.OpenAI, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
         started = time.perf_counter()

@@ -24,6 +24,7 @@ from agentopt.optimizer.budgets import CampaignBudget
 from agentopt.optimizer.dedup import FunctionalDedup, Policy
 from agentopt.optimizer.evaluation import Evaluator, Job
 from agentopt.optimizer.strategies import StrategyContext, Trial, TrialResult, make_strategy
+from agentopt.optimizer.strategies.base import Answer
 from agentopt.optimizer.tasks import Task
 from agentopt.optimizer.ui import Reporter
 
@@ -98,6 +99,7 @@ class CampaignRun:
     budget: CampaignBudget | None = None
     campaign_id: str = ""  # set to resume that campaign instead of starting a new one
     task_ref: str = ""  # how the config named the task (a resume loads it the same way)
+    embedder: LLMClient | None = None
 
     def run(self) -> CampaignReport:
         started = time.perf_counter()
@@ -138,7 +140,9 @@ class CampaignRun:
                                      self.campaign_id)
         ctx = StrategyContext(train=self.task.train, val=self.task.val[: self.val_size], seed_agent=self.seed_agent,
                               proposer=self.proposer, task_description=self.task.description, seed=self.seed,
-                              stats=self.stats, probe_ids=self.dedup.probe_ids)
+                              stats=self.stats, probe_ids=self.dedup.probe_ids, campaign_id=self.campaign_id,
+                              embedder=self.embedder.metered(self.campaign_id) if self.embedder else None,
+                              study_storage=self.archive.url, outputs=self._answers)
         strategy = make_strategy(self.strategy_name, self.strategy_params, ctx)
         while self.stopped_by is None:
             self.reporter.phase(f"{self.task.name}: {self.strategy_name} proposing", 0)
@@ -167,6 +171,9 @@ class CampaignRun:
         return CampaignReport(self.campaign_id, self.task.name, seed_result.summary, best_result.summary, best_id,
                               self.archive.candidate(best_id).payload, self._final_stats(),
                               time.perf_counter() - started, self.stopped_by, tuple(notes))
+
+    def _answers(self, candidate_id: int, split: str) -> dict[str, Answer]:
+        return {r.example_id: Answer(r.output, r.score, r.error) for r in self.archive.results(candidate_id, split)}
 
     def _final_stats(self) -> dict[str, Any]:
         """Counters, with spend taken from the archive's ledger so they stay true across resumes."""

@@ -6,6 +6,7 @@ chat completion, a dict is sent as the raw JSON body, bytes are sent as they are
 It records every request, how many were in flight at most, and when each arrived.
 """
 
+import hashlib
 import json
 import threading
 import time
@@ -87,12 +88,24 @@ class FakeEndpoint:
         self.server.server_close()
 
 
-def task_aware_responder(body: dict[str, Any]) -> tuple[int, str]:
+def embedding(text: str) -> dict[str, Any]:
+    """An embedding reply shaped like llama.cpp's for a chat model: one vector per token (here per
+    word), each word hashed onto 16 dimensions, so equal words give equal directions."""
+    tokens = [[(hashlib.sha256(f"{w}{d}".encode()).digest()[0] - 128) / 128 for d in range(16)]
+              for w in text.lower().split()] or [[0.0] * 16]
+    return {"object": "list", "model": "fake", "usage": {"prompt_tokens": len(tokens), "total_tokens": len(tokens)},
+            "data": [{"object": "embedding", "index": 0, "embedding": tokens}]}
+
+
+def task_aware_responder(body: dict[str, Any]) -> tuple[int, str | dict[str, Any]]:
     """A fake that 'follows' instructions: candidates whose instruction says 'echo' answer with the
-    input, others answer 'wrong'; proposer prompts get a fixed menu of instructions."""
+    input, others answer 'wrong'; proposer prompts get a fixed menu of instructions; embedding
+    requests get :func:`embedding`."""
+    if "input" in body:
+        return 200, embedding(body["input"][0])
     messages = body["messages"]
     last = messages[-1]["content"]
-    if "What was the instruction?" in last:
+    if "What was the instruction?" in last or "scores higher" in last:
         menu = ["Echo the input word.", "Say something else.", "Reply with a random word.", "Echo the word back."]
         return 200, menu[body.get("seed", 0) % len(menu)]
     if last.startswith("Generate a variation"):

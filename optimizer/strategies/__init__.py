@@ -5,8 +5,11 @@ from typing import Any
 from agentopt.agents.errors import ConfigError
 from agentopt.optimizer.strategies.ape import APE
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Strategy, StrategyContext, Trial, TrialResult
+from agentopt.optimizer.strategies.opro import OPRO
+from agentopt.optimizer.strategies.optuna_search import OptunaSearch
+from agentopt.optimizer.strategies.random_search import RandomSearch
 
-STRATEGIES: dict[str, type[GeneratorStrategy]] = {APE.name: APE}
+STRATEGIES: dict[str, type[GeneratorStrategy]] = {s.name: s for s in (APE, OPRO, OptunaSearch, RandomSearch)}
 
 
 def make_strategy(name: str, params: dict[str, Any], ctx: StrategyContext) -> Strategy:

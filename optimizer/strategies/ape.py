@@ -17,28 +17,15 @@ from typing import Any
 from pydantic import Field
 
 from agentopt.agents.budget import estimate_prompt_tokens
-from agentopt.agents.errors import LLMError
-from agentopt.agents.llm import Completion
-from agentopt.agents.prompt import Demo, PromptAgent
-from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
-from agentopt.optimizer.strategies.proposals import (
-    FORWARD_TEMPLATE,
-    RESAMPLE_TEMPLATE,
-    clean_instruction,
-    format_pairs,
-    propose,
-)
+from agentopt.agents.prompt import PromptAgent
+from agentopt.optimizer.strategies import pool
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial, TrialResult
+from agentopt.optimizer.strategies.pool import PoolParams
+from agentopt.optimizer.strategies.proposals import FORWARD_TEMPLATE, format_pairs
 from agentopt.optimizer.tasks import Example
 
 
-class APEParams(Params):
-    n_subsamples: int = Field(10, ge=1, description="demonstration subsamples shown to the proposer")
-    demos_per_subsample: int = Field(5, ge=1)
-    samples_per_subsample: int = Field(3, ge=1, description="proposer samples per subsample")
-    candidate_demos: int = Field(0, ge=0, description="demonstrations each candidate keeps (0 = zero-shot, as in the paper)")
-    include_seed: bool = True
-    seed_with_demos: bool = Field(True, description="also race the seed instruction with each subsample's kept "
-                                  "demonstrations, so a proposed instruction must beat a neutral one to win")
+class APEParams(PoolParams):
     batch_size: int = Field(5, ge=1, description="train examples per racing pull")
     pulls_per_round: int = Field(4, ge=1, description="candidates scored in parallel each round")
     racing_budget: int = Field(200, ge=1, description="task-model example evaluations for the first race")
@@ -48,7 +35,6 @@ class APEParams(Params):
     mc_samples: int = Field(3, ge=1, description="variations asked for each top candidate")
     mc_budget: int = Field(100, ge=0, description="example evaluations for each Monte Carlo race")
     top_k: int = Field(3, ge=1, description="candidates scored on the validation split at the end")
-    proposer_workers: int = Field(2, ge=1)
 
 
 @dataclass
@@ -89,9 +75,7 @@ class APE(GeneratorStrategy):
     def search(self) -> Search:
         self.rng = random.Random(self.ctx.seed)
         self.arms: dict[str, Arm] = {}
-        if self.params.include_seed:
-            self._add_arm(Arm(self.ctx.seed_agent, rationale="seed"))
-        self._generate()
+        self._add(pool.generate(self.ctx, self.rng, self.params))
         yield from self._race(self.params.racing_budget)
         for round_no in range(self.params.mc_rounds):
             self._resample(round_no)
@@ -101,56 +85,13 @@ class APE(GeneratorStrategy):
         yield [Trial(a.agent, "val", val_ids, a.parents, a.rationale) for a in finalists]
 
     # --- proposal --------------------------------------------------------------------------------
-    def _add_arm(self, arm: Arm) -> None:
-        key = arm.agent.canonical()
-        if key in self.arms:
-            self._count("content duplicates")
-        else:
-            self.arms[key] = arm
-
-    def _count(self, what: str) -> None:
-        self.ctx.stats[what] = self.ctx.stats.get(what, 0) + 1
-
-    def _accept(self, reply: Completion | LLMError, demos: list[Example]) -> str | None:
-        self._count("proposals")
-        if isinstance(reply, LLMError):
-            self._count("rejected: proposer error")
-            return None
-        proposed = clean_instruction(reply, demos)
-        if proposed.instruction is None:
-            self._count(f"rejected: {proposed.reason}")
-        return proposed.instruction
-
-    def _generate(self) -> None:
-        p = self.params
-        subsamples = [self.rng.sample(self.ctx.train, min(p.demos_per_subsample, len(self.ctx.train)))
-                      for _ in range(p.n_subsamples)]
-        requests = [([{"role": "user", "content": FORWARD_TEMPLATE.format(pairs=format_pairs(demos))}], i * p.samples_per_subsample + j)
-                    for i, demos in enumerate(subsamples) for j in range(p.samples_per_subsample)]
-        replies = propose(self.ctx.proposer, requests, p.proposer_workers)
-        kept = [tuple(Demo(input=e.input, output=e.target) for e in demos[: p.candidate_demos]) for demos in subsamples]
-        for n, reply in enumerate(replies):
-            instruction = self._accept(reply, subsamples[n // p.samples_per_subsample])
-            if instruction:
-                agent = self.ctx.seed_agent.model_copy(update={"instruction": instruction,
-                                                               "demos": kept[n // p.samples_per_subsample]})
-                self._add_arm(Arm(agent, rationale="forward generation from demonstrations"))
-        if p.candidate_demos and p.seed_with_demos:
-            for demos in kept:
-                self._add_arm(Arm(self.ctx.seed_agent.model_copy(update={"demos": demos}),
-                                  rationale="seed instruction with demonstrations"))
+    def _add(self, candidates: list[pool.Candidate]) -> None:
+        for c in pool.unique(self.ctx, candidates, set(self.arms)):
+            self.arms[c.agent.canonical()] = Arm(c.agent, c.parents, c.rationale)
 
     def _resample(self, round_no: int) -> None:
-        parents = self._ranked()[: self.params.mc_top]
-        requests = [([{"role": "user", "content": RESAMPLE_TEMPLATE.format(instruction=a.agent.instruction)}],
-                      1000 * (round_no + 1) + j) for a in parents for j in range(self.params.mc_samples)]
-        replies = propose(self.ctx.proposer, requests, self.params.proposer_workers)
-        for n, reply in enumerate(replies):
-            parent = parents[n // self.params.mc_samples]
-            instruction = self._accept(reply, [])
-            if instruction and parent.candidate_id is not None:
-                self._add_arm(Arm(parent.agent.with_instruction(instruction), (parent.candidate_id,),
-                                  f"Monte Carlo variation, round {round_no + 1}"))
+        parents = [(a.agent, a.candidate_id) for a in self._ranked()[: self.params.mc_top] if a.candidate_id is not None]
+        self._add(pool.paraphrase(self.ctx, parents, self.params.mc_samples, round_no, self.params.proposer_workers))
 
     # --- racing ----------------------------------------------------------------------------------
     def _ranked(self) -> list[Arm]:

@@ -5,7 +5,7 @@ train or val examples), and the campaign dedups, caches, budgets and parallelise
 for every strategy. Strategies never see the test split.
 """
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -38,6 +38,15 @@ class TrialResult:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """What a candidate answered on one example, as stored in the archive."""
+
+    output: str | None
+    score: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class StrategyContext:
     """All a strategy may use: train and val (never test), the seed agent and the proposer."""
 
@@ -49,6 +58,10 @@ class StrategyContext:
     seed: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     probe_ids: tuple[str, ...] = ()  # train inputs every new candidate answers first (functional dedup)
+    campaign_id: str = ""
+    embedder: LLMClient | None = None  # representations of candidates (INSTINCT); None when not configured
+    study_storage: str | None = None  # database URL for Optuna studies: the archive's own
+    outputs: Callable[[int, str], Mapping[str, Answer]] = lambda candidate_id, split: {}
 
 
 @dataclass(frozen=True)

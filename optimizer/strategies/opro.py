@@ -1,0 +1,85 @@
+"""OPRO: the proposer sees the (instruction, score) trajectory, sorted ascending, and writes better ones.
+
+Yang et al., "Large Language Models as Optimizers". The meta-prompt is kept short and concrete
+(a 135M proposer loses the thread in long ones); every proposal passes the same validation as
+APE's, and the trajectory holds only instructions scored without infrastructure errors.
+"""
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import Field
+
+from agentopt.agents.budget import estimate_prompt_tokens
+from agentopt.agents.llm import Message
+from agentopt.optimizer.strategies import pool
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
+from agentopt.optimizer.strategies.proposals import format_pairs, propose
+from agentopt.optimizer.tasks import Example
+
+META_TEMPLATE = (
+    "Here are instructions with their scores out of 100, from worst to best:\n\n{trajectory}\n\n"
+    "Here is how the task goes:\n\n{exemplars}\n\n"
+    "Write a new instruction for this task that is different from the ones above and scores higher. "
+    "Reply with the instruction only, in one sentence."
+)
+
+
+class OPROParams(Params):
+    steps: int = Field(5, ge=1, description="optimisation steps")
+    per_step: int = Field(8, ge=1, description="instructions asked for in each step")
+    max_trajectory: int = Field(20, ge=1, description="best instructions shown in the meta-prompt")
+    exemplars: int = Field(3, ge=0, description="task examples shown in the meta-prompt")
+    dev_size: int | None = Field(None, ge=1, description="validation examples per query (default: all)")
+    proposer_workers: int = Field(2, ge=1)
+
+
+class OPRO(GeneratorStrategy):
+    name = "opro"
+    Params = OPROParams
+    params: OPROParams
+
+    @classmethod
+    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
+        p = cls.Params.model_validate(params)
+        assert isinstance(p, OPROParams)
+        proposals = p.steps * p.per_step
+        meta = META_TEMPLATE.format(trajectory="Instruction: " + "x " * 20 + "\nScore: 100\n" * p.max_trajectory,
+                                    exemplars=format_pairs(list(train[: p.exemplars])))
+        dev = min(p.dev_size or n_val, n_val)
+        return Plan(proposals, estimate_prompt_tokens([{"role": "user", "content": meta}]),
+                    (1 + proposals) * (dev + 2 * probe_size))
+
+    def search(self) -> Search:
+        rng = random.Random(self.ctx.seed)
+        dev = pool.dev_ids(self.ctx, self.params.dev_size)
+        scored: dict[str, tuple[float, int]] = {}  # instruction -> (score, candidate id)
+        known = {self.ctx.seed_agent.canonical()}
+        [first] = yield [Trial(self.ctx.seed_agent, "val", dev, rationale="seed")]
+        self._record(scored, first)
+        for step in range(self.params.steps):
+            exemplars = rng.sample(self.ctx.train, min(self.params.exemplars, len(self.ctx.train)))
+            prompt = self._meta_prompt(scored, exemplars)
+            requests = [(prompt, 100 * step + j) for j in range(self.params.per_step)]
+            replies = propose(self.ctx.proposer, requests, self.params.proposer_workers)
+            best_id = max(scored.values())[1] if scored else None
+            parents = (best_id,) if best_id is not None else ()
+            fresh = [pool.Candidate(self.ctx.seed_agent.with_instruction(text), f"OPRO step {step + 1}", parents)
+                     for text in (pool.accept(self.ctx, r, exemplars) for r in replies) if text]
+            fresh = pool.unique(self.ctx, fresh, known)
+            if fresh:
+                results = yield [Trial(c.agent, "val", dev, c.parents, c.rationale) for c in fresh]
+                for result in results:
+                    self._record(scored, result)
+
+    def _record(self, scored: dict[str, tuple[float, int]], result: TrialResult) -> None:
+        score = pool.clean_score(result)
+        if score is not None:
+            scored[result.trial.agent.instruction] = (score, result.candidate_id)
+
+    def _meta_prompt(self, scored: dict[str, tuple[float, int]], exemplars: Sequence[Example]) -> list[Message]:
+        best = sorted(scored.items(), key=lambda kv: kv[1][0])[-self.params.max_trajectory:]
+        trajectory = "\n\n".join(f"Instruction: {text}\nScore: {round(100 * s)}" for text, (s, _) in best)
+        content = META_TEMPLATE.format(trajectory=trajectory, exemplars=format_pairs(exemplars))
+        return [{"role": "user", "content": content}]

@@ -1,0 +1,56 @@
+"""Each search strategy end to end against the scripted endpoint: it finds the instruction that
+works, stays inside its query plan, and (Optuna) leaves a study the Optuna API can load."""
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from fakes import FakeEndpoint
+from test_campaign import config
+
+from agentopt.archive.store import Archive, database_url
+from agentopt.optimizer.budgets import estimate
+from agentopt.optimizer.config import parse_config
+from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.strategies.optuna_search import study_name
+from agentopt.optimizer.tasks import load_task
+from agentopt.optimizer.ui import SilentReporter
+
+POOL = {"n_subsamples": 3, "demos_per_subsample": 3, "samples_per_subsample": 2}
+SMALL = {
+    "random": {**POOL, "queries": 4, "batch": 2, "dev_size": 4},
+    "opro": {"steps": 2, "per_step": 4, "dev_size": 4},
+    "optuna": {**POOL, "n_trials": 8, "batch": 2, "minibatch": 3, "promote_every": 4, "demo_sets": 2,
+               "bootstrap_examples": 4, "startup_trials": 3},
+}
+
+
+def _run(tmp_path: Path, endpoint: FakeEndpoint, task: Path, name: str, **extra: Any) -> tuple[Any, Archive]:
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    cfg = parse_config(config(task, endpoint.url, strategy={"name": name, "params": SMALL[name]}, **extra))
+    [report] = run_campaigns(cfg, archive, SilentReporter())
+    return report, archive
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_strategy_finds_the_echo_instruction_within_its_plan(tmp_path: Path, fake_endpoint: FakeEndpoint,
+                                                             echo_task_file: Path, name: str) -> None:
+    report, archive = _run(tmp_path, fake_endpoint, echo_task_file, name)
+    assert "echo" in report.best_agent["instruction"].lower(), report.best_agent
+    assert report.best_test.mean == 1.0 and report.seed_test.mean == 0.0
+    cfg = parse_config(config(echo_task_file, fake_endpoint.url, strategy={"name": name, "params": SMALL[name]}))
+    bound = estimate(cfg, load_task(str(echo_task_file)))
+    assert report.stats["task_llm_calls"] <= bound["task_role"]["calls"]
+    assert report.stats["proposer_llm_calls"] <= bound["proposer"]["calls"]
+
+
+def test_optuna_study_lives_in_the_archive_database(tmp_path: Path, fake_endpoint: FakeEndpoint,
+                                                   echo_task_file: Path) -> None:
+    report, archive = _run(tmp_path, fake_endpoint, echo_task_file, "optuna")
+    study = optuna.load_study(study_name=study_name(report.campaign_id), storage=archive.url)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == SMALL["optuna"]["n_trials"]
+    assert {"instruction", "demo_set"} <= set(trials[0].params) and "candidate_id" in trials[0].user_attrs
+    assert study.best_value == 1.0
+    assert Archive(archive.url).campaign(report.campaign_id).status == "finished"
