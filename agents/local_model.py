@@ -49,7 +49,8 @@ def _die_with_parent() -> None:
 
 
 class LocalModelServers:
-    """Context manager running ``n_servers`` llama.cpp servers, each with ``threads`` threads.
+    """Context manager running ``n_servers`` llama.cpp servers, each with ``threads`` threads
+    (``embedding``: serving ``/v1/embeddings``, one vector per token, for INSTINCT's representations).
 
     One server serialises its requests, so on a small machine several single-threaded servers
     give more tokens per second together than one server with all the cores.
@@ -57,12 +58,13 @@ class LocalModelServers:
 
     def __init__(self, n_servers: int | None = None, threads: int | None = None, ctx_size: int = 2048,
                  startup_timeout_s: float = 180.0, ports: list[int] | None = None,
-                 max_concurrency: int | None = None) -> None:
+                 max_concurrency: int | None = None, embedding: bool = False) -> None:
         cores = os.cpu_count() or 1
         self.n_servers = n_servers or cores
         self.threads = threads or max(1, cores // self.n_servers)
         self.ctx_size = ctx_size
         self.max_concurrency = max_concurrency
+        self.embedding = embedding
         self.startup_timeout_s = startup_timeout_s
         self.ports: list[int] = []
         self._requested_ports = ports or []
@@ -97,7 +99,7 @@ class LocalModelServers:
                 sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", LOCAL_MODEL_NAME,
                 "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(self.threads),
                 "--n_ctx", str(self.ctx_size), "--verbose", "false",
-            ]
+            ] + (["--embedding", "true"] if self.embedding else [])
             with log.open("wb") as sink:
                 self._procs.append(subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent))

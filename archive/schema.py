@@ -4,6 +4,11 @@ An archive is created by running every migration, so a new database and an upgra
 same schema. A database at an older revision is refused until ``agentopt archive upgrade`` runs
 (explicitly, because a shared PostgreSQL archive may still be in use by an older agentopt); a
 database from a newer agentopt is refused and never touched.
+
+Our revision lives in its own table, ``agentopt_version``: Optuna's RDBStorage keeps its Alembic
+revision in Alembic's default ``alembic_version``, and studies share the archive's database so that
+optuna-dashboard can open it. Releases before revision 0004 kept ours in ``alembic_version``; such an
+archive reads as older, and upgrading it moves the revision over (see ``_migrate``).
 """
 
 from dataclasses import dataclass
@@ -14,13 +19,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 
 from agentopt.agents.errors import ArchiveError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LEGACY_REVISION = "0001"  # archives made before migrations existed have exactly this schema
+VERSION_TABLE = "agentopt_version"  # not Alembic's default, which Optuna's studies use
+OLD_VERSION_TABLE = "alembic_version"  # where releases before revision 0004 kept ours
 
 
 class SchemaError(ArchiveError):
@@ -55,8 +61,15 @@ def head_revision() -> str:
     return head
 
 
+def _revision(connection: Connection, table: str = VERSION_TABLE) -> str | None:
+    return MigrationContext.configure(connection, opts={"version_table": table}).get_current_revision()
+
+
 def _current(connection: Connection) -> str | None:
-    revision = MigrationContext.configure(connection).get_current_revision()
+    """Our revision: in our table, else in the old one if it is ours there (not Optuna's), else legacy or empty."""
+    revision = _revision(connection)
+    if revision is None and (old := _revision(connection, OLD_VERSION_TABLE)) in _revisions():
+        revision = old
     if revision is None and inspect(connection).has_table("candidates"):
         return LEGACY_REVISION
     return revision
@@ -68,13 +81,14 @@ def state(engine: Engine) -> SchemaState:
     return SchemaState(current, head_revision())
 
 
+@cache
+def _revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in _scripts().walk_revisions())
+
+
 def _is_known(revision: str | None) -> bool:
-    if revision is None:
-        return True
-    try:
-        return _scripts().get_revision(revision) is not None
-    except CommandError:
-        return False
+    """Exact ids only: Alembic would also resolve a prefix, and Optuna's revisions must never pass as ours."""
+    return revision is None or revision in _revisions()
 
 
 def _too_new(url: str, current: str | None) -> SchemaError:
@@ -115,12 +129,17 @@ def _locked(connection: Connection) -> None:
 
 
 def _migrate(connection: Connection, url: str, current: str | None, target: str) -> None:
-    """Run the migrations to ``target`` on a connection that holds the migration lock, and commit."""
+    """Run the migrations to ``target`` on a connection that holds the migration lock, and commit.
+
+    A revision that ``_current`` found outside our table (a pre-migrations archive, or one kept in
+    ``alembic_version`` by an older release) is stamped into our table first, so Alembic starts there;
+    migration 0004 then drops the old table.
+    """
     if not _is_known(current):
         raise _too_new(url, current)
     config = _config(connection)
-    if current == LEGACY_REVISION and MigrationContext.configure(connection).get_current_revision() is None:
-        command.stamp(config, LEGACY_REVISION)
+    if current is not None and _revision(connection) is None:
+        command.stamp(config, current)
     command.upgrade(config, target)
     connection.commit()
 

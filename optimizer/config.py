@@ -72,6 +72,8 @@ ROLES = ("task", "proposer")
 class Models(Frozen):
     task: RoleConfig = RoleConfig()
     proposer: RoleConfig = RoleConfig(temperature=0.9, max_tokens=48)
+    embedder: RoleConfig = Field(RoleConfig(), description="embeddings for strategies that need them (instinct); "
+                                 "'local' starts one llama.cpp server in embedding mode")
 
     @property
     def uses_local(self) -> bool:

@@ -13,8 +13,9 @@ from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import CampaignBudget, GateControl, role_prices, test_reserve
 from agentopt.optimizer.campaign import CampaignReport, CampaignRun
 from agentopt.optimizer.cluster import RemoteGate, ensure_ray
-from agentopt.optimizer.config import CampaignConfig, RoleConfig
+from agentopt.optimizer.config import LOCAL, CampaignConfig, RoleConfig
 from agentopt.optimizer.evaluation import Evaluator, LLMSpec, RayEvaluator, ThreadEvaluator
+from agentopt.optimizer.strategies import STRATEGIES
 from agentopt.optimizer.tasks import load_task
 from agentopt.optimizer.ui import Reporter
 
@@ -73,12 +74,22 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter, 
         if config.evaluation.backend == "ray":
             reporter.phase("starting Ray" if address is None else f"joining the Ray cluster at {address}", 0)
             ensure_ray(address)
-        endpoints = {e.base_url: e for role in (config.models.task, config.models.proposer) for e in role.pool(local)}
-        gate = stack.enter_context(_gate(config, list(endpoints.values())))
+        embedding: list[Endpoint] = []
+        needs_embedder = STRATEGIES[config.strategy.name].uses_embeddings(config.strategy.params)
+        if needs_embedder and config.models.embedder.model == LOCAL:
+            reporter.phase("starting the bundled model's embedding server", 0)
+            embedding = stack.enter_context(LocalModelServers(1, 1, config.local_model.ctx_size,
+                                                              embedding=True)).endpoints
+        pools = [config.models.task.pool(local), config.models.proposer.pool(local)]
+        if needs_embedder:
+            pools.append(config.models.embedder.pool(embedding))
+        gate = stack.enter_context(_gate(config, list({e.base_url: e for pool in pools for e in pool}.values())))
         task_llm = _client(config.models.task, "task", local, archive, gate)
         proposer = _client(config.models.proposer, "proposer", local, archive, gate)
-        for client in (task_llm, proposer):
-            client.check_reachable()
+        embedder = _client(config.models.embedder, "embedder", embedding, archive, gate) if needs_embedder else None
+        for client in (task_llm, proposer, embedder):
+            if client is not None:
+                client.check_reachable()
         reporter.phase("starting evaluation workers", 0)
         evaluator = stack.enter_context(_evaluator(config, task_llm, archive))
         policy = config.dedup.functional
@@ -96,7 +107,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter, 
                 evaluator=evaluator, reporter=reporter, config=config.model_dump(mode="json"),
                 name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
                 test_size=config.evaluation.test_size, dedup_policy=policy, probe_size=config.dedup.probe_size,
-                budget=budget, campaign_id=resume, task_ref=ref,
+                budget=budget, campaign_id=resume, task_ref=ref, embedder=embedder,
             )
             reports.append(run.run())
         return reports

@@ -1,13 +1,15 @@
-"""Schema migrations and the one-line refusals: older, legacy and newer schemas, locked files."""
+"""Schema migrations and the one-line refusals: older, legacy and newer schemas, locked files; and
+Optuna studies sharing the archive's database (each keeps its Alembic revision in its own table)."""
 
 import sqlite3
 from pathlib import Path
 
+import optuna
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from processes import agentopt
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from agentopt.archive import schema
 from agentopt.archive.models import Base
@@ -31,14 +33,15 @@ def old_archive(url: str, legacy: bool = False) -> None:
         for row in OLD_ROWS:
             conn.execute(text(row))
         if legacy:
-            conn.execute(text("DROP TABLE alembic_version"))
+            conn.execute(text(f"DROP TABLE {schema.VERSION_TABLE}"))
     engine.dispose()
 
 
 def test_a_new_archive_is_exactly_the_models(db_url: str) -> None:
     archive = Archive(db_url)
     with archive.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        context = MigrationContext.configure(conn, opts={"version_table": schema.VERSION_TABLE})
+        assert compare_metadata(context, Base.metadata) == []
     assert schema.state(archive.engine).current == schema.head_revision()
 
 
@@ -65,15 +68,48 @@ def test_newer_archive_is_refused_and_left_untouched(db_url: str) -> None:
     old_archive(db_url)
     engine = create_engine(db_url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        conn.execute(text(f"UPDATE {schema.VERSION_TABLE} SET version_num = '9999'"))
     for command in (["archive", "top"], ["archive", "upgrade"]):
         refused = agentopt(*command, "--db", db_url)
         assert refused.returncode == 2, refused.stderr
         assert "newer than this agentopt" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+        assert conn.execute(text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalar() == "9999"
         assert conn.execute(text("SELECT count(*) FROM results")).scalar() == 1
     engine.dispose()
+
+
+def test_previous_release_archive_is_refused_then_moved_to_its_own_version_table(db_url: str) -> None:
+    archive = Archive(db_url)
+    campaign_id = archive.create_campaign("c", "antonyms", "ape", {})
+    archive.engine.dispose()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # the layout releases before 0004 left: our revision in Alembic's default table
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('0003')"))
+        conn.execute(text(f"DROP TABLE {schema.VERSION_TABLE}"))
+    with pytest.raises(schema.SchemaError, match="revision 0003, .* run `agentopt archive upgrade"):
+        Archive(db_url)
+    done = agentopt("archive", "upgrade", "--db", db_url)
+    assert done.returncode == 0 and "upgraded from 0003 to" in done.stdout, done.stderr
+    assert Archive(db_url).campaign(campaign_id).name == "c"
+    assert not inspect(engine).has_table("alembic_version")
+    assert schema.state(engine).current == schema.head_revision()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("archive_first", [True, False], ids=["archive-first", "optuna-first"])
+def test_optuna_studies_share_the_archive_database(db_url: str, archive_first: bool) -> None:
+    if archive_first:
+        Archive(db_url).engine.dispose()
+    study = optuna.create_study(storage=db_url, study_name="s")
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
+    archive = Archive(db_url)
+    assert schema.state(archive.engine).current == schema.head_revision()
+    archive.create_campaign("c", "antonyms", "ape", {})
+    again = agentopt("archive", "upgrade", "--db", db_url)
+    assert again.returncode == 0 and "already at" in again.stdout, again.stderr
+    assert len(optuna.load_study(study_name="s", storage=db_url).trials) == 3
 
 
 def test_locked_sqlite_archive_is_one_line_and_loses_nothing(tmp_path: Path) -> None:

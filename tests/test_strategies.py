@@ -21,15 +21,22 @@ POOL = {"n_subsamples": 3, "demos_per_subsample": 3, "samples_per_subsample": 2}
 SMALL = {
     "random": {**POOL, "queries": 4, "batch": 2, "dev_size": 4},
     "opro": {"steps": 2, "per_step": 4, "dev_size": 4},
+    "instinct": {**POOL, "queries": 6, "n_init": 3, "batch": 2, "dev_size": 4, "paraphrase_top": 1,
+                 "paraphrase_samples": 2, "hidden": 16},
     "optuna": {**POOL, "n_trials": 8, "batch": 2, "minibatch": 3, "promote_every": 4, "demo_sets": 2,
                "bootstrap_examples": 4, "startup_trials": 3},
 }
 
 
-def _run(tmp_path: Path, endpoint: FakeEndpoint, task: Path, name: str, **extra: Any) -> tuple[Any, Archive]:
+def _config(endpoint: FakeEndpoint, task: Path, name: str) -> dict[str, Any]:
+    data = config(task, endpoint.url, strategy={"name": name, "params": SMALL[name]})
+    data["models"]["embedder"] = {"model": "fake", "base_url": endpoint.url, "max_attempts": 1}
+    return data
+
+
+def _run(tmp_path: Path, endpoint: FakeEndpoint, task: Path, name: str) -> tuple[Any, Archive]:
     archive = Archive(database_url(str(tmp_path / "a.db")))
-    cfg = parse_config(config(task, endpoint.url, strategy={"name": name, "params": SMALL[name]}, **extra))
-    [report] = run_campaigns(cfg, archive, SilentReporter())
+    [report] = run_campaigns(parse_config(_config(endpoint, task, name)), archive, SilentReporter())
     return report, archive
 
 
@@ -39,7 +46,7 @@ def test_strategy_finds_the_echo_instruction_within_its_plan(tmp_path: Path, fak
     report, archive = _run(tmp_path, fake_endpoint, echo_task_file, name)
     assert "echo" in report.best_agent["instruction"].lower(), report.best_agent
     assert report.best_test.mean == 1.0 and report.seed_test.mean == 0.0
-    cfg = parse_config(config(echo_task_file, fake_endpoint.url, strategy={"name": name, "params": SMALL[name]}))
+    cfg = parse_config(_config(fake_endpoint, echo_task_file, name))
     bound = estimate(cfg, load_task(str(echo_task_file)))
     assert report.stats["task_llm_calls"] <= bound["task_role"]["calls"]
     assert report.stats["proposer_llm_calls"] <= bound["proposer"]["calls"]

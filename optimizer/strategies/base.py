@@ -116,6 +116,11 @@ class GeneratorStrategy:
         """How much work the search can take at most; ``None`` when it cannot say in advance."""
         return None
 
+    @classmethod
+    def uses_embeddings(cls, params: dict[str, Any]) -> bool:
+        """Whether the campaign must provide an embeddings client (``StrategyContext.embedder``)."""
+        return False
+
     def ask(self) -> list[Trial]:
         if self._done:
             return []
