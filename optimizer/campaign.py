@@ -206,7 +206,7 @@ class CampaignRun:
         twin, so a resume finishes exactly what the crash interrupted."""
         registered, new = [], {}
         for trial in trials:
-            label = "seed" if trial.rationale == "seed" else strategy_label or self.strategy_name
+            label = "seed" if trial.rationale == "seed" else strategy_label or trial.strategy or self.strategy_name
             candidate_id, is_new = self.archive.add_candidate(self.campaign_id, trial.agent, label, trial.parents,
                                                               trial.rationale)
             registered.append((trial, candidate_id))

@@ -7,8 +7,10 @@ from typing import Any
 import optuna
 import pytest
 from fakes import FakeEndpoint
+from sqlalchemy import text
 from test_campaign import config
 
+from agentopt.agents.errors import ConfigError
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.budgets import estimate
 from agentopt.optimizer.config import parse_config
@@ -27,6 +29,10 @@ SMALL = {
                "bootstrap_examples": 4, "startup_trials": 3},
 }
 
+APE = {**POOL, "batch_size": 2, "pulls_per_round": 2, "racing_budget": 12, "mc_rounds": 0, "top_k": 1}
+SMALL["portfolio"] = {"budget": 60, "members": [{"name": "ape", "params": APE, "share": 1},
+                                                {"name": "instinct", "params": SMALL["instinct"], "share": 1}]}
+
 
 def _config(endpoint: FakeEndpoint, task: Path, name: str) -> dict[str, Any]:
     data = config(task, endpoint.url, strategy={"name": name, "params": SMALL[name]})
@@ -40,7 +46,7 @@ def _run(tmp_path: Path, endpoint: FakeEndpoint, task: Path, name: str) -> tuple
     return report, archive
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", ["instinct", "optuna", "opro", "random"])
 def test_strategy_finds_the_echo_instruction_within_its_plan(tmp_path: Path, fake_endpoint: FakeEndpoint,
                                                              echo_task_file: Path, name: str) -> None:
     report, archive = _run(tmp_path, fake_endpoint, echo_task_file, name)
@@ -61,3 +67,23 @@ def test_optuna_study_lives_in_the_archive_database(tmp_path: Path, fake_endpoin
     assert {"instruction", "demo_set"} <= set(trials[0].params) and "candidate_id" in trials[0].user_attrs
     assert study.best_value == 1.0
     assert Archive(archive.url).campaign(report.campaign_id).status == "finished"
+
+
+def test_portfolio_members_share_proposals_archive_and_budget(tmp_path: Path, fake_endpoint: FakeEndpoint,
+                                                             echo_task_file: Path) -> None:
+    report, archive = _run(tmp_path, fake_endpoint, echo_task_file, "portfolio")
+    assert "echo" in report.best_agent["instruction"].lower()
+    with archive.session() as s:
+        labels = {row[0] for row in s.execute(text("select strategy from candidates"))}
+    assert {"ape", "instinct", "seed"} <= labels
+    generated = POOL["n_subsamples"] * POOL["samples_per_subsample"]
+    paraphrases = SMALL["instinct"]["paraphrase_top"] * SMALL["instinct"]["paraphrase_samples"]
+    assert report.stats["proposer_llm_calls"] <= generated + paraphrases, "instinct re-used ape's proposals"
+    assert report.stats["proposals"] >= 2 * generated
+
+
+def test_portfolio_config_errors_are_one_line(tmp_path: Path, echo_task_file: Path) -> None:
+    bad = config(echo_task_file, "http://127.0.0.1:9/v1", strategy={"name": "portfolio", "params": {
+        "members": [{"name": "nope"}]}})
+    with pytest.raises(ConfigError, match="unknown portfolio member 'nope'"):
+        parse_config(bad)

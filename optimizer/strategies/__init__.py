@@ -4,13 +4,15 @@ from typing import Any
 
 from agentopt.agents.errors import ConfigError
 from agentopt.optimizer.strategies.ape import APE
-from agentopt.optimizer.strategies.base import GeneratorStrategy, Strategy, StrategyContext, Trial, TrialResult
+from agentopt.optimizer.strategies.base import Strategy, StrategyClass, StrategyContext, Trial, TrialResult
 from agentopt.optimizer.strategies.instinct import Instinct
 from agentopt.optimizer.strategies.opro import OPRO
 from agentopt.optimizer.strategies.optuna_search import OptunaSearch
+from agentopt.optimizer.strategies.portfolio import Portfolio
 from agentopt.optimizer.strategies.random_search import RandomSearch
 
-STRATEGIES: dict[str, type[GeneratorStrategy]] = {s.name: s for s in (APE, Instinct, OPRO, OptunaSearch, RandomSearch)}
+STRATEGIES: dict[str, StrategyClass] = {
+    s.name: s for s in (APE, Instinct, OPRO, OptunaSearch, Portfolio, RandomSearch)}
 
 
 def make_strategy(name: str, params: dict[str, Any], ctx: StrategyContext) -> Strategy:

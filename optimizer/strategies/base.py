@@ -26,6 +26,7 @@ class Trial:
     example_ids: tuple[str, ...]
     parents: tuple[int, ...] = ()
     rationale: str = ""
+    strategy: str = ""  # the portfolio member that asked, stored as the candidate's strategy
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,19 @@ class Strategy(Protocol):
         ...
 
     def tell(self, results: list[TrialResult]) -> None: ...
+
+
+class StrategyClass(Protocol):
+    """What the registry holds: a strategy's constructor plus what is known before it runs."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+
+    def __call__(self, params: dict[str, Any], ctx: StrategyContext) -> Strategy: ...
+
+    def plan(self, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan | None: ...
+
+    def uses_embeddings(self, params: dict[str, Any]) -> bool: ...
 
 
 Search = Generator[list[Trial], list[TrialResult], None]
