@@ -72,6 +72,29 @@ def tasks_list(json_out: JsonOption = False) -> None:
         out.print(table("Built-in tasks (or pass a .jsonl / .csv file path)", list(rows[0]), [list(r.values()) for r in rows]))
 
 
+@app.command("strategies")
+def strategies(name: Annotated[str | None, typer.Argument(help="one strategy: list its parameters")] = None,
+               json_out: JsonOption = False) -> None:
+    """List the search strategies, or one strategy's parameters with defaults (``strategy.params``)."""
+    from agentopt.optimizer.strategies import STRATEGIES
+
+    if name is None:
+        rows = [{"name": n, "about": (sys.modules[s.__module__].__doc__ or n).strip().splitlines()[0]}
+                for n, s in sorted(STRATEGIES.items())]
+        title = "Strategies (`agentopt strategies NAME` lists one's parameters)"
+    elif name in STRATEGIES:
+        fields = STRATEGIES[name].Params.model_fields
+        rows = [{"param": k, "default": "required" if f.is_required() else repr(f.default),
+                 "about": f.description or ""} for k, f in fields.items()]
+        title = f"strategy.params for {name}"
+    else:
+        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
+    if json_out:
+        print_json(rows)
+    else:
+        out.print(table(title, list(rows[0]), [list(r.values()) for r in rows]))
+
+
 @model_app.command("serve")
 def model_serve(
     servers: Annotated[int, typer.Option(help="Server processes; ports PORT, PORT+1, ...")] = 1,

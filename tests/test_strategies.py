@@ -1,12 +1,14 @@
 """Each search strategy end to end against the scripted endpoint: it finds the instruction that
 works, stays inside its query plan, and (Optuna) leaves a study the Optuna API can load."""
 
+import json
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 from fakes import FakeEndpoint
+from processes import agentopt
 from sqlalchemy import text
 from test_campaign import config
 
@@ -87,3 +89,13 @@ def test_portfolio_config_errors_are_one_line(tmp_path: Path, echo_task_file: Pa
         "members": [{"name": "nope"}]}})
     with pytest.raises(ConfigError, match="unknown portfolio member 'nope'"):
         parse_config(bad)
+
+
+def test_strategies_command_lists_strategies_and_their_params() -> None:
+    listed = agentopt("strategies", "--json")
+    assert listed.returncode == 0
+    assert {r["name"] for r in json.loads(listed.stdout)} == {"ape", "instinct", "opro", "optuna", "portfolio", "random"}
+    params = agentopt("strategies", "instinct", "--json")
+    assert {"queries", "n_init", "acquisition", "lam", "nu"} <= {r["param"] for r in json.loads(params.stdout)}
+    unknown = agentopt("strategies", "nope")
+    assert unknown.returncode == 2 and "unknown strategy 'nope'" in unknown.stderr

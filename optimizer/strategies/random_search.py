@@ -1,5 +1,7 @@
-"""Random search: APE's proposals, scored in random order on the dev set. The baseline every
-query-efficient strategy has to beat at an equal number of task-model queries."""
+"""Random search: APE's proposal pool, scored in random order on the dev set (the baseline).
+
+Every query-efficient strategy has to beat it at an equal number of task-model queries.
+"""
 
 import random
 from collections.abc import Sequence

@@ -3,9 +3,16 @@
 Lin et al., "Use Your INSTINCT: INSTruction optimization usIng Neural bandits Coupled with Transformers".
 A one-hidden-layer ReLU MLP predicts a candidate's score from its representation (e.g. a mean-pooled
 transformer embedding). Exploration treats the network's gradient w.r.t. all its weights as the
-candidate's features (the neural tangent view) with the diagonal covariance of NeuralUCB / NeuralTS, as
-the paper's code does. Pure numpy: the network is small enough that analytic gradients and full-batch
-Adam are fast on a CPU, and the optimizer then needs no torch.
+candidate's features (the neural tangent view) with the diagonal covariance U of NeuralUCB / NeuralTS,
+as the paper's code does. Pure numpy: the network is small enough that analytic gradients and
+full-batch Adam are fast on a CPU, so the optimizer needs no torch.
+
+Where this departs from the paper's code, measured on synthetic pools (see tests/test_surrogate.py):
+the paper initialises every weight from N(0, 1) and fits raw scores, which leaves the untrained part of
+the function at a scale of hundreds of score units; its predictions on unobserved candidates were then
+worse than random search. Here the network uses PyTorch's default (fan-in) initialisation, inputs have
+unit norm on average and scores are standardised before fitting; λ, ν, lr, width and the acquisition
+are the paper's.
 """
 
 from collections.abc import Collection, Sequence
@@ -17,15 +24,17 @@ import numpy as np
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 
+Layers = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 @dataclass(frozen=True)
 class NeuralBanditConfig:
-    """Defaults follow the paper's code, except ``steps``: full-batch steps sized to fit well under a
-    second for a few hundred observations of a 576-dimensional embedding on two cores."""
+    """λ, ν, lr and width are the paper's. ``steps`` (full-batch Adam steps per fit) is sized so that a
+    fit on 200 observations of a 576-dimensional embedding takes well under a second on one core."""
 
     hidden: int = 100
-    lam: float = 0.1  # prior precision of U and (divided by n) the weight decay
-    nu: float = 1.0  # exploration scale
+    lam: float = 0.1  # prior precision of U; the weight decay is lam / n_observations
+    nu: float = 1.0  # exploration scale, in units of the observed scores' standard deviation
     lr: float = 1e-3
     steps: int = 500
     acquisition: Literal["ucb", "ts"] = "ucb"
@@ -40,55 +49,64 @@ class NeuralBanditConfig:
             raise ValueError(f"acquisition must be 'ucb' or 'ts', not {self.acquisition!r}")
 
 
-Layers = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def unpack(flat: np.ndarray, dim: int, hidden: int) -> Layers:
-    """Views (w1, b1, w2, b2) into a flat parameter-sized vector, so that Adam and U work on one array
-    while the layers see their shapes; writing to a view writes to ``flat``."""
+def _unpack(flat: np.ndarray, dim: int, hidden: int) -> Layers:
+    """Views (w1, b1, w2, b2) into one flat parameter-sized vector: Adam and U work on the flat array,
+    the layers on their shapes, and writing to a view writes to ``flat``."""
     n1 = hidden * dim
     return flat[:n1].reshape(hidden, dim), flat[n1:n1 + hidden], flat[n1 + hidden:n1 + 2 * hidden], flat[n1 + 2 * hidden:]
 
 
-def n_params(dim: int, hidden: int) -> int:
-    return hidden * dim + 2 * hidden + 1
-
-
 def init_params(dim: int, hidden: int, rng: np.random.Generator) -> np.ndarray:
-    """PyTorch's default ``nn.Linear`` initialisation, because the exploration bonus scales with the
-    gradients and so with the weights: the paper's constants (λ, ν) were tuned for this scale."""
-    theta = np.empty(n_params(dim, hidden))
-    w1, b1, w2, b2 = unpack(theta, dim, hidden)
+    """PyTorch's default ``nn.Linear`` initialisation (uniform, ±1/sqrt(fan_in)), flat in ``_unpack`` order.
+
+    Not the paper's N(0, 1): with it the initial network's output varies by hundreds across candidates,
+    and a few dozen observations cannot pull the unobserved ones back to the scores' scale."""
+    theta = np.empty(hidden * dim + 2 * hidden + 1)
+    w1, b1, w2, b2 = _unpack(theta, dim, hidden)
     w1[:], b1[:] = rng.uniform(-1, 1, w1.shape) / np.sqrt(dim), rng.uniform(-1, 1, hidden) / np.sqrt(dim)
     w2[:], b2[:] = rng.uniform(-1, 1, hidden) / np.sqrt(hidden), rng.uniform(-1, 1, 1) / np.sqrt(hidden)
     return theta
 
 
 def forward(theta: np.ndarray, x: np.ndarray, hidden: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pre-activations (n, hidden) and outputs (n,)."""
-    w1, b1, w2, b2 = unpack(theta, x.shape[1], hidden)
+    """Hidden pre-activations (n, hidden) and outputs (n,)."""
+    w1, b1, w2, b2 = _unpack(theta, x.shape[1], hidden)
     pre = x @ w1.T + b1
     return pre, np.maximum(pre, 0.0) @ w2 + b2[0]
 
 
 def gradients(theta: np.ndarray, x: np.ndarray, hidden: int) -> np.ndarray:
-    """Per-example gradient of the output w.r.t. all parameters, (n, n_params), in ``unpack`` order."""
-    _, _, w2, _ = unpack(theta, x.shape[1], hidden)
+    """Per-example gradient of the output w.r.t. all parameters, (n, n_params), in ``_unpack`` order."""
+    w2 = _unpack(theta, x.shape[1], hidden)[2]
     pre, _ = forward(theta, x, hidden)
     gate = w2 * (pre > 0)
     d_w1 = (gate[:, :, None] * x[:, None, :]).reshape(len(x), -1)
     return np.hstack([d_w1, gate, np.maximum(pre, 0.0), np.ones((len(x), 1))])
 
 
-def train(theta: np.ndarray, x: np.ndarray, y: np.ndarray, hidden: int, config: NeuralBanditConfig) -> np.ndarray:
+def sigma(theta: np.ndarray, u: np.ndarray, x: np.ndarray, hidden: int, lam_nu: float) -> np.ndarray:
+    """sqrt(Σ λ·ν·g²/U) over all parameters, per candidate, without building the (n, n_params) gradients
+    of ``gradients``: the first layer's squared gradient factorises as gate² ⊗ x², so its sum over that
+    layer is one matrix product; this keeps a pick cheap for pools of thousands."""
+    w2 = _unpack(theta, x.shape[1], hidden)[2]
+    u_w1, u_b1, u_w2, u_b2 = _unpack(u, x.shape[1], hidden)
+    pre, _ = forward(theta, x, hidden)
+    gate2 = (w2 * (pre > 0)) ** 2
+    total = np.einsum("nh,nh->n", gate2, (x * x) @ (1.0 / u_w1).T + 1.0 / u_b1)
+    total += np.maximum(pre, 0.0) ** 2 @ (1.0 / u_w2) + 1.0 / u_b2[0]
+    return np.sqrt(lam_nu * total)
+
+
+def _train(theta: np.ndarray, x: np.ndarray, y: np.ndarray, hidden: int, config: NeuralBanditConfig) -> np.ndarray:
     """Trained copy of ``theta``: full-batch Adam on the mean squared error with L2 weight decay λ/n (as
-    torch's Adam applies ``weight_decay``). Full batch because a few hundred points make one cheap matrix
-    product; float32 because it halves the time of those products and an SGD fit gains nothing from more."""
+    torch's Adam applies ``weight_decay``, and as the paper's code sets it). Full batch because a few
+    hundred points make one cheap matrix product; float32 because it halves the time of those products
+    and a fit stopped after a fixed number of steps gains nothing from more precision."""
     theta, x, y = theta.astype(np.float32), x.astype(np.float32), y.astype(np.float32)
     n, dim = x.shape
-    w1, b1, w2, b2 = unpack(theta, dim, hidden)
+    w1, b1, w2, b2 = _unpack(theta, dim, hidden)
     grad = np.empty_like(theta)
-    g_w1, g_b1, g_w2, g_b2 = unpack(grad, dim, hidden)
+    g_w1, g_b1, g_w2, g_b2 = _unpack(grad, dim, hidden)
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     (beta1, beta2), decay = _ADAM_BETAS, config.lam / n
     for t in range(1, config.steps + 1):
@@ -103,34 +121,34 @@ def train(theta: np.ndarray, x: np.ndarray, y: np.ndarray, hidden: int, config: 
         m += (1 - beta1) * grad
         v *= beta2
         v += (1 - beta2) * grad * grad
-        step = config.lr / (1 - beta1**t)
-        theta -= step * m / (np.sqrt(v / (1 - beta2**t)) + _ADAM_EPS)
+        theta -= (config.lr / (1 - beta1**t)) * m / (np.sqrt(v / (1 - beta2**t)) + _ADAM_EPS)
     return theta.astype(np.float64)
 
 
 def standardise(features: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance per feature, fitted on the whole pool.
+    """Per-feature zero mean and unit variance, fitted on the whole pool, then scaled to unit mean norm.
 
-    Why: transformer hidden states carry a few "massive" dimensions orders of magnitude larger than the
-    rest; unscaled, they dominate the ReLU pre-activations and the gradient features behind σ, and the
-    paper's lr and initialisation assume unit-scale inputs. Why the pool rather than the observations:
-    the pool is known before the first query, so the transform exists for the random start and stays
-    fixed across refits, which keeps gradients (and so U, accumulated over the run) comparable.
-    Constant features map to 0 rather than NaN.
+    Per feature: transformer hidden states carry a few "massive" dimensions orders of magnitude larger
+    than the rest; unscaled, they alone would set the ReLU pre-activations and the gradients behind σ.
+    On the pool rather than the observations: the pool is known before the first query, so the transform
+    exists for the random start and stays fixed across refits, which keeps the gradients (and so U,
+    accumulated over the run) comparable. Unit norm: NeuralUCB's analysis assumes it, it keeps σ's scale
+    independent of the embedding's size, and with 576 dimensions it made the fitted network generalise
+    to unobserved candidates far better than unit-variance inputs. Constant features map to 0, not NaN.
     """
     mean, std = features.mean(axis=0), features.std(axis=0)
-    scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-    z = (features - mean) / scale
-    return z / np.sqrt(max(1, int(np.count_nonzero(std > 1e-12 * np.maximum(1.0, np.abs(mean))))))
+    varies = std > 1e-12 * np.maximum(1.0, np.abs(mean))
+    z = (features - mean) / np.where(varies, std, 1.0)
+    return z / np.sqrt(max(1, int(np.count_nonzero(varies))))
 
 
 class NeuralBandit:
     """NeuralUCB / NeuralTS over a fixed candidate pool, picking batches one candidate at a time.
 
-    ``U`` (the diagonal of the gradient-feature covariance, prior λ) accumulates the squared gradients of
-    every candidate the bandit picks, at pick time as in the paper's code, and survives refits. Updating it
-    after each pick of a batch lowers σ around pending picks, so one batch spreads out instead of asking
-    for the same region k times while those queries run in parallel.
+    U (the diagonal of the gradient features' precision, prior λ) accumulates the squared gradient of
+    every candidate the bandit picks, at pick time as in the paper's code, and survives refits. Updating
+    it after each pick of a batch lowers σ around the pending picks, so one batch spreads out instead of
+    asking k times about one region while those queries run in parallel.
     """
 
     def __init__(self, features: np.ndarray, config: NeuralBanditConfig = NeuralBanditConfig()) -> None:
@@ -138,63 +156,60 @@ class NeuralBandit:
         if features.ndim != 2 or len(features) == 0 or not np.all(np.isfinite(features)):
             raise ValueError("features must be a finite, non-empty (n_candidates, dim) array")
         self.config = config
-        self.x = standardise(features)
+        self._x = standardise(features)
         init_seed, pick_seed = np.random.SeedSequence(config.seed).spawn(2)
-        self._init_rng, self._rng = np.random.default_rng(init_seed), np.random.default_rng(pick_seed)
-        self.theta = init_params(self.x.shape[1], config.hidden, self._init_rng)
-        self.u = np.full(self.theta.size, config.lam)
+        self._theta0 = init_params(self._x.shape[1], config.hidden, np.random.default_rng(init_seed))
+        self._theta = self._theta0
+        self._u = np.full(self._theta0.size, config.lam)
+        self._rng = np.random.default_rng(pick_seed)
+        self._y_mean, self._y_scale = 0.0, 1.0
         self.n_observations = 0
-        self.y_mean, self.y_scale = 0.0, 1.0
 
     def fit(self, indices: Sequence[int], scores: Sequence[float]) -> None:
-        """Re-initialise and train on all observations so far; a fresh start each time (as INSTINCT
-        does) keeps the fit from depending on the order observations arrived in."""
+        """Train from the same seeded initial weights on all observations so far, as the paper's code
+        does: a fresh start keeps the fit independent of the order observations arrived in, and the same
+        start keeps the gradient features that U has accumulated comparable from one fit to the next.
+        Scores are standardised so that ν is in units of their spread, whatever the metric's scale."""
         idx, y = np.asarray(indices, dtype=np.int64), np.asarray(scores, dtype=np.float64)
         if idx.ndim != 1 or len(idx) == 0 or idx.shape != y.shape:
             raise ValueError("fit needs one score per index and at least one observation")
-        if idx.min() < 0 or idx.max() >= len(self.x) or not np.all(np.isfinite(y)):
+        if idx.min() < 0 or idx.max() >= len(self._x) or not np.all(np.isfinite(y)):
             raise ValueError("indices must lie in the pool and scores must be finite")
-        theta = init_params(self.x.shape[1], self.config.hidden, self._init_rng)
-        self.y_mean, self.y_scale = float(y.mean()), float(y.std()) if y.std() > 0 else 1.0
-        self.theta = train(theta, self.x[idx], (y - self.y_mean) / self.y_scale, self.config.hidden, self.config)
+        spread = float(y.std())
+        self._y_mean, self._y_scale = float(y.mean()), spread if spread > 0 else 1.0
+        targets = (y - self._y_mean) / self._y_scale
+        self._theta = _train(self._theta0, self._x[idx], targets, self.config.hidden, self.config)
         self.n_observations = len(idx)
 
     def predict(self, indices: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted score μ and its exploration width σ (before ν-free scaling: σ includes λ·ν)."""
-        x = self.x if indices is None else self.x[np.asarray(indices, dtype=np.int64)]
-        return forward(self.theta, x, self.config.hidden)[1] * self.y_scale + self.y_mean, self._sigma(x) * self.y_scale
+        """Predicted score μ and exploration width σ (including ν), both in the scores' units."""
+        x = self._x if indices is None else self._x[np.asarray(indices, dtype=np.int64)]
+        mu = forward(self._theta, x, self.config.hidden)[1] * self._y_scale + self._y_mean
+        return mu, self._sigma(x) * self._y_scale
 
     def select(self, k: int, exclude: Collection[int] = ()) -> list[int]:
-        """Up to ``k`` distinct candidates not in ``exclude``; seeded random picks before the first fit."""
-        available = np.setdiff1d(np.arange(len(self.x)), np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
-        k = min(k, len(available))
+        """Up to ``k`` distinct candidates outside ``exclude`` (fewer when fewer remain); seeded random
+        picks before the first fit, as INSTINCT starts from random queries."""
+        if k < 0:
+            raise ValueError("k must be >= 0")
+        allowed = np.ones(len(self._x), dtype=bool)
+        allowed[[i for i in exclude if 0 <= i < len(self._x)]] = False
+        k = min(k, int(allowed.sum()))
         if self.n_observations == 0:
-            return [int(i) for i in self._rng.choice(available, size=k, replace=False)]
-        mu = forward(self.theta, self.x, self.config.hidden)[1]
-        allowed = np.zeros(len(self.x), dtype=bool)
-        allowed[available] = True
+            return [int(i) for i in self._rng.choice(np.flatnonzero(allowed), size=k, replace=False)]
+        mu = forward(self._theta, self._x, self.config.hidden)[1]
         picks: list[int] = []
         for _ in range(k):
-            score = np.where(allowed, self._acquisition(mu, self._sigma(self.x)), -np.inf)
-            pick = int(np.argmax(score))
-            self.u += gradients(self.theta, self.x[pick:pick + 1], self.config.hidden)[0] ** 2
+            pick = int(np.argmax(np.where(allowed, self._acquisition(mu, self._sigma(self._x)), -np.inf)))
+            self._u += gradients(self._theta, self._x[pick:pick + 1], self.config.hidden)[0] ** 2
             allowed[pick] = False
             picks.append(pick)
         return picks
 
-    def _acquisition(self, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    def _acquisition(self, mu: np.ndarray, width: np.ndarray) -> np.ndarray:
         if self.config.acquisition == "ts":
-            return self._rng.normal(mu, sigma)
-        return mu + sigma
+            return self._rng.normal(mu, width)
+        return mu + width
 
     def _sigma(self, x: np.ndarray) -> np.ndarray:
-        """sqrt(Σ λ·ν·g²/U) over all parameters, without materialising the (n, n_params) gradients: the
-        first layer's squared gradient factorises as gate² ⊗ x², so its sum is one matrix product."""
-        hidden = self.config.hidden
-        _, _, w2, _ = unpack(self.theta, x.shape[1], hidden)
-        u_w1, u_b1, u_w2, u_b2 = unpack(self.u, x.shape[1], hidden)
-        pre, _ = forward(self.theta, x, hidden)
-        gate2 = (w2 * (pre > 0)) ** 2
-        total = np.einsum("nh,nh->n", gate2, (x * x) @ (1.0 / u_w1).T + 1.0 / u_b1)
-        total += np.maximum(pre, 0.0) ** 2 @ (1.0 / u_w2) + 1.0 / u_b2[0]
-        return np.sqrt(self.config.lam * self.config.nu * total)
+        return sigma(self._theta, self._u, x, self.config.hidden, self.config.lam * self.config.nu)

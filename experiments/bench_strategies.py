@@ -1,0 +1,185 @@
+"""Strategies head to head at an equal task-model query budget, on the bundled local model.
+
+Random search, APE, OPRO, INSTINCT and the Optuna (MIPRO-like) search each run one campaign per
+task with the same seed agent, the same validation and test items and the same hard budget of
+task-model calls (search plus the final test scoring). Each strategy gets its own archive, so no
+strategy is served answers another one paid for. Functional dedup is off, so every query is an
+example evaluation the strategy asked for.
+
+Printed: best test accuracy, the seed's, queries used, wall time. Saved: a markdown table and a PNG
+of best-so-far validation score (mean over the whole validation split, counted when a candidate has
+all of it) against task-model queries. The headline ratio: queries INSTINCT needed to reach APE's
+final validation score, over APE's queries.
+
+    .venv/bin/python experiments/bench_strategies.py [--tasks ...] [--budget 180] [--out DIR]
+"""
+
+import argparse
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy import select
+
+from agentopt.archive.models import Candidate, Result
+from agentopt.archive.store import Archive, database_url
+from agentopt.optimizer.campaign import CampaignReport
+from agentopt.optimizer.config import parse_config
+from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.ui import SilentReporter, table
+
+TASKS = ["larger_animal", "singular_to_plural", "antonyms", "first_letter", "number_to_words"]
+STRATEGY_ORDER = ["random", "ape", "opro", "instinct", "optuna"]
+
+
+def strategy_params(budget: int, n_val: int) -> dict[str, dict[str, Any]]:
+    """Each strategy's parameters, sized so its own plan spends about ``budget`` example evaluations."""
+    pool = {"n_subsamples": 6, "demos_per_subsample": 4, "samples_per_subsample": 2, "candidate_demos": 2}
+    queries = budget // n_val
+    top_k = 3
+    return {
+        "random": {**pool, "queries": queries, "batch": 2},
+        "ape": {**pool, "batch_size": 4, "pulls_per_round": 4, "racing_budget": budget - top_k * n_val,
+                "mc_rounds": 0, "top_k": top_k},
+        "opro": {"steps": queries, "per_step": 4},
+        "instinct": {**pool, "queries": queries, "n_init": max(2, queries // 3), "batch": 2, "paraphrase_top": 2,
+                     "paraphrase_samples": 2},
+        "optuna": {**pool, "n_trials": (budget - 8 - 4 * n_val) // 4, "batch": 2, "minibatch": 4,
+                   "promote_every": 6, "demo_sets": 3, "demos_per_set": 2, "bootstrap_examples": 8},
+    }
+
+
+def curve(archive: Archive, campaign_id: str, n_val: int) -> list[tuple[int, float]]:
+    """(queries so far, best full-validation score so far), one point each time the best improves
+    or a candidate completes the validation split."""
+    with archive.session() as s:
+        rows = s.execute(select(Result.candidate_id, Result.split, Result.example_id, Result.score, Result.error)
+                         .join(Candidate, Candidate.id == Result.candidate_id)
+                         .where(Candidate.campaign_id == campaign_id, Result.split.in_(("train", "val")))
+                         .order_by(Result.id)).all()
+    val: dict[int, dict[str, float | None]] = defaultdict(dict)
+    best, points = None, []
+    for queries, (candidate_id, split, example_id, score, error) in enumerate(rows, start=1):
+        if split != "val":
+            continue
+        val[candidate_id][example_id] = None if error else score
+        scores = val[candidate_id]
+        if len(scores) == n_val and all(v is not None for v in scores.values()):
+            mean = sum(v for v in scores.values() if v is not None) / n_val
+            best = mean if best is None else max(best, mean)
+            points.append((queries, best))
+    return points
+
+
+def queries_used(archive: Archive, campaign_id: str) -> int:
+    with archive.session() as s:
+        return len(s.execute(select(Result.id).join(Candidate, Candidate.id == Result.candidate_id)
+                             .where(Candidate.campaign_id == campaign_id, Result.split.in_(("train", "val")))).all())
+
+
+def first_reaching(points: list[tuple[int, float]], target: float) -> int | None:
+    return next((q for q, best in points if best >= target - 1e-9), None)
+
+
+def run_strategy(name: str, params: dict[str, Any], args: argparse.Namespace, db: Path) -> list[CampaignReport]:
+    config = parse_config({
+        "name": f"bench-{name}", "tasks": args.tasks, "seed": 0, "local_model": {"servers": 2},
+        "models": {"task": {"model": "local", "max_tokens": 16},
+                   "proposer": {"model": "local", "temperature": 0.9, "max_tokens": 48}},
+        "strategy": {"name": name, "params": params},
+        "evaluation": {"backend": "threads", "workers": 2, "concurrency": 2, "val_size": args.val,
+                       "test_size": args.test},
+        "dedup": {"functional": "off"},
+        "budget": {"task": {"calls": args.budget + 2 * args.test}},
+    })
+    return run_campaigns(config, Archive(database_url(str(db))), SilentReporter())
+
+
+def plot(curves: dict[str, dict[str, list[tuple[int, float]]]], tasks: list[str], budget: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, grid = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), sharey=True, squeeze=False)
+    axes = list(grid[0])
+    for ax, task in zip(axes, tasks, strict=True):
+        for name in STRATEGY_ORDER:
+            points = curves.get(name, {}).get(task, [])
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.step([0, *xs, budget], [ys[0] * 0, *ys, ys[-1]], where="post", label=name)
+        ax.set_title(task)
+        ax.set_xlabel("task-model queries")
+        ax.set_xlim(0, budget)
+    axes[0].set_ylabel("best validation score so far")
+    axes[-1].legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--strategies", nargs="+", default=STRATEGY_ORDER, choices=STRATEGY_ORDER)
+    parser.add_argument("--budget", type=int, default=120, help="task-model queries for the search, per campaign")
+    parser.add_argument("--val", type=int, default=10, help="validation examples")
+    parser.add_argument("--test", type=int, default=20, help="test examples")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/agentopt-bench-strategies"),
+                        help="where the per-strategy archives go")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    console = Console()
+    args.work.mkdir(parents=True, exist_ok=True)
+    params = strategy_params(args.budget, args.val)
+    rows: list[list[str]] = []
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(dict)
+    used: dict[tuple[str, str], int] = {}
+    for name in args.strategies:
+        db = args.work / f"{name}.db"
+        db.unlink(missing_ok=True)
+        started = time.perf_counter()
+        reports = run_strategy(name, params[name], args, db)
+        wall = time.perf_counter() - started
+        archive = Archive(database_url(str(db)))
+        for report in reports:
+            curves[name][report.task] = curve(archive, report.campaign_id, args.val)
+            used[name, report.task] = queries_used(archive, report.campaign_id)
+            final = curves[name][report.task][-1][1] if curves[name][report.task] else float("nan")
+            rows.append([report.task, name, f"{report.seed_test.mean or 0:.2f}", f"{report.best_test.mean or 0:.2f}",
+                         f"{final:.2f}", str(used[name, report.task]), str(report.stats["task_llm_calls"]),
+                         str(report.stats["proposer_llm_calls"]), f"{wall / len(reports):.0f}",
+                         report.stopped_by or ""])
+        console.print(f"{name}: done in {wall:.0f} s")
+    headers = ["task", "strategy", "seed test", "best test", "best val", "queries", "task calls", "proposer calls",
+               "wall s (avg)", "stopped by"]
+    console.print(table("Strategies at an equal task-model budget", headers, rows))
+    ratios = []
+    if {"ape", "instinct"} <= set(args.strategies):
+        for task in args.tasks:
+            ape_final = curves["ape"][task][-1][1] if curves["ape"].get(task) else None
+            reached = first_reaching(curves["instinct"].get(task, []), ape_final) if ape_final is not None else None
+            ratio = reached / used["ape", task] if reached is not None else None
+            ratios.append([task, f"{ape_final:.2f}" if ape_final is not None else "-", str(used["ape", task]),
+                           str(reached) if reached is not None else "never", f"{ratio:.2f}" if ratio is not None else "-"])
+        console.print(table("INSTINCT queries to reach APE's final validation score",
+                            ["task", "APE final val", "APE queries", "INSTINCT queries", "ratio"], ratios))
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(curves, args.tasks, args.budget, args.out / "bench_strategies.png")
+    markdown = [f"# bench_strategies ({date.today().isoformat()}, 2-core machine, SmolLM2-135M-Instruct)", "",
+                f"Command: `.venv/bin/python experiments/bench_strategies.py --budget {args.budget} --val {args.val} "
+                f"--test {args.test}`", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    markdown += ["| " + " | ".join(r) + " |" for r in rows]
+    if ratios:
+        markdown += ["", "INSTINCT queries to reach APE's final validation score:", "",
+                     "| task | APE final val | APE queries | INSTINCT queries | ratio |", "|---|---|---|---|---|"]
+        markdown += ["| " + " | ".join(r) + " |" for r in ratios]
+    (args.out / "bench_strategies.md").write_text("\n".join(markdown) + "\n")
+    console.print(f"wrote {args.out / 'bench_strategies.md'} and {args.out / 'bench_strategies.png'}")
+
+
+if __name__ == "__main__":
+    main()

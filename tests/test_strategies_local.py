@@ -1,0 +1,53 @@
+"""Every new strategy against the real bundled model, on a tiny budget: it runs to the end, pays
+only for what it asks, stores what it found, and (INSTINCT) embeds with the model's own server."""
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from processes import agentopt
+
+from agentopt.optimizer.strategies.optuna_search import study_name
+
+pytestmark = pytest.mark.local_model
+
+POOL = {"n_subsamples": 2, "demos_per_subsample": 3, "samples_per_subsample": 2, "candidate_demos": 2}
+TINY: dict[str, dict[str, Any]] = {
+    "random": {**POOL, "queries": 3},
+    "opro": {"steps": 1, "per_step": 3},
+    "instinct": {**POOL, "queries": 4, "n_init": 2, "paraphrase_top": 1, "paraphrase_samples": 2, "hidden": 32},
+    "optuna": {**POOL, "n_trials": 4, "minibatch": 2, "promote_every": 2, "demo_sets": 2,
+               "bootstrap_examples": 4, "startup_trials": 2},
+    "portfolio": {"budget": 40, "members": [{"name": "random", "params": {**POOL, "queries": 2}},
+                                            {"name": "instinct", "params": {**POOL, "queries": 3, "n_init": 2,
+                                                                            "paraphrase_top": 0}}]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_strategy_on_the_local_model(tmp_path: Path, name: str) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({
+        "name": f"local-{name}", "tasks": ["larger_animal"], "local_model": {"servers": 2},
+        "models": {"task": {"model": "local", "max_tokens": 12},
+                   "proposer": {"model": "local", "temperature": 0.9, "max_tokens": 40}},
+        "strategy": {"name": name, "params": TINY[name]},
+        "evaluation": {"backend": "threads", "workers": 2, "val_size": 4, "test_size": 4}}))
+    db = tmp_path / "a.db"
+    done = agentopt("run", str(config), "--db", str(db), "--json", timeout=900)
+    assert done.returncode == 0, done.stderr
+    [report] = json.loads(done.stdout)
+    assert report["best_test"]["n"] + report["best_test"]["n_errors"] == 4
+    with sqlite3.connect(db) as conn:
+        roles = dict(conn.execute("select role, count(*) from llm_calls group by role").fetchall())
+        val_rows = conn.execute("select count(*) from results where split = 'val'").fetchone()[0]
+    assert roles.get("task", 0) == report["stats"]["task_llm_calls"] > 0 and val_rows > 0
+    assert roles.get("proposer", 0) == report["stats"]["proposer_llm_calls"] > 0
+    if name in ("instinct", "portfolio"):
+        assert roles.get("embedder", 0) > 0, "candidates were embedded by the bundled model"
+    if name == "optuna":
+        study = optuna.load_study(study_name=study_name(report["campaign_id"]), storage=f"sqlite:///{db}")
+        assert len(study.trials) == TINY["optuna"]["n_trials"]
