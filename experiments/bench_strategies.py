@@ -24,9 +24,8 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import select
 
-from agentopt.archive.models import Candidate, Result
+from agentopt.archive.models import Campaign, Candidate, Result
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.campaign import CampaignReport
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.ui import SilentReporter, table
@@ -84,7 +83,18 @@ def first_reaching(points: list[tuple[int, float]], target: float) -> int | None
     return next((q for q, best in points if best >= target - 1e-9), None)
 
 
-def run_strategy(name: str, params: dict[str, Any], args: argparse.Namespace, db: Path) -> list[CampaignReport]:
+def finished(db: Path, tasks: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The newest finished campaign per task in ``db``, with its stored report."""
+    if not db.exists():
+        return {}
+    archive = Archive(database_url(str(db)))
+    with archive.session() as s:
+        rows = s.execute(select(Campaign.task, Campaign.id, Campaign.summary).where(Campaign.status == "finished")
+                         .order_by(Campaign.created_at)).all()
+    return {task: (campaign_id, summary) for task, campaign_id, summary in rows if task in tasks}
+
+
+def run_strategy(name: str, params: dict[str, Any], args: argparse.Namespace, db: Path) -> None:
     config = parse_config({
         "name": f"bench-{name}", "tasks": args.tasks, "seed": 0, "local_model": {"servers": 2},
         "models": {"task": {"model": "local", "max_tokens": 16},
@@ -95,7 +105,7 @@ def run_strategy(name: str, params: dict[str, Any], args: argparse.Namespace, db
         "dedup": {"functional": "off"},
         "budget": {"task": {"calls": args.budget + 2 * args.test}},
     })
-    return run_campaigns(config, Archive(database_url(str(db))), SilentReporter())
+    run_campaigns(config, Archive(database_url(str(db))), SilentReporter())
 
 
 def plot(curves: dict[str, dict[str, list[tuple[int, float]]]], tasks: list[str], budget: int, path: Path) -> None:
@@ -130,6 +140,8 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=20, help="test examples")
     parser.add_argument("--work", type=Path, default=Path("/tmp/agentopt-bench-strategies"),
                         help="where the per-strategy archives go")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a strategy's finished campaigns from its archive in --work instead of re-running it")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     console = Console()
@@ -140,22 +152,23 @@ def main() -> None:
     used: dict[tuple[str, str], int] = {}
     for name in args.strategies:
         db = args.work / f"{name}.db"
-        db.unlink(missing_ok=True)
-        started = time.perf_counter()
-        reports = run_strategy(name, params[name], args, db)
-        wall = time.perf_counter() - started
+        if not (args.reuse and len(finished(db, args.tasks)) == len(args.tasks)):
+            db.unlink(missing_ok=True)
+            started = time.perf_counter()
+            run_strategy(name, params[name], args, db)
+            console.print(f"{name}: done in {time.perf_counter() - started:.0f} s")
         archive = Archive(database_url(str(db)))
-        for report in reports:
-            curves[name][report.task] = curve(archive, report.campaign_id, args.val)
-            used[name, report.task] = queries_used(archive, report.campaign_id)
-            final = curves[name][report.task][-1][1] if curves[name][report.task] else float("nan")
-            rows.append([report.task, name, f"{report.seed_test.mean or 0:.2f}", f"{report.best_test.mean or 0:.2f}",
-                         f"{final:.2f}", str(used[name, report.task]), str(report.stats["task_llm_calls"]),
-                         str(report.stats["proposer_llm_calls"]), f"{wall / len(reports):.0f}",
-                         report.stopped_by or ""])
-        console.print(f"{name}: done in {wall:.0f} s")
+        for task, (campaign_id, report) in finished(db, args.tasks).items():
+            curves[name][task] = curve(archive, campaign_id, args.val)
+            used[name, task] = queries_used(archive, campaign_id)
+            final = curves[name][task][-1][1] if curves[name][task] else float("nan")
+            stats = report["stats"]
+            rows.append([task, name, f"{report['seed_test']['mean'] or 0:.2f}", f"{report['best_test']['mean'] or 0:.2f}",
+                         f"{final:.2f}", str(used[name, task]), str(stats["task_llm_calls"]),
+                         str(stats["proposer_llm_calls"]), f"{report['wall_s']:.0f}", report["stopped_by"] or ""])
+    rows.sort(key=lambda r: (args.tasks.index(r[0]), STRATEGY_ORDER.index(r[1])))
     headers = ["task", "strategy", "seed test", "best test", "best val", "queries", "task calls", "proposer calls",
-               "wall s (avg)", "stopped by"]
+               "wall s", "stopped by"]
     console.print(table("Strategies at an equal task-model budget", headers, rows))
     ratios = []
     if {"ape", "instinct"} <= set(args.strategies):

@@ -33,7 +33,8 @@ class InstinctParams(PoolParams):
     dev_size: int | None = Field(None, ge=1, description="validation examples per query (paper: 20)")
     acquisition: Literal["ucb", "ts"] = "ucb"
     hidden: int = Field(100, ge=1)
-    lam: float = Field(0.1, gt=0)
+    lam: float = Field(1e-3, gt=0, description="prior of U and weight decay (paper: 0.1, tuned for N(0,1) weights; "
+                       "1e-3 suits this surrogate's scaled inputs and initialisation)")
     nu: float = Field(1.0, gt=0)
     paraphrase_top: int = Field(2, ge=0, description="best initial candidates paraphrased into the pool")
     paraphrase_samples: int = Field(3, ge=1)
