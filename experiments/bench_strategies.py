@@ -32,11 +32,15 @@ from agentopt.optimizer.ui import SilentReporter, table
 
 TASKS = ["larger_animal", "singular_to_plural", "antonyms", "first_letter", "number_to_words"]
 STRATEGY_ORDER = ["random", "ape", "opro", "instinct", "optuna"]
+RATIO_HEADERS = ["task", "APE final val", "APE queries", "INSTINCT queries", "INSTINCT / APE", "random queries",
+                 "random / APE"]
 
 
-def strategy_params(budget: int, n_val: int) -> dict[str, dict[str, Any]]:
-    """Each strategy's parameters, sized so its own plan spends about ``budget`` example evaluations."""
-    pool = {"n_subsamples": 6, "demos_per_subsample": 4, "samples_per_subsample": 2, "candidate_demos": 2}
+def strategy_params(budget: int, n_val: int, subsamples: int) -> dict[str, dict[str, Any]]:
+    """Each strategy's parameters, sized so its own plan spends about ``budget`` example evaluations.
+    ``subsamples`` sets the proposal pool's size (two proposals per subsample, plus the seed with
+    each subsample's demonstrations), which should exceed what the budget can score."""
+    pool = {"n_subsamples": subsamples, "demos_per_subsample": 4, "samples_per_subsample": 2, "candidate_demos": 2}
     queries = budget // n_val
     top_k = 3
     return {
@@ -140,13 +144,14 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=20, help="test examples")
     parser.add_argument("--work", type=Path, default=Path("/tmp/agentopt-bench-strategies"),
                         help="where the per-strategy archives go")
+    parser.add_argument("--subsamples", type=int, default=6, help="demonstration subsamples for the proposal pool")
     parser.add_argument("--reuse", action="store_true",
                         help="take a strategy's finished campaigns from its archive in --work instead of re-running it")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     console = Console()
     args.work.mkdir(parents=True, exist_ok=True)
-    params = strategy_params(args.budget, args.val)
+    params = strategy_params(args.budget, args.val, args.subsamples)
     rows: list[list[str]] = []
     curves: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(dict)
     used: dict[tuple[str, str], int] = {}
@@ -174,21 +179,24 @@ def main() -> None:
     if {"ape", "instinct"} <= set(args.strategies):
         for task in args.tasks:
             ape_final = curves["ape"][task][-1][1] if curves["ape"].get(task) else None
-            reached = first_reaching(curves["instinct"].get(task, []), ape_final) if ape_final is not None else None
-            ratio = reached / used["ape", task] if reached is not None else None
-            ratios.append([task, f"{ape_final:.2f}" if ape_final is not None else "-", str(used["ape", task]),
-                           str(reached) if reached is not None else "never", f"{ratio:.2f}" if ratio is not None else "-"])
-        console.print(table("INSTINCT queries to reach APE's final validation score",
-                            ["task", "APE final val", "APE queries", "INSTINCT queries", "ratio"], ratios))
+            row = [task, f"{ape_final:.2f}" if ape_final is not None else "-", str(used["ape", task])]
+            for name in ("instinct", "random"):
+                reached = first_reaching(curves[name].get(task, []), ape_final) if ape_final is not None else None
+                row += [str(reached) if reached is not None else "never",
+                        f"{reached / used['ape', task]:.2f}" if reached is not None else "-"]
+            ratios.append(row)
+        console.print(table("Queries to reach APE's final validation score (random search as the control)",
+                            RATIO_HEADERS, ratios))
     args.out.mkdir(parents=True, exist_ok=True)
     plot(curves, args.tasks, args.budget, args.out / "bench_strategies.png")
     markdown = [f"# bench_strategies ({date.today().isoformat()}, 2-core machine, SmolLM2-135M-Instruct)", "",
                 f"Command: `.venv/bin/python experiments/bench_strategies.py --budget {args.budget} --val {args.val} "
-                f"--test {args.test}`", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+                f"--test {args.test} --subsamples {args.subsamples} --tasks {' '.join(args.tasks)} "
+                f"--strategies {' '.join(args.strategies)}`", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     markdown += ["| " + " | ".join(r) + " |" for r in rows]
     if ratios:
-        markdown += ["", "INSTINCT queries to reach APE's final validation score:", "",
-                     "| task | APE final val | APE queries | INSTINCT queries | ratio |", "|---|---|---|---|---|"]
+        markdown += ["", "Queries to reach APE's final validation score (random search as the control):", "",
+                     "| " + " | ".join(RATIO_HEADERS) + " |", "|" + "---|" * len(RATIO_HEADERS)]
         markdown += ["| " + " | ".join(r) + " |" for r in ratios]
     (args.out / "bench_strategies.md").write_text("\n".join(markdown) + "\n")
     console.print(f"wrote {args.out / 'bench_strategies.md'} and {args.out / 'bench_strategies.png'}")
