@@ -3,10 +3,11 @@
 from typing import Any
 
 from agentopt.agents.base import Agent
+from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.prompt import PromptAgent
 
-AGENT_KINDS: dict[str, type[PromptAgent]] = {"prompt": PromptAgent}
+AGENT_KINDS: dict[str, type[PromptAgent] | type[CodeAgent]] = {"prompt": PromptAgent, "code": CodeAgent}
 
 
 def agent_from_payload(payload: dict[str, Any]) -> Agent:

@@ -1,0 +1,62 @@
+"""Code agents: every seed agent runs in the sandbox with its LLM calls served by the parent's
+client (cached, counted), and a failing or hostile agent is an error, never an answer."""
+
+from typing import Any
+
+import pytest
+from fakes import FakeEndpoint
+
+from agentopt.agents.code_agent import AgentRunError, CodeAgent
+from agentopt.agents.code_framework import SEED_AGENTS
+from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling
+from agentopt.optimizer.evaluation import Job, run_job
+
+REPLY = "thinking: six sevens\nanswer: 42\ncorrect: yes\nprinciples: multiplication\nexpert: math"
+
+
+def _fields(body: dict[str, Any]) -> tuple[int, str]:
+    return 200, REPLY
+
+
+@pytest.fixture
+def llm() -> Any:
+    endpoint = FakeEndpoint(_fields)
+    yield LLMClient([Endpoint(base_url=endpoint.url, model="fake")], MemoryCache(), Sampling(max_tokens=64)), endpoint
+    endpoint.close()
+
+
+@pytest.mark.parametrize("name", sorted(SEED_AGENTS))
+def test_seed_agent_runs_in_the_sandbox_through_the_parents_client(llm: Any, name: str) -> None:
+    client, endpoint = llm
+    thought, code = SEED_AGENTS[name]
+    assert CodeAgent(name=name, thought=thought, code=code).run("What is 6 times 7?", client) == "42"
+    assert client.usage.calls == len(endpoint.requests) >= 1
+    if name == "self_consistency":
+        assert len({r["seed"] for r in endpoint.requests}) == 5, "each sample is its own cached call"
+
+
+def test_a_second_run_is_served_from_the_cache(llm: Any) -> None:
+    client, endpoint = llm
+    agent = CodeAgent(name="sc", code=SEED_AGENTS["self_consistency"][1])
+    agent.run("q", client)
+    paid = len(endpoint.requests)
+    assert agent.run("q", client) == "42" and len(endpoint.requests) == paid
+
+
+def test_canonical_form_ignores_names_comments_and_docstrings() -> None:
+    base = CodeAgent(name="a", code="def forward(task):\n    return task\n")
+    same = CodeAgent(name="b", thought="x", code='def forward(task):\n    """Doc."""\n    # note\n    return task')
+    assert base.canonical() == same.canonical()
+    assert base.canonical() != CodeAgent(name="a", code="def forward(task):\n    return task + '!'").canonical()
+
+
+def test_hostile_agent_is_recorded_as_an_error_never_an_answer(llm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = llm
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-123")
+    hostile = CodeAgent(name="thief", code="import os\ndef forward(task):\n    return open('/etc/passwd').read()")
+    with pytest.raises(AgentRunError, match="blocked"):
+        hostile.run("x", client)
+    outcome = run_job(client, Job(1, "val", "e1", "x", hostile.payload(), "c"))
+    assert outcome.output is None and "blocked" in (outcome.error or "")
+    leaky = CodeAgent(name="leak", code="import os\ndef forward(task):\n    return repr(dict(os.environ))")
+    assert "sk-secret-123" not in leaky.run("x", client)
