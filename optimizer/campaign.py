@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from agentopt.agents.errors import BudgetExhausted
+from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.queries import Filters, top
@@ -162,7 +163,7 @@ class CampaignRun:
         test_ids = tuple(e.id for e in self.task.test[: self.test_size])
         seed_result, best_result = self._run_trials(
             [Trial(self.seed_agent, "test", test_ids, rationale="seed"),
-             Trial(PromptAgent.model_validate(self.archive.candidate(best_id).payload), "test", test_ids)],
+             Trial(agent_from_payload(self.archive.candidate(best_id).payload), "test", test_ids)],
             strategy_label="final")
         for label, result in (("seed", seed_result), ("best", best_result)):
             if result.summary.n < len(test_ids):

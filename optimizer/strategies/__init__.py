@@ -3,6 +3,7 @@
 from typing import Any
 
 from agentopt.agents.errors import ConfigError
+from agentopt.optimizer.strategies.adas import MetaAgentSearch
 from agentopt.optimizer.strategies.ape import APE
 from agentopt.optimizer.strategies.base import Strategy, StrategyClass, StrategyContext, Trial, TrialResult
 from agentopt.optimizer.strategies.instinct import Instinct
@@ -12,7 +13,7 @@ from agentopt.optimizer.strategies.portfolio import Portfolio
 from agentopt.optimizer.strategies.random_search import RandomSearch
 
 STRATEGIES: dict[str, StrategyClass] = {
-    s.name: s for s in (APE, Instinct, OPRO, OptunaSearch, Portfolio, RandomSearch)}
+    s.name: s for s in (APE, Instinct, MetaAgentSearch, OPRO, OptunaSearch, Portfolio, RandomSearch)}
 
 
 def make_strategy(name: str, params: dict[str, Any], ctx: StrategyContext) -> Strategy:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from agentopt.agents.base import Agent
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.store import EvalSummary
@@ -21,7 +22,7 @@ from agentopt.optimizer.tasks import Example
 class Trial:
     """Evaluate ``agent`` on ``example_ids`` of ``split`` (train or val)."""
 
-    agent: PromptAgent
+    agent: Agent
     split: str
     example_ids: tuple[str, ...]
     parents: tuple[int, ...] = ()

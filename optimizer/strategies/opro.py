@@ -13,6 +13,7 @@ from pydantic import Field
 
 from agentopt.agents.budget import estimate_prompt_tokens
 from agentopt.agents.llm import Message
+from agentopt.agents.prompt import PromptAgent
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
 from agentopt.optimizer.strategies.proposals import format_pairs, propose
@@ -74,9 +75,9 @@ class OPRO(GeneratorStrategy):
                     self._record(scored, result)
 
     def _record(self, scored: dict[str, tuple[float, int]], result: TrialResult) -> None:
-        score = pool.clean_score(result)
-        if score is not None:
-            scored[result.trial.agent.instruction] = (score, result.candidate_id)
+        score, agent = pool.clean_score(result), result.trial.agent
+        if score is not None and isinstance(agent, PromptAgent):
+            scored[agent.instruction] = (score, result.candidate_id)
 
     def _meta_prompt(self, scored: dict[str, tuple[float, int]], exemplars: Sequence[Example]) -> list[Message]:
         best = sorted(scored.items(), key=lambda kv: kv[1][0])[-self.params.max_trajectory:]
