@@ -4,6 +4,7 @@ All metrics normalise both sides first (case, surrounding punctuation, inner whi
 tiny model that answers "Elephant." to the target "elephant" is right in substance.
 """
 
+import json
 import re
 import string
 from collections import Counter
@@ -46,7 +47,33 @@ def token_f1(prediction: str, target: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-METRICS: dict[str, Metric] = {"exact_match": exact_match, "contains": contains, "token_f1": token_f1}
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def last_number(prediction: str, target: str) -> float:
+    """1 when the last number in the prediction equals the target's (reasoning ends in its answer)."""
+    found = _NUMBER.findall(prediction)
+    if not found:
+        return 0.0
+    try:
+        return float(abs(float(found[-1].replace(",", "")) - float(target.replace(",", ""))) < 1e-6)
+    except ValueError:
+        return 0.0
+
+
+def humaneval(prediction: str, target: str) -> float:
+    """1 when the predicted code passes the problem's unit tests, run in the sandbox. A prediction
+    that is only the function's body is completed with the signature from the prompt."""
+    from agentopt.agents.sandbox import Limits, run_sandboxed
+
+    problem = json.loads(target)
+    code = prediction if f"def {problem['entry_point']}" in prediction else problem["prompt"] + prediction
+    program = f"{code}\n\n{problem['test']}\n\ndef passes():\n    check({problem['entry_point']})\n    return True\n"
+    return float(run_sandboxed(program, "passes", [], limits=Limits(cpu_s=5, wall_s=10)).ok)
+
+
+METRICS: dict[str, Metric] = {"exact_match": exact_match, "contains": contains, "token_f1": token_f1,
+                              "last_number": last_number, "humaneval": humaneval}
 
 
 def get_metric(name: str) -> Metric:
