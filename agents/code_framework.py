@@ -33,7 +33,7 @@ def parse_fields(reply, fields):
             if current:
                 found[current] = label.group(2).strip()
         elif current and line.strip():
-            found[current] = (found[current] + " " + line.strip()).strip()
+            found[current] = (found[current] + "\\n" + line).strip("\\n")
     lines = [line.strip() for line in reply.splitlines() if line.strip()]
     if not found.get(fields[-1]) and lines:
         found[fields[-1]] = lines[-1]

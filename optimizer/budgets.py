@@ -111,7 +111,7 @@ def estimate(config: CampaignConfig, task: Task) -> dict[str, Any]:
     candidate = seed.model_copy(update={"demos": demos or seed.demos})
     per_example = example_cost(candidate, task.train[:20], config.models.task.max_tokens, config.price("task"))
     per_example = per_example.scaled(1 / max(len(task.train[:20]), 1))
-    searched = per_example.scaled(plan.task_examples)
+    searched = per_example.scaled(plan.task_examples * plan.calls_per_example)
     prompt = plan.proposer_calls * plan.proposer_prompt_tokens
     completion = plan.proposer_calls * config.models.proposer.max_tokens
     proposer = Spend(plan.proposer_calls, prompt, completion, config.price("proposer").cost(prompt, completion))

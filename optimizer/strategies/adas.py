@@ -23,6 +23,7 @@ from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.code_framework import FRAMEWORK, SEED_AGENTS
 from agentopt.agents.errors import LLMError
 from agentopt.agents.llm import Message
+from agentopt.agents.sandbox import Limits
 from agentopt.archive.stats import bootstrap_median
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
@@ -82,7 +83,7 @@ class MetaAgentSearch(GeneratorStrategy):
         examples = (len(p.seeds) + p.generations) * (dev + 2 * probe_size) + p.generations * (p.debug_turns + 1) \
             * p.debug_examples
         prompt = len(FRAMEWORK + PROPOSE) // 3 + (p.archive_top + p.archive_diverse) * 250
-        return Plan(meta_calls, prompt, examples)
+        return Plan(meta_calls, prompt, examples, calls_per_example=Limits().max_llm_calls)
 
     def search(self) -> Search:
         p = self.params

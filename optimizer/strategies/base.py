@@ -74,6 +74,7 @@ class Plan:
     proposer_prompt_tokens: int  # per call
     task_examples: int  # example evaluations on train and val
     candidate_demos: int = 0  # demonstrations a candidate may carry (longer task prompts)
+    calls_per_example: int = 1  # task-model calls one example may take (code agents make several)
 
 
 class Params(BaseModel):
