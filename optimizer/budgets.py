@@ -84,14 +84,15 @@ def role_prices(config: CampaignConfig) -> dict[str, Price]:
 
 
 def test_reserve(config: CampaignConfig, task: Task, seed_agent: PromptAgent) -> Spend:
-    """What scoring the seed and the winner on the test split should cost; the winner may carry
-    up to ``candidate_demos`` demonstrations, so its prompt is estimated with that many."""
+    """What scoring the seed and the ``test_top`` finalists on the test split should cost; a finalist
+    may carry up to ``candidate_demos`` demonstrations, so its prompt is estimated with that many."""
     test = task.test[: config.evaluation.test_size]
     demos = config.strategy.params.get("candidate_demos", 0)
     winner = seed_agent.model_copy(update={"demos": tuple(Demo(input=e.input, output=e.target)
                                                           for e in task.train[:demos]) or seed_agent.demos})
     price, max_tokens = config.price("task"), config.models.task.max_tokens
-    return example_cost(seed_agent, test, max_tokens, price) + example_cost(winner, test, max_tokens, price)
+    finalists = example_cost(winner, test, max_tokens, price).scaled(config.evaluation.test_top)
+    return example_cost(seed_agent, test, max_tokens, price) + finalists
 
 
 def estimate(config: CampaignConfig, task: Task) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class CampaignRun:
     seed: int = 0
     val_size: int | None = None
     test_size: int | None = None
+    test_top: int = 1  # candidates scored on test: the winner, and the runners-up after it
     dedup_policy: Policy = "verify"
     probe_size: int = 5
     budget: CampaignBudget | None = None
@@ -159,11 +160,12 @@ class CampaignRun:
                 strategy.tell(results)
         if self.budget is not None:
             self.budget.final_phase()
-        best_id, notes = self._select_winner(len(ctx.val))
+        finalists, notes = self._finalists(len(ctx.val))
+        best_id = finalists[0]
         test_ids = tuple(e.id for e in self.task.test[: self.test_size])
-        seed_result, best_result = self._run_trials(
-            [Trial(self.seed_agent, "test", test_ids, rationale="seed"),
-             Trial(agent_from_payload(self.archive.candidate(best_id).payload), "test", test_ids)],
+        seed_result, best_result, *_ = self._run_trials(
+            [Trial(self.seed_agent, "test", test_ids, rationale="seed")]
+            + [Trial(agent_from_payload(self.archive.candidate(c).payload), "test", test_ids) for c in finalists],
             strategy_label="final")
         for label, result in (("seed", seed_result), ("best", best_result)):
             if result.summary.n < len(test_ids):
@@ -189,16 +191,16 @@ class CampaignRun:
             stats["budget"] = self.budget.report()
         return stats
 
-    def _select_winner(self, n_val: int) -> tuple[int, list[str]]:
-        """Highest validation mean among candidates scored on every validation example without
-        errors; the seed (and a note saying why) if none was."""
+    def _finalists(self, n_val: int) -> tuple[list[int], list[str]]:
+        """The ``test_top`` highest validation means among candidates scored on every validation
+        example without errors, best first (the winner); the seed (and a note saying why) if none was."""
         ranked = [r for r in top(self.archive, 1000, "val", Filters(campaign=self.campaign_id))
                   if r.n_errors == 0 and r.n >= n_val]
         if ranked:
-            return ranked[0].candidate_id, []
+            return [r.candidate_id for r in ranked[: self.test_top]], []
         candidate_id, _ = self.archive.add_candidate(self.campaign_id, self.seed_agent, "seed", rationale="seed")
-        return candidate_id, ["no candidate was scored on the whole validation split without errors, "
-                              "so the seed is reported as the best"]
+        return [candidate_id], ["no candidate was scored on the whole validation split without errors, "
+                                "so the seed is reported as the best"]
 
     def _register(self, trials: Sequence[Trial], strategy_label: str | None) -> list[tuple[Trial, int, int | None]]:
         """Store each trial's candidate; new ones are fingerprinted, and duplicates get their twin.

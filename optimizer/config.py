@@ -94,6 +94,8 @@ class EvaluationConfig(Frozen):
     concurrency: int = Field(2, ge=1, description="examples in flight per worker")
     val_size: int | None = Field(None, ge=1, description="use at most this many validation examples")
     test_size: int | None = Field(None, ge=1, description="use at most this many test examples")
+    test_top: int = Field(1, ge=1, description="best validation candidates re-scored on the sealed test split "
+                                               "(the winner is the first; the rest are for comparison)")
 
 
 class DedupConfig(Frozen):

@@ -106,7 +106,8 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter, 
                 strategy_params=config.strategy.params, seed_agent=seed_agent, proposer=proposer,
                 evaluator=evaluator, reporter=reporter, config=config.model_dump(mode="json"),
                 name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
-                test_size=config.evaluation.test_size, dedup_policy=policy, probe_size=config.dedup.probe_size,
+                test_size=config.evaluation.test_size, test_top=config.evaluation.test_top, dedup_policy=policy,
+                probe_size=config.dedup.probe_size,
                 budget=budget, campaign_id=resume, task_ref=ref, embedder=embedder,
             )
             reports.append(run.run())
