@@ -1,0 +1,85 @@
+"""The ADAS results table: best seed agent vs best discovered agent, validation and test, with CIs.
+
+Reads an archive written by `agentopt run experiments/adas_*.yaml` (run with `test_top` large
+enough that every archived agent is also scored on test) and prints, per campaign, how many
+generations produced a runnable agent and how the best hand-designed and best discovered agents
+compare. Writes the same as markdown with `--out`.
+
+    .venv/bin/python experiments/adas_results.py --db agentopt.db [--out experiments/results/adas.md]
+"""
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from sqlalchemy import select
+
+from agentopt.archive.models import Campaign, Candidate, Result
+from agentopt.archive.stats import bootstrap_ci
+from agentopt.archive.store import Archive, database_url
+from agentopt.optimizer.ui import table
+
+HEADERS = ["task", "agent", "name", "val mean [95% CI]", "test mean [95% CI]"]
+
+
+def scores(archive: Archive, candidate_id: int, split: str) -> list[float] | None:
+    """Per-example scores, or ``None`` when the split is missing or has errors (never ranked)."""
+    with archive.session() as s:
+        rows = s.execute(select(Result.score, Result.error).where(Result.candidate_id == candidate_id,
+                                                                   Result.split == split)).all()
+    if not rows or any(error for _, error in rows):
+        return None
+    return [score or 0.0 for score, _ in rows]
+
+
+def cell(values: list[float] | None) -> str:
+    if not values:
+        return "-"
+    mean, low, high = bootstrap_ci(values)
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}] (n={len(values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", required=True, help="archive path or URL")
+    parser.add_argument("--out", type=Path, help="also write the table as markdown here")
+    args = parser.parse_args()
+    archive = Archive(database_url(args.db), create=False)
+    with archive.session() as s:
+        campaigns = s.execute(select(Campaign.id, Campaign.task, Campaign.summary, Campaign.config)
+                              .where(Campaign.strategy == "adas", Campaign.status == "finished")).all()
+    rows, counts = [], []
+    for campaign_id, task, summary, config in campaigns:
+        with archive.session() as s:
+            candidates = s.execute(select(Candidate.id, Candidate.payload, Candidate.rationale)
+                                   .where(Candidate.campaign_id == campaign_id, Candidate.kind == "code")).all()
+        seeds = [(c, p) for c, p, r in candidates if r.startswith("seed agent")]
+        generated = [(c, p) for c, p, r in candidates if r.startswith("generation")]
+        found = [(c, p) for c, p in generated if scores(archive, c, "val")]
+        for label, group in (("best seed", seeds), ("best discovered", found)):
+            scored = [(scores(archive, c, "val"), c, p) for c, p in group]
+            ranked = sorted(((v, c, p) for v, c, p in scored if v), key=lambda t: sum(t[0]) / len(t[0]), reverse=True)
+            if ranked:
+                val, best, payload = ranked[0]
+                rows.append([task, label, payload["name"], cell(val), cell(scores(archive, best, "test"))])
+            else:
+                rows.append([task, label, "none ran without errors", "-", "-"])
+        stats = summary.get("stats", {})
+        generations = config.get("strategy", {}).get("params", {}).get("generations", "?")
+        counts.append([task, str(generations), str(len(found)), str(stats.get("failed generations", 0)),
+                       str(len(generated)), str(stats.get("proposals", 0))])
+    console = Console()
+    count_headers = ["task", "generations", "valid agents", "failed generations", "generated candidates",
+                     "meta-agent calls"]
+    console.print(table("Meta Agent Search: generations", count_headers, counts))
+    console.print(table("Best seed agent vs best discovered agent", HEADERS, rows))
+    if args.out:
+        lines = ["| " + " | ".join(count_headers) + " |", "|" + "---|" * len(count_headers)]
+        lines += ["| " + " | ".join(r) + " |" for r in counts]
+        lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
