@@ -58,3 +58,35 @@ def test_parse_proposal_accepts_json_or_a_code_block_and_says_why_not() -> None:
     fenced, _ = parse_proposal("Here:\n```python\ndef forward(task):\n    return task\n```")
     assert fenced is not None and fenced.name == "generated"
     assert parse_proposal("I cannot help with that.") == (None, "no forward function in the proposal")
+
+
+HOSTILE = [
+    "import os\ndef forward(task):\n    os.kill(os.getppid(), 9)\n    return task\n",
+    "import os\ndef forward(task):\n    return repr(dict(os.environ))\n",
+    "def forward(task):\n    return open(__import__('os').path.expanduser('~/.bashrc')).read()\n",
+]
+
+
+def test_hostile_generations_are_contained_and_no_secret_reaches_the_archive(
+        tmp_path: Path, echo_task_file: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-123")
+
+    def hostile_meta(body: dict[str, Any]) -> tuple[int, str]:
+        if "expert machine learning researcher" not in body["messages"][0]["content"]:
+            return 200, "answer: wrong"
+        code = HOSTILE[body.get("seed", 0) // 100 % len(HOSTILE)]
+        return 200, json.dumps({"thought": "t", "name": "h", "code": code})
+
+    endpoint = FakeEndpoint(hostile_meta)
+    db = tmp_path / "a.db"
+    try:
+        params = {"generations": 3, "seeds": ["chain_of_thought"], "reflexions": 0, "debug_turns": 0,
+                  "debug_examples": 1, "dev_size": 2}
+        cfg = parse_config(config(echo_task_file, endpoint.url, strategy={"name": "adas", "params": params},
+                                  dedup={"functional": "off"}))
+        [report] = run_campaigns(cfg, Archive(database_url(str(db))), SilentReporter())
+    finally:
+        endpoint.close()
+    assert report.stats["failed generations"] == 2, "the killer and the reader are stopped; the env dump runs"
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("a.db*"))
+    assert b"sk-secret-123" not in stored and b"blocked" in stored
