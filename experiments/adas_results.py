@@ -70,7 +70,7 @@ def main() -> None:
                        str(len(generated)), str(stats.get("proposals", 0))])
     console = Console()
     count_headers = ["task", "generations", "valid agents", "failed generations", "generated candidates",
-                     "meta-agent calls"]
+                     "meta-agent requests"]
     console.print(table("Meta Agent Search: generations", count_headers, counts))
     console.print(table("Best seed agent vs best discovered agent", HEADERS, rows))
     if args.out:

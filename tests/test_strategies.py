@@ -94,7 +94,8 @@ def test_portfolio_config_errors_are_one_line(tmp_path: Path, echo_task_file: Pa
 def test_strategies_command_lists_strategies_and_their_params() -> None:
     listed = agentopt("strategies", "--json")
     assert listed.returncode == 0
-    assert {r["name"] for r in json.loads(listed.stdout)} == {"ape", "instinct", "opro", "optuna", "portfolio", "random"}
+    assert {r["name"] for r in json.loads(listed.stdout)} == {"adas", "ape", "instinct", "opro", "optuna", "portfolio",
+                                                             "random"}
     params = agentopt("strategies", "instinct", "--json")
     assert {"queries", "n_init", "acquisition", "lam", "nu"} <= {r["param"] for r in json.loads(params.stdout)}
     unknown = agentopt("strategies", "nope")
