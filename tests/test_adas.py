@@ -5,10 +5,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes import FakeEndpoint
 from sqlalchemy import text
 from test_campaign import config
 
+from agentopt.agents.errors import ConfigError
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
@@ -90,3 +92,9 @@ def test_hostile_generations_are_contained_and_no_secret_reaches_the_archive(
     assert report.stats["failed generations"] == 2, "the killer and the reader are stopped; the env dump runs"
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("a.db*"))
     assert b"sk-secret-123" not in stored and b"blocked" in stored
+
+
+def test_unknown_seed_agent_is_a_one_line_config_error(tmp_path: Path, echo_task_file: Path) -> None:
+    bad = config(echo_task_file, "http://127.0.0.1:9/v1", strategy={"name": "adas", "params": {"seeds": ["nope"]}})
+    with pytest.raises(ConfigError, match="unknown seed agent 'nope'"):
+        parse_config(bad)

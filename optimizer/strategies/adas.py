@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.code_framework import FRAMEWORK, SEED_AGENTS
@@ -60,6 +60,14 @@ class ADASParams(Params):
     debug_examples: int = Field(2, ge=1, description="train examples a new agent must run without error")
     dev_size: int | None = Field(None, ge=1, description="validation examples per agent (default: all)")
     meta_max_tokens: int = Field(1024, ge=64, description="reply length for the meta agent")
+
+    @field_validator("seeds")
+    @classmethod
+    def _known_seeds(cls, seeds: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in seeds if s not in SEED_AGENTS]
+        if unknown:
+            raise ValueError(f"unknown seed agent {unknown[0]!r}; known: {', '.join(SEED_AGENTS)}")
+        return seeds
 
 
 @dataclass(frozen=True)
