@@ -20,3 +20,14 @@ class Agent(Protocol):
     def payload(self) -> dict[str, Any]: ...
 
     def canonical(self) -> str: ...
+
+
+@runtime_checkable
+class Traced(Protocol):
+    """An agent that reports what each of its steps did (a graph agent, node by node).
+
+    The campaign stores the trace next to the answer, so a strategy can see where in the pipeline
+    an example went wrong instead of only that it did (what language gradients are computed from).
+    """
+
+    def run_traced(self, input_text: str, llm: LLMClient) -> tuple[str, list[dict[str, Any]]]: ...

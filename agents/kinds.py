@@ -5,9 +5,11 @@ from typing import Any
 from agentopt.agents.base import Agent
 from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.errors import AgentoptError
+from agentopt.agents.graph import GraphAgent
 from agentopt.agents.prompt import PromptAgent
 
-AGENT_KINDS: dict[str, type[PromptAgent] | type[CodeAgent]] = {"prompt": PromptAgent, "code": CodeAgent}
+AGENT_KINDS: dict[str, type[PromptAgent] | type[CodeAgent] | type[GraphAgent]] = {
+    "prompt": PromptAgent, "code": CodeAgent, "graph": GraphAgent}
 
 
 def agent_from_payload(payload: dict[str, Any]) -> Agent:

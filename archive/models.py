@@ -91,6 +91,7 @@ class Result(Base):
     footprint_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
     worker: Mapped[str | None] = mapped_column(String(100))  # "node-id/pid" of the process that ran it
+    trace: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))  # a graph agent's steps, in order
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -110,6 +111,26 @@ class Evaluation(Base):
     ci_high: Mapped[float | None] = mapped_column(Float)
     tokens_mean: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Note(Base):
+    """Why the search moved: a language loss or gradient behind a candidate, or an edit that was
+    rejected or rolled back and so has no candidate (``candidate_id`` is ``None``).
+
+    ``key`` hashes the note's content, unique per campaign, so a resumed campaign replaying its
+    strategy records each note once.
+    """
+
+    __tablename__ = "notes"
+    __table_args__ = (UniqueConstraint("campaign_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]]
+    key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LLMCall(Base):

@@ -1,4 +1,4 @@
-"""Read-side queries behind ``agentopt archive``: ranking, Pareto fronts, lineage, diffs, campaigns.
+"""Read-side queries behind ``agentopt archive``: ranking, Pareto fronts, lineage, diffs, campaigns, notes.
 
 Every query is one or two indexed SQL statements (lineage is a recursive CTE), so they stay fast on
 archives with millions of candidates; see ``experiments/bench_archive.py``.
@@ -103,7 +103,7 @@ def pareto(archive: Archive, split: str = "val", filters: Filters = Filters()) -
 
 
 def show(archive: Archive, candidate_id: int) -> dict[str, Any]:
-    """Everything stored about one candidate: payload, lineage, evaluations, per-example results."""
+    """Everything stored about one candidate: payload, lineage, evaluations, notes, per-example results."""
     candidate = archive.candidate(candidate_id)
     campaign = archive.campaign(candidate.campaign_id)
     return {
@@ -120,11 +120,23 @@ def show(archive: Archive, candidate_id: int) -> dict[str, Any]:
         "parents": archive.parents(candidate_id),
         "payload": candidate.payload,
         "evaluations": {k: asdict(v) for k, v in archive.evaluations(candidate_id).items()},
+        "notes": [{"kind": n.kind, "data": n.data} for n in archive.notes(candidate_id=candidate_id)],
         "results": [
-            {"split": r.split, "example_id": r.example_id, "output": r.output, "score": r.score, "error": r.error}
+            {"split": r.split, "example_id": r.example_id, "output": r.output, "score": r.score, "error": r.error,
+             "trace": r.trace}
             for r in archive.results(candidate_id)
         ],
     }
+
+
+def notes(archive: Archive, campaign_id: str, kind: str | None = None,
+          candidate_id: int | None = None) -> list[dict[str, Any]]:
+    """A campaign's notes in the order they were recorded (``candidate_id`` ``None``: an edit that made
+    no candidate); an unknown campaign is an error rather than an empty list, so a typo never looks
+    like a campaign that noted nothing."""
+    archive.campaign(campaign_id)
+    return [{"id": n.id, "candidate_id": n.candidate_id, "kind": n.kind, "data": n.data,
+             "created_at": n.created_at.isoformat()} for n in archive.notes(campaign_id, candidate_id, kind)]
 
 
 # --- lineage ---------------------------------------------------------------------------------------
@@ -159,7 +171,11 @@ def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> n
 
 
 def _label(payload: dict[str, Any]) -> str:
-    text = str(payload.get("instruction") or payload.get("name") or payload.get("kind", ""))
+    if payload.get("kind") == "graph":
+        steps = (n["name"] + (f"[{n['tool']}]" if n.get("tool") else "") for n in payload.get("nodes", []))
+        text = "graph: " + " → ".join(steps)
+    else:
+        text = str(payload.get("instruction") or payload.get("name") or payload.get("kind", ""))
     demos = len(payload.get("demos", []))
     return (text if len(text) <= 60 else text[:57] + "...") + (f" (+{demos} demos)" if demos else "")
 

@@ -6,6 +6,7 @@ what makes re-runs and concurrent writers safe.
 """
 
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.archive import schema
-from agentopt.archive.models import Base, Campaign, Candidate, Evaluation, Lineage, LLMCall, Result, utcnow
+from agentopt.archive.models import Base, Campaign, Candidate, Evaluation, Lineage, LLMCall, Note, Result, utcnow
 from agentopt.archive.stats import bootstrap_ci
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class ExampleOutcome:
     error: str | None
     usage: dict[str, float]
     worker: str | None = None  # "node-id/pid" of the process that ran it
+    trace: list[dict[str, Any]] | None = None  # what each step of a traced (graph) agent did
 
 
 def lock_timeout_s() -> float:
@@ -284,7 +286,7 @@ class Archive:
         """
         usage = {k: outcome.usage.get(k, 0) for k in USAGE_COLUMNS}
         values = {"output": outcome.output, "score": outcome.score, "error": outcome.error, **usage,
-                  "worker": outcome.worker, "created_at": utcnow()}
+                  "worker": outcome.worker, "trace": outcome.trace, "created_at": utcnow()}
         statement = self.insert(Result).values(candidate_id=candidate_id, split=split, example_id=outcome.example_id,
                                                **values)
         statement = statement.on_conflict_do_update(index_elements=["candidate_id", "split", "example_id"],
@@ -336,3 +338,27 @@ class Archive:
                 .join(Candidate, Candidate.id == Result.candidate_id).where(Candidate.campaign_id == campaign_id)
             ).one()
         return {"results": row[0], "llm_calls": row[1], "cache_hits": row[2], "tokens": row[3]}
+
+    # --- notes -------------------------------------------------------------------------------
+    def add_note(self, campaign_id: str, kind: str, data: dict[str, Any], candidate_id: int | None = None) -> None:
+        """Store a note (``candidate_id``: the candidate it explains; ``None``: an edit that made none).
+
+        Idempotent on the note's content: a resumed campaign replays its strategy, which records
+        the same notes again, and each must be stored once.
+        """
+        key = hashlib.sha256(json.dumps([candidate_id, kind, data], sort_keys=True).encode()).hexdigest()
+        statement = (self.insert(Note).values(campaign_id=campaign_id, candidate_id=candidate_id, kind=kind, data=data,
+                                              key=key)
+                     .on_conflict_do_nothing(index_elements=["campaign_id", "key"]))
+        with self.session() as s:
+            s.execute(statement)
+
+    def notes(self, campaign_id: str | None = None, candidate_id: int | None = None,
+              kind: str | None = None) -> list[Note]:
+        """Notes in the order they were recorded; ``None`` means no restriction."""
+        query = select(Note)
+        for column, value in ((Note.campaign_id, campaign_id), (Note.candidate_id, candidate_id), (Note.kind, kind)):
+            if value is not None:
+                query = query.where(column == value)
+        with self.session() as s:
+            return list(s.scalars(query.order_by(Note.id)))

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -144,8 +145,10 @@ class CampaignRun:
                               proposer=self.proposer, task_description=self.task.description, seed=self.seed,
                               stats=self.stats, probe_ids=self.dedup.probe_ids, campaign_id=self.campaign_id,
                               embedder=self.embedder.metered(self.campaign_id) if self.embedder else None,
-                              study_storage=self.archive.url, outputs=self._answers)
+                              study_storage=self.archive.url, outputs=self._answers,
+                              record=partial(self.archive.add_note, self.campaign_id))
         strategy = make_strategy(self.strategy_name, self.strategy_params, ctx)
+        self.baseline = strategy.baseline()
         while self.stopped_by is None:
             self.reporter.phase(f"{self.task.name}: {self.strategy_name} proposing", 0)
             try:
@@ -164,7 +167,7 @@ class CampaignRun:
         best_id = finalists[0]
         test_ids = tuple(e.id for e in self.task.test[: self.test_size])
         seed_result, best_result, *_ = self._run_trials(
-            [Trial(self.seed_agent, "test", test_ids, rationale="seed")]
+            [Trial(self.baseline, "test", test_ids, rationale="seed")]
             + [Trial(agent_from_payload(self.archive.candidate(c).payload), "test", test_ids) for c in finalists],
             strategy_label="final")
         for label, result in (("seed", seed_result), ("best", best_result)):
@@ -176,7 +179,8 @@ class CampaignRun:
                               time.perf_counter() - started, self.stopped_by, tuple(notes))
 
     def _answers(self, candidate_id: int, split: str) -> dict[str, Answer]:
-        return {r.example_id: Answer(r.output, r.score, r.error) for r in self.archive.results(candidate_id, split)}
+        return {r.example_id: Answer(r.output, r.score, r.error, r.trace)
+                for r in self.archive.results(candidate_id, split)}
 
     def _final_stats(self) -> dict[str, Any]:
         """Counters, with spend taken from the archive's ledger so they stay true across resumes."""
@@ -198,12 +202,12 @@ class CampaignRun:
                   if r.n_errors == 0 and r.n >= n_val]
         if ranked:
             return [r.candidate_id for r in ranked[: self.test_top]], []
-        candidate_id, _ = self.archive.add_candidate(self.campaign_id, self.seed_agent, "seed", rationale="seed")
+        candidate_id, _ = self.archive.add_candidate(self.campaign_id, self.baseline, "seed", rationale="seed")
         return [candidate_id], ["no candidate was scored on the whole validation split without errors, "
                                 "so the seed is reported as the best"]
 
     def _register(self, trials: Sequence[Trial], strategy_label: str | None) -> list[tuple[Trial, int, int | None]]:
-        """Store each trial's candidate; new ones are fingerprinted, and duplicates get their twin.
+        """Store each trial's candidate with its notes; new ones are fingerprinted, and duplicates get their twin.
 
         A candidate stored by an earlier (killed) run counts as new until it has a fingerprint or a
         twin, so a resume finishes exactly what the crash interrupted."""
@@ -212,6 +216,8 @@ class CampaignRun:
             label = "seed" if trial.rationale == "seed" else strategy_label or trial.strategy or self.strategy_name
             candidate_id, is_new = self.archive.add_candidate(self.campaign_id, trial.agent, label, trial.parents,
                                                               trial.rationale)
+            for kind, data in trial.notes.items():
+                self.archive.add_note(self.campaign_id, kind, data, candidate_id)
             registered.append((trial, candidate_id))
             if candidate_id in self._seen:
                 continue

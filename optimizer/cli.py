@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.text import Text
 from typer.exceptions import TyperException
 
@@ -177,10 +178,20 @@ def archive_pareto(
             out.print(f"  #{r.candidate_id}: ${(r.tokens_mean or 0) * price / 1000:.4f} per 1,000 examples")
 
 
+NOTE_FIELD_CHARS = 300  # what `archive show` prints of each field of a note (--json has all of it)
+NOTE_SUMMARY_CHARS = 100  # what `archive notes` prints of a whole note
+
+
+def _one_line(value: Any, limit: int) -> str:
+    """A JSON value as one line of at most ``limit`` characters: notes hold paragraphs of model text."""
+    text = " ".join((value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @archive_app.command("show")
 def archive_show(candidate_id: Annotated[int, typer.Argument(help="Candidate id")], db: DbOption = None,
                  json_out: JsonOption = False) -> None:
-    """Everything stored about one candidate: payload, lineage, scores and per-example results."""
+    """Everything stored about one candidate: payload, lineage, scores, notes and per-example results."""
     record = queries.show(open_archive(db), candidate_id)
     if json_out:
         print_json(record)
@@ -194,10 +205,31 @@ def archive_show(candidate_id: Annotated[int, typer.Argument(help="Candidate id"
     out.print(table("Evaluations", ["split", "score", "95% CI", "n", "errors"],
                     [[s, pct(e["mean"]), ci(e["ci_low"], e["ci_high"]), e["n"], e["n_errors"]]
                      for s, e in record["evaluations"].items()]))
+    for note in record["notes"]:
+        out.print(f"[bold]note: {escape(note['kind'])}[/]")
+        for key, value in note["data"].items():
+            out.print(f"  {key}: {_one_line(value, NOTE_FIELD_CHARS)}", markup=False)
     errors = [r for r in record["results"] if r["error"]]
     out.print(f"{len(record['results'])} example results, {len(errors)} errors")
     for r in errors[:5]:
         out.print(f"  {r['split']}/{r['example_id']}: {r['error']}")
+
+
+@archive_app.command("notes")
+def archive_notes(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id")],
+    kind: Annotated[str | None, typer.Option(help="Only notes of this kind.")] = None,
+    candidate: Annotated[int | None, typer.Option(help="Only notes about this candidate id.")] = None,
+    db: DbOption = None, json_out: JsonOption = False,
+) -> None:
+    """What a campaign noted: language losses and gradients behind candidates, and edits it rejected."""
+    rows = queries.notes(open_archive(db), campaign_id, kind, candidate)
+    if json_out:
+        print_json(rows)
+        return
+    out.print(table(f"Notes of campaign {campaign_id}", ["id", "candidate", "kind", "data"],
+                    [[n["id"], "-" if n["candidate_id"] is None else n["candidate_id"], escape(n["kind"]),
+                      escape(_one_line(n["data"], NOTE_SUMMARY_CHARS))] for n in rows]))
 
 
 @archive_app.command("lineage")

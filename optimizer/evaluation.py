@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from agentopt.agents import agent_from_payload
+from agentopt.agents.base import Agent, Traced
 from agentopt.agents.errors import BudgetExhausted
 from agentopt.agents.llm import Endpoint, Gate, LLMClient, Sampling
 from agentopt.archive.store import ExampleOutcome
@@ -50,19 +51,26 @@ OnDone = Callable[[Job, ExampleOutcome], None]
 Returned = ExampleOutcome | BudgetExhausted
 
 
+def _run_agent(agent: Agent, input_text: str, llm: LLMClient) -> tuple[str, list[dict[str, Any]] | None]:
+    """The agent's output, with its trace when it keeps one (see :class:`Traced`)."""
+    if isinstance(agent, Traced):
+        return agent.run_traced(input_text, llm)
+    return agent.run(input_text, llm), None
+
+
 def run_job(llm: LLMClient, job: Job) -> Returned:
     """Run one example. Any failure becomes an outcome with an error, never a wrong answer; a spent
     budget comes back as the exception (as a value, so it crosses process boundaries unchanged)."""
     meter = llm.metered(job.campaign_id)
     try:
-        output, error = agent_from_payload(job.payload).run(job.input, meter), None
+        (output, trace), error = _run_agent(agent_from_payload(job.payload), job.input, meter), None
     except BudgetExhausted as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - every failure is recorded as data with its reason
-        output, error = None, f"{type(exc).__name__}: {exc}"
+        output, trace, error = None, None, f"{type(exc).__name__}: {exc}"
     usage = meter.usage.as_dict()
     usage["llm_calls"] = usage.pop("calls")
-    return ExampleOutcome(job.example_id, output, None, error, usage, worker_name())
+    return ExampleOutcome(job.example_id, output, None, error, usage, worker_name(), trace)
 
 
 class Evaluator(Protocol):

@@ -130,3 +130,38 @@ def test_two_campaign_processes_on_one_new_archive_lose_no_rows(db_url: str, tmp
             assert len(hashes) == len(set(hashes))
     assert reports[0]["best_agent"] == reports[1]["best_agent"]
     assert reports[0]["best_test"]["mean"] == reports[1]["best_test"]["mean"] == 1.0
+
+
+def test_notes_are_stored_once_per_campaign_and_filtered(db_url: str) -> None:
+    archive = Archive(db_url)
+    cid = archive.create_campaign("c", "task", "symbolic", {})
+    cand, _ = archive.add_candidate(cid, PromptAgent(instruction="Do it."), "symbolic")
+    archive.add_note(cid, "loss", {"text": "too terse", "score": 0.5}, cand)
+    archive.add_note(cid, "loss", {"score": 0.5, "text": "too terse"}, cand)  # a replay: same note, any key order
+    archive.add_note(cid, "rejected", {"edit": "drop the calc node"})
+    archive.add_note(cid, "rejected", {"edit": "drop the calc node"})
+    archive.add_note(cid, "loss", {"text": "too terse", "score": 0.5})  # same data, no candidate: another note
+    other = archive.create_campaign("c2", "task", "symbolic", {})
+    archive.add_note(other, "rejected", {"edit": "drop the calc node"})
+    assert [(n.kind, n.candidate_id) for n in archive.notes(cid)] == [("loss", cand), ("rejected", None),
+                                                                      ("loss", None)]
+    assert [n.data for n in archive.notes(cid, candidate_id=cand)] == [{"text": "too terse", "score": 0.5}]
+    assert [n.candidate_id for n in archive.notes(cid, kind="loss")] == [cand, None]
+    assert [n.campaign_id for n in archive.notes(kind="rejected")] == [cid, other]
+    assert archive.notes(other, kind="loss") == []
+    assert queries.show(archive, cand)["notes"] == [{"kind": "loss", "data": {"text": "too terse", "score": 0.5}}]
+
+
+def test_traces_round_trip_and_a_retry_replaces_the_failed_one(db_url: str) -> None:
+    archive = Archive(db_url)
+    cid = archive.create_campaign("c", "task", "symbolic", {})
+    cand, _ = archive.add_candidate(cid, PromptAgent(instruction="Do it."), "symbolic")
+    trace = [{"node": "think", "output": "2 + 2"}, {"node": "calc", "tool": "calculator", "output": "4"}]
+    archive.add_result(cand, "val", ExampleOutcome("val-1", "4", 1.0, None, {}, trace=trace))
+    archive.add_result(cand, "val", outcome("val-2", 1.0))
+    archive.add_result(cand, "val", ExampleOutcome("val-3", None, None, "ToolError: bad input", {},
+                                                   trace=[{"node": "think", "output": "?"}]))
+    archive.add_result(cand, "val", ExampleOutcome("val-3", "5", 0.0, None, {}, trace=trace))
+    assert [(r.example_id, r.trace) for r in archive.results(cand)] == [("val-1", trace), ("val-2", None),
+                                                                        ("val-3", trace)]
+    assert [r["trace"] for r in queries.show(archive, cand)["results"]] == [trace, None, trace]

@@ -1,13 +1,20 @@
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes import FakeEndpoint, task_aware_responder
 from sqlalchemy import func, select
 
+from agentopt.agents.llm import LLMClient
+from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.models import Candidate, Result
 from agentopt.archive.store import Archive, database_url
+from agentopt.optimizer import evaluation
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.strategies import STRATEGIES, Trial
+from agentopt.optimizer.strategies.base import Answer, GeneratorStrategy, Search
 from agentopt.optimizer.ui import SilentReporter
 
 APE_SMALL = {"n_subsamples": 3, "demos_per_subsample": 3, "samples_per_subsample": 2, "batch_size": 3,
@@ -85,3 +92,45 @@ def test_seed_instruction_races_with_the_kept_demonstrations(tmp_path: Path, fak
     assert all(len(p["demos"]) == 2 for p in seed_with_demos)
     proposed = [p for p in payloads if "echo" in p["instruction"].lower()]
     assert proposed and all(len(p["demos"]) == 2 for p in proposed)
+
+
+class TracedPrompt(PromptAgent):
+    """A prompt agent that keeps a one-step trace, as a graph agent keeps one per node."""
+
+    def run_traced(self, input_text: str, llm: LLMClient) -> tuple[str, list[dict[str, Any]]]:
+        output = self.run(input_text, llm)
+        return output, [{"node": "answer", "input": input_text, "output": output}]
+
+
+class NotingSearch(GeneratorStrategy):
+    """One trial carrying its language loss and gradient, then an edit it rejects (no candidate)."""
+
+    name = "noting"
+    answers: list[Mapping[str, Answer]] = []
+
+    def search(self) -> Search:
+        dev = tuple(e.id for e in self.ctx.val)
+        [result] = yield [Trial(PromptAgent(instruction="Echo the input word."), "val", dev,
+                                notes={"loss": {"text": "right on every example"}, "gradient": {"text": "keep it"}})]
+        self.answers.append(self.ctx.outputs(result.candidate_id, "val"))
+        self.ctx.record("rejected", {"instruction": "Say something else.", "reason": "scored lower"})
+
+
+def test_campaign_stores_notes_once_and_traces_that_strategies_read(tmp_path: Path, fake_endpoint: FakeEndpoint,
+                                                                    echo_task_file: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(STRATEGIES, "noting", NotingSearch)
+    monkeypatch.setattr(NotingSearch, "answers", [])
+    monkeypatch.setattr(evaluation, "agent_from_payload", TracedPrompt.model_validate)
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    cfg = parse_config(config(echo_task_file, fake_endpoint.url, strategy={"name": "noting"}))
+    [report] = run_campaigns(cfg, archive, SilentReporter())
+    run_campaigns(cfg, archive, SilentReporter(), resume=report.campaign_id)  # replays the search and its notes
+    echo = report.best_candidate_id
+    assert [(n.kind, n.candidate_id, n.data) for n in archive.notes(report.campaign_id)] == [
+        ("loss", echo, {"text": "right on every example"}), ("gradient", echo, {"text": "keep it"}),
+        ("rejected", None, {"instruction": "Say something else.", "reason": "scored lower"})]
+    first, replayed = NotingSearch.answers
+    assert first and first == replayed
+    assert all(a.trace == [{"node": "answer", "input": a.output, "output": a.output}] for a in first.values())
+    assert all(r.trace is not None for r in archive.results(echo, "test"))

@@ -8,6 +8,9 @@ import pytest
 from fakes import FakeEndpoint, task_aware_responder
 from processes import agentopt, interrupt_campaign
 
+from agentopt.agents.prompt import PromptAgent
+from agentopt.archive.store import Archive, database_url
+
 
 def counts(db: Path) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
@@ -69,6 +72,7 @@ def test_bad_input_is_one_line_and_keeps_the_archive(tmp_path: Path, filled_db: 
 def test_missing_config_and_unknown_ids(tmp_path: Path, filled_db: Path) -> None:
     for args, message in [(["run", "nothere.yaml"], "config file not found"),
                           (["archive", "show", "999", "--db", str(filled_db)], "no candidate 999"),
+                          (["archive", "notes", "nope", "--db", str(filled_db)], "no campaign 'nope'"),
                           (["archive", "top", "--db", str(tmp_path / "none.db")], "no archive at"),
                           (["export", "999", "--out", str(tmp_path / "x"), "--db", str(filled_db)], "no candidate 999"),
                           (["archive", "top", "-k", "abc", "--db", str(filled_db)], "Invalid value for '-k'"),
@@ -90,6 +94,30 @@ def test_archive_queries(filled_db: Path) -> None:
     assert "Evaluations" in agentopt("archive", "show", str(top[0]["candidate_id"]), "--db", str(filled_db)).stdout
     test_top = agentopt("archive", "top", "--split", "test", "--db", str(filled_db))
     assert test_top.returncode == 0 and "Top 10 on test" in test_top.stdout
+
+
+def test_archive_notes_and_show_print_what_the_search_noted(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    archive = Archive(database_url(str(db)))
+    campaign = archive.create_campaign("c", "antonyms", "symbolic", {})
+    candidate, _ = archive.add_candidate(campaign, PromptAgent(instruction="Give the opposite."), "symbolic")
+    archive.add_note(campaign, "loss", {"text": "the [bold]answer[/] " + "was far too long " * 20}, candidate)
+    archive.add_note(campaign, "rejected", {"edit": {"node": "think", "prompt": "Be brief."}, "reason": "worse"})
+    archive.engine.dispose()
+    listed = agentopt("archive", "notes", campaign, "--db", str(db))
+    assert listed.returncode == 0 and f"Notes of campaign {campaign}" in listed.stdout, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 2 and "the [bold]answer[/] was far too long" in rows[0] and "..." in rows[0]
+    assert rows[1].split("│")[2].strip() == "-" and '"reason": "worse"' in rows[1], "no candidate: an edit rejected"
+    as_json = json.loads(agentopt("archive", "notes", campaign, "--json", "--db", str(db)).stdout)
+    assert [(n["candidate_id"], n["kind"]) for n in as_json] == [(candidate, "loss"), (None, "rejected")]
+    assert as_json[1]["data"] == {"edit": {"node": "think", "prompt": "Be brief."}, "reason": "worse"}
+    for option, value, kinds in (("--kind", "rejected", ["rejected"]), ("--candidate", str(candidate), ["loss"])):
+        only = agentopt("archive", "notes", campaign, option, value, "--json", "--db", str(db))
+        assert [n["kind"] for n in json.loads(only.stdout)] == kinds
+    shown = agentopt("archive", "show", str(candidate), "--db", str(db))
+    assert shown.returncode == 0 and "note: loss\n  text: the [bold]answer[/] was far" in shown.stdout
+    assert "rejected" not in shown.stdout, "a candidate shows only its own notes"
 
 
 def test_tasks_list_and_help() -> None:

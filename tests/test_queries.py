@@ -1,12 +1,16 @@
 """Archive queries, through the Python API and the CLI's --json, on SQLite and PostgreSQL."""
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import networkx as nx
 import pytest
 from processes import agentopt
 
+from agentopt.agents.errors import ArchiveError
+from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive import queries
 from agentopt.archive.queries import Filters
@@ -131,3 +135,42 @@ def test_top_and_pareto_cli_json(filled: dict) -> None:  # type: ignore[type-arg
     assert rows[0]["usd_per_1k_examples"] == pytest.approx(rows[0]["tokens_mean"] * 0.5 / 1000)
     bad = agentopt("archive", "top", "--since", "yesterday", "--db", filled["url"])
     assert bad.returncode == 2 and "--since" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@dataclass(frozen=True)
+class GraphLike:
+    """What the archive sees of a graph agent: its kind and its payload's nodes, in order; never run here."""
+
+    nodes: tuple[dict[str, str], ...]
+    kind: str = "graph"
+
+    def payload(self) -> dict[str, Any]:
+        return {"kind": self.kind, "nodes": list(self.nodes)}
+
+    def canonical(self) -> str:
+        return json.dumps(self.payload(), sort_keys=True)
+
+    def run(self, input_text: str, llm: LLMClient) -> str:
+        raise NotImplementedError
+
+
+def test_graph_candidates_are_labelled_by_their_nodes(db_url: str) -> None:
+    archive = Archive(db_url)
+    campaign = archive.create_campaign("g", "arithmetic", "symbolic", {})
+    small = GraphLike(({"name": "think"}, {"name": "calc", "tool": "calculator"}, {"name": "answer"}))
+    parent, _ = archive.add_candidate(campaign, small, "seed")
+    big = GraphLike(tuple({"name": f"step{i}"} for i in range(20)))
+    child, _ = archive.add_candidate(campaign, big, "symbolic", [parent])
+    graph = queries.lineage(archive, child)
+    assert graph.nodes[parent]["label"] == "graph: think → calc[calculator] → answer"
+    assert len(graph.nodes[child]["label"]) == 60 and graph.nodes[child]["label"].startswith("graph: step0 → step1")
+    assert graph.nodes[child]["label"].endswith("...")
+
+
+def test_notes_of_an_unknown_campaign_are_an_error(filled: dict) -> None:  # type: ignore[type-arg]
+    archive, chain = filled["archive"], filled["chain"]
+    archive.add_note(filled["ant"], "loss", {"text": "too literal"}, chain[3])
+    assert [(n["candidate_id"], n["kind"]) for n in queries.notes(archive, filled["ant"])] == [(chain[3], "loss")]
+    assert queries.notes(archive, filled["again"]) == []
+    with pytest.raises(ArchiveError, match="no campaign 'nope'"):
+        queries.notes(archive, "nope")

@@ -7,6 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.command import downgrade
 from alembic.runtime.migration import MigrationContext
 from processes import agentopt
 from sqlalchemy import create_engine, inspect, text
@@ -64,6 +65,38 @@ def test_older_archive_is_refused_then_upgraded_with_every_row(db_url: str, lega
     assert again.returncode == 0 and "already at" in again.stdout
 
 
+def test_revision_0004_archive_gains_notes_and_traces_keeping_every_row(db_url: str) -> None:
+    old_archive(db_url)
+    engine = make_engine(db_url)
+    schema.upgrade(engine, db_url, target="0004")
+    with engine.begin() as conn:  # a row only a 0004 archive can hold: the worker column is rebuilt with the table
+        conn.execute(text("INSERT INTO results (id, candidate_id, split, example_id, output, score, llm_calls, "
+                          "cache_hits, prompt_tokens, completion_tokens, footprint_tokens, latency_s, worker, "
+                          "created_at) VALUES (2, 1, 'val', 'val-2', 'hot', 0.0, 1, 0, 30, 2, 40, 0.5, 'node/7', "
+                          "'2026-01-01 00:00:00')"))
+    with pytest.raises(schema.SchemaError, match="revision 0004, .* run `agentopt archive upgrade"):
+        Archive(db_url)
+    done = agentopt("archive", "upgrade", "--db", db_url)
+    assert done.returncode == 0 and "upgraded from 0004 to" in done.stdout, done.stderr
+    archive = Archive(db_url)
+    rows = archive.results(1)
+    assert [(r.output, r.worker, r.footprint_tokens, r.trace) for r in rows] == [("cold", None, 32, None),
+                                                                                 ("hot", "node/7", 40, None)]
+    archive.add_note("c1", "language_loss", {"loss": "too cold"}, 1)
+    [note] = archive.notes("c1")
+    assert (note.kind, note.candidate_id, note.data) == ("language_loss", 1, {"loss": "too cold"})
+    archive.engine.dispose()
+    with engine.connect() as conn:  # and back: the downgrade drops only what 0005 added
+        downgrade(schema._config(conn), "0004")
+        conn.commit()
+    assert not inspect(engine).has_table("notes")
+    assert "trace" not in {c["name"] for c in inspect(engine).get_columns("results")}
+    assert schema.state(engine).current == "0004"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM results")).scalar() == 2
+    engine.dispose()
+
+
 def test_newer_archive_is_refused_and_left_untouched(db_url: str) -> None:
     old_archive(db_url)
     engine = create_engine(db_url)
@@ -80,10 +113,9 @@ def test_newer_archive_is_refused_and_left_untouched(db_url: str) -> None:
 
 
 def test_previous_release_archive_is_refused_then_moved_to_its_own_version_table(db_url: str) -> None:
-    archive = Archive(db_url)
-    campaign_id = archive.create_campaign("c", "antonyms", "ape", {})
-    archive.engine.dispose()
+    old_archive(db_url)
     engine = create_engine(db_url)
+    schema.upgrade(engine, db_url, target="0003")
     with engine.begin() as conn:  # the layout releases before 0004 left: our revision in Alembic's default table
         conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
         conn.execute(text("INSERT INTO alembic_version VALUES ('0003')"))
@@ -92,7 +124,7 @@ def test_previous_release_archive_is_refused_then_moved_to_its_own_version_table
         Archive(db_url)
     done = agentopt("archive", "upgrade", "--db", db_url)
     assert done.returncode == 0 and "upgraded from 0003 to" in done.stdout, done.stderr
-    assert Archive(db_url).campaign(campaign_id).name == "c"
+    assert Archive(db_url).campaign("c1").name == "old"
     assert not inspect(engine).has_table("alembic_version")
     assert schema.state(engine).current == schema.head_revision()
     engine.dispose()

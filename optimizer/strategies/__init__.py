@@ -11,9 +11,10 @@ from agentopt.optimizer.strategies.opro import OPRO
 from agentopt.optimizer.strategies.optuna_search import OptunaSearch
 from agentopt.optimizer.strategies.portfolio import Portfolio
 from agentopt.optimizer.strategies.random_search import RandomSearch
+from agentopt.optimizer.strategies.symbolic import SymbolicLearning
 
 STRATEGIES: dict[str, StrategyClass] = {
-    s.name: s for s in (APE, Instinct, MetaAgentSearch, OPRO, OptunaSearch, Portfolio, RandomSearch)}
+    s.name: s for s in (APE, Instinct, MetaAgentSearch, OPRO, OptunaSearch, Portfolio, RandomSearch, SymbolicLearning)}
 
 
 def make_strategy(name: str, params: dict[str, Any], ctx: StrategyContext) -> Strategy:

@@ -28,6 +28,7 @@ class Trial:
     parents: tuple[int, ...] = ()
     rationale: str = ""
     strategy: str = ""  # the portfolio member that asked, stored as the candidate's strategy
+    notes: Mapping[str, Any] = field(default_factory=dict)  # note kind -> JSON data, stored with the candidate
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Answer:
     output: str | None
     score: float | None
     error: str | None = None
+    trace: list[dict[str, Any]] | None = None  # what each step did, for agents that keep a trace
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class StrategyContext:
     embedder: LLMClient | None = None  # representations of candidates (INSTINCT); None when not configured
     study_storage: str | None = None  # database URL for Optuna studies: the archive's own
     outputs: Callable[[int, str], Mapping[str, Answer]] = lambda candidate_id, split: {}
+    # Store a note that belongs to no candidate (an edit rejected or rolled back): record(kind, data).
+    record: Callable[[str, dict[str, Any]], None] = lambda kind, data: None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,10 @@ class Strategy(Protocol):
         ...
 
     def tell(self, results: list[TrialResult]) -> None: ...
+
+    def baseline(self) -> Agent:
+        """What the winner is compared with on the test split: the agent the search starts from."""
+        ...
 
 
 class StrategyClass(Protocol):
@@ -136,6 +144,9 @@ class GeneratorStrategy:
     def uses_embeddings(cls, params: dict[str, Any]) -> bool:
         """Whether the campaign must provide an embeddings client (``StrategyContext.embedder``)."""
         return False
+
+    def baseline(self) -> Agent:
+        return self.ctx.seed_agent
 
     def ask(self) -> list[Trial]:
         if self._done:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentopt.agents.base import Agent
 from agentopt.agents.errors import ConfigError
 from agentopt.optimizer.strategies.base import (
     Params,
@@ -96,6 +97,10 @@ class Portfolio:
         active = [j for j in range(len(shares)) if not self.finished[j]]
         left = self.params.budget - sum(self.spent[j] for j in range(len(shares)) if self.finished[j])
         return left * shares[i] / sum(shares[j] for j in active) if i in active else self.spent[i]
+
+    def baseline(self) -> Agent:
+        """The first member's: members of different kinds start from different agents."""
+        return self.members[0].baseline()
 
     def ask(self) -> list[Trial]:
         while True:

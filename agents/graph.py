@@ -1,0 +1,182 @@
+"""Graph agents: a DAG of prompt nodes, each optionally handing its reply to a tool.
+
+A node's template reads the task input as ``{input}`` and each predecessor's output as
+``{<predecessor name>}``; edges and template variables must agree exactly, so a pipeline is never
+silently disconnected (an edge nobody reads, or a variable nobody writes). Nodes run in topological
+order and every step is recorded (node, rendered prompt, inputs, reply, output): the trajectory the
+symbolic learner back-propagates through. The output node's text, post-processed like a prompt
+agent's answer, is the agent's answer.
+"""
+
+import json
+import re
+from collections.abc import Mapping
+from string import Formatter
+from typing import Any, Literal
+
+import networkx as nx
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentopt.agents import prompt_runtime
+from agentopt.agents.errors import AgentoptError
+from agentopt.agents.llm import LLMClient
+from agentopt.agents.prompt import PostProcess
+from agentopt.agents.tools import TOOLS, ToolName
+from agentopt.archive.hashing import graph_canonical
+
+INPUT = "input"
+Step = dict[str, Any]
+
+
+class GraphError(AgentoptError):
+    """A graph that is not a valid pipeline; the message names the first problem found."""
+
+
+def first_error(exc: ValidationError) -> str:
+    """Pydantic's first complaint as one line: where, then what."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return (f"{where}: " if where else "") + str(first["msg"]).removeprefix("Value error, ")
+
+
+def variables(template: str) -> set[str]:
+    """The names a template reads. Only plain names: ``{a.b}``, ``{a[0]}`` or ``{a!r}`` are refused,
+    because a rewritten prompt must not be able to reach into an input's attributes."""
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise GraphError(f"template does not parse ({exc}); write literal braces as {{{{ and }}}}") from exc
+    for name, spec, conv in fields:
+        if not name.isidentifier() or spec or conv:
+            raise GraphError(f"template field {{{name}}} is not a plain variable name")
+    return {name for name, _, _ in fields}
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+    template: str = Field(min_length=1)
+    tool: ToolName | None = None
+    max_tokens: int | None = Field(None, ge=1, description="reply length for this node (default: the role's)")
+
+    def spec(self) -> dict[str, Any]:
+        """What the node does, whitespace-normalised and without its name (the hash's unit)."""
+        return {"template": re.sub(r"\s+", " ", self.template).strip(), "tool": self.tool,
+                "max_tokens": self.max_tokens}
+
+
+def problem(nodes: tuple[Node, ...], edges: tuple[tuple[str, str], ...], output: str) -> str | None:
+    """The first reason these parts are not a runnable pipeline, or ``None`` when they are."""
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        return f"duplicate node name {next(n for n in names if names.count(n) > 1)!r}"
+    if INPUT in names:
+        return f"{INPUT!r} is the task input and cannot name a node"
+    for source, target in edges:
+        if source not in names or target not in names:
+            return f"edge {source} -> {target} refers to a node that does not exist"
+    graph = nx.DiGraph(edges)
+    graph.add_nodes_from(names)
+    if not nx.is_directed_acyclic_graph(graph):
+        return "cycle: " + " -> ".join(a for a, _ in nx.find_cycle(graph))
+    if output not in names:
+        return f"output node {output!r} does not exist"
+    for node in nodes:
+        try:
+            used = variables(node.template)
+        except GraphError as exc:
+            return f"node {node.name}: {exc}"
+        preds = set(graph.predecessors(node.name))
+        if dangling := sorted(used - preds - {INPUT}):
+            return f"dangling input {{{dangling[0]}}} in node {node.name}: no edge brings it"
+        if unread := sorted(preds - used):
+            return f"lost template variable {{{unread[0]}}} in node {node.name}: edge {unread[0]} -> {node.name} " \
+                   "is never read"
+        if not used:
+            return f"node {node.name} reads nothing: its template has no variable"
+    if dead := sorted(set(names) - nx.ancestors(graph, output) - {output}):
+        return f"node {dead[0]} never reaches the output node {output}"
+    return None
+
+
+class GraphAgent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["graph"] = "graph"
+    nodes: tuple[Node, ...] = Field(min_length=1)
+    edges: tuple[tuple[str, str], ...] = ()
+    output: str
+    postprocess: PostProcess = PostProcess()
+
+    @model_validator(mode="after")
+    def _valid(self) -> "GraphAgent":
+        if (reason := problem(self.nodes, self.edges, self.output)) is not None:
+            raise ValueError(reason)
+        return self
+
+    @classmethod
+    def build(cls, **fields: Any) -> "GraphAgent":
+        """Construct, raising :class:`GraphError` with the one-line reason instead of pydantic's report."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise GraphError(first_error(exc)) from None
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise GraphError(f"no node {name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    def graph(self) -> nx.DiGraph:
+        graph = nx.DiGraph(self.edges)
+        graph.add_nodes_from(n.name for n in self.nodes)
+        return graph
+
+    def order(self) -> list[str]:
+        """Topological order, ties broken by name, so a trajectory is always listed the same way."""
+        return list(nx.lexicographical_topological_sort(self.graph()))
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def canonical(self) -> str:
+        """The graph's structure and node specs, independent of listing order and whitespace."""
+        shape = graph_canonical({n.name: n.spec() for n in self.nodes}, self.edges)
+        return json.dumps({"kind": self.kind, "graph": shape, "output": self.output,
+                           "postprocess": self.postprocess.model_dump(mode="json")}, sort_keys=True)
+
+    def step(self, name: str, values: Mapping[str, str], llm: LLMClient) -> Step:
+        """Run one node on the values computed so far; the record is one trajectory entry."""
+        node = self.node(name)
+        inputs = {v: values[v] for v in sorted(variables(node.template))}
+        prompt = node.template.format_map(inputs)
+        overrides = {} if node.max_tokens is None else {"max_tokens": node.max_tokens}
+        reply = llm.chat([{"role": "user", "content": prompt}], **overrides).text.strip()
+        result = TOOLS[node.tool](reply) if node.tool else None
+        return {"node": name, "prompt": prompt, "inputs": inputs, "reply": reply, "tool": node.tool,
+                "output": result.text if result else reply, "tool_error": result.error if result else None}
+
+    def run_traced(self, input_text: str, llm: LLMClient) -> tuple[str, list[Step]]:
+        values, trajectory = {INPUT: input_text}, []
+        for name in self.order():
+            record = self.step(name, values, llm)
+            values[name] = record["output"]
+            trajectory.append(record)
+        return prompt_runtime.postprocess(values[self.output], self.postprocess.model_dump()), trajectory
+
+    def run(self, input_text: str, llm: LLMClient) -> str:
+        return self.run_traced(input_text, llm)[0]
+
+    def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
+        """A langchain-core Runnable taking a string or ``{"input": ...}``: one ``assign`` per
+        topological generation, so independent nodes run in parallel under langchain too."""
+        chain: Runnable[Any, Any] = RunnableLambda(lambda x: dict(x) if isinstance(x, dict) else {INPUT: str(x)})
+        for generation in nx.topological_generations(self.graph()):
+            chain = chain | RunnablePassthrough.assign(**{
+                name: RunnableLambda(lambda values, name=name: self.step(name, values, llm)["output"])
+                for name in sorted(generation)})
+        return chain | RunnableLambda(lambda values: prompt_runtime.postprocess(values[self.output],
+                                                                               self.postprocess.model_dump()))
