@@ -164,20 +164,25 @@ def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> n
     for candidate, split, mean in rows:
         node = graph.nodes[candidate.id]
         node.update(kind=candidate.kind, strategy=candidate.strategy, rationale=candidate.rationale,
-                    label=_label(candidate.payload), campaign=candidate.campaign_id)
+                    label=label(candidate.payload), campaign=candidate.campaign_id)
         if split is not None and mean is not None:
             node[f"{split}_score"] = round(mean, 4)
     return graph
 
 
-def _label(payload: dict[str, Any]) -> str:
+def label(payload: dict[str, Any]) -> str:
+    """One short line that tells candidates apart in a lineage graph or a results table."""
     if payload.get("kind") == "graph":
         steps = (n["name"] + (f"[{n['tool']}]" if n.get("tool") else "") for n in payload.get("nodes", []))
         text = "graph: " + " → ".join(steps)
     else:
         text = str(payload.get("instruction") or payload.get("name") or payload.get("kind", ""))
     demos = len(payload.get("demos", []))
-    return (text if len(text) <= 60 else text[:57] + "...") + (f" (+{demos} demos)" if demos else "")
+    return _clip(text) + (f" (+{demos} demos)" if demos else "")
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def to_dot(graph: nx.DiGraph) -> str:
@@ -189,7 +194,9 @@ def to_dot(graph: nx.DiGraph) -> str:
     lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box];"]
     for node, data in graph.nodes(data=True):
         scores = ", ".join(f"{k.removesuffix('_score')} {100 * v:.1f}%" for k, v in data.items() if k.endswith("_score"))
-        label = f"#{node} {data.get('strategy', '')}\n{data.get('label', '')}" + (f"\n{scores}" if scores else "")
+        why = _clip(str(data.get("rationale") or ""))
+        label = f"#{node} {data.get('strategy', '')}\n{data.get('label', '')}" + (f"\n{why}" if why else "") \
+            + (f"\n{scores}" if scores else "")
         style = ", style=bold" if node == graph.graph.get("root") else ""
         lines.append(f"  {node} [label={quote(label)}{style}];")
     lines += [f"  {parent} -> {child};" for parent, child in graph.edges]

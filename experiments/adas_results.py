@@ -17,7 +17,7 @@ from sqlalchemy import select
 from agentopt.archive.models import Campaign, Candidate, Result
 from agentopt.archive.stats import bootstrap_ci
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.ui import table
+from agentopt.optimizer.ui import markdown, table
 
 HEADERS = ["task", "agent", "name", "val mean [95% CI]", "test mean [95% CI]"]
 
@@ -74,11 +74,7 @@ def main() -> None:
     console.print(table("Meta Agent Search: generations", count_headers, counts))
     console.print(table("Best seed agent vs best discovered agent", HEADERS, rows))
     if args.out:
-        lines = ["| " + " | ".join(count_headers) + " |", "|" + "---|" * len(count_headers)]
-        lines += ["| " + " | ".join(r) + " |" for r in counts]
-        lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        args.out.write_text("\n".join(lines) + "\n")
+        args.out.write_text("\n".join(markdown(count_headers, counts) + [""] + markdown(HEADERS, rows)) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from agentopt.archive.models import Campaign, Candidate, Result
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.ui import SilentReporter, table
+from agentopt.optimizer.ui import SilentReporter, markdown, table
 
 TASKS = ["larger_animal", "singular_to_plural", "antonyms", "first_letter", "number_to_words"]
 STRATEGY_ORDER = ["random", "ape", "opro", "instinct", "optuna"]
@@ -189,16 +189,14 @@ def main() -> None:
                             RATIO_HEADERS, ratios))
     args.out.mkdir(parents=True, exist_ok=True)
     plot(curves, args.tasks, args.budget, args.out / "bench_strategies.png")
-    markdown = [f"# bench_strategies ({date.today().isoformat()}, 2-core machine, SmolLM2-135M-Instruct)", "",
-                f"Command: `.venv/bin/python experiments/bench_strategies.py --budget {args.budget} --val {args.val} "
-                f"--test {args.test} --subsamples {args.subsamples} --tasks {' '.join(args.tasks)} "
-                f"--strategies {' '.join(args.strategies)}`", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    markdown += ["| " + " | ".join(r) + " |" for r in rows]
+    lines = [f"# bench_strategies ({date.today().isoformat()}, 2-core machine, SmolLM2-135M-Instruct)", "",
+             f"Command: `.venv/bin/python experiments/bench_strategies.py --budget {args.budget} --val {args.val} "
+             f"--test {args.test} --subsamples {args.subsamples} --tasks {' '.join(args.tasks)} "
+             f"--strategies {' '.join(args.strategies)}`", "", *markdown(headers, rows)]
     if ratios:
-        markdown += ["", "Queries to reach APE's final validation score (random search as the control):", "",
-                     "| " + " | ".join(RATIO_HEADERS) + " |", "|" + "---|" * len(RATIO_HEADERS)]
-        markdown += ["| " + " | ".join(r) + " |" for r in ratios]
-    (args.out / "bench_strategies.md").write_text("\n".join(markdown) + "\n")
+        lines += ["", "Queries to reach APE's final validation score (random search as the control):", "",
+                  *markdown(RATIO_HEADERS, ratios)]
+    (args.out / "bench_strategies.md").write_text("\n".join(lines) + "\n")
     console.print(f"wrote {args.out / 'bench_strategies.md'} and {args.out / 'bench_strategies.png'}")
 
 

@@ -18,9 +18,9 @@ from rich.console import Console
 from sqlalchemy import select
 
 from agentopt.archive.models import Campaign
-from agentopt.archive.queries import _label, lineage
+from agentopt.archive.queries import label, lineage
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.ui import table
+from agentopt.optimizer.ui import markdown, table
 
 HEADERS = ["task", "seed pipeline test [95% CI]", "learned pipeline test [95% CI]", "learned val",
            "learned pipeline", "accepted steps", "rollbacks", "refused edits", "proposer calls", "task calls",
@@ -56,7 +56,7 @@ def main() -> None:
         accepted = len(nx.ancestors(lineage(archive, best), best))  # each accepted step adds one generation
         rows.append([task, cell(summary["seed_test"]), cell(summary["best_test"]),
                      f"{val.mean:.2f}" if val and val.mean is not None else "-",
-                     _label(summary["best_agent"]), str(accepted), str(stats.get("rollbacks", 0)), str(len(refused)),
+                     label(summary["best_agent"]), str(accepted), str(stats.get("rollbacks", 0)), str(len(refused)),
                      str(stats["proposer_llm_calls"]), str(stats["task_llm_calls"]), f"{summary['wall_s']:.0f}"])
         reasons = Counter(f"{r['optimizer']}: {reason_kind(r['reason'])}" for r in refused)
         details.append(f"- **{task}** (campaign `{campaign_id}`): refused edits by reason: "
@@ -66,9 +66,7 @@ def main() -> None:
     for line in details:
         Console().print(line)
     if args.out:
-        lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        args.out.write_text("\n".join(lines + [""] + details) + "\n")
+        args.out.write_text("\n".join(markdown(HEADERS, rows) + [""] + details) + "\n")
 
 
 if __name__ == "__main__":

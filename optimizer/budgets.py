@@ -85,14 +85,17 @@ def role_prices(config: CampaignConfig) -> dict[str, Price]:
 
 def test_reserve(config: CampaignConfig, task: Task, seed_agent: PromptAgent) -> Spend:
     """What scoring the seed and the ``test_top`` finalists on the test split should cost; a finalist
-    may carry up to ``candidate_demos`` demonstrations, so its prompt is estimated with that many."""
+    may carry up to ``candidate_demos`` demonstrations, so its prompt is estimated with that many,
+    and an agent that makes several calls per example (code, graph) is counted at its plan's most."""
     test = task.test[: config.evaluation.test_size]
+    plan = STRATEGIES[config.strategy.name].plan(config.strategy.params, task.train,
+                                                 len(task.val[: config.evaluation.val_size]), config.dedup.probe_size)
     demos = config.strategy.params.get("candidate_demos", 0)
     winner = seed_agent.model_copy(update={"demos": tuple(Demo(input=e.input, output=e.target)
                                                           for e in task.train[:demos]) or seed_agent.demos})
     price, max_tokens = config.price("task"), config.models.task.max_tokens
     finalists = example_cost(winner, test, max_tokens, price).scaled(config.evaluation.test_top)
-    return example_cost(seed_agent, test, max_tokens, price) + finalists
+    return (example_cost(seed_agent, test, max_tokens, price) + finalists).scaled(plan.calls_per_example if plan else 1)
 
 
 def estimate(config: CampaignConfig, task: Task) -> dict[str, Any]:

@@ -66,3 +66,9 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for row in rows:
         out.add_row(*(str(cell) for cell in row))
     return out
+
+
+def markdown(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The same table as GitHub markdown lines, for results files committed next to the scripts."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + \
+        ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
