@@ -13,12 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 from rich.console import Console
 from sqlalchemy import select
 
-from agentopt.archive.models import Campaign
-from agentopt.archive.queries import label, lineage
+from agentopt.archive.models import Campaign, Candidate, Evaluation
+from agentopt.archive.queries import label
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.ui import markdown, table
 
@@ -31,6 +30,14 @@ def cell(summary: dict[str, Any]) -> str:
     if summary.get("mean") is None:
         return "-"
     return f"{summary['mean']:.2f} [{summary['ci_low']:.2f}, {summary['ci_high']:.2f}] (n={summary['n']})"
+
+
+def accepted_steps(archive: Archive, campaign_id: str) -> int:
+    """Graphs the learner moved to: every accepted step is scored on validation, rolled-back ones never are."""
+    with archive.session() as s:
+        return len(s.scalars(select(Candidate.id).join(Evaluation, Evaluation.candidate_id == Candidate.id).where(
+            Candidate.campaign_id == campaign_id, Candidate.rationale.startswith("step"), Evaluation.split == "val"))
+            .all())
 
 
 def reason_kind(reason: str) -> str:
@@ -53,7 +60,7 @@ def main() -> None:
         stats, best = summary["stats"], summary["best_candidate_id"]
         refused = [n.data for n in archive.notes(campaign_id, kind="rejected_edit")]
         val = archive.evaluations(best).get("val")
-        accepted = len(nx.ancestors(lineage(archive, best), best))  # each accepted step adds one generation
+        accepted = accepted_steps(archive, campaign_id)
         rows.append([task, cell(summary["seed_test"]), cell(summary["best_test"]),
                      f"{val.mean:.2f}" if val and val.mean is not None else "-",
                      label(summary["best_agent"]), str(accepted), str(stats.get("rollbacks", 0)), str(len(refused)),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from agentopt.agents.errors import AgentoptError
 from agentopt.archive import queries
@@ -36,6 +37,13 @@ def dedup_line(stats: dict[str, Any]) -> str:
             f"{full} full evaluations ({avoided} avoided), {stats.get('llm calls saved', 0)} LLM calls saved")
 
 
+def best_agent_line(agent: dict[str, Any], candidate_id: int) -> str:
+    """The winner in one line: a prompt in full, other kinds by their label (``archive show`` has the rest)."""
+    if agent.get("kind", "prompt") == "prompt":
+        return f"best prompt: {agent['instruction']!r} + {len(agent.get('demos', []))} demonstration(s)"
+    return f"best {agent['kind']} agent: {queries.label(agent)} (`agentopt archive show {candidate_id}`)"
+
+
 def summary_table(reports: list["CampaignReport"]) -> None:
     rows = []
     for r in reports:
@@ -50,8 +58,7 @@ def summary_table(reports: list["CampaignReport"]) -> None:
     out.print(table("Test accuracy (%) on the sealed test split", [
         "task", "seed", "best [95% CI]", "gain", "LLM calls", "cache hits", "tokens", "wall", "campaign/best id"], rows))
     for r in reports:
-        demos = len(r.best_agent.get("demos", []))
-        out.print(f"[bold]{r.task}[/] best prompt: {r.best_agent['instruction']!r} + {demos} demonstration(s)")
+        out.print(f"[bold]{escape(r.task)}[/] {escape(best_agent_line(r.best_agent, r.best_candidate_id))}")
         out.print(f"  {dedup_line(r.stats)}")
         if r.stopped_by:
             out.print(f"  [yellow]stopped early: the {r.stopped_by} budget is spent[/] (search ended; "

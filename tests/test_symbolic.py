@@ -12,10 +12,13 @@ from test_campaign import config
 from typer.testing import CliRunner
 
 from agentopt.agents.errors import ConfigError
+from agentopt.agents.graph import GraphAgent
+from agentopt.agents.graph_edits import RemoveNode, apply_edit
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.cli import app
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.strategies import language_grad as lg
 from agentopt.optimizer.ui import SilentReporter
 
 SEED = {"nodes": [{"name": "answer", "template": "Say something about: {input}"}], "output": "answer"}
@@ -96,3 +99,26 @@ def test_a_bad_seed_pipeline_is_a_config_error(tmp_path: Path, echo_task_file: P
     with pytest.raises(ConfigError, match=reason):
         parse_config(config(echo_task_file, "http://127.0.0.1:9/v1",
                             strategy={"name": "symbolic", "params": {"pipeline": pipeline}}))
+
+
+def test_the_run_summary_names_a_graph_winner(tmp_path: Path, echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(scripted(["Repeat the word: {input}"]))
+    try:
+        path = tmp_path / "symbolic.json"
+        path.write_text(json.dumps(config(echo_task_file, endpoint.url, dedup={"functional": "off"},
+                                          strategy={"name": "symbolic", "params": {**PARAMS, "steps": 1}})))
+        done = CliRunner().invoke(app, ["run", str(path), "--db", str(tmp_path / "a.db"), "--quiet"])
+    finally:
+        endpoint.close()
+    assert done.exit_code == 0, done.output
+    assert "best graph agent: graph: answer" in done.output
+
+
+def test_the_edit_menu_can_make_the_calculator_step_the_answer() -> None:
+    seed = GraphAgent.build(**lg.seed_pipelines("Add the two numbers.")["calculator"])
+    options = lg.menu(seed)
+    removals = [e for e in options if isinstance(e, RemoveNode)]
+    assert {e.name for e in removals} == {"expr", "answer"}
+    shortened = apply_edit(seed, next(e for e in removals if e.name == "answer"))
+    assert shortened.output == "expr" and [n.name for n in shortened.nodes] == ["expr"]
+    assert all(lg.describe(e) for e in options)

@@ -164,7 +164,8 @@ def prompt_step(llm: LLMClient, agent: GraphAgent, gradients: Sequence[Gradient]
 
 def menu(agent: GraphAgent) -> list[Edit]:
     """The edits offered to a small proposer, which can pick a number far more reliably than it can
-    write a JSON edit: tool switches, a planning step before any node, removal of inner nodes."""
+    write a JSON edit: tool switches, a planning step before any node, removal of a node (the
+    output node too, when one node feeds it: that node's output becomes the answer)."""
     options: list[Edit] = []
     for node in agent.nodes:
         tools = [t for t in ("calculator", "python", None) if t != node.tool]
@@ -173,7 +174,9 @@ def menu(agent: GraphAgent) -> list[Edit]:
     plan = next(f"plan{i}" for i in range(len(taken) + 1) if f"plan{i}" not in taken)
     options += [AddNode(op="add_node", name=plan, template="Make a short plan to solve this: {input}", before=n.name)
                 for n in agent.nodes]
-    options += [RemoveNode(op="remove_node", name=n.name) for n in agent.nodes if n.name != agent.output]
+    graph = agent.graph()
+    options += [RemoveNode(op="remove_node", name=n.name) for n in agent.nodes
+                if n.name != agent.output or graph.in_degree(n.name) == 1]
     return options
 
 
