@@ -173,7 +173,11 @@ def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> n
 def label(payload: dict[str, Any]) -> str:
     """One short line that tells candidates apart in a lineage graph or a results table."""
     if payload.get("kind") == "graph":
-        steps = (n["name"] + (f"[{n['tool']}]" if n.get("tool") else "") for n in payload.get("nodes", []))
+        tools = {n["name"]: n.get("tool") for n in payload.get("nodes", [])}
+        flow = nx.DiGraph([tuple(e) for e in payload.get("edges", [])])
+        flow.add_nodes_from(tools)
+        steps = (name + (f"[{tools[name]}]" if tools.get(name) else "")
+                 for name in nx.lexicographical_topological_sort(flow))
         text = "graph: " + " → ".join(steps)
     else:
         text = str(payload.get("instruction") or payload.get("name") or payload.get("kind", ""))

@@ -68,7 +68,7 @@ def summary_table(reports: list["CampaignReport"]) -> None:
     deltas = [r.best_test.mean - r.seed_test.mean for r in reports
               if r.best_test.mean is not None and r.seed_test.mean is not None]
     if deltas:
-        out.print(f"Average gain over the seed prompt: {100 * sum(deltas) / len(deltas):+.1f} points")
+        out.print(f"Average gain over the seed: {100 * sum(deltas) / len(deltas):+.1f} points")
 
 
 def _drive(cfg: "CampaignConfig", archive: Archive, address: str | None, json_out: bool, quiet: bool,

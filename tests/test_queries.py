@@ -1,16 +1,14 @@
 """Archive queries, through the Python API and the CLI's --json, on SQLite and PostgreSQL."""
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import networkx as nx
 import pytest
 from processes import agentopt
 
 from agentopt.agents.errors import ArchiveError
-from agentopt.agents.llm import LLMClient
+from agentopt.agents.graph import GraphAgent, Node
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive import queries
 from agentopt.archive.queries import Filters
@@ -137,33 +135,21 @@ def test_top_and_pareto_cli_json(filled: dict) -> None:  # type: ignore[type-arg
     assert bad.returncode == 2 and "--since" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
-@dataclass(frozen=True)
-class GraphLike:
-    """What the archive sees of a graph agent: its kind and its payload's nodes, in order; never run here."""
-
-    nodes: tuple[dict[str, str], ...]
-    kind: str = "graph"
-
-    def payload(self) -> dict[str, Any]:
-        return {"kind": self.kind, "nodes": list(self.nodes)}
-
-    def canonical(self) -> str:
-        return json.dumps(self.payload(), sort_keys=True)
-
-    def run(self, input_text: str, llm: LLMClient) -> str:
-        raise NotImplementedError
+def _chain(names: list[str], tools: dict[str, str] | None = None) -> GraphAgent:
+    """A linear graph agent over ``names``, listed in reverse so the label must follow the edges."""
+    nodes = [Node(name=n, template="{" + (names[i - 1] if i else "input") + "}", tool=(tools or {}).get(n))
+             for i, n in enumerate(names)]
+    return GraphAgent(nodes=tuple(reversed(nodes)), edges=tuple(zip(names, names[1:])), output=names[-1])
 
 
-def test_graph_candidates_are_labelled_by_their_nodes(db_url: str) -> None:
+def test_graph_candidates_are_labelled_by_their_nodes_in_order(db_url: str) -> None:
     archive = Archive(db_url)
     campaign = archive.create_campaign("g", "arithmetic", "symbolic", {})
-    small = GraphLike(({"name": "think"}, {"name": "calc", "tool": "calculator"}, {"name": "answer"}))
-    parent, _ = archive.add_candidate(campaign, small, "seed")
-    big = GraphLike(tuple({"name": f"step{i}"} for i in range(20)))
-    child, _ = archive.add_candidate(campaign, big, "symbolic", [parent])
+    parent, _ = archive.add_candidate(campaign, _chain(["think", "calc", "answer"], {"calc": "calculator"}), "seed")
+    child, _ = archive.add_candidate(campaign, _chain([f"step{i:02d}" for i in range(20)]), "symbolic", [parent])
     graph = queries.lineage(archive, child)
     assert graph.nodes[parent]["label"] == "graph: think → calc[calculator] → answer"
-    assert len(graph.nodes[child]["label"]) == 60 and graph.nodes[child]["label"].startswith("graph: step0 → step1")
+    assert len(graph.nodes[child]["label"]) == 60 and graph.nodes[child]["label"].startswith("graph: step00 → step01")
     assert graph.nodes[child]["label"].endswith("...")
 
 
