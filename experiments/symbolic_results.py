@@ -10,6 +10,7 @@ lineage. Writes the same as markdown with `--out`.
 
 import argparse
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def accepted_steps(archive: Archive, campaign_id: str) -> int:
 
 def reason_kind(reason: str) -> str:
     """A refusal reason without its particulars, for counting."""
-    return reason.split(":")[0].split(" {")[0].split(" in ")[0][:50]
+    return reason.split(":")[0].split(" (")[0].split(" {")[0].split(" in ")[0][:50]
 
 
 def main() -> None:
@@ -73,7 +74,11 @@ def main() -> None:
     for line in details:
         Console().print(line)
     if args.out:
-        args.out.write_text("\n".join(markdown(HEADERS, rows) + [""] + details) + "\n")
+        header = [f"# Agent symbolic learning ({date.today().isoformat()}, 2 cores, SmolLM2-135M-Instruct as task "
+                  "model and proposer)", "", "Commands: `agentopt run experiments/symbolic_<task>.yaml --db DB` for "
+                  "each config, then `.venv/bin/python experiments/symbolic_results.py --db DB --out ...`. Test scores "
+                  "are on the sealed test split; the learned pipeline is the campaign's winner on validation.", ""]
+        args.out.write_text("\n".join(header + markdown(HEADERS, rows) + [""] + details) + "\n")
 
 
 if __name__ == "__main__":

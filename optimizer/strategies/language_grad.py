@@ -90,8 +90,18 @@ def loss(llm: LLMClient, example: Example, output: str) -> str | None:
 
 
 def _field(text: str, name: str) -> str | None:
+    """A labelled field of the reply; a small model that echoes the ``<placeholder>`` gave none."""
     found = re.search(rf"{name}\s*:\s*(.+?)(?=\n\s*\w+\s*:|\Z)", text, re.IGNORECASE | re.DOTALL)
-    return found.group(1).strip() if found else None
+    value = found.group(1).strip() if found else None
+    return None if value is None or re.fullmatch(r"<[^<>]*>", value) else value
+
+
+def _unlabelled(reply: str, name: str) -> str | None:
+    """The field, or the whole reply when the model wrote no such label (but not when the label is
+    there with an echoed ``<placeholder>``: that reply says nothing)."""
+    if re.search(rf"{name}\s*:", reply, re.IGNORECASE):
+        return _field(reply, name)
+    return reply
 
 
 def backward(llm: LLMClient, agent: GraphAgent, trajectory: Sequence[Step], example_id: str,
@@ -108,11 +118,12 @@ def backward(llm: LLMClient, agent: GraphAgent, trajectory: Sequence[Step], exam
         step = steps[name]
         reply = _ask(llm, BACKWARD.format(prompt=_clip(step["prompt"]), output=_clip(step["reply"]),
                                           requirement=" ".join(asked[name])), 0)
-        if reply is None:
+        suggestion = reply and _unlabelled(reply, "suggestion")
+        if not suggestion:
             continue
-        gradients.append(Gradient(name, example_id, _field(reply, "suggestion") or reply))
+        gradients.append(Gradient(name, example_id, suggestion))
         for pred in graph.predecessors(name):
-            asked.setdefault(pred, []).append(_field(reply, "requirement") or reply)
+            asked.setdefault(pred, []).append(_unlabelled(reply, "requirement") or suggestion)
     return gradients
 
 
