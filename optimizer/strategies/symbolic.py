@@ -11,6 +11,7 @@ produced it; refused edits and rollbacks are recorded as notes, never applied.
 
 import random
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -100,7 +101,7 @@ class SymbolicLearning(GeneratorStrategy):
                 ctx.record("step", {"step": step, "candidate_id": current_id, "batch_score": before,
                                     "outcome": "no valid update"})
                 continue
-            notes = {"loss": losses, "gradients": [g.__dict__ for g in gradients], "edits": list(update.applied)}
+            notes = {"loss": losses, "gradients": [asdict(g) for g in gradients], "edits": list(update.applied)}
             [tried] = yield [Trial(update.agent, "train", batch, (current_id,),
                                    f"step {step}: {'; '.join(update.applied)}", notes=notes)]
             after = pool.clean_score(tried)
