@@ -20,6 +20,8 @@ install: $(VENV)/.installed
 quickstart: install
 	$(VENV)/bin/agentopt run experiments/quickstart.yaml
 
-# Archive tests also run against a throwaway PostgreSQL server that tests/pg_server.sh starts.
+# Archive tests also run against a throwaway PostgreSQL server that tests/pg_server.sh starts;
+# the report test renders in Debian's Chromium, which tests/chromium.sh installs when missing.
 test: install
-	url=$${AGENTOPT_TEST_PG:-$$(tests/pg_server.sh)} && AGENTOPT_TEST_PG=$$url $(PY) -m pytest -q
+	url=$${AGENTOPT_TEST_PG:-$$(tests/pg_server.sh)} && browser=$${AGENTOPT_TEST_CHROMIUM:-$$(tests/chromium.sh)} \
+		&& AGENTOPT_TEST_PG=$$url AGENTOPT_TEST_CHROMIUM=$$browser $(PY) -m pytest -q

@@ -137,6 +137,30 @@ def resume(
     _drive(cfg, archive, address, json_out, quiet, resume=campaign_id)
 
 
+def stored_config(archive: Archive, campaign_id: str) -> "CampaignConfig":
+    """The config a stored campaign ran with, for its prices and limits."""
+    from agentopt.optimizer.config import parse_config
+
+    campaign = archive.campaign(campaign_id)
+    stored = {k: v for k, v in campaign.config.items() if k != "task"}
+    return parse_config({**stored, "tasks": [campaign.config.get("task", {}).get("ref", campaign.task)]},
+                        f"campaign {campaign_id}")
+
+
+def report(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id (see `agentopt archive campaigns`)")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for index.html and its PNG plots (created)")],
+    db: DbOption = None,
+) -> None:
+    """A static HTML report of a campaign: best score vs calls and cost, scores per strategy, lineage, top candidates."""
+    from agentopt.optimizer.budgets import role_prices
+    from agentopt.optimizer.report import write_report
+
+    archive = open_archive(db)
+    index = write_report(archive, campaign_id, out, role_prices(stored_config(archive, campaign_id)))
+    err.print(f"wrote {index} (open it in a browser; the PNG plots are next to it)")
+
+
 def status(
     campaign_id: Annotated[str, typer.Argument(help="Campaign id")],
     db: DbOption = None,
@@ -144,13 +168,10 @@ def status(
 ) -> None:
     """Progress, spend against budgets and the best candidate so far, for a running or finished campaign."""
     from agentopt.optimizer.budgets import ledger, role_prices
-    from agentopt.optimizer.config import parse_config
 
     archive = open_archive(db)
     campaign = archive.campaign(campaign_id)
-    stored = {k: v for k, v in campaign.config.items() if k != "task"}
-    cfg = parse_config({**stored, "tasks": [campaign.config.get("task", {}).get("ref", campaign.task)]},
-                       f"campaign {campaign_id}")
+    cfg = stored_config(archive, campaign_id)
     age = _heartbeat_age(campaign.heartbeat_at)
     state = campaign.status
     if state == "running":
@@ -233,4 +254,4 @@ def _fits(estimate: dict[str, float], limits: dict[str, float | None]) -> str:
     return "fits" if any(v is not None for v in limits.values()) else "no limits"
 
 
-COMMANDS = (run, resume, status)
+COMMANDS = (run, resume, status, report)
