@@ -1,7 +1,7 @@
 """Symbolic learning with the real bundled model as task model and proposer, on a tiny budget: the
 graph agent runs with its calculator tool, trajectories are stored with the results, and every
 step leaves a trace in the archive (gradients on a new candidate, or a refused edit, a rollback or
-a step with nothing to learn), all visible through the CLI."""
+a step with nothing to learn), all visible through the CLI and the HTML report."""
 
 import json
 import sqlite3
@@ -40,3 +40,7 @@ def test_symbolic_learning_on_the_local_model(tmp_path: Path) -> None:
     assert notes.returncode == 0 and len(json.loads(notes.stdout)) >= 1
     lineage = agentopt("archive", "lineage", str(report["best_candidate_id"]), "--db", str(db))
     assert lineage.returncode == 0 and "digraph" in lineage.stdout
+    html = agentopt("report", report["campaign_id"], "--db", str(db), "--out", str(tmp_path / "report"))
+    assert html.returncode == 0, html.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert '<table id="top">' in page and f"#{report['best_candidate_id']}" in page and "[expr → calculator]" in page
