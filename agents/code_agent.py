@@ -12,17 +12,10 @@ from typing import Any, Literal
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentopt.agents.code_framework import FRAMEWORK
-from agentopt.agents.errors import AgentoptError
+from agentopt.agents.code_framework import run_agent_code
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.sandbox import Limits, run_sandboxed
+from agentopt.agents.sandbox import Limits
 from agentopt.archive.hashing import code_canonical
-
-SAMPLING_PARAMS = ("temperature", "max_tokens")  # what agent code may set on a call; the rest is the role's
-
-
-class AgentRunError(AgentoptError):
-    """A code agent failed in the sandbox (exception, limit, blocked action); the message says why."""
 
 
 class CodeAgent(BaseModel):
@@ -41,14 +34,8 @@ class CodeAgent(BaseModel):
         return json.dumps({"kind": self.kind, "code": code_canonical(self.code)})
 
     def run(self, input_text: str, llm: LLMClient, limits: Limits = Limits()) -> str:
-        def handler(request: dict[str, Any]) -> str:
-            params = {k: request[k] for k in SAMPLING_PARAMS if k in request}
-            return llm.chat(request["messages"], sample=int(request.get("sample", 0)), **params).text
-
-        result = run_sandboxed(FRAMEWORK + "\n" + self.code, "forward", [input_text], handler, limits)
-        if not result.ok:
-            raise AgentRunError(result.error or f"{result.kind}: the agent failed")
-        return "" if result.value is None else str(result.value)
+        return run_agent_code(self.code, input_text, lambda messages, **params: llm.chat(messages, **params).text,
+                              limits)
 
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
         """A langchain-core Runnable taking a string or ``{"input": ...}``."""

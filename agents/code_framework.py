@@ -6,7 +6,18 @@ are requested as ``field: value`` lines and parsed leniently, because a small mo
 valid JSON. ``FRAMEWORK`` is executed in the sandbox in front of every agent's code (its ``call_llm``
 is the sandbox's proxy to the parent), and is shown verbatim to the meta agent, so the API it
 programs against is exactly the one that runs.
+
+Imports are relative and standard-library only: ``agentopt export`` copies this module (with the
+sandbox) into packages, so a shipped code agent runs the same framework under the same confinement.
 """
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import AgentRunError
+from .sandbox import Limits, run_sandboxed
+
+SAMPLING_PARAMS = ("temperature", "max_tokens")  # what agent code may set on a call; the rest is the role's
 
 FRAMEWORK = '''
 import collections
@@ -46,6 +57,22 @@ def majority(answers):
     best = collections.Counter(keys).most_common(1)[0][0]
     return answers[keys.index(best)]
 '''
+
+
+
+def run_agent_code(code: str, input_text: str, chat: Callable[..., str], limits: Limits = Limits()) -> str:
+    """Run ``forward(input_text)`` in the sandbox. Its LLM calls come back to ``chat(messages,
+    sample=..., **sampling)`` in this process, so the key and the cache never reach the agent;
+    whatever goes wrong in the agent is raised as :class:`AgentRunError` with the sandbox's reason."""
+    def handler(request: dict[str, Any]) -> str:
+        params = {k: request[k] for k in SAMPLING_PARAMS if k in request}
+        return chat(request["messages"], sample=int(request.get("sample", 0)), **params)
+
+    result = run_sandboxed(FRAMEWORK + "\n" + code, "forward", [input_text], handler, limits)
+    if not result.ok:
+        raise AgentRunError(result.error or f"{result.kind}: the agent failed")
+    return "" if result.value is None else str(result.value)
+
 
 SEED_AGENTS: dict[str, tuple[str, str]] = {
     "chain_of_thought": ("Reason step by step before answering.", '''

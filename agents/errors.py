@@ -2,7 +2,8 @@
 
 The CLI turns any :class:`AgentoptError` into one clear line and a non-zero exit, so user-facing
 problems (bad config, bad data, unreachable endpoint) must raise a subclass of it, never a bare
-exception whose traceback would leak to the user.
+exception whose traceback would leak to the user. Standard library only: ``agentopt export``
+copies this module into packages, next to the sandbox that raises these errors.
 """
 
 
@@ -52,3 +53,7 @@ class BudgetExhausted(AgentoptError):
 
     def __reduce__(self) -> tuple[type, tuple[str]]:  # survives pickling through Ray
         return (type(self), (self.budget,))
+
+
+class AgentRunError(AgentoptError):
+    """A code agent failed in the sandbox (exception, limit, blocked action); the message says why."""

@@ -11,22 +11,23 @@ agent's answer, is the agent's answer.
 import json
 import re
 from collections.abc import Mapping
-from string import Formatter
 from typing import Any, Literal
 
 import networkx as nx
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agentopt.agents import prompt_runtime
+from agentopt.agents import graph_runtime, prompt_runtime
 from agentopt.agents.errors import AgentoptError
+from agentopt.agents.graph_runtime import INPUT, Step
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt import PostProcess
-from agentopt.agents.tools import TOOLS, ToolName
+from agentopt.agents.tools import ToolName
 from agentopt.archive.hashing import graph_canonical
 
-INPUT = "input"
-Step = dict[str, Any]
+
+def _chat(llm: LLMClient) -> graph_runtime.Chat:
+    return lambda messages, **overrides: llm.chat(messages, **overrides).text
 
 
 class GraphError(AgentoptError):
@@ -44,13 +45,13 @@ def variables(template: str) -> set[str]:
     """The names a template reads. Only plain names: ``{a.b}``, ``{a[0]}`` or ``{a!r}`` are refused,
     because a rewritten prompt must not be able to reach into an input's attributes."""
     try:
-        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(template) if name is not None]
+        found = graph_runtime.fields(template)
     except ValueError as exc:
         raise GraphError(f"template does not parse ({exc}); write literal braces as {{{{ and }}}}") from exc
-    for name, spec, conv in fields:
+    for name, spec, conv in found:
         if not name.isidentifier() or spec or conv:
             raise GraphError(f"template field {{{name}}} is not a plain variable name")
-    return {name for name, _, _ in fields}
+    return {name for name, _, _ in found}
 
 
 class Node(BaseModel):
@@ -136,8 +137,7 @@ class GraphAgent(BaseModel):
         return graph
 
     def order(self) -> list[str]:
-        """Topological order, ties broken by name, so a trajectory is always listed the same way."""
-        return list(nx.lexicographical_topological_sort(self.graph()))
+        return graph_runtime.order((n.name for n in self.nodes), self.edges)
 
     def payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -150,22 +150,10 @@ class GraphAgent(BaseModel):
 
     def step(self, name: str, values: Mapping[str, str], llm: LLMClient) -> Step:
         """Run one node on the values computed so far; the record is one trajectory entry."""
-        node = self.node(name)
-        inputs = {v: values[v] for v in sorted(variables(node.template))}
-        prompt = node.template.format_map(inputs)
-        overrides = {} if node.max_tokens is None else {"max_tokens": node.max_tokens}
-        reply = llm.chat([{"role": "user", "content": prompt}], **overrides).text.strip()
-        result = TOOLS[node.tool](reply) if node.tool else None
-        return {"node": name, "prompt": prompt, "inputs": inputs, "reply": reply, "tool": node.tool,
-                "output": result.text if result else reply, "tool_error": result.error if result else None}
+        return graph_runtime.step(self.node(name).model_dump(), values, _chat(llm))
 
     def run_traced(self, input_text: str, llm: LLMClient) -> tuple[str, list[Step]]:
-        values, trajectory = {INPUT: input_text}, []
-        for name in self.order():
-            record = self.step(name, values, llm)
-            values[name] = record["output"]
-            trajectory.append(record)
-        return prompt_runtime.postprocess(values[self.output], self.postprocess.model_dump()), trajectory
+        return graph_runtime.run_traced(self.payload(), input_text, _chat(llm))
 
     def run(self, input_text: str, llm: LLMClient) -> str:
         return self.run_traced(input_text, llm)[0]

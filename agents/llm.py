@@ -29,6 +29,7 @@ from tenacity import (
 from agentopt.agents.budget import estimate_prompt_tokens
 from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLMError, LLMUnavailable
 from agentopt.agents.gate import Endpoint, Lease, LocalGate
+from agentopt.agents.wire import completion_request
 
 Message = dict[str, str]
 LEASE_SLACK_S = 30.0  # a lease outlives its request's timeout by this much before it is reclaimed
@@ -247,14 +248,7 @@ class LLMClient:
         started = time.perf_counter()
         try:
             response = client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=sampling.temperature,
-                max_tokens=sampling.max_tokens,
-                top_p=sampling.top_p,
-                stop=list(sampling.stop) or None,
-                seed=sample,
-            )
+                **completion_request(self.model, messages, sampling.model_dump(), sample))
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
             raise LLMBadReply(f"{self.model}: malformed reply body ({type(exc).__name__})") from None
         latency = time.perf_counter() - started

@@ -56,6 +56,9 @@ and CPU contention are out of scope. The agent can write to its own protocol des
 forge its own result, which gains it nothing over returning a value; malformed messages end the run
 as ``"protocol"``. The LLM request dict is agent-controlled: the handler must choose the model and
 cap parameters itself.
+
+Standard library only, imports relative: ``agentopt export`` copies the sandbox into packages, so an
+exported code agent runs confined exactly as it did during the campaign.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentopt.agents.errors import AgentoptError, BudgetExhausted, ConfigError
+from .errors import AgentoptError, BudgetExhausted, ConfigError
 
 LLMHandler = Callable[[dict[str, Any]], str]
 """Parent side of ``call_llm``: the agent's request (``{"messages": [...], **params}``) -> reply text.

@@ -3,6 +3,8 @@
 A tool never raises for what the model wrote: a reply it cannot use comes back as a
 ``ToolOutput`` with an error, which the node passes on as text (downstream nodes and the language
 loss can see what went wrong), so a tool failure is the agent's behaviour, not a lost example.
+
+Standard library only, imports relative: ``agentopt export`` copies this module into packages.
 """
 
 import ast
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from agentopt.agents.sandbox import Limits, run_sandboxed
+from .sandbox import Limits, run_sandboxed
 
 ToolName = Literal["calculator", "python"]
 

@@ -1,13 +1,16 @@
-"""``agentopt export``: turn an archived prompt agent into a pip-installable package.
+"""``agentopt export``: turn any archived agent (prompt, code or graph) into a pip-installable package.
 
-The package carries the agent as JSON plus agentopt's own rendering / post-processing module
-(copied, not re-implemented), and reads endpoint, model and key from the environment: no secret
-and no local path ends up inside it.
+The package carries the agent as JSON, agentopt's own runtime modules (copied, not re-implemented:
+rendering, post-processing, the graph executor, the code framework and the sandbox), the test
+examples recorded when the agent was scored, and a card of what it achieved and costs. Endpoint,
+model and key come from the environment: no secret and no local path ends up inside it.
 """
 
 import json
 import re
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
@@ -15,12 +18,35 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from agentopt.agents import prompt_runtime
+import networkx as nx
+
+from agentopt.agents import code_framework, errors, graph_runtime, prompt_runtime, runtime, sandbox, tools, wire
+from agentopt.agents.budget import Price
 from agentopt.agents.errors import ArchiveError
-from agentopt.archive.queries import show
+from agentopt.agents.local_model import LOCAL_MODEL_NAME
+from agentopt.archive.models import Campaign, Result
+from agentopt.archive.queries import lineage, show
 from agentopt.archive.store import Archive
 
 TEMPLATES = files("agentopt.archive").joinpath("export_template")
+RUNTIME = (errors, sandbox, tools, prompt_runtime, graph_runtime, code_framework, runtime, wire)
+"""Modules copied verbatim into ``<package>/_agentopt/``; their imports are relative, so they run there
+as they do here. The sandbox's child runner travels with the sandbox."""
+
+Lookup = Callable[[str], tuple[str, str]]
+"""example id -> (input, target): the archive stores outputs, the task holds the inputs."""
+
+
+@dataclass(frozen=True)
+class Names:
+    package: str  # import name
+    dist: str  # distribution and console-script name
+
+
+def names(task: str, candidate_id: int) -> Names:
+    slug = re.sub(r"[^a-z0-9]+", "_", task.lower()).strip("_") or "task"
+    package = f"agentopt_{slug}_{candidate_id}"
+    return Names(package, package.replace("_", "-"))
 
 
 def _fill(name: str, **values: Any) -> str:
@@ -34,47 +60,129 @@ def _agentopt_version() -> str:
         return "unknown"
 
 
-def export_candidate(archive: Archive, candidate_id: int, out: Path) -> Path:
+def _model(role: dict[str, Any]) -> str:
+    model = role.get("model", "local")
+    return LOCAL_MODEL_NAME if model == "local" else model
+
+
+def regression_examples(record: dict[str, Any], split: str, lookup: Lookup) -> list[dict[str, Any]]:
+    """The candidate's scored examples of ``split`` with their inputs: what the package's regression test replays."""
+    found = []
+    for result in record["results"]:
+        if result["split"] != split or result["error"] is not None:
+            continue
+        try:
+            input_text, target = lookup(result["example_id"])
+        except KeyError:
+            raise ArchiveError(f"{split} example {result['example_id']!r} of candidate {record['id']} is not in "
+                               f"task {record['task']!r} any more; export needs the data the agent was scored on") \
+                from None
+        found.append({"example_id": result["example_id"], "input": input_text, "target": target,
+                      "output": result["output"], "score": result["score"]})
+    return found
+
+
+def cost_line(results: list[Result], price: Price) -> str:
+    """What one answer costs, from scored examples' usage: requests, tokens and, if priced, dollars."""
+    used = [r for r in results if r.error is None]
+    if not used:
+        return "not measured"
+    requests = sum(r.llm_calls + r.cache_hits for r in used) / len(used)
+    tokens = sum(r.footprint_tokens for r in used) / len(used)
+    paid = [r for r in used if r.llm_calls]
+    prompt_share = sum(r.prompt_tokens for r in paid) / max(1, sum(r.prompt_tokens + r.completion_tokens for r in paid))
+    usd = price.cost(tokens * prompt_share, tokens * (1 - prompt_share))
+    money = f"${usd:.6f} at the campaign's prices" if usd else "$0 (local or unpriced model)"
+    return f"{requests:.1f} LLM requests and {tokens:.0f} tokens per answer (mean of {len(used)} examples); {money}"
+
+
+def lineage_lines(archive: Archive, candidate_id: int) -> str:
+    graph = lineage(archive, candidate_id)
+    lines = []
+    for node in nx.lexicographical_topological_sort(graph):
+        data = graph.nodes[node]
+        val = f", val {100 * data['val_score']:.1f}%" if "val_score" in data else ""
+        lines.append(f"- #{node} `{data.get('strategy', '?')}`{val}: {data.get('rationale') or '-'} — {data.get('label', '')}")
+    return "\n".join(lines)
+
+
+def agent_section(payload: dict[str, Any]) -> str:
+    """The agent itself, as a reader of the card wants to see it."""
+    if payload["kind"] == "prompt":
+        demos = "\n".join(f"- `{d['input']}` → `{d['output']}`" for d in payload.get("demos", []))
+        return f"Instruction:\n\n> {payload['instruction']}\n\nDemonstrations: {len(payload.get('demos', []))}\n{demos}"
+    if payload["kind"] == "code":
+        return (f"Code agent `{payload['name']}` ({payload.get('thought') or 'no description'}); it runs in the "
+                f"bundled sandbox.\n\n```python\n{payload['code'].strip()}\n```")
+    nodes = {n["name"]: n for n in payload["nodes"]}
+    steps = [f"{i + 1}. `{name}`" + (f" → tool `{nodes[name]['tool']}`" if nodes[name].get("tool") else "")
+             + f"\n\n```text\n{nodes[name]['template'].strip()}\n```"
+             for i, name in enumerate(graph_runtime.order(nodes, (tuple(e) for e in payload.get("edges", []))))]
+    return f"Graph agent, nodes in the order they run; `{payload['output']}` gives the answer.\n\n" + "\n\n".join(steps)
+
+
+def _vendor(target: Path) -> None:
+    target.mkdir()
+    (target / "__init__.py").write_text(f'"""agentopt {_agentopt_version()} runtime, copied by `agentopt export`."""\n')
+    for module in RUNTIME:
+        shutil.copyfile(Path(module.__file__), target / Path(module.__file__).name)  # type: ignore[arg-type]
+    shutil.copyfile(Path(sandbox.__file__).with_name("sandbox_child.py"), target / "sandbox_child.py")
+
+
+def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Lookup) -> Path:
     """Write the package for ``candidate_id`` into ``out`` (created; must be empty if it exists)."""
     record = show(archive, candidate_id)
-    if record["kind"] != "prompt":
-        raise ArchiveError(f"candidate {candidate_id} is a {record['kind']} agent; only prompt agents export yet")
     if out.exists() and any(out.iterdir()):
         raise ArchiveError(f"output directory {out} is not empty")
+    split = next((s for s in ("test", "val") if any(r["split"] == s and r["error"] is None for r in record["results"])),
+                 None)
+    if split is None:
+        raise ArchiveError(f"candidate {candidate_id} has no scored test or validation example, so there is nothing "
+                           "to put on its card or replay; pick one from `agentopt archive top`")
     campaign = archive.campaign(record["campaign_id"])
     task_role = campaign.config.get("models", {}).get("task", {})
-    model = task_role.get("model", "local")
-    model_name = "smollm2-135m-instruct" if model == "local" else model
-    slug = re.sub(r"[^a-z0-9]+", "_", record["task"].lower()).strip("_") or "task"
-    package = f"agentopt_{slug}_{candidate_id}"
-    dist = package.replace("_", "-")
-    payload = record["payload"]
-    sampling = {"temperature": task_role.get("temperature", 0.0), "max_tokens": task_role.get("max_tokens", 32)}
+    sampling = {"temperature": task_role.get("temperature", 0.0), "max_tokens": task_role.get("max_tokens", 32),
+                "top_p": 1.0, "stop": []}
+    examples = regression_examples(record, split, lookup)
+    name = names(record["task"], candidate_id)
 
-    pkg_dir = out / package
-    pkg_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(prompt_runtime.__file__), pkg_dir / "prompt_runtime.py")
-    (pkg_dir / "__init__.py").write_text(TEMPLATES.joinpath("package_init.py").read_text(encoding="utf-8"))
-    (pkg_dir / "agent.json").write_text(json.dumps(
-        {"payload": payload, "model": model_name, "sampling": sampling, "task": record["task"],
+    package = out / name.package
+    package.mkdir(parents=True, exist_ok=True)
+    _vendor(package / "_agentopt")
+    for template, target in (("package_init.py", "__init__.py"), ("regression.py", "regression.py")):
+        (package / target).write_text(TEMPLATES.joinpath(template).read_text(encoding="utf-8"))
+    (package / "agent.json").write_text(json.dumps(
+        {"payload": record["payload"], "model": _model(task_role), "sampling": sampling, "task": record["task"],
          "candidate_id": candidate_id, "campaign_id": record["campaign_id"]}, indent=2))
-
-    evals = record["evaluations"]
-    score_rows = "\n".join(
-        f"| {split} | {100 * e['mean']:.1f} | [{100 * e['ci_low']:.1f}, {100 * e['ci_high']:.1f}] | {e['n']} | {e['n_errors']} |"
-        for split, e in sorted(evals.items()) if e["mean"] is not None
-    ) or "| - | not evaluated | | | |"
-    example_input = payload["demos"][0]["input"] if payload.get("demos") else "your input"
-    demos = "\n".join(f"- `{d['input']}` → `{d['output']}`" for d in payload.get("demos", []))
-    task_info = campaign.config.get("task", {})
-    (out / "pyproject.toml").write_text(_fill("pyproject.toml.tmpl", dist=dist, package=package,
-                                              description=f"agentopt agent for task {record['task']}"))
-    (out / "README.md").write_text(_fill(
-        "README.md.tmpl", dist=dist, package=package, task=record["task"], description=task_info.get("description", ""),
-        example_input=example_input, score_rows=score_rows, metric=task_info.get("metric", "unknown"),
-        model=model_name, temperature=sampling["temperature"], max_tokens=sampling["max_tokens"],
-        campaign_id=record["campaign_id"], candidate_id=candidate_id, strategy=record["strategy"],
-        rationale=record["rationale"] or "-", parents=", ".join(map(str, record["parents"])) or "none",
-        date=datetime.now(UTC).date().isoformat(), version=_agentopt_version(), instruction=payload["instruction"],
-        n_demos=len(payload.get("demos", [])), demos=demos))
+    (package / "regression.json").write_text(json.dumps(examples, indent=2))
+    (out / "tests").mkdir()
+    (out / "tests" / "test_regression.py").write_text(_fill("test_regression.py.tmpl", package=name.package))
+    (out / "pyproject.toml").write_text(_fill(
+        "pyproject.toml.tmpl", dist=name.dist, package=name.package,
+        description=f"agentopt {record['payload']['kind']} agent for task {record['task']}"))
+    (out / "README.md").write_text(card(archive, record, campaign, name, examples, split, sampling))
     return out
+
+
+def card(archive: Archive, record: dict[str, Any], campaign: Campaign, name: Names, examples: list[dict[str, Any]],
+         split: str, sampling: dict[str, Any]) -> str:
+    """The package's README: how to call it, then the evaluation card."""
+    config, payload = campaign.config, record["payload"]
+    models = config.get("models", {})
+    task_role = models.get("task", {})
+    score_rows = "\n".join(
+        f"| {s} | {100 * e['mean']:.1f} | [{100 * e['ci_low']:.1f}, {100 * e['ci_high']:.1f}] | {e['n']} | {e['n_errors']} |"
+        for s, e in sorted(record["evaluations"].items()) if s in ("val", "test") and e["mean"] is not None
+    ) or "| - | not evaluated | | | |"
+    task_info = config.get("task", {})
+    price = Price(**config.get("prices", {}).get(task_role.get("model", "local"), {}))
+    return _fill(
+        "README.md.tmpl", dist=name.dist, package=name.package, task=record["task"], kind=payload["kind"],
+        description=task_info.get("description", ""), example_input=examples[0]["input"] if examples else "your input",
+        score_rows=score_rows, metric=task_info.get("metric", "unknown"),
+        cost=cost_line(archive.results(record["id"], split), price), model=_model(task_role),
+        temperature=sampling["temperature"], max_tokens=sampling["max_tokens"], proposer=_model(models.get("proposer", {})),
+        campaign_id=record["campaign_id"], campaign_date=campaign.created_at.date().isoformat(),
+        candidate_id=record["id"], strategy=record["strategy"], lineage=lineage_lines(archive, record["id"]),
+        n_regression=len(examples), regression_split=split, date=datetime.now(UTC).date().isoformat(),
+        version=_agentopt_version(), agent=agent_section(payload))

@@ -325,10 +325,21 @@ def archive_upgrade(db: DbOption = None) -> None:
 def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `agentopt archive top`)")],
            out_dir: Annotated[Path, typer.Option("--out", help="Directory for the package.")],
            db: DbOption = None) -> None:
-    """Write a pip-installable package for a candidate, with an evaluation card."""
+    """Write a pip-installable package for any candidate (prompt, code or graph agent): `run`, `arun`, a
+    langchain Runnable, a console command, an evaluation card and a regression test of recorded examples."""
     from agentopt.archive.export import export_candidate
+    from agentopt.optimizer.cli_campaign import stored_config
+    from agentopt.optimizer.tasks import load_task
 
-    path = export_candidate(open_archive(db), candidate_id, out_dir)
+    archive = open_archive(db)
+    config = stored_config(archive, archive.candidate(candidate_id).campaign_id)
+    task = load_task(config.tasks[0], seed=config.task_seed)
+
+    def lookup(example_id: str) -> tuple[str, str]:
+        example = task.example(example_id)
+        return example.input, example.target
+
+    path = export_candidate(archive, candidate_id, out_dir, lookup)
     out.print(f"exported candidate {candidate_id} to {path} — install it with: pip install {path}")
 
 

@@ -67,3 +67,37 @@ def interrupt_campaign(config: Path, db: Path, after_results: int, timeout: floa
     with sqlite3.connect(db) as conn:
         assert conn.execute("select status from campaigns").fetchall() == [("interrupted",)]
     assert stored_results(db) >= after_results
+
+
+def install_exported(package_dir: Path, workdir: Path, base_url: str) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Build an exported package's wheel, install it with pytest into a fresh virtualenv and, from
+    outside the source tree, run the package's own regression test, its ``--check`` and one answer.
+    Only ``PATH`` and the endpoint reach the package: nothing of this environment leaks in."""
+    import venv
+
+    def run(*cmd: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=900, **kwargs)  # type: ignore[call-overload]
+
+    wheels, env_dir = workdir / "wheels", workdir / "venv"
+    steps = {"wheel": run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, package_dir)}
+    if steps["wheel"].returncode:
+        return steps
+    venv.create(env_dir, with_pip=True)
+    steps["install"] = run(env_dir / "bin" / "pip", "install", "-q", *wheels.glob("*.whl"), "pytest")
+    if steps["install"].returncode:
+        return steps
+    dist = next(wheels.glob("*.whl")).name.split("-")[0]
+    env = {"PATH": os.environ["PATH"], "AGENTOPT_BASE_URL": base_url}
+    steps["where"] = run(env_dir / "bin" / "python", "-c", f"import {dist}; print({dist}.__file__)", cwd=workdir, env=env)
+    steps["pytest"] = run(env_dir / "bin" / "pytest", "-q", "-s", "-p", "no:cacheprovider", package_dir / "tests",
+                          cwd=workdir, env=env)
+    steps["check"] = run(env_dir / "bin" / dist.replace("_", "-"), "--check", cwd=workdir, env=env)
+    return steps
+
+
+def assert_installed_and_replayed(steps: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    """Every step of :func:`install_exported` passed, on the installed copy of the package."""
+    for name, step in steps.items():
+        assert step.returncode == 0, f"{name}: {step.stdout[-2000:]}{step.stderr[-2000:]}"
+    assert "site-packages" in steps["where"].stdout, "the test used the installed wheel, not the source tree"
+    assert "recorded answers reproduced" in steps["pytest"].stdout + steps["check"].stdout

@@ -1,18 +1,20 @@
 """Meta Agent Search with the real bundled model as meta agent and task model, on a tiny budget:
 seed code agents run in the sandbox through the parent's client, and whatever the 135M meta agent
-writes is either evaluated or kept as a failed generation with its reason."""
+writes is either evaluated or kept as a failed generation with its reason. The winner is exported,
+installed into a fresh virtualenv and replays its recorded test answers, still in the sandbox."""
 
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
-from processes import agentopt
+from processes import agentopt, assert_installed_and_replayed, install_exported
 
 pytestmark = pytest.mark.local_model
 
 
-def test_meta_agent_search_on_the_local_model(tmp_path: Path) -> None:
+def test_meta_agent_search_on_the_local_model(tmp_path: Path, local_model: Any) -> None:
     config = tmp_path / "adas.json"
     config.write_text(json.dumps({
         "name": "adas-local", "tasks": ["gsm_symbolic"], "local_model": {"servers": 2},
@@ -36,3 +38,9 @@ def test_meta_agent_search_on_the_local_model(tmp_path: Path) -> None:
     assert "code" in kinds and seed_rows >= 2 * 3, "both seed code agents were scored on validation"
     made = stats["proposals"] - sum(v for k, v in stats.items() if k.startswith("rejected:"))
     assert made >= 0 and stats.get("failed generations", 0) <= 1
+    assert report["best_agent"]["kind"] == "code"
+    exported = agentopt("export", str(report["best_candidate_id"]), "--out", str(tmp_path / "pkg"), "--db", str(db))
+    assert exported.returncode == 0, exported.stderr
+    assert "```python" in (tmp_path / "pkg" / "README.md").read_text()
+    assert_installed_and_replayed(install_exported(tmp_path / "pkg", tmp_path / "installed",
+                                                   local_model.endpoints[0].base_url))

@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 from fakes import FakeEndpoint
 
-from agentopt.agents.code_agent import AgentRunError, CodeAgent
+from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.code_framework import SEED_AGENTS
+from agentopt.agents.errors import AgentRunError
 from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling
 from agentopt.optimizer.evaluation import Job, run_job
 

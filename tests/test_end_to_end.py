@@ -1,15 +1,19 @@
 """A real campaign on the bundled model, on Ray, then the archive, a re-run and an export."""
 
 import json
-import os
 import sqlite3
-import subprocess
-import venv
 from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import agentopt, interrupt_campaign, pids_running, wait_until
+from processes import (
+    agentopt,
+    assert_installed_and_replayed,
+    install_exported,
+    interrupt_campaign,
+    pids_running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.local_model
 
@@ -75,7 +79,7 @@ def test_rerun_makes_zero_llm_calls(campaign: tuple[Path, list[dict[str, Any]]])
     assert again["best_agent"] == first["best_agent"]
 
 
-def test_export_installs_in_a_fresh_venv_and_answers(campaign: tuple[Path, list[dict[str, Any]]],
+def test_export_installs_in_a_fresh_venv_and_replays(campaign: tuple[Path, list[dict[str, Any]]],
                                                       local_model: Any) -> None:
     tmp, [report] = campaign
     out = tmp / "pkg"
@@ -84,16 +88,8 @@ def test_export_installs_in_a_fresh_venv_and_answers(campaign: tuple[Path, list[
     card = (out / "README.md").read_text()
     assert "singular_to_plural" in card and "| test |" in card and "smollm2-135m-instruct" in card
     assert str(tmp) not in "".join(p.read_text() for p in out.rglob("*") if p.is_file())
-    env_dir = tmp / "venv"
-    venv.create(env_dir, with_pip=True)
-    install = subprocess.run([str(env_dir / "bin" / "pip"), "install", "-q", str(out)], capture_output=True, text=True,
-                             timeout=900)
-    assert install.returncode == 0, install.stderr[-2000:]
-    script = env_dir / "bin" / out.joinpath("pyproject.toml").read_text().split('name = "')[1].split('"')[0]
-    env = {"PATH": os.environ["PATH"], "AGENTOPT_BASE_URL": local_model.endpoints[0].base_url}
-    answer = subprocess.run([str(script), "mouse"], capture_output=True, text=True, timeout=120, env=env)
-    assert answer.returncode == 0, answer.stderr[-2000:]
-    assert answer.stdout.strip()
+    steps = install_exported(out, tmp / "installed", local_model.endpoints[0].base_url)
+    assert_installed_and_replayed(steps)
 
 
 def test_archive_queries_and_dedup_on_the_real_campaign(campaign: tuple[Path, list[dict[str, Any]]]) -> None:

@@ -1,19 +1,21 @@
 """Symbolic learning with the real bundled model as task model and proposer, on a tiny budget: the
 graph agent runs with its calculator tool, trajectories are stored with the results, and every
 step leaves a trace in the archive (gradients on a new candidate, or a refused edit, a rollback or
-a step with nothing to learn), all visible through the CLI and the HTML report."""
+a step with nothing to learn), all visible through the CLI and the HTML report. The learned graph is exported, installed into a
+fresh virtualenv and replays its recorded test answers there."""
 
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
-from processes import agentopt
+from processes import agentopt, assert_installed_and_replayed, install_exported
 
 pytestmark = pytest.mark.local_model
 
 
-def test_symbolic_learning_on_the_local_model(tmp_path: Path) -> None:
+def test_symbolic_learning_on_the_local_model(tmp_path: Path, local_model: Any) -> None:
     config = tmp_path / "symbolic.json"
     config.write_text(json.dumps({
         "name": "symbolic-local", "tasks": ["gsm_symbolic"],
@@ -44,3 +46,8 @@ def test_symbolic_learning_on_the_local_model(tmp_path: Path) -> None:
     assert html.returncode == 0, html.stderr
     page = (tmp_path / "report" / "index.html").read_text()
     assert '<table id="top">' in page and f"#{report['best_candidate_id']}" in page and "[expr → calculator]" in page
+    exported = agentopt("export", str(report["best_candidate_id"]), "--out", str(tmp_path / "pkg"), "--db", str(db))
+    assert exported.returncode == 0, exported.stderr
+    assert "Graph agent, nodes in the order they run" in (tmp_path / "pkg" / "README.md").read_text()
+    assert_installed_and_replayed(install_exported(tmp_path / "pkg", tmp_path / "installed",
+                                                   local_model.endpoints[0].base_url))

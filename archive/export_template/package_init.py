@@ -1,47 +1,79 @@
-"""An agent exported by agentopt. Its behaviour lives in ``agent.json``; see the README card.
+"""An agent exported by agentopt. Its behaviour lives in ``agent.json``; README.md is its card.
 
 Endpoint and model come from the environment, so the same package runs against the local
 llama.cpp server, vLLM, Ollama or a hosted API:
   AGENTOPT_BASE_URL  (default http://127.0.0.1:8080/v1)
   AGENTOPT_MODEL     (default: the model the agent was optimised for)
   AGENTOPT_API_KEY   (default: none, for local servers)
+Code agents run their code in the bundled sandbox (``_agentopt/sandbox.py``, Linux): the key stays
+in this process and never reaches the agent's code.
 """
 
+import argparse
+import asyncio
 import json
 import os
 import sys
+from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from . import prompt_runtime
+from ._agentopt import runtime, wire
 
 AGENT: dict[str, Any] = json.loads(files(__package__).joinpath("agent.json").read_text(encoding="utf-8"))
+DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
 
 
-def _client() -> Any:
-    from openai import OpenAI
-
-    return OpenAI(
-        base_url=os.environ.get("AGENTOPT_BASE_URL", "http://127.0.0.1:8080/v1"),
-        api_key=os.environ.get("AGENTOPT_API_KEY") or "not-needed",
-        max_retries=3,
-    )
+@cache
+def _chat(model: str, base_url: str, api_key: str | None) -> Any:
+    return wire.openai_chat(model, AGENT["sampling"], base_url, api_key)
 
 
 def run(input_text: str) -> str:
-    """Answer one input the way the optimised agent does."""
-    messages = prompt_runtime.to_openai(prompt_runtime.render(AGENT["payload"], input_text))
-    reply = _client().chat.completions.create(
-        model=os.environ.get("AGENTOPT_MODEL", AGENT["model"]), messages=messages, **AGENT["sampling"]
-    )
-    text = reply.choices[0].message.content if reply.choices else None
-    if not text or not text.strip():
-        raise RuntimeError("the model returned an empty reply")
-    return prompt_runtime.postprocess(text, AGENT["payload"].get("postprocess"))
+    """Answer one input the way the optimised agent does (the same prompts, sampling and seeds)."""
+    chat = _chat(os.environ.get("AGENTOPT_MODEL", AGENT["model"]),
+                 os.environ.get("AGENTOPT_BASE_URL", DEFAULT_BASE_URL), os.environ.get("AGENTOPT_API_KEY"))
+    return runtime.answer(AGENT["payload"], input_text, chat)
 
 
-def main() -> None:
-    """Answer each command-line argument, or each line of standard input."""
-    inputs = sys.argv[1:] or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    for item in inputs:
-        print(run(item))
+async def arun(input_text: str) -> str:
+    """:func:`run` for asyncio code: the blocking calls run in a worker thread, not on the event loop."""
+    return await asyncio.to_thread(run, input_text)
+
+
+def _input(value: Any) -> str:
+    return value["input"] if isinstance(value, dict) else str(value)
+
+
+def as_runnable() -> Any:
+    """The agent as a langchain-core Runnable taking a string or ``{"input": ...}``
+    (``invoke``, ``ainvoke``, ``batch`` and composition with ``|`` all work)."""
+    from langchain_core.runnables import RunnableLambda
+
+    async def _arun(value: Any) -> str:
+        return await arun(_input(value))
+
+    return RunnableLambda(lambda value: run(_input(value)), afunc=_arun, name=__package__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=__package__.replace("_", "-"), description=(
+        "Answer each INPUT (or each line of standard input) with the exported agent. "
+        "Set AGENTOPT_BASE_URL, AGENTOPT_MODEL and AGENTOPT_API_KEY to choose the endpoint."))
+    parser.add_argument("inputs", nargs="*", metavar="INPUT")
+    parser.add_argument("--check", action="store_true",
+                        help="replay the recorded examples and exit 1 if the answers drifted (see README)")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            from .regression import check
+
+            passed, summary = check()
+            print(summary)
+            return 0 if passed else 1
+        for item in args.inputs or [line.rstrip("\n") for line in sys.stdin if line.strip()]:
+            print(run(item))
+    except Exception as exc:  # one line for the user, never a traceback
+        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        return 1
+    return 0

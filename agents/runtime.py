@@ -1,0 +1,26 @@
+"""One entry point that answers an input with any stored agent payload, given a ``chat`` function.
+
+This is what exported packages call (``agentopt export`` copies it with the modules it imports);
+inside agentopt the same pieces back :class:`PromptAgent`, :class:`GraphAgent` and
+:class:`CodeAgent`, so a shipped agent behaves as the evaluated one did.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import graph_runtime, prompt_runtime
+from .code_framework import run_agent_code
+from .graph_runtime import Chat
+
+
+def answer(payload: Mapping[str, Any], input_text: str, chat: Chat) -> str:
+    """The agent's post-processed answer to ``input_text``; code agents run in the sandbox."""
+    kind = payload.get("kind", "prompt")
+    if kind == "prompt":
+        reply = chat(prompt_runtime.to_openai(prompt_runtime.render(payload, input_text)))
+        return prompt_runtime.postprocess(reply, payload.get("postprocess"))
+    if kind == "graph":
+        return graph_runtime.run_traced(payload, input_text, chat)[0]
+    if kind == "code":
+        return run_agent_code(payload["code"], input_text, chat)
+    raise ValueError(f"unknown agent kind {kind!r}")
