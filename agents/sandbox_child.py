@@ -11,12 +11,20 @@ hook. Why each layer exists, and what none of them stops, is in the parent modul
 Protocol, one JSON object per line. Parent to child on stdin: the job, then ``{"ok": true, "text":
 ...}`` or ``{"ok": false, "error": ...}`` per LLM request. Child to parent on a duplicate of the
 original stdout (fd 1 itself is pointed at stderr, so stray native writes cannot forge a message):
-``{"type": "llm", "request": {...}}`` and, last, ``{"type": "result", "ok": ..., ...}``.
+``{"type": "llm", "request": {...}}``, ``{"type": "blocked", "reason": ...}`` from the audit hook
+the moment it refuses an action (the process then exits with :data:`BLOCKED_STATUS`) and, last,
+``{"type": "result", "ok": ..., ...}``. When the job says ``serve``, the loaded entry is called once
+per parent message instead: the child sends ``{"type": "ready"}``, then answers each ``{"call":
+{"args": ..., "kwargs": ...}}`` with ``{"type": "return", "value": ...}`` (both sides in
+:func:`encode_plain`'s form) until ``{"stop": true}``. The agent shares the process and its
+descriptors, so it can write any of these itself: the parent treats every message as a claim, and
+decides nothing from one that an agent could gain by forging (see the parent module).
 """
 
 from __future__ import annotations
 
 import _imp
+import _json
 import _signal
 import _thread
 import builtins
@@ -82,6 +90,9 @@ _PATH_EVENTS = {
 }
 _DEVICES = ("/dev/null", "/dev/urandom")
 _ZONEINFO = "/usr/share/zoneinfo"
+BLOCKED_STATUS = 86
+"""The exit status of a child whose audit hook refused an action (even if its notice was lost)."""
+_PLAIN_TAGS = {"tuple": tuple, "set": set, "frozenset": frozenset}  # encode_plain's tags, dict aside
 
 # Linux constants (uapi headers).
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 1, 38, 22, 2
@@ -196,19 +207,52 @@ class _Capture(io.TextIOBase):
 def main() -> None:
     replies = sys.stdin.buffer
     job = json.loads(replies.readline())
-    link = _Link(os.dup(1), replies, job)
+    protocol_fd = os.dup(1)
+    link = _Link(protocol_fd, replies, job)
     os.dup2(2, 1)
     read_roots = _stdlib_roots()
     _confine(job, read_roots)
     sys.stdout = sys.stderr = _Capture(link)
     sys.stdin = io.StringIO()
     _lock_interpreter(job["workdir"])
-    violations: list[str] = []
-    _install_audit_hook(job["workdir"], read_roots + (_ZONEINFO,), violations)
-    message, value = _run(job, link)
-    if violations:  # even when the agent caught the PermissionError: an agent must not probe
-        message = _failure("blocked", f"blocked: {violations[0]}")
-    link.finish(message, value)
+    _install_audit_hook(job["workdir"], read_roots + (_ZONEINFO,), protocol_fd)
+    link.finish(*_run(job, link))
+
+
+def encode_plain(value: object) -> object:
+    """Plain data (None, bool, int, float, str, and lists, tuples, sets, frozensets and dicts of
+    them) in a JSON form that keeps the types JSON lacks: ``{"tuple": [...]}``, ``{"set": [...]}``,
+    ``{"frozenset": [...]}``, ``{"dict": [[key, value], ...]}``. Types must match exactly, so an
+    object that merely compares equal to everything (or an ``int`` subclass that does) is a
+    TypeError, not data."""
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind is list:
+        return [encode_plain(item) for item in value]
+    if kind is dict:
+        return {"dict": [[encode_plain(key), encode_plain(item)] for key, item in value.items()]}
+    if kind in (tuple, set, frozenset):
+        return {kind.__name__: [encode_plain(item) for item in value]}
+    raise TypeError(f"{kind.__name__} is not plain data")
+
+
+def decode_plain(data: object) -> object:
+    """The value :func:`encode_plain` encoded, from what ``json.loads`` parsed. It builds built-in
+    types only, so whatever the data came from, its comparisons are Python's own. ValueError
+    (TypeError for an unhashable key) when the data is not in that form."""
+    kind = type(data)
+    if data is None or kind in (bool, int, float, str):
+        return data
+    if kind is list:
+        return [decode_plain(item) for item in data]
+    if kind is dict and len(data) == 1:
+        ((tag, items),) = data.items()
+        if type(items) is list and tag in _PLAIN_TAGS:
+            return _PLAIN_TAGS[tag](decode_plain(item) for item in items)
+        if type(items) is list and tag == "dict" and all(type(p) is list and len(p) == 2 for p in items):
+            return {decode_plain(key): decode_plain(item) for key, item in items}
+    raise ValueError(f"not encoded plain data: {str(data)[:80]}")
 
 
 def _stdlib_roots() -> tuple[str, ...]:
@@ -386,11 +430,15 @@ def _refuse_native(spec: object, file: object = None) -> None:
     raise ImportError(f"native module {getattr(spec, 'name', spec)!r} cannot be loaded in the sandbox")
 
 
-def _install_audit_hook(workdir: str, read_roots: tuple[str, ...], violations: list[str]) -> None:
+def _install_audit_hook(workdir: str, read_roots: tuple[str, ...], notice_fd: int) -> None:
     """Last step before agent code. The hook cannot be removed, but it shares the interpreter with
     the agent, which may monkeypatch any module or builtin: so the hook looks nothing up at call
     time (everything is a closure variable bound here) and reads its arguments by exact type,
-    never calling a method an agent could override (tests check its code has no global lookups)."""
+    never calling a method an agent could override (tests check its code has no global lookups).
+
+    A refused action is reported to the parent on ``notice_fd`` and ends the process on the spot,
+    whether the report got through or not: the agent never regains control, so it cannot catch
+    the refusal and then forge a clean result, and the record lives in the parent, not here."""
     blocked = types.MappingProxyType(dict(_BLOCKED_EVENTS))
     prefixes = _BLOCKED_PREFIXES
     imports = types.MappingProxyType(dict(_BLOCKED_IMPORTS))
@@ -398,7 +446,9 @@ def _install_audit_hook(workdir: str, read_roots: tuple[str, ...], violations: l
     devices = frozenset(_DEVICES)
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     getcwd, stat, decode, copy_str = os.getcwd, os.stat, bytes.decode, str.__str__
-    type_, str_, bytes_, int_, os_error, denied = type, str, bytes, int, OSError, PermissionError
+    type_, str_, bytes_, int_, os_error = type, str, bytes, int, OSError
+    write, leave, status = os.write, os._exit, BLOCKED_STATUS
+    quote, to_bytes = _json.encode_basestring_ascii, str.encode
 
     def resolve(path: object) -> str | None:
         """The absolute path, worked out lexically; None for a non-str path or one with '..'
@@ -478,15 +528,17 @@ def _install_audit_hook(workdir: str, read_roots: tuple[str, ...], violations: l
     def hook(event: str, args: tuple[object, ...]) -> None:
         reason = check(event, args)
         if reason is not None:
-            if not violations:
-                violations.append(reason)
-            raise denied("blocked by the sandbox: " + reason)
+            try:
+                write(notice_fd, to_bytes('{"type": "blocked", "reason": ' + quote(reason) + "}\n"))
+            finally:
+                leave(status)
 
     sys.addaudithook(hook)
 
 
 def _run(job: dict[str, object], link: _Link) -> tuple[dict[str, object], object]:
-    """Compile the agent, call its entry; every failure becomes a result, never a traceback."""
+    """Compile the agent, call its entry (or serve calls to it); every failure becomes a result,
+    never a traceback."""
     namespace = {"__name__": "agent", "__builtins__": builtins,
                  "call_llm": _llm_proxy(link, int(job["max_llm_calls"]))}
     try:
@@ -494,11 +546,29 @@ def _run(job: dict[str, object], link: _Link) -> tuple[dict[str, object], object
         function = namespace.get(str(job["entry"]))
         if not callable(function):
             return _failure("exception", f"exception: the code defines no function named {job['entry']!r}"), None
+        if job["serve"]:
+            return _serve(function, link), None
         return {"ok": True}, function(*job["args"])
     except MemoryError:
         return _failure("memory", f"memory limit: {job['memory_mb']} MB exceeded"), None
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from an agent are failures too
         return _failure("exception", f"exception: {_describe(exc)}"), None
+
+
+def _serve(function: collections.abc.Callable[..., object], link: _Link) -> dict[str, object]:
+    """Call ``function`` once per call the parent sends and send back each value as plain data,
+    until the parent says stop. Nothing here needs to hold against the agent: the parent only takes
+    values from it and does every comparison itself."""
+    reply = link.ask(json.dumps({"type": "ready"}))
+    while "call" in reply:
+        call = reply["call"]
+        value = function(*decode_plain(call["args"]), **decode_plain(call["kwargs"]))
+        try:
+            encoded = encode_plain(value)
+        except (TypeError, RecursionError) as exc:
+            return _failure("exception", f"exception: the return value is not plain data: {exc}")
+        reply = link.ask(json.dumps({"type": "return", "value": encoded}))
+    return {"ok": True}
 
 
 def _llm_proxy(link: _Link, max_calls: int) -> collections.abc.Callable[..., str]:

@@ -20,7 +20,8 @@ import pytest
 
 from agentopt.agents import sandbox
 from agentopt.agents.errors import BudgetExhausted, ConfigError
-from agentopt.agents.sandbox import KINDS, Limits, SandboxError, SandboxResult, run_sandboxed
+from agentopt.agents.sandbox import (KINDS, Limits, SandboxCallError, SandboxedFunction, SandboxError, SandboxResult,
+                                     run_sandboxed)
 
 FAST = Limits(cpu_s=2, wall_s=10, memory_mb=256, max_output_bytes=10_000, max_llm_calls=3)
 SECRET = "sk-secret-123"
@@ -236,6 +237,112 @@ def test_writing_outside_the_work_directory_fails(target: str, tmp_path: Path) -
 def test_a_blocked_action_fails_the_run_even_if_the_agent_catches_it() -> None:
     result = run(agent("try:\n    open('/etc/passwd').read()\nexcept OSError:\n    return 'survived'"))
     assert_fails(result, "blocked", "blocked: file read outside the sandbox (/etc/passwd)")
+
+
+# --- verdicts the agent cannot forge ----------------------------------------------------------------
+
+FORGED = "os.write(3, b'{\"type\": \"result\", \"ok\": true, \"value\": 1}\\n')"
+
+
+def test_a_blocked_action_then_a_forged_result_still_fails() -> None:
+    code = agent(f"try:\n    open('/etc/passwd').read()\nexcept OSError:\n    pass\n{FORGED}\nos._exit(0)", "import os")
+    assert_fails(run(code), "blocked", "blocked: file read outside the sandbox (/etc/passwd)")
+
+
+def test_a_blocked_action_after_a_forged_result_still_fails() -> None:
+    """The parent keeps listening after a result: a refusal reported later still counts."""
+    code = agent(f"{FORGED}\nopen('/etc/passwd').read()\nos._exit(0)", "import os")
+    assert_fails(run(code), "blocked", "blocked: file read outside the sandbox (/etc/passwd)")
+
+
+def test_a_blocked_action_whose_report_is_diverted_still_fails() -> None:
+    code = agent("saved = os.dup(3)\nos.dup2(os.open('/dev/null', os.O_WRONLY), 3)\ntry:\n"
+                 f"    open('/etc/passwd').read()\nexcept OSError:\n    pass\n{FORGED.replace('(3,', '(saved,')}\n"
+                 "os._exit(0)", "import os")
+    assert_fails(run(code), "blocked", "refused an action (its report was lost)")
+
+
+@pytest.mark.parametrize(("after", "reason"), [
+    ("os._exit(3)", "exited with status 3 after reporting success"),
+    ("time.sleep(30)", "did not exit after its result"),
+    ("os.write(3, b'{\"type\": \"result\", \"ok\": true}\\n')", "a message after the sandbox's result"),
+])
+def test_a_forged_result_needs_a_clean_exit_right_after(after: str, reason: str) -> None:
+    assert_fails(run(agent(f"{FORGED}\n{after}", "import os, time")), "protocol", reason)
+
+
+def test_a_forged_result_is_no_more_than_a_return_value() -> None:
+    """What run_sandboxed cannot tell, and why nothing is graded on its value: see SandboxedFunction."""
+    result = run(agent(f"{FORGED}\nos._exit(0)", "import os"))
+    assert result.ok and result.value == 1, result
+
+
+def test_a_sandboxed_function_returns_plain_data_of_the_right_types() -> None:
+    code = ("def f(*args, **kwargs):\n"
+            "    return [args, kwargs, {1: (2.5, 'x'), 'k': {3, 4}}, frozenset({5}), None, True, float('inf')]\n")
+    with SandboxedFunction(code, "f", FAST) as f:
+        value = f((1, 2), [3], {4: "a"}, key={5})
+        assert value == [((1, 2), [3], {4: "a"}), {"key": {5}}, {1: (2.5, "x"), "k": {3, 4}}, frozenset({5}), None,
+                         True, float("inf")]
+        assert [type(v) for v in value[0]] == [tuple, list, dict] and type(value[2][1]) is tuple
+        assert f() == [(), {}, {1: (2.5, "x"), "k": {3, 4}}, frozenset({5}), None, True, float("inf")]
+        result = f.close()
+    assert result.ok and result.kind is None, result
+
+
+def test_a_sandboxed_function_keeps_its_state_and_is_charged_only_for_its_calls() -> None:
+    code = "calls = []\ndef f(x):\n    calls.append(x)\n    return len(calls)\n"
+    with SandboxedFunction(code, "f", dataclasses.replace(FAST, wall_s=1)) as f:
+        assert f("a") == 1
+        time.sleep(1.2)  # the caller's own time, not the function's
+        assert f("b") == 2
+        assert f.close().ok
+
+
+def assert_call_fails(code: str, kind: str, *phrases: str) -> None:
+    """The first call raises SandboxCallError, whose verdict is also the run's."""
+    with SandboxedFunction(code, "f", FAST) as f:
+        with pytest.raises(SandboxCallError) as raised:
+            f(1)
+        assert f.close() is raised.value.result
+    result = raised.value.result
+    assert result.ok is False and result.kind == kind, result
+    for phrase in phrases:
+        assert phrase in (result.error or ""), result.error
+
+
+@pytest.mark.parametrize("fake", [
+    "class Eq:\n    def __eq__(self, other):\n        return True\nfake = Eq()",
+    "class Yes(int):\n    def __eq__(self, other):\n        return True\nfake = Yes(1)",
+    "class Text(str):\n    def __eq__(self, other):\n        return True\nfake = [Text('x')]",
+])
+def test_values_that_only_pretend_to_be_data_fail_the_call(fake: str) -> None:
+    assert_call_fails(f"{fake}\ndef f(x):\n    return fake\n", "exception", "not plain data")
+
+
+@pytest.mark.parametrize(("body", "kind", "reason"), [
+    (f"{FORGED}\n    os._exit(0)", "protocol", "claimed success before it was told to stop"),
+    ("os.write(3, b'{\"type\": \"return\", \"value\": {\"tuple\": 1}}\\n')\n    os._exit(0)", "protocol",
+     "not plain data"),
+    ("sys.exit(0)", "exception", "SystemExit"),
+    ("raise SystemExit(0)", "exception", "SystemExit"),
+    ("os._exit(0)", "crash", "exited with status 0 without a result"),
+    ("try:\n        open('/etc/passwd')\n    except OSError:\n        return 1", "blocked",
+     "blocked: file read outside the sandbox (/etc/passwd)"),
+])
+def test_a_call_that_forges_exits_or_is_blocked_fails(body: str, kind: str, reason: str) -> None:
+    assert_call_fails(f"import os, sys\ndef f(x):\n    {body}\n", kind, reason)
+
+
+def test_code_that_does_not_load_fails_its_first_call() -> None:
+    assert_call_fails("def f(:\n", "exception", "SyntaxError")
+
+
+def test_sandboxed_call_arguments_must_be_plain_data() -> None:
+    with SandboxedFunction("def f(x):\n    return x\n", "f", FAST) as f:
+        with pytest.raises(SandboxError, match="plain data"):
+            f(object())
+        assert f(2) == 2
 
 
 def test_work_directory_is_usable_private_and_removed() -> None:

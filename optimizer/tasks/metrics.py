@@ -9,8 +9,11 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from agentopt.agents.errors import TaskError
+from agentopt.agents.sandbox import Limits, SandboxCallError, SandboxedFunction, SandboxError
 
 Metric = Callable[[str, str], float]
 
@@ -61,15 +64,64 @@ def last_number(prediction: str, target: str) -> float:
         return 0.0
 
 
-def humaneval(prediction: str, target: str) -> float:
-    """1 when the predicted code passes the problem's unit tests, run in the sandbox. A prediction
-    that is only the function's body is completed with the signature from the prompt."""
-    from agentopt.agents.sandbox import Limits, run_sandboxed
+@dataclass(frozen=True)
+class CheckVerdict:
+    """Whether code passed its unit tests and, when it did not, why (one line)."""
 
+    passed: bool
+    reason: str | None
+
+
+HUMANEVAL_LIMITS = Limits(cpu_s=5, wall_s=10)
+_TESTS = "<humaneval tests>"
+
+
+def humaneval_verdict(prediction: str, target: str) -> CheckVerdict:
+    """Run the problem's ``check(candidate)`` here, on a ``candidate`` that calls the predicted
+    function in the sandbox and gets back only plain data (see :class:`SandboxedFunction`).
+
+    The candidate never holds the tests, the expected values or the comparisons, so nothing it
+    writes, patches, forges or returns can make an assertion pass that its values fail; it passes
+    only if ``check`` returns and the sandbox run itself ended cleanly. The tests are the dataset's
+    own, trusted code. As in HumanEval's harness, the entry point's name also means the candidate.
+    A prediction that is only the function's body is completed with the signature from the prompt.
+    """
     problem = json.loads(target)
-    code = prediction if f"def {problem['entry_point']}" in prediction else problem["prompt"] + prediction
-    program = f"{code}\n\n{problem['test']}\n\ndef passes():\n    check({problem['entry_point']})\n    return True\n"
-    return float(run_sandboxed(program, "passes", [], limits=Limits(cpu_s=5, wall_s=10)).ok)
+    entry = problem["entry_point"]
+    code = prediction if f"def {entry}" in prediction else problem["prompt"] + prediction
+    source = problem["prompt"] + "\n\n" + problem["test"]
+    tests: dict[str, Any] = {"__name__": "humaneval_tests"}
+    exec(compile(source, _TESTS, "exec"), tests)
+    with SandboxedFunction(code, entry, HUMANEVAL_LIMITS) as candidate:
+        tests[entry] = candidate
+        try:
+            tests["check"](candidate)
+        except SandboxCallError as exc:
+            return CheckVerdict(False, exc.result.error)
+        except SandboxError:
+            raise
+        except Exception as exc:  # a failed assertion, or the tests choking on a wrong value
+            return CheckVerdict(False, _test_failure(exc, source))
+        run = candidate.close()
+    return CheckVerdict(run.ok, run.error)
+
+
+def _test_failure(exc: Exception, source: str) -> str:
+    """'test failed: AssertionError at "assert candidate(3) == 5"': what failed, and on which line."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == _TESTS:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    text = " ".join(f"{type(exc).__name__}: {exc}".split()).removesuffix(":")
+    where = f" at {source.splitlines()[line - 1].strip()!r}" if line else ""
+    return f"test failed: {text}{where}"[:300]
+
+
+def humaneval(prediction: str, target: str) -> float:
+    """1 when the predicted code passes the problem's unit tests (see :func:`humaneval_verdict`)."""
+    return float(humaneval_verdict(prediction, target).passed)
 
 
 METRICS: dict[str, Metric] = {"exact_match": exact_match, "contains": contains, "token_f1": token_f1,
