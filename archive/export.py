@@ -7,9 +7,12 @@ model and key come from the environment: no secret and no local path ends up ins
 """
 
 import json
+import os
 import re
 import shutil
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -22,7 +25,7 @@ import networkx as nx
 
 from agentopt.agents import code_framework, errors, graph_runtime, prompt_runtime, runtime, sandbox, tools, wire
 from agentopt.agents.budget import Price
-from agentopt.agents.errors import ArchiveError
+from agentopt.agents.errors import ArchiveError, ConfigError
 from agentopt.agents.local_model import LOCAL_MODEL_NAME
 from agentopt.archive.models import Campaign, Result
 from agentopt.archive.queries import lineage, show
@@ -129,11 +132,49 @@ def _vendor(target: Path) -> None:
     shutil.copyfile(Path(sandbox.__file__).with_name("sandbox_child.py"), target / "sandbox_child.py")
 
 
+def _nearest_folder(out: Path) -> Path:
+    """``out`` if it is a folder, else its nearest existing ancestor; refuses a file on the way."""
+    here = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not here.is_dir():
+        raise ConfigError(f"cannot write {out}: {'it' if here == out.absolute() else here} is a file, not a folder")
+    return here
+
+
+@contextmanager
+def staged_output(out: Path, empty: bool) -> Iterator[Path]:
+    """A fresh folder to write into; its files reach ``out`` only once the body has succeeded.
+
+    The staging folder lies in ``out`` or its nearest existing ancestor, so it is on the same file
+    system and the final step is a rename; ``out``'s missing parents are made only then. A failure
+    (bad data, a full disk, Ctrl-C) removes it, so ``out`` is never left half-written or half-made.
+    ``empty`` refuses an ``out`` that already holds something; otherwise its files of the same name
+    are replaced.
+    """
+    where = _nearest_folder(out)
+    if empty and where == out.absolute() and any(out.iterdir()):
+        raise ArchiveError(f"output directory {out} is not empty")
+    staging = where / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: cannot make a folder in {where} ({exc.strerror})") from None
+    try:
+        yield staging
+        if where == out.absolute():
+            for entry in staging.iterdir():
+                os.replace(entry, out / entry.name)
+            staging.rmdir()
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Lookup) -> Path:
     """Write the package for ``candidate_id`` into ``out`` (created; must be empty if it exists)."""
     record = show(archive, candidate_id)
-    if out.exists() and any(out.iterdir()):
-        raise ArchiveError(f"output directory {out} is not empty")
     split = next((s for s in ("test", "val") if any(r["split"] == s and r["error"] is None for r in record["results"])),
                  None)
     if split is None:
@@ -145,22 +186,24 @@ def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Loo
                 "top_p": 1.0, "stop": []}
     examples = regression_examples(record, split, lookup)
     name = names(record["task"], candidate_id)
+    readme = card(archive, record, campaign, name, examples, split, sampling)
 
-    package = out / name.package
-    package.mkdir(parents=True, exist_ok=True)
-    _vendor(package / "_agentopt")
-    for template, target in (("package_init.py", "__init__.py"), ("regression.py", "regression.py")):
-        (package / target).write_text(TEMPLATES.joinpath(template).read_text(encoding="utf-8"))
-    (package / "agent.json").write_text(json.dumps(
-        {"payload": record["payload"], "model": _model(task_role), "sampling": sampling, "task": record["task"],
-         "candidate_id": candidate_id, "campaign_id": record["campaign_id"]}, indent=2))
-    (package / "regression.json").write_text(json.dumps(examples, indent=2))
-    (out / "tests").mkdir()
-    (out / "tests" / "test_regression.py").write_text(_fill("test_regression.py.tmpl", package=name.package))
-    (out / "pyproject.toml").write_text(_fill(
-        "pyproject.toml.tmpl", dist=name.dist, package=name.package,
-        description=f"agentopt {record['payload']['kind']} agent for task {record['task']}"))
-    (out / "README.md").write_text(card(archive, record, campaign, name, examples, split, sampling))
+    with staged_output(out, empty=True) as folder:
+        package = folder / name.package
+        package.mkdir()
+        _vendor(package / "_agentopt")
+        for template, target in (("package_init.py", "__init__.py"), ("regression.py", "regression.py")):
+            (package / target).write_text(TEMPLATES.joinpath(template).read_text(encoding="utf-8"))
+        (package / "agent.json").write_text(json.dumps(
+            {"payload": record["payload"], "model": _model(task_role), "sampling": sampling, "task": record["task"],
+             "candidate_id": candidate_id, "campaign_id": record["campaign_id"]}, indent=2))
+        (package / "regression.json").write_text(json.dumps(examples, indent=2))
+        (folder / "tests").mkdir()
+        (folder / "tests" / "test_regression.py").write_text(_fill("test_regression.py.tmpl", package=name.package))
+        (folder / "pyproject.toml").write_text(_fill(
+            "pyproject.toml.tmpl", dist=name.dist, package=name.package,
+            description=f"agentopt {record['payload']['kind']} agent for task {record['task']}"))
+        (folder / "README.md").write_text(readme)
     return out
 
 

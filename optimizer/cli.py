@@ -20,8 +20,8 @@ from agentopt.optimizer.cli_campaign import COMMANDS
 from agentopt.optimizer.cli_common import (
     DbOption,
     JsonOption,
+    checked_url,
     err,
-    existing_url,
     open_archive,
     out,
     print_json,
@@ -315,7 +315,7 @@ def archive_upgrade(db: DbOption = None) -> None:
     """Migrate an archive made by an older agentopt to this version's schema (back it up first)."""
     from agentopt.archive.store import display_url, upgrade_archive
 
-    url = existing_url(db)
+    url = checked_url(db)
     before, after = upgrade_archive(url)
     message = "already at" if before == after else f"upgraded from {before or 'empty'} to"
     out.print(f"archive {display_url(url)}: {message} schema revision {after}")

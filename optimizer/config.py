@@ -5,17 +5,34 @@ one line naming the field, before a database is opened or a model started.
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentopt.agents.budget import Price, RoleBudget
 from agentopt.agents.errors import ConfigError, TaskError
 from agentopt.agents.llm import Endpoint, Sampling
 from agentopt.agents.prompt import Demo, PostProcess, PromptAgent
+from agentopt.optimizer.tasks.files import read_utf8
 
 LOCAL = "local"
+MAX_CONFIG_BYTES = 1 << 20
+"""A campaign config is settings and a few demonstrations; parsing YAML builds Python objects at a few
+MB per second at best, so a bigger file is refused at once rather than parsed for a minute."""
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's scanner when PyYAML was built with it
+
+
+def _http_url(value: str) -> str:
+    """Refuse a base_url that cannot be an endpoint now, not as 'cannot reach' at the first LLM call."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL with a host, such as http://127.0.0.1:8080/v1; got {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class Frozen(BaseModel):
@@ -25,7 +42,7 @@ class Frozen(BaseModel):
 class EndpointConfig(Frozen):
     """One replica serving a role's model, with limits that hold across every Ray worker."""
 
-    base_url: str
+    base_url: HttpUrl
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
     max_concurrency: int | None = Field(None, ge=1, description="requests in flight at once")
     requests_per_s: float | None = Field(None, gt=0)
@@ -37,7 +54,7 @@ class RoleConfig(Frozen):
     any other model needs ``base_url`` (one endpoint) or ``endpoints`` (a pool of replicas)."""
 
     model: str = LOCAL
-    base_url: str | None = None
+    base_url: HttpUrl | None = None
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
     endpoints: tuple[EndpointConfig, ...] = ()
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -194,10 +211,16 @@ def parse_config(data: object, source: str = "config") -> CampaignConfig:
 
 def load_config(path: str | Path) -> CampaignConfig:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size / 2**20:.1f} MiB is more than a config may be "
+                          f"({MAX_CONFIG_BYTES // 2**20} MiB); put examples in a .jsonl or .csv task file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(read_utf8(path, ConfigError), Loader=YamlLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

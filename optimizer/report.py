@@ -19,6 +19,7 @@ from sqlalchemy import select
 from agentopt.agents.budget import Price
 from agentopt.agents.errors import ConfigError
 from agentopt.archive import queries
+from agentopt.archive.export import staged_output
 from agentopt.archive.models import Candidate, Evaluation, LLMCall
 from agentopt.archive.store import Archive
 
@@ -167,16 +168,16 @@ pre{{white-space:pre-wrap;margin:0;max-width:520px}}</style></head><body>
 
 
 def write_report(archive: Archive, campaign_id: str, out: Path, prices: dict[str, Price]) -> Path:
-    """Write ``index.html`` and its PNGs into ``out`` (created; existing report files are replaced)."""
+    """Write ``index.html`` and its PNGs into ``out`` (created; existing report files are replaced,
+    and only once all of them are drawn, so a failure leaves ``out`` as it was)."""
     campaign = archive.campaign(campaign_id)
-    out.mkdir(parents=True, exist_ok=True)
     ranked = queries.top(archive, TOP, "val", queries.Filters(campaign=campaign_id))
     tests = {r.candidate_id: (archive.evaluations(r.candidate_id).get("test") or None) for r in ranked}
     test_means = {c: (e.mean if e is not None else None) for c, e in tests.items()}
-    images = plots(curve(archive, campaign_id, prices), distribution(archive, campaign_id),
-                   top_lineage(archive, [r.candidate_id for r in ranked[:5]]), out)
     info = {"id": campaign.id, "task": campaign.task, "strategy": campaign.strategy, "status": campaign.status,
             "created_at": campaign.created_at.isoformat()}
-    index = out / "index.html"
-    index.write_text(page(info, ranked, test_means, images), encoding="utf-8")
-    return index
+    with staged_output(out, empty=False) as folder:
+        images = plots(curve(archive, campaign_id, prices), distribution(archive, campaign_id),
+                       top_lineage(archive, [r.candidate_id for r in ranked[:5]]), folder)
+        (folder / "index.html").write_text(page(info, ranked, test_means, images), encoding="utf-8")
+    return out / "index.html"

@@ -54,7 +54,10 @@ def split_examples(
     """Shuffle with ``seed`` and cut into train / val / test by the given fractions.
 
     Ids are the example's position in the input order, so the same data and seed always give the
-    same ids in the same splits.
+    same ids in the same splits. A generated task may repeat an input (``sum`` draws its pairs with
+    replacement); a repeat is dropped from the earlier split (train, then val) so no input is in two
+    splits and the sealed test split keeps every example and id it had. Task files are checked for
+    repeats before this, naming the lines (see ``tasks.files``).
     """
     if len(pairs) < 3:
         raise TaskError(f"a task needs at least 3 examples to make train/val/test splits, got {len(pairs)}")
@@ -64,8 +67,18 @@ def split_examples(
     n_val = max(1, round(sizes[1] * len(order)))
     n_train = min(n_train, len(order) - 2)
     n_val = min(n_val, len(order) - n_train - 1)
-    cuts = (order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :])
+    cuts = _without_later_inputs(pairs, (order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]))
     return tuple(  # type: ignore[return-value]
         tuple(Example(id=f"{name}-{i}", input=pairs[i][0], target=pairs[i][1]) for i in idx)
         for name, idx in zip(SPLITS, cuts, strict=True)
     )
+
+
+def _without_later_inputs(pairs: Sequence[tuple[str, str]], cuts: Sequence[list[int]]) -> list[list[int]]:
+    """Each cut less the positions whose input is also in a later cut (repeats inside one cut stay)."""
+    later: set[str] = set()
+    kept: list[list[int]] = []
+    for idx in reversed(cuts):
+        kept.insert(0, [i for i in idx if pairs[i][0] not in later])
+        later.update(pairs[i][0] for i in idx)
+    return kept
