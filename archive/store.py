@@ -8,6 +8,8 @@ what makes re-runs and concurrent writers safe.
 import hashlib
 import json
 import os
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from agentopt.agents.base import Agent
 
 DEFAULT_DB = "agentopt.db"
+WAL_RETRY_S = 0.01  # converting a new file to WAL takes a few milliseconds
+PLANNED_TABLES = ("campaigns", "candidates", "evaluations", "lineage")  # what archive queries filter and rank
 USAGE_COLUMNS = ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens", "latency_s")
 
 
@@ -95,15 +99,39 @@ def describe_db_error(exc: Exception, url: str) -> str:
     return f"cannot use archive {where}: {detail_line}"
 
 
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the database to WAL, retrying while another connection holds it.
+
+    SQLite converts a new (empty) file to WAL without calling the busy handler: a second process
+    that opens the file while the first converts it gets SQLITE_BUSY at once, however long
+    ``busy_timeout`` is. That was the "locked by another process" of two campaigns starting on one
+    new archive (measured: the error came 0.2 ms into the pragma, inside the other's conversion).
+    """
+    deadline = time.monotonic() + lock_timeout_s()
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
+
+
 def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(conn: Any, _record: Any) -> None:
+        def _sqlite_pragmas(conn: sqlite3.Connection, _record: Any) -> None:
+            # The driver opens a transaction just before a statement's first write, so reads never
+            # hold a snapshot that a later write would have to upgrade (in WAL mode, an upgrade
+            # that finds a newer commit fails at once instead of waiting). IMMEDIATE makes that
+            # BEGIN take the write lock itself, through the busy handler: writers queue, never deadlock.
+            conn.isolation_level = "IMMEDIATE"
             cursor = conn.cursor()
             cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_s() * 1000)}")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -183,11 +211,15 @@ class Archive:
 
         Without them SQLite scans evaluations in score order even when a filter keeps one row in a
         thousand (0.5 s instead of 5 ms at 100k candidates). Sampled statistics (``analysis_limit``)
-        misjudge the split column and keep the slow plan, so this is a full ``ANALYZE``: run after
-        every campaign, it costs about a second per million candidates (experiments/bench_archive.py).
+        misjudge the split column and keep the slow plan, so each table is analysed in full: about a
+        second per million candidates (experiments/bench_archive.py). Only the tables those queries
+        plan over, one at a time: SQLite holds the write lock through an ``ANALYZE``, and the big
+        ``results`` and ``llm_calls`` tables (tens of rows per candidate, read only through index
+        lookups that plan the same without statistics) would keep other campaigns waiting for nothing.
         """
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
+        for table in PLANNED_TABLES:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"ANALYZE {table}")
 
     def campaign(self, campaign_id: str) -> Campaign:
         with self.session() as s:

@@ -59,6 +59,8 @@ def sqlite_problem(path: Path, must_exist: bool) -> str | None:
     try:
         tables = _tables(path)
     except sqlite3.Error as exc:
+        if "locked" in str(exc):
+            return None  # a busy archive is still one: opening it waits for the lock and says so if it must
         return f"{path} cannot be read as an archive: {exc} (nothing was changed)"
     if not tables.intersection(ARCHIVE_TABLES):
         return f"{path} is a SQLite database but not an agentopt archive (nothing was changed)"

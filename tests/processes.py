@@ -1,12 +1,15 @@
 """Helpers for tests that start ``agentopt`` or model servers as real processes and stop them."""
 
+import multiprocessing
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 AGENTOPT = str(Path(sys.executable).parent / "agentopt")
@@ -40,6 +43,71 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 120.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+@contextmanager
+def busy_cores() -> Iterator[None]:
+    """A busy-looping process on every core while the block runs: the timing of a loaded machine,
+    where the windows between two processes' database steps stretch and races show."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+NEW_ARCHIVE_CANDIDATES = 5  # each writer's campaign in each new archive
+
+
+def _write_new_archives(urls: list[str], barrier: Barrier, seed: int,
+                        report: "multiprocessing.Queue[list[str]]") -> None:
+    """Open each new archive the instant the other writers do, then write one campaign into it.
+
+    An archive error is reported and the writer goes on to the next archive, so the others are not
+    left at the barrier; anything else ends the writer (a non-zero exit) after it has reported."""
+    from agentopt.agents.errors import ArchiveError
+    from agentopt.agents.llm import Completion, Payer
+    from agentopt.agents.prompt import PromptAgent
+    from agentopt.archive.cache import SqlCallCache
+    from agentopt.archive.store import Archive, ExampleOutcome
+
+    errors: list[str] = []
+    try:
+        for url in urls:
+            barrier.wait(timeout=120)
+            try:
+                archive = Archive(url)
+                campaign, cache = archive.create_campaign(f"writer {seed}", "task", "ape", {}), SqlCallCache(archive)
+                for i in range(NEW_ARCHIVE_CANDIDATES):
+                    agent = PromptAgent(instruction=f"Instruction {i}.")
+                    candidate, _ = archive.add_candidate(campaign, agent, "ape")
+                    archive.add_result(candidate, "train", ExampleOutcome("train-1", "out", 1.0, None, {}))
+                    cache.put(f"{seed}-{i}", {"model": "m"}, Completion("x", 1, 1, 0.1), Payer(campaign))
+                    archive.update_evaluation(candidate, "train")
+                archive.finish_campaign(campaign, "finished", {})
+                archive.engine.dispose()
+            except ArchiveError as exc:
+                errors.append(f"writer {seed}: {exc}")
+    finally:
+        report.put(errors)
+
+
+def race_to_new_archives(urls: list[str], writers: int) -> list[str]:
+    """``writers`` processes open every archive in ``urls`` (each new) at one instant and each write a
+    campaign into it; returns their errors. Forked, so no import delay spreads the openings apart."""
+    context = multiprocessing.get_context("fork")
+    barrier, report = context.Barrier(writers), context.Queue()
+    procs = [context.Process(target=_write_new_archives, args=(urls, barrier, seed, report))
+             for seed in range(writers)]
+    for proc in procs:
+        proc.start()
+    errors = [error for _ in procs for error in report.get(timeout=900)]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * writers, errors
+    return errors
 
 
 def stored_results(db: Path) -> int:

@@ -2,6 +2,8 @@
 Optuna studies sharing the archive's database (each keeps its Alembic revision in its own table)."""
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -172,3 +174,24 @@ def test_bad_database_urls_are_one_line(url: str, message: str) -> None:
         result = agentopt(*command, "--db", url)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_opening_a_new_sqlite_archive_waits_while_another_process_converts_it(tmp_path: Path) -> None:
+    """SQLite refuses a WAL switch at once, without its busy handler, while another connection holds
+    the new file; the archive must wait that out like any other lock instead of calling it locked."""
+    db = tmp_path / "a.db"
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # the new file, held the way a converting process holds it
+    release = threading.Timer(0.5, holder.rollback)
+    release.start()
+    started = time.monotonic()
+    try:
+        archive = Archive(f"sqlite:///{db}")
+    finally:
+        release.join()
+        holder.close()
+    assert time.monotonic() - started >= 0.5, "it waited for the holder"
+    assert schema.state(archive.engine).current == schema.head_revision()
+    with archive.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    archive.engine.dispose()
