@@ -1,11 +1,17 @@
-"""The gate every uncached LLM call passes: endpoint choice, concurrency, rate limits and budgets.
+"""The gate every uncached LLM call passes: endpoint choice, concurrency, rate limits, budgets and health.
 
 One gate serves a whole run. In a Ray run it lives in one actor that every worker asks before a
-call, so per-endpoint limits and budgets hold across the cluster, not per process. The rule itself
-(:class:`Admission`) is plain, clock-injected code; :class:`LocalGate` adds the waiting.
+call, so per-endpoint limits, budgets and endpoint health hold across the cluster, not per process.
+The rule itself (:class:`Admission`) is plain, clock-injected code; :class:`LocalGate` adds the waiting.
+
+Health: an endpoint that fails ``failures_to_down`` calls in a row (connection errors, timeouts,
+5xx) is *down*. Its traffic goes to the endpoints that are up, and callers waiting for a lease are
+handed *probe* leases on it: one real, 1-token request, never charged to a budget, first at once,
+then with backoff. A failed probe confirms the outage (so calls that failed on it are excused, see
+:class:`~agentopt.agents.llm.LLMClient`); a probe that answers brings the endpoint back. While a role
+has no endpoint up its calls wait; after ``outage_limit_s`` the gate halts the run (``endpoint_down``).
 """
 
-import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -16,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentopt.agents.budget import Price, RoleBudget, Spend
 from agentopt.agents.errors import BudgetExhausted
+
+ENDPOINT_DOWN = "endpoint_down"
 
 
 class Endpoint(BaseModel):
@@ -30,6 +38,33 @@ class Endpoint(BaseModel):
     max_concurrency: int | None = Field(None, ge=1, description="requests in flight at once, across all workers")
     requests_per_s: float | None = Field(None, gt=0, description="request rate limit, across all workers")
     tokens_per_min: float | None = Field(None, gt=0, description="token rate limit (prompt + completion)")
+
+
+class Health(BaseModel):
+    """When an endpoint counts as down, how it is probed back, and how long a run waits for one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failures_to_down: int = Field(3, ge=1, description="consecutive connection failures or 5xx that mark an "
+                                                       "endpoint down")
+    probe_initial_s: float = Field(1.0, gt=0, description="wait after the first failed probe; doubles after each")
+    probe_max_s: float = Field(15.0, gt=0, description="longest wait between probes")
+    outage_limit_s: float = Field(300.0, gt=0, description="seconds a role may have no endpoint up before the run "
+                                                           "stops as endpoint_down (resume finishes it)")
+
+
+class Halted(BudgetExhausted):
+    """The gate refuses every further call of this run: a role's endpoints stayed down past the
+    outage limit, or a supervisor gave up on a server. Unlike a spent budget, the campaign cannot
+    finish now; it stops unfinished and ``agentopt resume`` completes it later."""
+
+    def __init__(self, budget: str, detail: str) -> None:
+        super().__init__(budget)
+        self.args = (f"{budget}: {detail}",)
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # type: ignore[override]  # crosses Ray intact
+        return (type(self), (self.budget, self.detail))
 
 
 @dataclass
@@ -59,6 +94,25 @@ class Bucket:
         self.level -= min(amount, self.capacity)
 
 
+@dataclass(frozen=True)
+class Seen:
+    """An endpoint's health at one moment, as a caller judges a failure by it: outages confirmed by
+    a failed probe so far, and the newest lease (by admission order) it answered, -1 for none."""
+
+    outages: int = 0
+    answered: int = -1
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """What a person is shown about one endpoint."""
+
+    up: bool
+    down_for_s: float | None = None
+    last_error: str | None = None
+    outages: int = 0
+
+
 @dataclass
 class EndpointState:
     endpoint: Endpoint
@@ -66,6 +120,15 @@ class EndpointState:
     served: int = 0
     requests: Bucket | None = None
     tokens: Bucket | None = None
+    streak: int = 0  # consecutive failures (calls and probes, in admission order)
+    failed_probes: int = 0  # in the current streak; one confirms the outage
+    outages: int = 0
+    answered_lease: int = -1  # the newest lease it answered
+    fault_tick: int = 0  # leases admitted from here on came after its newest failure
+    down_since: float | None = None
+    probe_at: float = 0.0
+    probing: bool = False
+    last_error: str | None = None
 
     def __post_init__(self) -> None:
         e = self.endpoint
@@ -80,6 +143,33 @@ class EndpointState:
         waits = [b.wait_for(n, now) for b, n in ((self.requests, 1), (self.tokens, tokens)) if b is not None]
         return max(waits, default=0.0)
 
+    @property
+    def seen(self) -> Seen:
+        return Seen(self.outages, self.answered_lease)
+
+    def answered(self, lease_id: int) -> None:
+        """An answer to a lease admitted after the newest failure ends the streak; an older one
+        (a request in flight when the server died) says nothing about it now."""
+        self.answered_lease = max(self.answered_lease, lease_id)
+        if lease_id >= self.fault_tick:
+            self.streak, self.failed_probes, self.down_since = 0, 0, None
+
+    def failed(self, tick: int, error: str, probe: bool, health: "Health", now: float) -> None:
+        """Count one failure, reported when lease ``tick`` is the next to be admitted. The one that
+        reaches the threshold marks the endpoint down and asks for a probe at once, so a request
+        that fails on a healthy server is told apart quickly; a failed probe confirms the outage
+        and puts the next one off, doubling each time."""
+        self.fault_tick = tick
+        self.last_error = error
+        self.streak += 1
+        if self.streak == health.failures_to_down:
+            self.down_since, self.probe_at = now, now
+        if probe and self.streak > health.failures_to_down:
+            self.failed_probes += 1
+            if self.failed_probes == 1:
+                self.outages += 1
+            self.probe_at = now + min(health.probe_initial_s * 2 ** (self.failed_probes - 1), health.probe_max_s)
+
 
 @dataclass
 class Ledger:
@@ -90,10 +180,16 @@ class Ledger:
 
 
 class Lease(NamedTuple):
-    """Permission for one call: the endpoint to use, and the id to hand back when it is done."""
+    """Permission for one call: the endpoint to use, and the id to hand back when it is done.
+
+    A ``probe`` lease asks the caller to send one health probe there instead (then ask again).
+    ``seen`` holds each requested endpoint's :class:`Seen`; ``None`` when the gate tracks no health.
+    Ids grow in admission order: an answer is news about a failure only if admitted after it."""
 
     id: int
     url: str
+    probe: bool = False
+    seen: dict[str, Seen] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,22 +199,28 @@ class Held:
     tokens: int
     reserved: Spend
     expires: float
+    probe: bool = False
 
 
 class Admission:
-    """Which endpoint may take a call now, or how long to wait; raises when a budget is spent.
+    """Which endpoint may take a call now, or how long to wait; raises when a budget is spent or
+    the run is halted.
 
     A lease not handed back by its expiry (its worker died mid-call) is reclaimed, so a killed
-    process cannot hold an endpoint slot or a budget reservation for ever.
+    process cannot hold an endpoint slot or a budget reservation for ever. Without ``health`` every
+    endpoint always counts as up, and failures are the caller's alone to count.
     """
 
-    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None) -> None:
         self.endpoints = {e.base_url: EndpointState(e) for e in endpoints}
+        self.health = health
         self.ledgers: dict[str, Ledger] = {}
         self.held: dict[int, Held] = {}
-        self.next_id = itertools.count()
+        self.issued = 0  # leases so far; the next one's id
         self.deadline: float | None = None
         self.stopped: str | None = None
+        self.halted: Halted | None = None
+        self.clock = 0.0  # the latest time admission was asked for
 
     def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None:
         ledger = self.ledgers.setdefault(role, Ledger())
@@ -132,26 +234,43 @@ class Admission:
     def spent(self, role: str) -> Spend:
         return self.ledgers.get(role, Ledger()).spent
 
+    def halt(self, reason: str, detail: str) -> None:
+        """Refuse every further call with ``reason``; budgets reconfigured later do not lift it."""
+        self.halted = self.halted or Halted(reason, detail)
+
+    def down(self, state: EndpointState) -> bool:
+        return self.health is not None and state.streak >= self.health.failures_to_down
+
+    def report(self, now: float) -> dict[str, EndpointHealth]:
+        """Each endpoint as a person is shown it."""
+        def one(s: EndpointState) -> EndpointHealth:
+            if not self.down(s) or s.down_since is None:
+                return EndpointHealth(True, None, s.last_error, s.outages)
+            return EndpointHealth(False, round(now - s.down_since, 1), s.last_error, s.outages)
+
+        return {url: one(s) for url, s in self.endpoints.items()}
+
     def try_acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
                     now: float) -> Lease | float:
-        """A lease on an endpoint, or seconds to wait before asking again."""
+        """A lease on an endpoint (or a probe lease), or seconds to wait before asking again."""
+        self.clock = now
         for lease_id in [i for i, h in self.held.items() if h.expires <= now]:
             self.release(self.held[lease_id].role, lease_id, None)
         ledger = self.ledgers.setdefault(role, Ledger())
-        if self.deadline is not None and now >= self.deadline:
-            self.stopped = "wall_time_s"
         estimate = Spend.of_call(prompt_tokens, max_tokens, ledger.price)
-        what = (ledger.spent + ledger.reserved + estimate).over(ledger.budget)
-        if what is not None:
-            self.stopped = f"{role}.{what}"
-        if self.stopped:
-            raise BudgetExhausted(self.stopped)
-        tokens = prompt_tokens + max_tokens
+        self._check_stops(role, ledger, estimate, now)
         states = [self.endpoints[u] for u in urls]
-        waits = [s.wait(tokens, now) for s in states]
-        ready = [s for s, w in zip(states, waits, strict=True) if w == 0.0]
+        up = [s for s in states if not self.down(s)]
+        if not up:
+            self._check_outage(role, states, now)
+        due = [s for s in states if self.down(s) and not s.probing and s.probe_at <= now]
+        if due:
+            return self._lease(due[0], role, urls, 0, Spend(), ttl_s, now, probe=True)
+        tokens = prompt_tokens + max_tokens
+        waits = [s.wait(tokens, now) for s in up]
+        ready = [s for s, w in zip(up, waits, strict=True) if w == 0.0]
         if not ready:
-            return min(waits)
+            return min(waits + [self._next_probe(states, now)])
         chosen = min(ready, key=lambda s: (s.in_flight, s.served))
         chosen.in_flight += 1
         chosen.served += 1
@@ -160,31 +279,84 @@ class Admission:
         if chosen.tokens:
             chosen.tokens.take(tokens)
         ledger.reserved += estimate
-        lease = Lease(next(self.next_id), chosen.endpoint.base_url)
-        self.held[lease.id] = Held(role, lease.url, tokens, estimate, now + ttl_s)
+        return self._lease(chosen, role, urls, tokens, estimate, ttl_s, now)
+
+    def _check_stops(self, role: str, ledger: Ledger, estimate: Spend, now: float) -> None:
+        if self.halted is not None:
+            raise self.halted
+        if self.deadline is not None and now >= self.deadline:
+            self.stopped = "wall_time_s"
+        what = (ledger.spent + ledger.reserved + estimate).over(ledger.budget)
+        if what is not None:
+            self.stopped = f"{role}.{what}"
+        if self.stopped:
+            raise BudgetExhausted(self.stopped)
+
+    def _check_outage(self, role: str, states: Sequence[EndpointState], now: float) -> None:
+        """Halt the run once a role has had no endpoint up for the outage limit."""
+        assert self.health is not None  # an endpoint can only be down when health is tracked
+        since = max((s.down_since for s in states if s.down_since is not None), default=now)
+        if now - since >= self.health.outage_limit_s:
+            errors = "; ".join(f"{s.endpoint.base_url}: {s.last_error}" for s in states)
+            self.halt(ENDPOINT_DOWN, f"no endpoint of role {role} answered for {now - since:.0f}s ({errors})")
+            raise self.halted  # type: ignore[misc]
+
+    def _next_probe(self, states: Sequence[EndpointState], now: float) -> float:
+        """Seconds until a down endpoint may be probed (or the outage limit checked) again."""
+        waits = [max(s.probe_at - now, 0.0) for s in states if self.down(s) and not s.probing]
+        return min(waits, default=float("inf"))
+
+    def _lease(self, state: EndpointState, role: str, urls: Sequence[str], tokens: int, reserved: Spend,
+               ttl_s: float, now: float, probe: bool = False) -> Lease:
+        url = state.endpoint.base_url
+        seen = None if self.health is None else {u: self.endpoints[u].seen for u in urls}
+        lease = Lease(self.issued, url, probe, seen)
+        self.issued += 1
+        state.probing = state.probing or probe
+        self.held[lease.id] = Held(role, url, tokens, reserved, now + ttl_s, probe)
         return lease
 
-    def release(self, role: str, lease_id: int, used: tuple[int, int] | None) -> None:
-        """A call finished: ``used`` is its (prompt, completion) tokens, ``None`` if it failed.
+    def release(self, role: str, lease_id: int, used: tuple[int, int] | None, fault: str | None = None,
+                now: float | None = None) -> int | None:
+        """A call (or probe) finished: ``used`` is its (prompt, completion) tokens if it answered;
+        ``fault`` says why the endpoint failed it (connection error, timeout, 5xx); neither: it
+        failed for another reason, which says nothing about the endpoint's health. ``now`` dates a
+        fault (default: the last admission's time).
 
-        A late release of a reclaimed lease still books what the call used."""
+        For a fault, returns the id the next lease will get (an answer to it or a later one shows
+        the endpoint working after the fault); ``None`` otherwise or without health tracking. A
+        probe costs no budget. A late release of a reclaimed lease still books what the call used."""
         ledger = self.ledgers.setdefault(role, Ledger())
         held = self.held.pop(lease_id, None)
-        if held is not None:
-            state = self.endpoints[held.url]
-            state.in_flight -= 1
-            ledger.reserved -= held.reserved
-            if state.tokens:  # settle the token bucket with what the call really used
-                state.tokens.level += held.tokens - sum(used or (0, 0))
+        if held is None or not held.probe:
+            if held is not None:
+                self._free(held, used)
+            if used is not None:
+                ledger.spent += Spend.of_call(*used, ledger.price)
+        if held is None or self.health is None:
+            return None
+        state = self.endpoints[held.url]
+        state.probing = state.probing and not held.probe
         if used is not None:
-            ledger.spent += Spend.of_call(*used, ledger.price)
+            state.answered(lease_id)
+        elif fault is not None:
+            state.failed(self.issued, fault, held.probe, self.health, self.clock if now is None else now)
+            return self.issued
+        return None
+
+    def _free(self, held: Held, used: tuple[int, int] | None) -> None:
+        state = self.endpoints[held.url]
+        state.in_flight -= 1
+        self.ledgers.setdefault(held.role, Ledger()).reserved -= held.reserved
+        if state.tokens:  # settle the token bucket with what the call really used
+            state.tokens.level += held.tokens - sum(used or (0, 0))
 
 
 class LocalGate:
     """Thread-safe waiting around :class:`Admission`; also the body of the cluster-wide Ray actor."""
 
-    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
-        self._admission = Admission(endpoints)
+    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None) -> None:
+        self._admission = Admission(endpoints, health)
         self._changed = threading.Condition()
 
     def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None:
@@ -204,6 +376,17 @@ class LocalGate:
         with self._changed:
             return self._admission.stopped
 
+    def halt(self, reason: str, detail: str) -> None:
+        """Stop the run: every waiting and later acquire raises :class:`Halted` (e.g. a local model
+        server that keeps dying, reported by its supervisor)."""
+        with self._changed:
+            self._admission.halt(reason, detail)
+            self._changed.notify_all()
+
+    def health(self) -> dict[str, EndpointHealth]:
+        with self._changed:
+            return self._admission.report(time.time())
+
     def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float) -> Lease:
         with self._changed:
             while True:
@@ -212,7 +395,8 @@ class LocalGate:
                     return got
                 self._changed.wait(timeout=min(got, 1.0))
 
-    def release(self, role: str, lease_id: int, used: tuple[int, int] | None) -> None:
+    def release(self, role: str, lease_id: int, used: tuple[int, int] | None, fault: str | None = None) -> int | None:
         with self._changed:
-            self._admission.release(role, lease_id, used)
+            tick = self._admission.release(role, lease_id, used, fault, time.time())
             self._changed.notify_all()
+            return tick

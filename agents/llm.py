@@ -3,15 +3,19 @@
 Every call is keyed on (model, messages, every sampling parameter, sample index). A hit returns the
 stored completion without touching the network, so a repeated or resumed run pays for nothing twice.
 Transport failures are retried a bounded number of times and then raised as :class:`LLMUnavailable`;
-an unusable body becomes :class:`LLMBadReply`. Neither is ever turned into an empty answer.
+an unusable body becomes :class:`LLMBadReply`. Neither is ever turned into an empty answer. A failure
+caused by an endpoint outage is not the call's: it waits for the endpoint and tries again (see
+:class:`Attempts`). The role decides sampling: a caller may only lower ``max_tokens`` and pick a
+temperature in the role's range (see :func:`bounded`).
 """
 
 import hashlib
 import json
+import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -22,7 +26,6 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     retry_if_not_exception_type,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
@@ -33,6 +36,9 @@ from agentopt.agents.wire import completion_request
 
 Message = dict[str, str]
 LEASE_SLACK_S = 30.0  # a lease outlives its request's timeout by this much before it is reclaimed
+OUTAGES_RIDDEN = 3  # outages one call may wait out; after that its faults are charged like any failure
+OVERRIDABLE = ("temperature", "max_tokens")  # what a caller may set per call; the rest is the role's
+CALLER_TEMPERATURE_CAP = 1.0  # callers may sample up to this, or up to the role's temperature if higher
 
 _RETRIABLE = (
     openai.APITimeoutError,
@@ -41,6 +47,7 @@ _RETRIABLE = (
     openai.InternalServerError,
     LLMBadReply,
 )
+_FAULTS = (openai.APIConnectionError, openai.InternalServerError)  # the endpoint's failure, not the request's
 
 
 class Sampling(BaseModel):
@@ -50,6 +57,40 @@ class Sampling(BaseModel):
     max_tokens: int = Field(64, ge=1)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: tuple[str, ...] = ()
+
+
+class SamplingRefused(LLMError):
+    """A call set a sampling parameter callers may not set, or gave one a value of the wrong type;
+    nothing was sent."""
+
+
+def bounded(role: Sampling, overrides: Mapping[str, object]) -> tuple[Sampling, bool]:
+    """The role's sampling with a caller's overrides held to what the role allows: ``max_tokens``
+    in [1, the role's], ``temperature`` in [0, max(the role's, CALLER_TEMPERATURE_CAP)]. Returns
+    what to send and whether a value had to be clamped. Agent code is generated, so it must not be
+    able to lift the role's length cap (a budget's admission estimate rests on it) or its range."""
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise SamplingRefused(f"sampling parameter(s) {', '.join(map(repr, unknown))} cannot be set per call "
+                              f"(allowed: {', '.join(OVERRIDABLE)}); the role sets the rest")
+    update: dict[str, float | int] = {}
+    if "temperature" in overrides:
+        given = _number("temperature", overrides["temperature"], integer=False)
+        update["temperature"] = float(min(max(given, 0.0), max(role.temperature, CALLER_TEMPERATURE_CAP)))
+    if "max_tokens" in overrides:
+        update["max_tokens"] = min(max(int(_number("max_tokens", overrides["max_tokens"], integer=True)), 1),
+                                   role.max_tokens)
+    clamped = any(update[k] != overrides[k] for k in update)
+    return (role.model_copy(update=update) if update else role), clamped
+
+
+def _number(name: str, value: object, integer: bool) -> float:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and not integer and not math.isnan(value):
+        return value
+    raise SamplingRefused(f"sampling parameter {name} must be {'an integer' if integer else 'a number'}, "
+                          f"not {str(value)[:40]!r}")
 
 
 @dataclass(frozen=True)
@@ -79,11 +120,12 @@ class CallCache(Protocol):
 
 
 class Gate(Protocol):
-    """Admits each uncached call to an endpoint (see :mod:`agentopt.agents.gate`)."""
+    """Admits each uncached call to an endpoint and tracks endpoint health (see :mod:`agentopt.agents.gate`)."""
 
     def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float) -> Lease: ...
 
-    def release(self, role: str, lease_id: int, used: tuple[int, int] | None) -> None: ...
+    def release(self, role: str, lease_id: int, used: tuple[int, int] | None,
+                fault: str | None = None) -> int | None: ...
 
 
 class MemoryCache:
@@ -107,6 +149,7 @@ class Usage:
     completion_tokens: int = 0
     footprint_tokens: int = 0
     latency_s: float = 0.0
+    clamped: int = 0  # calls whose sampling overrides went past what the role allows
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, completion: Completion) -> None:
@@ -120,9 +163,67 @@ class Usage:
             self.completion_tokens += completion.completion_tokens
             self.latency_s += completion.latency_s
 
+    def clamp(self) -> None:
+        with self._lock:
+            self.clamped += 1
+
     def as_dict(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens",
-                                                "latency_s")}
+                                                "latency_s", "clamped")}
+
+
+@dataclass
+class Attempts:
+    """One call's failures, judged as the gate learns more, so an outage never uses up a call's attempts.
+
+    Failures other than faults are charged at once. A fault (connection error, timeout, 5xx) stays
+    open until the endpoint shows what it was: an outage confirmed after the attempt was admitted
+    excuses it (the call waits for the endpoint and tries again), an answer to a call admitted
+    after the fault was reported charges it. An open fault is retried at once, without backoff:
+    the gate paces it (a down endpoint is only probed, with backoff), and a quick retry is what
+    lets the gate tell an outage from a bad request before a restarted server hides it. Without
+    health tracking (``seen`` is ``None``) a fault is charged at once. Waiting is bounded too:
+    after ``OUTAGES_RIDDEN`` outages, faults are charged."""
+
+    limit: int
+    charged: int = 0
+    ridden: int = 0
+    open: list[tuple[str, int, int]] = field(default_factory=list)  # (url, outages at admission, fault's tick)
+    last: BaseException | None = None
+    judging: bool = False  # the last failure is an open fault: ask the gate again at once, it paces the retry
+
+    @property
+    def spent(self) -> bool:
+        return self.charged >= self.limit
+
+    def failed(self, exc: BaseException) -> None:
+        self.charged += 1
+        self.last, self.judging = exc, False
+
+    def faulted(self, lease: Lease, tick: int | None, exc: BaseException) -> None:
+        """``tick``: what the gate answered to the fault's release (``None``: it tracks no health)."""
+        self.last, self.judging = exc, False
+        if lease.seen is None or tick is None or self.ridden >= OUTAGES_RIDDEN:
+            self.charged += 1
+            return
+        self.open.append((lease.url, lease.seen[lease.url].outages, tick))
+        self.judging = True
+
+    def settle(self, lease: Lease) -> None:
+        """Judge the open faults by what ``lease`` says of their endpoints now."""
+        if lease.seen is None or not self.open:
+            return
+        still, excused = [], False
+        for url, outages, tick in self.open:
+            now = lease.seen[url]
+            if now.outages > outages:
+                excused = True
+            elif now.answered >= tick:
+                self.charged += 1
+            else:
+                still.append((url, outages, tick))
+        self.open = still
+        self.ridden += excused
 
 
 def cache_key(model: str, messages: Sequence[Message], sampling: Sampling, sample: int) -> str:
@@ -167,67 +268,124 @@ class LLMClient:
             for e in endpoints
         }
 
-    def metered(self, campaign_id: str | None = None) -> "LLMClient":
+    def _view(self) -> "LLMClient":
         view = object.__new__(LLMClient)
         view.__dict__.update(self.__dict__)
+        return view
+
+    def metered(self, campaign_id: str | None = None) -> "LLMClient":
+        view = self._view()
         view.usage = Usage()
         if campaign_id is not None:
             view.payer = replace(self.payer, campaign_id=campaign_id)
         return view
 
+    def resampled(self, **fields: object) -> "LLMClient":
+        """A view whose role sampling is changed, validated, for a strategy's own trusted calls
+        (ADAS's meta agent writes whole programs); per-call overrides, which agent code can
+        choose, stay bounded by it. Shares usage, cache, gate and payer."""
+        view = self._view()
+        view.sampling = Sampling.model_validate({**self.sampling.model_dump(), **fields})
+        return view
+
     def chat(self, messages: Sequence[Message], *, sample: int = 0, **overrides: object) -> Completion:
-        """Complete ``messages``; ``sample`` distinguishes repeated draws at temperature > 0."""
-        sampling = self.sampling.model_copy(update=overrides) if overrides else self.sampling
+        """Complete ``messages``; ``sample`` distinguishes repeated draws at temperature > 0.
+        ``overrides`` (temperature, max_tokens) are held to the role's range, see :func:`bounded`."""
+        sampling, clamped = bounded(self.sampling, overrides)
+        if clamped:
+            self.usage.clamp()
         request = {"model": self.model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample}
         return self._cached(request, estimate_prompt_tokens(messages), sampling.max_tokens,
-                            lambda client: self._request(client, list(messages), sampling, sample))
+                            lambda client: self._request(client, list(messages), sampling, sample), self._chat_probe)
 
     def embed(self, text: str) -> tuple[float, ...]:
         """The endpoint's embedding of ``text``, mean-pooled when it returns one vector per token
         (llama.cpp's server does for a chat model); cached and budgeted like a chat call."""
         request = {"model": self.model, "embed": text}
         completion = self._cached(request, estimate_prompt_tokens([{"role": "user", "content": text}]), 0,
-                                  lambda client: self._embed_request(client, text))
+                                  lambda client: self._embed_request(client, text), self._embed_probe)
         return tuple(json.loads(completion.text))
 
     def _cached(self, request: dict[str, object], prompt_estimate: int, max_tokens: int,
-                send: Callable[[openai.OpenAI], Completion]) -> Completion:
+                send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object]) -> Completion:
         key = request_key(request)
         hit = self.cache.get(key)
         if hit is not None:
             completion = replace(hit, cached=True)
         else:
-            completion = self._call_with_retries(send, prompt_estimate, max_tokens)
+            completion = self._call_with_retries(send, probe, prompt_estimate, max_tokens)
             self.cache.put(key, request, completion, self.payer)
         self.usage.add(completion)
         return completion
 
-    def _call_with_retries(self, send: Callable[[openai.OpenAI], Completion], prompt_estimate: int,
-                           max_tokens: int) -> Completion:
+    def _call_with_retries(self, send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object],
+                           prompt_estimate: int, max_tokens: int) -> Completion:
+        attempts = Attempts(self.max_attempts)
+        backoff = wait_exponential_jitter(initial=0.5, max=8.0)
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(initial=0.5, max=8.0),
+            stop=lambda _: attempts.spent,
+            wait=lambda state: 0.0 if attempts.judging else backoff(state),
             retry=retry_if_exception_type(_RETRIABLE) & retry_if_not_exception_type(LLMEmptyReply),
         )
         try:
-            return retrying(self._call_once, send, prompt_estimate, max_tokens)
+            return retrying(self._call_once, send, probe, prompt_estimate, max_tokens, attempts)
         except RetryError as exc:
             last = exc.last_attempt.exception()
-            raise LLMUnavailable(f"{self.model}: gave up after {self.max_attempts} attempts: {_describe(last)}") from None
+            raise LLMUnavailable(f"{self.model}: gave up after {attempts.charged} attempts: "
+                                 f"{_describe(last)}") from None
         except openai.APIStatusError as exc:
             raise LLMError(f"{self.model}: endpoint refused the request: {_describe(exc)}") from None
 
-    def _call_once(self, send: Callable[[openai.OpenAI], Completion], prompt_estimate: int,
-                   max_tokens: int) -> Completion:
-        lease = self.gate.acquire(self.payer.role, list(self._clients), prompt_estimate, max_tokens,
-                                  self.timeout_s + LEASE_SLACK_S)
-        used: tuple[int, int] | None = None
+    def _call_once(self, send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object],
+                   prompt_estimate: int, max_tokens: int, attempts: Attempts) -> Completion:
+        lease = self._lease(probe, prompt_estimate, max_tokens)
+        attempts.settle(lease)
+        if attempts.spent:  # the open faults turned out to be this call's own: give up with the last
+            self.gate.release(self.payer.role, lease.id, None)
+            assert attempts.last is not None  # spent only after a failure
+            raise attempts.last
         try:
             completion = send(self._clients[lease.url])
-            used = (completion.prompt_tokens, completion.completion_tokens)
-            return completion
+        except _FAULTS as exc:
+            attempts.faulted(lease, self.gate.release(self.payer.role, lease.id, None, _describe(exc)), exc)
+            raise
+        except BaseException as exc:
+            self.gate.release(self.payer.role, lease.id, None)
+            attempts.failed(exc)
+            raise
+        self.gate.release(self.payer.role, lease.id, (completion.prompt_tokens, completion.completion_tokens))
+        return completion
+
+    def _lease(self, probe: Callable[[openai.OpenAI], object], prompt_estimate: int, max_tokens: int) -> Lease:
+        """A lease for this call, after sending whatever probes the gate hands out on the way."""
+        while True:
+            lease = self.gate.acquire(self.payer.role, list(self._clients), prompt_estimate, max_tokens,
+                                      self.timeout_s + LEASE_SLACK_S)
+            if not lease.probe:
+                return lease
+            self._probe(lease, probe)
+
+    def _probe(self, lease: Lease, probe: Callable[[openai.OpenAI], object]) -> None:
+        """One probe of a down endpoint: a real request of this client's kind, neither cached nor
+        charged to a budget. Only an answer counts: a health URL can answer while the model cannot."""
+        used: tuple[int, int] | None = None
+        fault: str | None = None
+        try:
+            probe(self._clients[lease.url])
+            used = (0, 0)
+        except openai.RateLimitError:
+            used = (0, 0)  # it answered: busy, not down
+        except Exception as exc:  # noqa: BLE001 - whatever a probe hits keeps the endpoint down, with its reason
+            fault = _describe(exc)
         finally:
-            self.gate.release(self.payer.role, lease.id, used)
+            self.gate.release(self.payer.role, lease.id, used, fault)
+
+    def _chat_probe(self, client: openai.OpenAI) -> object:
+        return client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "Say OK."}],
+                                              max_tokens=1, temperature=0.0)
+
+    def _embed_probe(self, client: openai.OpenAI) -> object:
+        return client.embeddings.create(model=self.model, input=["ok"])
 
     def _embed_request(self, client: openai.OpenAI, text: str) -> Completion:
         started = time.perf_counter()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentopt.agents.budget import Price, RoleBudget, Spend, estimate_prompt_tokens, shrink
+from agentopt.agents.gate import EndpointHealth
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive.store import Archive
 from agentopt.optimizer.config import ROLES, BudgetConfig, CampaignConfig
@@ -26,6 +27,10 @@ class GateControl(Protocol):
     def set_deadline(self, deadline: float | None) -> None: ...
 
     def spent(self, role: str) -> Spend: ...
+
+    def health(self) -> dict[str, EndpointHealth]: ...
+
+    def halt(self, reason: str, detail: str) -> None: ...
 
 
 def example_cost(agent: PromptAgent, examples: Sequence[Example], max_tokens: int, price: Price) -> Spend:

@@ -6,23 +6,29 @@ missing → commit each example → tell. Only this module touches the test spli
 Resuming is replaying: the strategy is rebuilt with the same seed and asks the same questions; its
 proposer calls come back from the cache, its candidates are found by content hash and its
 examples are found in the archive, so the replay pays only for work that never finished.
+
+A spent budget ends the search and the winner is still scored; a halted gate (endpoints down past
+the outage limit, or a model server given up) cannot be worked around, so the campaign stops
+unfinished (status ``stopped``) and ``agentopt resume`` completes it once the endpoints answer.
 """
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from types import TracebackType
 from typing import Any
 
-from agentopt.agents.errors import BudgetExhausted
+from agentopt.agents.errors import AgentoptError, BudgetExhausted
+from agentopt.agents.gate import Halted
 from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.queries import Filters, top
 from agentopt.archive.store import Archive, EvalSummary, ExampleOutcome
-from agentopt.optimizer.budgets import CampaignBudget
+from agentopt.optimizer.budgets import CampaignBudget, GateControl
 from agentopt.optimizer.dedup import FunctionalDedup, Policy
 from agentopt.optimizer.evaluation import Evaluator, Job
 from agentopt.optimizer.strategies import StrategyContext, Trial, TrialResult, make_strategy
@@ -48,15 +54,25 @@ class CampaignReport:
         return asdict(self)
 
 
+class CampaignStopped(AgentoptError):
+    """The campaign stopped unfinished because the gate halted the run; resuming it finishes it."""
+
+    def __init__(self, campaign_id: str, halted: Halted) -> None:
+        super().__init__(f"campaign {campaign_id} stopped ({halted.budget}): {halted.detail}; every finished result "
+                         f"is kept, and `agentopt resume {campaign_id}` finishes it once the endpoints answer again")
+        self.campaign_id, self.stopped_by = campaign_id, halted.budget
+
+
 HEARTBEAT_S = 5.0
 
 
 class Heartbeat:
     """Tells the archive every few seconds that this driver is alive, and adds the time to the
-    campaign's active seconds (what a wall-time budget counts, across resumes)."""
+    campaign's active seconds (what a wall-time budget counts, across resumes); ``watch`` runs on
+    the same beat."""
 
-    def __init__(self, archive: Archive, campaign_id: str) -> None:
-        self.archive, self.campaign_id = archive, campaign_id
+    def __init__(self, archive: Archive, campaign_id: str, watch: Callable[[], None] = lambda: None) -> None:
+        self.archive, self.campaign_id, self.watch = archive, campaign_id, watch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="agentopt-heartbeat", daemon=True)
         self._last = time.monotonic()
@@ -74,6 +90,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             self.beat()
+            self.watch()
 
     def beat(self) -> None:
         now = time.monotonic()
@@ -103,6 +120,7 @@ class CampaignRun:
     campaign_id: str = ""  # set to resume that campaign instead of starting a new one
     task_ref: str = ""  # how the config named the task (a resume loads it the same way)
     embedder: LLMClient | None = None
+    gate: GateControl | None = None  # watched for endpoint health
 
     def run(self) -> CampaignReport:
         started = time.perf_counter()
@@ -118,16 +136,23 @@ class CampaignRun:
             "trials": 0, "proposals": 0, "content duplicates": 0, "functional duplicates": 0,
             "functional matches rejected by verify": 0, "full evaluations": 0, "examples evaluated": 0,
             "examples reused": 0, "examples served by a twin": 0, "llm calls saved": 0,
-            "examples retried after an error": 0, "functional dedup": self.dedup_policy}
+            "examples retried after an error": 0, "sampling overrides clamped": 0,
+            "functional dedup": self.dedup_policy}
         self.stopped_by: str | None = None
         self._seen: set[int] = set()
         self._failed: set[tuple[int, str, str]] = set()
+        self._down: set[str] = set()
         try:
-            with Heartbeat(self.archive, self.campaign_id):
+            with Heartbeat(self.archive, self.campaign_id, self._watch):
                 if self.budget is not None:
                     self.budget.begin(self.archive, self.campaign_id, self.archive.campaign(self.campaign_id).active_s,
                                       time.time())
                 report = self._run(started)
+        except Halted as exc:
+            self._watch()  # the health that stopped it, for `agentopt status`
+            self.archive.finish_campaign(self.campaign_id, "stopped", {
+                "stopped_by": exc.budget, "stop_detail": exc.detail, "stats": self.stats})
+            raise CampaignStopped(self.campaign_id, exc) from None
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.archive.finish_campaign(self.campaign_id, status, {"error": f"{type(exc).__name__}: {exc}",
@@ -153,6 +178,8 @@ class CampaignRun:
             self.reporter.phase(f"{self.task.name}: {self.strategy_name} proposing", 0)
             try:
                 trials = strategy.ask()
+            except Halted:
+                raise
             except BudgetExhausted as exc:
                 self.stopped_by = exc.budget
                 break
@@ -190,7 +217,8 @@ class CampaignRun:
         stats = {**self.stats, "examples evaluated": usage["results"], "task_llm_calls": task[0],
                  "task_cache_hits": usage["cache_hits"], "task_tokens": task[1] + task[2],
                  "proposer_llm_calls": proposer[0], "proposer_cache_hits": self.proposer.usage.cache_hits,
-                 "proposer_tokens": proposer[1] + proposer[2], "stopped by": self.stopped_by}
+                 "proposer_tokens": proposer[1] + proposer[2], "stopped by": self.stopped_by,
+                 "sampling overrides clamped": self.stats["sampling overrides clamped"] + self.proposer.usage.clamped}
         if self.budget is not None:
             stats["budget"] = self.budget.report()
         return stats
@@ -268,7 +296,8 @@ class CampaignRun:
 
     def _evaluate(self, jobs: list[Job]) -> None:
         """Run ``jobs``, then once more those that failed (the client has already retried each call
-        with backoff; a second pass gives a struggling endpoint time). A spent budget ends it."""
+        with backoff; a second pass gives a struggling endpoint time). A spent budget ends it; a
+        halted gate ends the campaign."""
         self._failed.clear()
         try:
             self.evaluator.evaluate(jobs, self._commit)
@@ -276,6 +305,8 @@ class CampaignRun:
             if failed:
                 self.stats["examples retried after an error"] += len(failed)
                 self.evaluator.evaluate(failed, self._commit)
+        except Halted:
+            raise
         except BudgetExhausted as exc:
             self.stopped_by = self.stopped_by or exc.budget
 
@@ -283,9 +314,24 @@ class CampaignRun:
         if outcome.error is None and outcome.output is not None:
             outcome = replace(outcome, score=self.task.score(outcome.output, self.task.example(job.example_id).target))
         self.archive.add_result(job.candidate_id, job.split, outcome)
+        self.stats["sampling overrides clamped"] += int(outcome.usage.get("clamped", 0))
         key = (job.candidate_id, job.split, job.example_id)
         if outcome.error is None:
             self._failed.discard(key)
         else:
             self._failed.add(key)
-        self.reporter.advance()
+        self.reporter.advance(errors=int(outcome.error is not None))
+
+    def _watch(self) -> None:
+        """When an endpoint goes down or comes back, tell the person watching and note it in the
+        archive (``agentopt status`` shows the latest); calls to a down endpoint wait in the gate."""
+        if self.gate is None:
+            return
+        health = self.gate.health()
+        down = {url for url, h in health.items() if not h.up}
+        if down == self._down:
+            return
+        self._down = down
+        self.reporter.endpoints(health)
+        self.archive.add_note(self.campaign_id, "endpoints", {"at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                                             "endpoints": {u: asdict(h) for u, h in health.items()}})

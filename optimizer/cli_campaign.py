@@ -3,6 +3,7 @@
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,9 +13,18 @@ from rich.markup import escape
 
 from agentopt.agents.errors import AgentoptError
 from agentopt.archive import queries
-from agentopt.archive.store import Archive
-from agentopt.optimizer.cli_common import DbOption, JsonOption, err, open_archive, out, print_json, stop_on_signals
-from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, pct, table
+from agentopt.archive.store import Archive, database_url
+from agentopt.optimizer.cli_common import (
+    DbOption,
+    JsonOption,
+    checked_url,
+    err,
+    open_archive,
+    out,
+    print_json,
+    stop_on_signals,
+)
+from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, endpoints_line, pct, table
 
 if TYPE_CHECKING:
     from agentopt.optimizer.campaign import CampaignReport
@@ -71,8 +81,9 @@ def summary_table(reports: list["CampaignReport"]) -> None:
         out.print(f"Average gain over the seed: {100 * sum(deltas) / len(deltas):+.1f} points")
 
 
-def _drive(cfg: "CampaignConfig", archive: Archive, address: str | None, json_out: bool, quiet: bool,
-           resume: str = "") -> None:
+def _drive(cfg: "CampaignConfig", archive: Archive | Callable[[], Archive], url: str, address: str | None,
+           json_out: bool, quiet: bool, resume: str = "") -> None:
+    """Run the campaigns; ``archive`` may be a function that opens it once every endpoint answered."""
     from agentopt.optimizer.runner import run_campaigns
 
     stop_on_signals()
@@ -82,14 +93,14 @@ def _drive(cfg: "CampaignConfig", archive: Archive, address: str | None, json_ou
         with contextlib.closing(reporter):
             reports = run_campaigns(cfg, archive, reporter, address, resume)
     except KeyboardInterrupt:
-        err.print(f"interrupted: every finished result and LLM call is kept in {archive.url}; "
+        err.print(f"interrupted: every finished result and LLM call is kept in {url}; "
                   "`agentopt resume CAMPAIGN_ID` finishes a campaign without paying for them again")
         sys.exit(130)
     if json_out:
         print_json([r.as_dict() for r in reports])
         return
     summary_table(reports)
-    out.print(f"Archive: {archive.url}   total wall time {time.perf_counter() - started:.0f}s")
+    out.print(f"Archive: {url}   total wall time {time.perf_counter() - started:.0f}s")
 
 
 def run(
@@ -108,7 +119,8 @@ def run(
     if dry_run:
         _dry_run(cfg, json_out)
         return
-    _drive(cfg, open_archive(db or cfg.db, must_exist=False), address, json_out, quiet)
+    url = checked_url(db or cfg.db, must_exist=False)  # a bad --db is refused before anything starts
+    _drive(cfg, lambda: Archive(url, create=True), url, address, json_out, quiet)
 
 
 def resume(
@@ -134,7 +146,7 @@ def resume(
     stored = {k: v for k, v in campaign.config.items() if k != "task"}
     ref = campaign.config.get("task", {}).get("ref", campaign.task)
     cfg = parse_config({**stored, "tasks": [ref]}, f"campaign {campaign_id}")
-    _drive(cfg, archive, address, json_out, quiet, resume=campaign_id)
+    _drive(cfg, archive, archive.url, address, json_out, quiet, resume=campaign_id)
 
 
 def stored_config(archive: Archive, campaign_id: str) -> "CampaignConfig":
@@ -179,20 +191,28 @@ def status(
                  f"driver lost (no heartbeat for {_ago(age)}): agentopt resume {campaign_id}")
     spend = ledger(archive, campaign_id, role_prices(cfg))
     limits = {role: getattr(cfg.budget, role).model_dump() for role in spend}
+    progress = queries.progress(archive, campaign_id)
+    health = archive.notes(campaign_id, kind="endpoints")
     report: dict[str, Any] = {
         "id": campaign_id, "task": campaign.task, "strategy": campaign.strategy, "status": state,
         "created_at": campaign.created_at.isoformat(), "active_s": round(campaign.active_s, 1),
         "wall_time_limit_s": cfg.budget.wall_time_s, "stopped_by": campaign.summary.get("stopped_by"),
-        **queries.progress(archive, campaign_id), "spend": spend, "limits": limits}
+        "stop_detail": campaign.summary.get("stop_detail"), **progress,
+        "errors": sum(v["errors"] for v in progress["examples"].values()),
+        "endpoints": health[-1].data if health else None, "spend": spend, "limits": limits}
     if json_out:
         print_json(report)
         return
     out.print(f"[bold]campaign {campaign_id}[/]  task {campaign.task}  strategy {campaign.strategy}  status {state}")
     wall = cfg.budget.wall_time_s
     out.print(f"active {campaign.active_s:.0f}s" + (f" of {wall:.0f}s wall-time budget" if wall else "")
-              + (f"; stopped by the {report['stopped_by']} budget" if report["stopped_by"] else ""))
+              + _stopped(report, campaign_id))
     examples = ", ".join(f"{split} {v['evaluated']} ({v['errors']} errors)" for split, v in report["examples"].items())
-    out.print(f"{report['candidates']} candidates ({report['twins']} functional twins); examples: {examples or 'none'}")
+    out.print(f"{report['candidates']} candidates ({report['twins']} functional twins); "
+              f"examples: {examples or 'none'}; {report['errors']} errors so far")
+    endpoints = report["endpoints"]
+    out.print(escape(f"endpoints as of {endpoints['at']}: {endpoints_line(endpoints['endpoints'])}") if endpoints
+              else "endpoints: no outage seen")
     out.print(table("Spend against budget", ["role", "calls", "tokens", "USD"], [
         [role, *(_against(spend[role][what], limits[role][what]) for what in ("calls", "tokens", "usd"))]
         for role in spend]))
@@ -201,6 +221,16 @@ def status(
         out.print(f"best so far: candidate {best['candidate_id']} {pct(best['mean'])} "
                   f"{ci(best['ci_low'], best['ci_high'])} on {best['split']} (n={best['n']}, {best['n_errors']} errors):"
                   f" {best['payload'].get('instruction', '')!r}")
+
+
+def _stopped(report: dict[str, Any], campaign_id: str) -> str:
+    """Why the campaign stopped early: a spent budget, or a halt that resuming gets past."""
+    if not report["stopped_by"]:
+        return ""
+    if report["stop_detail"]:
+        return (f"; stopped ({report['stopped_by']}): {escape(report['stop_detail'])}; "
+                f"`agentopt resume {campaign_id}` finishes it")
+    return f"; stopped by the {report['stopped_by']} budget"
 
 
 def _heartbeat_age(heartbeat: datetime | None) -> float | None:

@@ -1,8 +1,8 @@
 """Ray plumbing: joining or starting a cluster, and the one gate every worker shares.
 
 The gate is an ordinary :class:`~agentopt.agents.gate.LocalGate` run as a threaded Ray actor, so
-endpoint limits and budgets are enforced in one place for the whole cluster. Workers hold a
-:class:`RemoteGate`, which makes that actor look like a local gate to the LLM client.
+endpoint limits, budgets and endpoint health are kept in one place for the whole cluster. Workers
+hold a :class:`RemoteGate`, which makes that actor look like a local gate to the LLM client.
 """
 
 import logging
@@ -12,7 +12,7 @@ from typing import Any
 
 from agentopt.agents.budget import Price, RoleBudget, Spend
 from agentopt.agents.errors import ConfigError
-from agentopt.agents.gate import Endpoint, Lease, LocalGate
+from agentopt.agents.gate import Endpoint, EndpointHealth, Health, Lease, LocalGate
 
 GATE_THREADS = 512  # callers blocked waiting for an endpoint each hold one actor thread
 
@@ -48,20 +48,34 @@ def worker_name() -> str:
 class RemoteGate:
     """The gate actor seen through the local gate's interface; picklable, so workers receive it."""
 
-    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None) -> None:
         import ray
 
         actor = ray.remote(LocalGate).options(max_concurrency=GATE_THREADS, num_cpus=0, max_restarts=-1,
                                               scheduling_strategy=_this_node())
-        self.actor = actor.remote(endpoints)
+        self.actor = actor.remote(endpoints, health)
 
     def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float) -> Lease:
         import ray
 
         return Lease(*ray.get(self.actor.acquire.remote(role, list(urls), prompt_tokens, max_tokens, ttl_s)))
 
-    def release(self, role: str, lease_id: int, used: tuple[int, int] | None) -> None:
-        self.actor.release.remote(role, lease_id, used)
+    def release(self, role: str, lease_id: int, used: tuple[int, int] | None, fault: str | None = None) -> int | None:
+        """Fire and forget, except for a fault: the caller needs its answer to judge it later."""
+        import ray
+
+        ref = self.actor.release.remote(role, lease_id, used, fault)
+        return None if fault is None else ray.get(ref)  # type: ignore[no-any-return]
+
+    def halt(self, reason: str, detail: str) -> None:
+        import ray
+
+        ray.get(self.actor.halt.remote(reason, detail))
+
+    def health(self) -> dict[str, EndpointHealth]:
+        import ray
+
+        return ray.get(self.actor.health.remote())  # type: ignore[no-any-return]
 
     def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None:
         import ray

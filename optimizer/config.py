@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from agentopt.agents.budget import Price, RoleBudget
 from agentopt.agents.errors import ConfigError, TaskError
+from agentopt.agents.gate import Health
 from agentopt.agents.llm import Endpoint, Sampling
 from agentopt.agents.prompt import Demo, PostProcess, PromptAgent
 from agentopt.optimizer.tasks.files import read_utf8
@@ -163,6 +164,7 @@ class CampaignConfig(Frozen):
     evaluation: EvaluationConfig = EvaluationConfig()
     dedup: DedupConfig = DedupConfig()
     budget: BudgetConfig = BudgetConfig()
+    health: Health = Health()
     prices: dict[str, Price] = Field(default_factory=dict, description="model name -> USD per million tokens")
 
     @model_validator(mode="after")

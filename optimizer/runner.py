@@ -1,12 +1,15 @@
-"""From a validated config to finished campaigns: start what is needed, run, always clean up."""
+"""From a validated config to finished campaigns: start what is needed, run, always clean up.
 
-from collections.abc import Iterator, Sequence
+Every endpoint is checked before the archive is opened, so a start that fails writes nothing.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Protocol
 
 from agentopt.agents.errors import ConfigError
 from agentopt.agents.gate import LocalGate
-from agentopt.agents.llm import Endpoint, Gate, LLMClient
+from agentopt.agents.llm import Endpoint, Gate, LLMClient, MemoryCache
 from agentopt.agents.local_model import LocalModelServers
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.store import Archive
@@ -29,13 +32,19 @@ def _client(role: RoleConfig, name: str, local: list[Endpoint], archive: Archive
                      gate, name)
 
 
+def _check_reachable(roles: Sequence[tuple[RoleConfig, list[Endpoint]]]) -> None:
+    """Fail fast with one clear line when an endpoint is down, before anything is written."""
+    for role, pool in roles:
+        LLMClient(pool, MemoryCache(), role.sampling, role.timeout_s).check_reachable()
+
+
 @contextmanager
 def _gate(config: CampaignConfig, endpoints: Sequence[Endpoint]) -> Iterator[RunGate]:
     """One gate for every endpoint of every role: a Ray actor when workers run on Ray."""
     if config.evaluation.backend == "threads":
-        yield LocalGate(endpoints)
+        yield LocalGate(endpoints, config.health)
         return
-    remote = RemoteGate(endpoints)
+    remote = RemoteGate(endpoints, config.health)
     try:
         yield remote
     finally:
@@ -57,20 +66,31 @@ def _evaluator(config: CampaignConfig, task_llm: LLMClient, archive: Archive) ->
         evaluator.close()
 
 
-def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter, address: str | None = None,
-                  resume: str = "") -> list[CampaignReport]:
+def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archive], reporter: Reporter,
+                  address: str | None = None, resume: str = "") -> list[CampaignReport]:
     """Run one campaign per task in the config, sharing model servers, workers, the gate and the
-    cache; with ``resume``, finish that one campaign (its config names its single task)."""
+    cache; with ``resume``, finish that one campaign (its config names its single task).
+
+    ``archive`` may be a function that opens it: it is called once every endpoint answered.
+    A local model server that keeps dying halts the gate, which stops the campaign as
+    ``endpoint_down`` with the server's exit signal and log tail."""
     if address is not None and config.evaluation.backend != "ray":
         raise ConfigError("--address joins a Ray cluster, but this config evaluates on threads "
                           "(set evaluation.backend: ray)")
+    gates: list[RunGate] = []
+
+    def give_up(detail: str) -> None:
+        for gate in gates:
+            gate.halt("endpoint_down", detail)
+
     with ExitStack() as stack:
         local: list[Endpoint] = []
         if config.models.uses_local:
             lm = config.local_model
             reporter.phase("starting the bundled local model", 0)
             local = stack.enter_context(LocalModelServers(lm.servers, lm.threads, lm.ctx_size,
-                                                          max_concurrency=lm.max_concurrency)).endpoints
+                                                          max_concurrency=lm.max_concurrency,
+                                                          on_give_up=give_up)).endpoints
         if config.evaluation.backend == "ray":
             reporter.phase("starting Ray" if address is None else f"joining the Ray cluster at {address}", 0)
             ensure_ray(address)
@@ -79,17 +99,19 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter, 
         if needs_embedder and config.models.embedder.model == LOCAL:
             reporter.phase("starting the bundled model's embedding server", 0)
             embedding = stack.enter_context(LocalModelServers(1, 1, config.local_model.ctx_size,
-                                                              embedding=True)).endpoints
-        pools = [config.models.task.pool(local), config.models.proposer.pool(local)]
+                                                              embedding=True, on_give_up=give_up)).endpoints
+        roles = [(config.models.task, config.models.task.pool(local)),
+                 (config.models.proposer, config.models.proposer.pool(local))]
         if needs_embedder:
-            pools.append(config.models.embedder.pool(embedding))
-        gate = stack.enter_context(_gate(config, list({e.base_url: e for pool in pools for e in pool}.values())))
+            roles.append((config.models.embedder, config.models.embedder.pool(embedding)))
+        _check_reachable(roles)
+        archive = archive if isinstance(archive, Archive) else archive()
+        endpoints = list({e.base_url: e for _, pool in roles for e in pool}.values())
+        gate = stack.enter_context(_gate(config, endpoints))
+        gates.append(gate)
         task_llm = _client(config.models.task, "task", local, archive, gate)
         proposer = _client(config.models.proposer, "proposer", local, archive, gate)
         embedder = _client(config.models.embedder, "embedder", embedding, archive, gate) if needs_embedder else None
-        for client in (task_llm, proposer, embedder):
-            if client is not None:
-                client.check_reachable()
         reporter.phase("starting evaluation workers", 0)
         evaluator = stack.enter_context(_evaluator(config, task_llm, archive))
         policy = config.dedup.functional
@@ -108,7 +130,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive, reporter: Reporter, 
                 name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
                 test_size=config.evaluation.test_size, test_top=config.evaluation.test_top, dedup_policy=policy,
                 probe_size=config.dedup.probe_size,
-                budget=budget, campaign_id=resume, task_ref=ref, embedder=embedder,
+                budget=budget, campaign_id=resume, task_ref=ref, embedder=embedder, gate=gate,
             )
             reports.append(run.run())
         return reports

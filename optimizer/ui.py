@@ -1,17 +1,26 @@
-"""What a person sees while a campaign runs: a live progress bar, then result tables."""
+"""What a person sees while a campaign runs: a live progress bar with errors so far and endpoint
+health, then result tables."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from agentopt.agents.gate import EndpointHealth
 
 
 class Reporter(Protocol):
     def phase(self, text: str, total: int) -> None: ...
 
-    def advance(self, n: int = 1) -> None: ...
+    def advance(self, n: int = 1, errors: int = 0) -> None:
+        """``n`` example runs finished, ``errors`` of them with an error."""
+
+    def endpoints(self, health: Mapping[str, EndpointHealth]) -> None:
+        """An endpoint went down or came back."""
 
     def close(self) -> None: ...
 
@@ -19,9 +28,22 @@ class Reporter(Protocol):
 class SilentReporter:
     def phase(self, text: str, total: int) -> None: ...
 
-    def advance(self, n: int = 1) -> None: ...
+    def advance(self, n: int = 1, errors: int = 0) -> None: ...
+
+    def endpoints(self, health: Mapping[str, EndpointHealth]) -> None: ...
 
     def close(self) -> None: ...
+
+
+def endpoints_line(health: Mapping[str, Mapping[str, Any]]) -> str:
+    """Each endpoint up or down (for how long, and why), from :class:`EndpointHealth` fields."""
+    def one(url: str, h: Mapping[str, Any]) -> str:
+        if h["up"]:
+            return f"{url} up"
+        since = f" for {h['down_for_s']:.0f}s" if h.get("down_for_s") is not None else ""
+        return f"{url} DOWN{since} ({h.get('last_error') or 'no answer'})"
+
+    return "; ".join(one(url, h) for url, h in health.items())
 
 
 class RichReporter:
@@ -36,16 +58,35 @@ class RichReporter:
         self.progress.start()
         self._bar = self.progress.add_task("starting", total=None)
         self._logged: set[str] = set()
+        self._text = "starting"
+        self.errors = 0
+        self.down = 0
 
     def phase(self, text: str, total: int) -> None:
-        self.progress.reset(self._bar, description=text, total=total, completed=0)
+        self._text = text
+        self.progress.reset(self._bar, description=self._describe(), total=total, completed=0)
         if not self.console.is_terminal and (total or text not in self._logged):
             # No live bar in a log file or CI: a line per unit of work (or new phase) instead.
             self._logged.add(text)
-            self.console.print(text + (f" ({total} example runs)" if total else ""))
+            self.console.print(text + (f" ({total} example runs{self._errors_so_far()})" if total else ""))
 
-    def advance(self, n: int = 1) -> None:
-        self.progress.advance(self._bar, n)
+    def advance(self, n: int = 1, errors: int = 0) -> None:
+        self.errors += errors
+        self.progress.update(self._bar, advance=n, description=self._describe())
+
+    def endpoints(self, health: Mapping[str, EndpointHealth]) -> None:
+        self.down = sum(not h.up for h in health.values())
+        self.progress.update(self._bar, description=self._describe())
+        waiting = "; calls to a down endpoint wait for it" if self.down else ""
+        self.console.print(f"endpoints: {escape(endpoints_line({u: asdict(h) for u, h in health.items()}))}{waiting}")
+
+    def _errors_so_far(self) -> str:
+        return f", {self.errors} errors so far" if self.errors else ""
+
+    def _describe(self) -> str:
+        notes = [f"{self.errors} errors"] if self.errors else []
+        notes += [f"{self.down} endpoint(s) down"] if self.down else []
+        return self._text + (f" [{', '.join(notes)}]" if notes else "")
 
     def close(self) -> None:
         self.progress.stop()

@@ -3,11 +3,14 @@
 It speaks real HTTP, so the tests exercise the real openai client, retries and caching; only the
 model is fake. ``responder(body) -> (status, reply)`` decides each answer: a string reply becomes a
 chat completion, a dict is sent as the raw JSON body, bytes are sent as they are (a malformed body).
-It records every request, how many were in flight at most, and when each arrived.
+It records every request, how many were in flight at most, and when each arrived. ``close()``
+takes it off the network (connections are refused) and ``reopen()`` brings it back on the same
+port, as a crashed server restarted by a supervisor would be.
 """
 
 import hashlib
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -71,13 +74,20 @@ class FakeEndpoint:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self.port = _open_port(self._serve)
+
+    def reopen(self) -> None:
+        self._serve(self.port)
+
+    def _serve(self, port: int) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def identities(self) -> list[str]:
         """Each request as (messages, sample index): the same identity means the same paid call."""
@@ -86,6 +96,20 @@ class FakeEndpoint:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _open_port(serve: Callable[[int], None]) -> int:
+    """Serve on a free port below the kernel's ephemeral range: a client that connects while the
+    fake is closed could otherwise be given that very port as its own and connect to itself."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+        low = int(ports.read().split()[0])
+    for port in random.sample(range(10_000, low), 100):
+        try:
+            serve(port)
+            return port
+        except OSError:  # taken
+            continue
+    raise OSError(f"no free port between 10000 and {low}")
 
 
 def embedding(text: str) -> dict[str, Any]:

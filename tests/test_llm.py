@@ -3,8 +3,10 @@ from typing import Any
 import pytest
 from fakes import FakeEndpoint
 
+from agentopt.agents.budget import Price, RoleBudget, Spend
 from agentopt.agents.errors import ConfigError, LLMEmptyReply, LLMError, LLMUnavailable
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling, cache_key
+from agentopt.agents.gate import LocalGate
+from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling, SamplingRefused, cache_key
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -115,6 +117,47 @@ def test_unreachable_endpoint_fails_fast() -> None:
     llm = LLMClient([Endpoint(base_url="http://127.0.0.1:9/v1", model="m")], MemoryCache())
     with pytest.raises(LLMUnavailable, match="cannot reach model endpoint"):
         llm.check_reachable()
+
+
+def test_the_role_caps_what_a_call_may_ask_for_and_counts_what_it_clamped() -> None:
+    endpoint = scripted((200, "hello"))
+    try:
+        llm = client(endpoint, sampling=Sampling(temperature=0.0, max_tokens=16))
+        llm.chat(MESSAGES, temperature=57, max_tokens=10**9)
+        llm.chat(MESSAGES, sample=1, temperature=-3, max_tokens=0)
+        llm.chat(MESSAGES, sample=2, temperature=0.7, max_tokens=4)
+    finally:
+        endpoint.close()
+    sent = [(r["temperature"], r["max_tokens"]) for r in endpoint.requests]
+    assert sent == [(1.0, 16), (0.0, 1), (0.7, 4)], "clamped into [0, 1] and [1, the role's max_tokens]"
+    assert llm.usage.clamped == 2
+
+
+def test_sampling_overrides_the_role_does_not_allow_are_refused_before_anything_is_sent() -> None:
+    endpoint = scripted((200, "hello"))
+    try:
+        llm = client(endpoint)
+        for bad in ({"top_p": 0.1}, {"stop": ["x"]}, {"seed": 3}, {"temperature": "hot"}, {"temperature": float("nan")},
+                    {"max_tokens": 2.5}, {"max_tokens": True}):
+            with pytest.raises(SamplingRefused):
+                llm.chat(MESSAGES, **bad)
+    finally:
+        endpoint.close()
+    assert endpoint.requests == []
+
+
+def test_a_huge_max_tokens_override_does_not_stop_a_token_budget() -> None:
+    endpoint = scripted((200, "hello"))
+    endpoints = [Endpoint(base_url=endpoint.url, model="fake")]
+    gate = LocalGate(endpoints)
+    gate.configure("task", RoleBudget(tokens=500), Price(), Spend())
+    try:
+        llm = LLMClient(endpoints, MemoryCache(), Sampling(max_tokens=32), timeout_s=5, gate=gate)
+        assert llm.chat(MESSAGES, max_tokens=10**9).text == "hello"
+        assert llm.chat(MESSAGES, sample=1, max_tokens=10**9).text == "hello"
+    finally:
+        endpoint.close()
+    assert gate.stopped() is None and gate.spent("task") == Spend(2, 20, 4, 0.0)
 
 
 @pytest.mark.local_model

@@ -159,7 +159,7 @@ class MetaAgentSearch(GeneratorStrategy):
         """One meta-agent call, parsed into an agent; ``None`` (reason counted) when unusable."""
         pool.count(self.ctx, "proposals")
         try:
-            reply = self.ctx.proposer.chat(messages, sample=sample, max_tokens=self.params.meta_max_tokens)
+            reply = self.ctx.proposer.resampled(max_tokens=self.params.meta_max_tokens).chat(messages, sample=sample)
         except LLMError:
             pool.count(self.ctx, "rejected: proposer error")
             return None
