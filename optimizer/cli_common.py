@@ -54,15 +54,13 @@ def sqlite_problem(path: Path, must_exist: bool) -> str | None:
         return f"{path} is an empty file, not an archive (nothing was changed)" if must_exist else None
     if header != SQLITE_HEADER:
         return f"{path} is not an agentopt archive: not a SQLite database (nothing was changed)"
-    if not must_exist:
-        return None
     try:
         tables = _tables(path)
     except sqlite3.Error as exc:
         if "locked" in str(exc):
             return None  # a busy archive is still one: opening it waits for the lock and says so if it must
         return f"{path} cannot be read as an archive: {exc} (nothing was changed)"
-    if not tables.intersection(ARCHIVE_TABLES):
+    if (tables or must_exist) and not tables.intersection(ARCHIVE_TABLES):
         return f"{path} is a SQLite database but not an agentopt archive (nothing was changed)"
     return None
 

@@ -127,6 +127,17 @@ def test_commands_on_an_existing_archive_refuse_what_is_not_one(tmp_path: Path, 
         assert_refused(agentopt(*command, "--db", name, cwd=tmp_path), f"{name} {message}")
 
 
+@pytest.mark.parametrize("name", ["folder.db", "text.db", "foreign.db"])
+def test_run_refuses_an_archive_path_that_is_not_one_before_starting_anything(tmp_path: Path, name: str) -> None:
+    """The path is checked first: the endpoint below is unreachable, so a later check would say that."""
+    make, message = NOT_ARCHIVES[name]
+    make(tmp_path / name)
+    (tmp_path / "c.yaml").write_text("tasks: [antonyms]\nmodels:\n  task: {model: m, base_url: 'http://127.0.0.1:9/v1'}\n"
+                                     "  proposer: {model: m, base_url: 'http://127.0.0.1:9/v1'}\n")
+    with nothing_written(tmp_path):
+        assert_refused(agentopt("run", "c.yaml", "--db", name, cwd=tmp_path), f"{name} {message}")
+
+
 @pytest.fixture
 def scored(tmp_path: Path, echo_task_file: Path) -> Iterator[tuple[Path, int, str]]:
     """An archive with one scored prompt candidate, in a folder of its own: (db, candidate id, campaign id)."""

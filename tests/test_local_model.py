@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from processes import AGENTOPT, agentopt, pids_running, stored_results, wait_until
+from test_end_to_end import TINY
 
 from agentopt.agents.errors import LLMUnavailable
 from agentopt.agents.local_model import LocalModelServers, free_port
@@ -112,20 +113,11 @@ def test_the_compiled_library_has_no_amx_or_avx512_instructions() -> None:
         assert "%zmm" not in listing, f"{lib.name} holds AVX-512 instructions"
 
 
-CAMPAIGN = """
-name: supervised
-tasks: [singular_to_plural]
-models:
-  task: {model: local, max_tokens: 16}
-  proposer: {model: local, temperature: 0.9, max_tokens: 40}
-local_model: {servers: 2, threads: 1}
-strategy:
-  name: ape
-  params: {n_subsamples: 2, demos_per_subsample: 4, samples_per_subsample: 2, candidate_demos: 2,
-           batch_size: 3, pulls_per_round: 2, racing_budget: 12, mc_rounds: 1, mc_top: 1, mc_samples: 1,
-           mc_budget: 3, top_k: 2}
-evaluation: {backend: threads, workers: 2, val_size: 6, test_size: 6}
-"""
+# One server: killing it pauses the campaign until the supervisor has restarted it. With two, the
+# survivor would take the traffic, and which server's KV cache a prompt meets decides llama.cpp's
+# batch split and so, at a near tie, a greedy answer; one server keeps that the same as the reference.
+CAMPAIGN = TINY.replace("local_model: {servers: 1}", "local_model: {servers: 1, threads: 2}").replace(
+    "evaluation: {backend: ray,", "evaluation: {backend: threads,")
 
 
 def llama_children(pid: int) -> set[int]:
@@ -166,10 +158,9 @@ def test_a_server_killed_mid_campaign_is_restarted_and_changes_nothing(tmp_path:
                             stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: stored_results(db) >= 10, timeout=600), "the campaign never got going"
-        servers = sorted(llama_children(proc.pid))
-        assert len(servers) == 2
-        _kill({servers[0]})
-        assert wait_until(lambda: len(llama_children(proc.pid) - {servers[0]}) == 2, timeout=120), "no restart"
+        [server] = llama_children(proc.pid)
+        _kill({server})
+        assert wait_until(lambda: len(llama_children(proc.pid) - {server}) == 1, timeout=120), "no restart"
         stdout, stderr = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
