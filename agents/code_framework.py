@@ -17,7 +17,6 @@ from typing import Any
 from .errors import AgentRunError
 from .sandbox import Limits, run_sandboxed
 
-SAMPLING_PARAMS = ("temperature", "max_tokens")  # what agent code may set on a call; the rest is the role's
 
 FRAMEWORK = '''
 import collections
@@ -65,8 +64,8 @@ def run_agent_code(code: str, input_text: str, chat: Callable[..., str], limits:
     sample=..., **sampling)`` in this process, so the key and the cache never reach the agent;
     whatever goes wrong in the agent is raised as :class:`AgentRunError` with the sandbox's reason."""
     def handler(request: dict[str, Any]) -> str:
-        params = {k: request[k] for k in SAMPLING_PARAMS if k in request}
-        return chat(request["messages"], sample=int(request.get("sample", 0)), **params)
+        params = {k: v for k, v in request.items() if k not in ("messages", "sample")}
+        return chat(request["messages"], sample=int(request.get("sample", 0)), **params)  # the role bounds them
 
     result = run_sandboxed(FRAMEWORK + "\n" + code, "forward", [input_text], handler, limits)
     if not result.ok:

@@ -11,7 +11,6 @@ temperature in the role's range (see :func:`bounded`).
 
 import hashlib
 import json
-import math
 import os
 import threading
 import time
@@ -32,13 +31,12 @@ from tenacity import (
 from agentopt.agents.budget import estimate_prompt_tokens
 from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLMError, LLMUnavailable
 from agentopt.agents.gate import Endpoint, Lease, LocalGate
+from agentopt.agents import wire
 from agentopt.agents.wire import completion_request
 
 Message = dict[str, str]
 LEASE_SLACK_S = 30.0  # a lease outlives its request's timeout by this much before it is reclaimed
 OUTAGES_RIDDEN = 3  # outages one call may wait out; after that its faults are charged like any failure
-OVERRIDABLE = ("temperature", "max_tokens")  # what a caller may set per call; the rest is the role's
-CALLER_TEMPERATURE_CAP = 1.0  # callers may sample up to this, or up to the role's temperature if higher
 
 _RETRIABLE = (
     openai.APITimeoutError,
@@ -59,38 +57,10 @@ class Sampling(BaseModel):
     stop: tuple[str, ...] = ()
 
 
-class SamplingRefused(LLMError):
-    """A call set a sampling parameter callers may not set, or gave one a value of the wrong type;
-    nothing was sent."""
-
-
 def bounded(role: Sampling, overrides: Mapping[str, object]) -> tuple[Sampling, bool]:
-    """The role's sampling with a caller's overrides held to what the role allows: ``max_tokens``
-    in [1, the role's], ``temperature`` in [0, max(the role's, CALLER_TEMPERATURE_CAP)]. Returns
-    what to send and whether a value had to be clamped. Agent code is generated, so it must not be
-    able to lift the role's length cap (a budget's admission estimate rests on it) or its range."""
-    unknown = sorted(set(overrides) - set(OVERRIDABLE))
-    if unknown:
-        raise SamplingRefused(f"sampling parameter(s) {', '.join(map(repr, unknown))} cannot be set per call "
-                              f"(allowed: {', '.join(OVERRIDABLE)}); the role sets the rest")
-    update: dict[str, float | int] = {}
-    if "temperature" in overrides:
-        given = _number("temperature", overrides["temperature"], integer=False)
-        update["temperature"] = float(min(max(given, 0.0), max(role.temperature, CALLER_TEMPERATURE_CAP)))
-    if "max_tokens" in overrides:
-        update["max_tokens"] = min(max(int(_number("max_tokens", overrides["max_tokens"], integer=True)), 1),
-                                   role.max_tokens)
-    clamped = any(update[k] != overrides[k] for k in update)
-    return (role.model_copy(update=update) if update else role), clamped
-
-
-def _number(name: str, value: object, integer: bool) -> float:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and not integer and not math.isnan(value):
-        return value
-    raise SamplingRefused(f"sampling parameter {name} must be {'an integer' if integer else 'a number'}, "
-                          f"not {str(value)[:40]!r}")
+    """:func:`agentopt.agents.wire.bounded` on a role's :class:`Sampling`."""
+    fields, clamped = wire.bounded(role.model_dump(), overrides)
+    return (Sampling.model_validate(fields) if overrides else role), clamped
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,48 @@ so a package replaying a recorded example asks the endpoint exactly what the cam
 sampling, same seed, hence the same reply from a deterministic server.
 """
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from .errors import LLMError
+
+OVERRIDABLE = ("temperature", "max_tokens")  # what a caller may set per call; the rest is the role's
+CALLER_TEMPERATURE_CAP = 1.0  # callers may sample up to this, or up to the role's temperature if higher
+
+
+class SamplingRefused(LLMError):
+    """A call set a sampling parameter callers may not set, or gave one a value of the wrong type;
+    nothing was sent."""
+
+
+def bounded(role: Mapping[str, Any], overrides: Mapping[str, object]) -> tuple[dict[str, Any], bool]:
+    """The role's sampling with a caller's overrides held to what the role allows: ``max_tokens``
+    in [1, the role's], ``temperature`` in [0, max(the role's, CALLER_TEMPERATURE_CAP)]. Returns
+    what to send and whether a value had to be clamped. Agent code is generated, so it must not be
+    able to lift the role's length cap (a budget's admission estimate rests on it) or its range;
+    an exported package applies the same rule, so it asks exactly what the campaign asked."""
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise SamplingRefused(f"sampling parameter(s) {', '.join(map(repr, unknown))} cannot be set per call "
+                              f"(allowed: {', '.join(OVERRIDABLE)}); the role sets the rest")
+    update: dict[str, Any] = {}
+    if "temperature" in overrides:
+        given = _number("temperature", overrides["temperature"], integer=False)
+        update["temperature"] = float(min(max(given, 0.0), max(role["temperature"], CALLER_TEMPERATURE_CAP)))
+    if "max_tokens" in overrides:
+        update["max_tokens"] = min(max(int(_number("max_tokens", overrides["max_tokens"], integer=True)), 1),
+                                   role["max_tokens"])
+    return {**role, **update}, any(update[k] != overrides[k] for k in update)
+
+
+def _number(name: str, value: object, integer: bool) -> float:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and not integer and not math.isnan(value):
+        return value
+    raise SamplingRefused(f"sampling parameter {name} must be {'an integer' if integer else 'a number'}, "
+                          f"not {str(value)[:40]!r}")
 
 
 def completion_request(model: str, messages: Sequence[Mapping[str, str]], sampling: Mapping[str, Any],
@@ -26,7 +66,8 @@ def openai_chat(model: str, sampling: Mapping[str, Any], base_url: str, api_key:
     client = OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=3)
 
     def chat(messages: Sequence[Mapping[str, str]], sample: int = 0, **overrides: Any) -> str:
-        reply = client.chat.completions.create(**completion_request(model, messages, {**sampling, **overrides}, sample))
+        reply = client.chat.completions.create(**completion_request(model, messages, bounded(sampling, overrides)[0],
+                                                                    sample))
         text = reply.choices[0].message.content if reply.choices else None
         if not text or not text.strip():
             raise RuntimeError(f"{model}: the model returned an empty reply")

@@ -78,3 +78,20 @@ def test_an_agent_cannot_hide_a_blocked_action_behind_a_forged_answer(llm: Any) 
     client, _ = llm
     with pytest.raises(AgentRunError, match="blocked: file read outside the sandbox"):
         CodeAgent(name="forger", code=FORGER).run("x", client)
+
+
+@pytest.mark.local_model
+def test_agent_code_cannot_lift_the_roles_sampling_on_the_real_model(local_model: Any) -> None:
+    """A sandboxed agent asks the real model for 10**9 tokens at temperature 57: the reply stops at
+    the role's cap, the clamp is counted, and a parameter the role owns is refused, not sent."""
+    cache = MemoryCache()
+    client = LLMClient(local_model.endpoints, cache, Sampling(max_tokens=8))
+    greedy = ("def forward(task):\n    return call_llm([{'role': 'user', 'content': 'Count from 1 to 100.'}], "
+              "temperature=57, max_tokens=10**9)\n")
+    assert CodeAgent(name="greedy", code=greedy).run("x", client).strip()
+    assert client.usage.calls == 1 and client.usage.completion_tokens <= 8 and client.usage.clamped == 1
+    sneaky = ("def forward(task):\n    return call_llm([{'role': 'user', 'content': 'Hi.'}], "
+              "top_p=0.01)\n")
+    outcome = run_job(client, Job(2, "val", "e1", "x", CodeAgent(name="sneaky", code=sneaky).payload(), "c"))
+    assert outcome.output is None and "top_p" in (outcome.error or ""), outcome.error
+    assert len(cache._calls) == 1, "nothing was sent"

@@ -6,7 +6,8 @@ from fakes import FakeEndpoint
 from agentopt.agents.budget import Price, RoleBudget, Spend
 from agentopt.agents.errors import ConfigError, LLMEmptyReply, LLMError, LLMUnavailable
 from agentopt.agents.gate import LocalGate
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling, SamplingRefused, cache_key
+from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling, cache_key
+from agentopt.agents.wire import SamplingRefused, openai_chat
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -144,6 +145,20 @@ def test_sampling_overrides_the_role_does_not_allow_are_refused_before_anything_
     finally:
         endpoint.close()
     assert endpoint.requests == []
+
+
+def test_an_exported_packages_chat_bounds_overrides_as_the_campaign_did() -> None:
+    """Exported packages send through ``wire.openai_chat``: the same rule, so a replay asks the
+    endpoint exactly what the campaign asked, and a package cannot be talked past the role's cap."""
+    endpoint = scripted((200, "hello"))
+    try:
+        chat = openai_chat("fake", {"temperature": 0.0, "max_tokens": 16}, endpoint.url, None)
+        chat(MESSAGES, temperature=57, max_tokens=10**9)
+        with pytest.raises(SamplingRefused):
+            chat(MESSAGES, top_p=0.1)
+    finally:
+        endpoint.close()
+    assert [(r["temperature"], r["max_tokens"]) for r in endpoint.requests] == [(1.0, 16)]
 
 
 def test_a_huge_max_tokens_override_does_not_stop_a_token_budget() -> None:
