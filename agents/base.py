@@ -3,6 +3,7 @@
 from typing import Any, Protocol, runtime_checkable
 
 from agentopt.agents.llm import LLMClient
+from agentopt.agents.prompt_runtime import Inputs
 
 
 @runtime_checkable
@@ -15,7 +16,7 @@ class Agent(Protocol):
 
     kind: str
 
-    def run(self, input_text: str, llm: LLMClient) -> str: ...
+    def run(self, inputs: Inputs, llm: LLMClient) -> str: ...
 
     def payload(self) -> dict[str, Any]: ...
 
@@ -30,4 +31,4 @@ class Traced(Protocol):
     an example went wrong instead of only that it did (what language gradients are computed from).
     """
 
-    def run_traced(self, input_text: str, llm: LLMClient) -> tuple[str, list[dict[str, Any]]]: ...
+    def run_traced(self, inputs: Inputs, llm: LLMClient) -> tuple[str, list[dict[str, Any]]]: ...

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentopt.agents.code_framework import run_agent_code
 from agentopt.agents.llm import LLMClient
+from agentopt.agents.prompt import runnable_inputs
+from agentopt.agents.prompt_runtime import Inputs
 from agentopt.agents.sandbox import Limits
 from agentopt.archive.hashing import code_canonical
 
@@ -33,10 +35,9 @@ class CodeAgent(BaseModel):
         """Only the code's AST: a new name, thought, comment or formatting is not a new agent."""
         return json.dumps({"kind": self.kind, "code": code_canonical(self.code)})
 
-    def run(self, input_text: str, llm: LLMClient, limits: Limits = Limits()) -> str:
-        return run_agent_code(self.code, input_text, lambda messages, **params: llm.chat(messages, **params).text,
-                              limits)
+    def run(self, inputs: Inputs, llm: LLMClient, limits: Limits = Limits()) -> str:
+        return run_agent_code(self.code, inputs, lambda messages, **params: llm.chat(messages, **params).text, limits)
 
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
-        """A langchain-core Runnable taking a string or ``{"input": ...}``."""
-        return RunnableLambda(lambda x: self.run(x["input"] if isinstance(x, dict) else str(x), llm))
+        """A langchain-core Runnable taking a string or a mapping of input fields."""
+        return RunnableLambda(lambda x: self.run(runnable_inputs(x), llm))

@@ -1,6 +1,6 @@
 """The agent-building framework code agents are written in, and the hand-designed seed agents.
 
-A code agent is a function ``forward(task: str) -> str`` built from LLM-call blocks: ``ask`` sends
+A code agent is a function ``forward(task) -> str`` built from LLM-call blocks: ``ask`` sends
 one prompt with a role and a temperature and returns the named output fields it asked for. Fields
 are requested as ``field: value`` lines and parsed leniently, because a small model rarely returns
 valid JSON. ``FRAMEWORK`` is executed in the sandbox in front of every agent's code (its ``call_llm``
@@ -11,7 +11,7 @@ Imports are relative and standard-library only: ``agentopt export`` copies this 
 sandbox) into packages, so a shipped code agent runs the same framework under the same confinement.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import AgentRunError
@@ -23,11 +23,22 @@ import collections
 import re
 
 
+class Fields(dict):
+    """The task of a multi-field problem: a dict of named inputs (task["question"]) that reads as
+    "name: value" lines wherever it is used as text (f"{task}", str(task), ask(task))."""
+
+    def __str__(self):
+        return "\\n".join(f"{name}: {value}" for name, value in self.items())
+
+    def __format__(self, spec):
+        return format(str(self), spec)
+
+
 def ask(prompt, fields=("answer",), instruction="", role="a helpful assistant", temperature=0.0, sample=0):
     """One LLM call. Returns {field: text} for each requested field ("" when the reply lacks it).
     Use a different `sample` to draw several different replies to the same prompt at temperature > 0."""
     wanted = "\\n".join(f"{f}: <{f}>" for f in fields)
-    user = (instruction + "\\n\\n" if instruction else "") + prompt + "\\n\\nReply with these lines:\\n" + wanted
+    user = (instruction + "\\n\\n" if instruction else "") + str(prompt) + "\\n\\nReply with these lines:\\n" + wanted
     messages = [{"role": "system", "content": f"You are {role}."}, {"role": "user", "content": user}]
     return parse_fields(call_llm(messages, temperature=temperature, sample=sample), fields)
 
@@ -59,15 +70,26 @@ def majority(answers):
 
 
 
-def run_agent_code(code: str, input_text: str, chat: Callable[..., str], limits: Limits = Limits()) -> str:
-    """Run ``forward(input_text)`` in the sandbox. Its LLM calls come back to ``chat(messages,
-    sample=..., **sampling)`` in this process, so the key and the cache never reach the agent;
-    whatever goes wrong in the agent is raised as :class:`AgentRunError` with the sandbox's reason."""
+ENTRY = '''
+
+def _agentopt_forward(task):
+    return forward(Fields(task) if isinstance(task, dict) else task)
+'''
+"""Calls the agent's ``forward`` with a multi-field input as :class:`Fields` (JSON brings a dict)."""
+
+
+def run_agent_code(code: str, inputs: str | Mapping[str, str], chat: Callable[..., str],
+                   limits: Limits = Limits()) -> str:
+    """Run ``forward(task)`` in the sandbox: ``task`` is the input text or, on a multi-field task, a
+    ``Fields`` dict. Its LLM calls come back to ``chat(messages, sample=..., **sampling)`` in this
+    process, so the key and the cache never reach the agent; whatever goes wrong in the agent is
+    raised as :class:`AgentRunError` with the sandbox's reason."""
     def handler(request: dict[str, Any]) -> str:
         params = {k: v for k, v in request.items() if k not in ("messages", "sample")}
         return chat(request["messages"], sample=int(request.get("sample", 0)), **params)  # the role bounds them
 
-    result = run_sandboxed(FRAMEWORK + "\n" + code, "forward", [input_text], handler, limits)
+    task = inputs if isinstance(inputs, str) else dict(inputs)
+    result = run_sandboxed(FRAMEWORK + "\n" + code + ENTRY, "_agentopt_forward", [task], handler, limits)
     if not result.ok:
         raise AgentRunError(result.error or f"{result.kind}: the agent failed")
     return "" if result.value is None else str(result.value)

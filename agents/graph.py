@@ -21,7 +21,8 @@ from agentopt.agents import graph_runtime, prompt_runtime
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.graph_runtime import INPUT, Step
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt import PostProcess
+from agentopt.agents.prompt import PostProcess, runnable_inputs
+from agentopt.agents.prompt_runtime import Inputs
 from agentopt.agents.tools import ToolName
 from agentopt.archive.hashing import graph_canonical
 
@@ -68,13 +69,14 @@ class Node(BaseModel):
                 "max_tokens": self.max_tokens}
 
 
-def problem(nodes: tuple[Node, ...], edges: tuple[tuple[str, str], ...], output: str) -> str | None:
+def problem(nodes: tuple[Node, ...], edges: tuple[tuple[str, str], ...], output: str,
+            inputs: tuple[str, ...] = ()) -> str | None:
     """The first reason these parts are not a runnable pipeline, or ``None`` when they are."""
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         return f"duplicate node name {next(n for n in names if names.count(n) > 1)!r}"
-    if INPUT in names:
-        return f"{INPUT!r} is the task input and cannot name a node"
+    if clash := sorted({INPUT, *inputs} & set(names)):
+        return f"{clash[0]!r} is a task input and cannot name a node"
     for source, target in edges:
         if source not in names or target not in names:
             return f"edge {source} -> {target} refers to a node that does not exist"
@@ -90,7 +92,7 @@ def problem(nodes: tuple[Node, ...], edges: tuple[tuple[str, str], ...], output:
         except GraphError as exc:
             return f"node {node.name}: {exc}"
         preds = set(graph.predecessors(node.name))
-        if dangling := sorted(used - preds - {INPUT}):
+        if dangling := sorted(used - preds - {INPUT, *inputs}):
             return f"dangling input {{{dangling[0]}}} in node {node.name}: no edge brings it"
         if unread := sorted(preds - used):
             return f"lost template variable {{{unread[0]}}} in node {node.name}: edge {unread[0]} -> {node.name} " \
@@ -110,10 +112,12 @@ class GraphAgent(BaseModel):
     edges: tuple[tuple[str, str], ...] = ()
     output: str
     postprocess: PostProcess = PostProcess()
+    inputs: tuple[str, ...] = Field((), description="input fields of a multi-field task that templates read by name "
+                                                    "(``{input}`` is always the whole input)")
 
     @model_validator(mode="after")
     def _valid(self) -> "GraphAgent":
-        if (reason := problem(self.nodes, self.edges, self.output)) is not None:
+        if (reason := problem(self.nodes, self.edges, self.output, self.inputs)) is not None:
             raise ValueError(reason)
         return self
 
@@ -140,28 +144,34 @@ class GraphAgent(BaseModel):
         return graph_runtime.order((n.name for n in self.nodes), self.edges)
 
     def payload(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The JSON form; a graph reading no named field stores what it did before fields existed."""
+        return self.model_dump(mode="json", exclude={"inputs"} if not self.inputs else None)
 
     def canonical(self) -> str:
         """The graph's structure and node specs, independent of listing order and whitespace."""
         shape = graph_canonical({n.name: n.spec() for n in self.nodes}, self.edges)
+        named = {"inputs": sorted(self.inputs)} if self.inputs else {}
         return json.dumps({"kind": self.kind, "graph": shape, "output": self.output,
-                           "postprocess": self.postprocess.model_dump(mode="json")}, sort_keys=True)
+                           "postprocess": self.postprocess.model_dump(mode="json"), **named}, sort_keys=True)
 
     def step(self, name: str, values: Mapping[str, str], llm: LLMClient) -> Step:
         """Run one node on the values computed so far; the record is one trajectory entry."""
         return graph_runtime.step(self.node(name).model_dump(), values, _chat(llm))
 
-    def run_traced(self, input_text: str, llm: LLMClient) -> tuple[str, list[Step]]:
-        return graph_runtime.run_traced(self.payload(), input_text, _chat(llm))
+    def run_traced(self, inputs: Inputs, llm: LLMClient) -> tuple[str, list[Step]]:
+        return graph_runtime.run_traced(self.payload(), inputs, _chat(llm))
 
-    def run(self, input_text: str, llm: LLMClient) -> str:
-        return self.run_traced(input_text, llm)[0]
+    def run(self, inputs: Inputs, llm: LLMClient) -> str:
+        return self.run_traced(inputs, llm)[0]
 
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
-        """A langchain-core Runnable taking a string or ``{"input": ...}``: one ``assign`` per
+        """A langchain-core Runnable taking a string or a mapping of input fields: one ``assign`` per
         topological generation, so independent nodes run in parallel under langchain too."""
-        chain: Runnable[Any, Any] = RunnableLambda(lambda x: dict(x) if isinstance(x, dict) else {INPUT: str(x)})
+        def values(x: Any) -> dict[str, str]:
+            inputs = runnable_inputs(x)
+            return {**({} if isinstance(inputs, str) else inputs), INPUT: prompt_runtime.input_text(inputs)}
+
+        chain: Runnable[Any, Any] = RunnableLambda(values)
         for generation in nx.topological_generations(self.graph()):
             chain = chain | RunnablePassthrough.assign(**{
                 name: RunnableLambda(lambda values, name=name: self.step(name, values, llm)["output"])

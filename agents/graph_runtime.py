@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from string import Formatter
 from typing import Any
 
-from .prompt_runtime import postprocess
+from .prompt_runtime import Inputs, input_text, postprocess
 from .tools import TOOLS
 
 INPUT = "input"
@@ -57,10 +57,12 @@ def step(node: Mapping[str, Any], values: Mapping[str, str], chat: Chat) -> Step
             "output": result.text if result else reply, "tool_error": result.error if result else None}
 
 
-def run_traced(payload: Mapping[str, Any], input_text: str, chat: Chat) -> tuple[str, list[Step]]:
-    """The post-processed answer and every step that led to it."""
+def run_traced(payload: Mapping[str, Any], inputs: Inputs, chat: Chat) -> tuple[str, list[Step]]:
+    """The post-processed answer and every step that led to it. Templates read the whole input as
+    ``{input}`` and, on a multi-field task, each field by its name."""
     nodes = {node["name"]: node for node in payload["nodes"]}
-    values, trajectory = {INPUT: input_text}, []
+    fields = {} if isinstance(inputs, str) else dict(inputs)
+    values, trajectory = {**fields, INPUT: input_text(inputs)}, []
     for name in order(nodes, (tuple(edge) for edge in payload.get("edges", ()))):
         record = step(nodes[name], values, chat)
         values[name] = record["output"]

@@ -6,16 +6,19 @@ import unicodedata
 from typing import Any, Literal
 
 from langchain_core.runnables import Runnable, RunnableLambda
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentopt.agents import prompt_runtime
 from agentopt.agents.llm import LLMClient
+from agentopt.agents.prompt_runtime import Inputs
 
 
 class Demo(BaseModel):
+    """A worked example shown before the input; ``input`` is a text or, on a multi-field task, its fields."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input: str
+    input: str | dict[str, str]
     output: str
 
 
@@ -41,25 +44,44 @@ class PromptAgent(BaseModel):
     instruction: str = Field(min_length=1)
     demos: tuple[Demo, ...] = ()
     postprocess: PostProcess = PostProcess()
+    template: str | None = Field(None, description="the user turn, with {field} for each input field and {input} "
+                                                   "for all of them as text (default: the input as text)")
+
+    @field_validator("template")
+    @classmethod
+    def _plain_fields(cls, template: str | None) -> str | None:
+        if template is not None:
+            prompt_runtime.template_fields(template)
+        return template
 
     def payload(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The JSON form; without a template it is exactly what agents stored before templates existed,
+        so their content hashes (and resumes of their campaigns) are unchanged."""
+        return self.model_dump(mode="json", exclude={"template"} if self.template is None else None)
 
     def canonical(self) -> str:
         data = self.payload()
         data["instruction"] = normalise_text(self.instruction)
         return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
-    def messages(self, input_text: str) -> list[dict[str, str]]:
-        return prompt_runtime.to_openai(prompt_runtime.render(self.payload(), input_text))
+    def messages(self, inputs: Inputs) -> list[dict[str, str]]:
+        return prompt_runtime.to_openai(prompt_runtime.render(self.payload(), inputs))
 
-    def run(self, input_text: str, llm: LLMClient) -> str:
-        reply = llm.chat(self.messages(input_text))
+    def run(self, inputs: Inputs, llm: LLMClient) -> str:
+        reply = llm.chat(self.messages(inputs))
         return prompt_runtime.postprocess(reply.text, self.postprocess.model_dump())
 
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
-        """A langchain-core Runnable taking a string or ``{"input": ...}``."""
-        return RunnableLambda(lambda x: self.run(x["input"] if isinstance(x, dict) else str(x), llm))
+        """A langchain-core Runnable taking a string or a mapping of input fields."""
+        return RunnableLambda(lambda x: self.run(runnable_inputs(x), llm))
 
     def with_instruction(self, instruction: str) -> "PromptAgent":
         return self.model_copy(update={"instruction": instruction})
+
+
+def runnable_inputs(value: Any) -> Inputs:
+    """A Runnable's argument as agent inputs: ``{"input": text}`` is the single text input, any
+    other mapping is a multi-field input, anything else is taken as text."""
+    if isinstance(value, dict):
+        return str(value["input"]) if set(value) == {"input"} else {str(k): str(v) for k, v in value.items()}
+    return str(value)

@@ -7,6 +7,7 @@ post-process with the very same code.
 
 import re
 from collections.abc import Mapping, Sequence
+from string import Formatter
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -24,12 +25,50 @@ DEFAULT_POSTPROCESS: dict[str, Any] = {
 }
 
 
-def render(payload: Mapping[str, Any], input_text: str) -> list[BaseMessage]:
+Inputs = str | Mapping[str, str]
+"""What an agent answers: one text, or named fields (``question``, ``context``) of a multi-field task."""
+
+
+def input_text(inputs: Inputs) -> str:
+    """The inputs as one text: a single input as it is, named fields as ``name: value`` lines in
+    their declared order (what a prompt without a template, a proposer or a report shows)."""
+    if isinstance(inputs, str):
+        return inputs
+    return "\n".join(f"{name}: {value}" for name, value in inputs.items())
+
+
+def template_fields(template: str) -> list[str]:
+    """The names a user-turn template reads; only plain names, so a template cannot reach into an
+    input's attributes (``{x.__class__}``). Raises ValueError on bad braces or such a field."""
+    names = []
+    for _, name, spec, conv in Formatter().parse(template):
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conv:
+            raise ValueError(f"template field {{{name}}} is not a plain field name")
+        names.append(name)
+    return names
+
+
+def user_turn(template: str | None, inputs: Inputs) -> str:
+    """The user message for ``inputs``: the template with its fields filled (``{input}`` is the whole
+    input as text), or the inputs as text when there is no template."""
+    if template is None:
+        return input_text(inputs)
+    values = {"input": input_text(inputs), **({} if isinstance(inputs, str) else inputs)}
+    missing = [name for name in template_fields(template) if name not in values]
+    if missing:
+        raise KeyError(f"the template reads {{{missing[0]}}} but the input has only: {', '.join(values)}")
+    return template.format_map(values)
+
+
+def render(payload: Mapping[str, Any], inputs: Inputs) -> list[BaseMessage]:
     """Instruction as the system message, each demonstration as a user / assistant turn."""
+    template = payload.get("template")
     demos: list[BaseMessage] = []
     for demo in payload.get("demos", ()):
-        demos += [HumanMessage(demo["input"]), AIMessage(demo["output"])]
-    return PROMPT.format_messages(instruction=payload["instruction"], demos=demos, input=input_text)
+        demos += [HumanMessage(user_turn(template, demo["input"])), AIMessage(demo["output"])]
+    return PROMPT.format_messages(instruction=payload["instruction"], demos=demos, input=user_turn(template, inputs))
 
 
 def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:

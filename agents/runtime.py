@@ -11,16 +11,18 @@ from typing import Any
 from . import graph_runtime, prompt_runtime
 from .code_framework import run_agent_code
 from .graph_runtime import Chat
+from .prompt_runtime import Inputs
 
 
-def answer(payload: Mapping[str, Any], input_text: str, chat: Chat) -> str:
-    """The agent's post-processed answer to ``input_text``; code agents run in the sandbox."""
+def answer(payload: Mapping[str, Any], inputs: Inputs, chat: Chat) -> str:
+    """The agent's post-processed answer to ``inputs`` (a text, or a multi-field task's fields);
+    code agents run in the sandbox."""
     kind = payload.get("kind", "prompt")
     if kind == "prompt":
-        reply = chat(prompt_runtime.to_openai(prompt_runtime.render(payload, input_text)))
+        reply = chat(prompt_runtime.to_openai(prompt_runtime.render(payload, inputs)))
         return prompt_runtime.postprocess(reply, payload.get("postprocess"))
     if kind == "graph":
-        return graph_runtime.run_traced(payload, input_text, chat)[0]
+        return graph_runtime.run_traced(payload, inputs, chat)[0]
     if kind == "code":
-        return run_agent_code(payload["code"], input_text, chat)
+        return run_agent_code(payload["code"], inputs, chat)
     raise ValueError(f"unknown agent kind {kind!r}")

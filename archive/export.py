@@ -9,6 +9,7 @@ model and key come from the environment: no secret and no local path ends up ins
 import json
 import os
 import re
+import shlex
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +29,8 @@ from agentopt.agents.budget import Price
 from agentopt.agents.errors import ArchiveError, ConfigError
 from agentopt.agents.local_model import LOCAL_MODEL_NAME
 from agentopt.archive.models import Campaign, Result
-from agentopt.archive.queries import lineage, show
+from agentopt.agents.prompt_runtime import Inputs
+from agentopt.archive.queries import CandidateRecord, lineage, show
 from agentopt.archive.store import Archive
 
 TEMPLATES = files("agentopt.archive").joinpath("export_template")
@@ -36,7 +38,7 @@ RUNTIME = (errors, sandbox, tools, prompt_runtime, graph_runtime, code_framework
 """Modules copied verbatim into ``<package>/_agentopt/``; their imports are relative, so they run there
 as they do here. The sandbox's child runner travels with the sandbox."""
 
-Lookup = Callable[[str], tuple[str, str]]
+Lookup = Callable[[str], tuple[Inputs, str]]
 """example id -> (input, target): the archive stores outputs, the task holds the inputs."""
 
 
@@ -68,21 +70,28 @@ def _model(role: dict[str, Any]) -> str:
     return LOCAL_MODEL_NAME if model == "local" else model
 
 
-def regression_examples(record: dict[str, Any], split: str, lookup: Lookup) -> list[dict[str, Any]]:
+def regression_examples(record: CandidateRecord, split: str, lookup: Lookup) -> list[dict[str, Any]]:
     """The candidate's scored examples of ``split`` with their inputs: what the package's regression test replays."""
     found = []
-    for result in record["results"]:
-        if result["split"] != split or result["error"] is not None:
+    for result in record.results:
+        if result.split != split or result.error is not None:
             continue
         try:
-            input_text, target = lookup(result["example_id"])
+            inputs, target = lookup(result.example_id)
         except KeyError:
-            raise ArchiveError(f"{split} example {result['example_id']!r} of candidate {record['id']} is not in "
-                               f"task {record['task']!r} any more; export needs the data the agent was scored on") \
+            raise ArchiveError(f"{split} example {result.example_id!r} of candidate {record.id} is not in "
+                               f"task {record.task!r} any more; export needs the data the agent was scored on") \
                 from None
-        found.append({"example_id": result["example_id"], "input": input_text, "target": target,
-                      "output": result["output"], "score": result["score"]})
+        found.append({"example_id": result.example_id, "input": inputs, "target": target,
+                      "output": result.output, "score": result.score})
     return found
+
+
+def _shown(inputs: Inputs | None) -> dict[str, str]:
+    """An example input as the card's commands write it: shell-quoted, and as a Python literal."""
+    value: Inputs = "your input" if inputs is None else inputs
+    text = value if isinstance(value, str) else json.dumps(dict(value), ensure_ascii=False)
+    return {"cli_input": shlex.quote(text), "py_input": json.dumps(value, ensure_ascii=False)}
 
 
 def cost_line(results: list[Result], price: Price) -> str:
@@ -175,17 +184,16 @@ def staged_output(out: Path, empty: bool) -> Iterator[Path]:
 def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Lookup) -> Path:
     """Write the package for ``candidate_id`` into ``out`` (created; must be empty if it exists)."""
     record = show(archive, candidate_id)
-    split = next((s for s in ("test", "val") if any(r["split"] == s and r["error"] is None for r in record["results"])),
-                 None)
+    split = next((s for s in ("test", "val") if any(r.split == s and r.error is None for r in record.results)), None)
     if split is None:
         raise ArchiveError(f"candidate {candidate_id} has no scored test or validation example, so there is nothing "
                            "to put on its card or replay; pick one from `agentopt archive top`")
-    campaign = archive.campaign(record["campaign_id"])
+    campaign = archive.campaign(record.campaign_id)
     task_role = campaign.config.get("models", {}).get("task", {})
     sampling = {"temperature": task_role.get("temperature", 0.0), "max_tokens": task_role.get("max_tokens", 32),
                 "top_p": 1.0, "stop": []}
     examples = regression_examples(record, split, lookup)
-    name = names(record["task"], candidate_id)
+    name = names(record.task, candidate_id)
     readme = card(archive, record, campaign, name, examples, split, sampling)
 
     with staged_output(out, empty=True) as folder:
@@ -195,37 +203,37 @@ def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Loo
         for template, target in (("package_init.py", "__init__.py"), ("regression.py", "regression.py")):
             (package / target).write_text(TEMPLATES.joinpath(template).read_text(encoding="utf-8"))
         (package / "agent.json").write_text(json.dumps(
-            {"payload": record["payload"], "model": _model(task_role), "sampling": sampling, "task": record["task"],
-             "candidate_id": candidate_id, "campaign_id": record["campaign_id"]}, indent=2))
+            {"payload": record.payload, "model": _model(task_role), "sampling": sampling, "task": record.task,
+             "candidate_id": candidate_id, "campaign_id": record.campaign_id}, indent=2))
         (package / "regression.json").write_text(json.dumps(examples, indent=2))
         (folder / "tests").mkdir()
         (folder / "tests" / "test_regression.py").write_text(_fill("test_regression.py.tmpl", package=name.package))
         (folder / "pyproject.toml").write_text(_fill(
             "pyproject.toml.tmpl", dist=name.dist, package=name.package,
-            description=f"agentopt {record['payload']['kind']} agent for task {record['task']}"))
+            description=f"agentopt {record.payload['kind']} agent for task {record.task}"))
         (folder / "README.md").write_text(readme)
     return out
 
 
-def card(archive: Archive, record: dict[str, Any], campaign: Campaign, name: Names, examples: list[dict[str, Any]],
+def card(archive: Archive, record: CandidateRecord, campaign: Campaign, name: Names, examples: list[dict[str, Any]],
          split: str, sampling: dict[str, Any]) -> str:
     """The package's README: how to call it, then the evaluation card."""
-    config, payload = campaign.config, record["payload"]
+    config, payload = campaign.config, record.payload
     models = config.get("models", {})
     task_role = models.get("task", {})
     score_rows = "\n".join(
-        f"| {s} | {100 * e['mean']:.1f} | [{100 * e['ci_low']:.1f}, {100 * e['ci_high']:.1f}] | {e['n']} | {e['n_errors']} |"
-        for s, e in sorted(record["evaluations"].items()) if s in ("val", "test") and e["mean"] is not None
+        f"| {s} | {100 * e.mean:.1f} | [{100 * (e.ci_low or 0):.1f}, {100 * (e.ci_high or 0):.1f}] | {e.n} | {e.n_errors} |"
+        for s, e in sorted(record.evaluations.items()) if s in ("val", "test") and e.mean is not None
     ) or "| - | not evaluated | | | |"
     task_info = config.get("task", {})
     price = Price(**config.get("prices", {}).get(task_role.get("model", "local"), {}))
     return _fill(
-        "README.md.tmpl", dist=name.dist, package=name.package, task=record["task"], kind=payload["kind"],
-        description=task_info.get("description", ""), example_input=examples[0]["input"] if examples else "your input",
+        "README.md.tmpl", dist=name.dist, package=name.package, task=record.task, kind=payload["kind"],
+        description=task_info.get("description", ""), **_shown(examples[0]["input"] if examples else None),
         score_rows=score_rows, metric=task_info.get("metric", "unknown"),
-        cost=cost_line(archive.results(record["id"], split), price), model=_model(task_role),
+        cost=cost_line(archive.results(record.id, split), price), model=_model(task_role),
         temperature=sampling["temperature"], max_tokens=sampling["max_tokens"], proposer=_model(models.get("proposer", {})),
-        campaign_id=record["campaign_id"], campaign_date=campaign.created_at.date().isoformat(),
-        candidate_id=record["id"], strategy=record["strategy"], lineage=lineage_lines(archive, record["id"]),
+        campaign_id=record.campaign_id, campaign_date=campaign.created_at.date().isoformat(),
+        candidate_id=record.id, strategy=record.strategy, lineage=lineage_lines(archive, record.id),
         n_regression=len(examples), regression_split=split, date=datetime.now(UTC).date().isoformat(),
         version=_agentopt_version(), agent=agent_section(payload))

@@ -69,6 +69,9 @@ class Lineage(Base):
 class Result(Base):
     """One example's outcome: a score, or an error with its reason, never both.
 
+    ``feedback`` is the metric's explanation of its score, when the metric gives one (what a
+    reflective strategy reads to learn why an output lost points).
+
     ``prompt_tokens`` / ``completion_tokens`` count what was paid for (cache hits cost nothing);
     ``footprint_tokens`` counts every token the agent's calls used, cached or not: its cost in
     deployment, which is what ``archive pareto`` trades against score.
@@ -83,6 +86,7 @@ class Result(Base):
     example_id: Mapped[str] = mapped_column(String(100))
     output: Mapped[str | None] = mapped_column(Text)
     score: Mapped[float | None] = mapped_column(Float)
+    feedback: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     llm_calls: Mapped[int] = mapped_column(default=0)
     cache_hits: Mapped[int] = mapped_column(default=0)

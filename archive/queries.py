@@ -7,17 +7,17 @@ archives with millions of candidates; see ``experiments/bench_archive.py``.
 import difflib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Self
 
 import networkx as nx
 from sqlalchemy import Select, func, select
 
 from agentopt.agents.errors import ArchiveError
-from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage, Result
+from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage, Note, Result
 from agentopt.archive.stats import bootstrap_ci
-from agentopt.archive.store import Archive
+from agentopt.archive.store import Archive, EvalSummary
 
 SPLITS = ("train", "val", "test")
 
@@ -32,6 +32,14 @@ class Filters:
     strategy: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+    @classmethod
+    def of(cls, *, campaign: str | None = None, task: str | None = None, kind: str | None = None,
+           strategy: str | None = None, since: datetime | None = None, until: datetime | None = None) -> Self:
+        """Filters as a user gives them: a date or time without a time zone is UTC, as the archive stores
+        its times, so ``--since 2026-01-01`` means the same on every machine."""
+        since, until = (d if d is None or d.tzinfo else d.replace(tzinfo=UTC) for d in (since, until))
+        return cls(campaign, task, kind, strategy, since, until)
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         conditions = [
@@ -49,7 +57,29 @@ class Filters:
 
 
 @dataclass(frozen=True)
-class Ranked:
+class Record:
+    """What a query returns: typed fields for Python, and :meth:`as_dict`, the JSON ``--json`` prints."""
+
+    def as_dict(self) -> dict[str, Any]:
+        plain: dict[str, Any] = _plain(asdict(self))
+        return plain
+
+
+def _plain(value: Any) -> Any:
+    """JSON's own types: tuples become lists and times ISO 8601 text."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class Ranked(Record):
+    """A candidate's score on one split, as ``archive top`` and ``archive pareto`` rank it."""
+
     candidate_id: int
     campaign_id: str
     task: str
@@ -63,9 +93,6 @@ class Ranked:
     n_errors: int
     tokens_mean: float | None
     payload: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _ranked_query(split: str, filters: Filters) -> Select[Any]:
@@ -102,41 +129,89 @@ def pareto(archive: Archive, split: str = "val", filters: Filters = Filters()) -
     return front
 
 
-def show(archive: Archive, candidate_id: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NoteRecord(Record):
+    """Why the search moved (see :class:`~agentopt.archive.models.Note`); ``candidate_id`` ``None``: an
+    edit that made no candidate."""
+
+    id: int
+    candidate_id: int | None
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, note: Note) -> Self:
+        return cls(note.id, note.candidate_id, note.kind, note.data, note.created_at)
+
+
+@dataclass(frozen=True)
+class ResultRecord(Record):
+    """One example's outcome: a score (with the metric's feedback, when it gave one) or an error."""
+
+    split: str
+    example_id: str
+    output: str | None
+    score: float | None
+    feedback: str | None
+    error: str | None
+    trace: list[Any] | None
+
+
+@dataclass(frozen=True)
+class CandidateRecord(Record):
+    """Everything stored about one candidate (``archive show``)."""
+
+    id: int
+    campaign_id: str
+    task: str
+    kind: str
+    strategy: str
+    rationale: str
+    content_hash: str
+    functional_hash: str | None
+    twin_id: int | None
+    created_at: datetime
+    parents: tuple[int, ...]
+    payload: dict[str, Any]
+    evaluations: dict[str, EvalSummary]
+    notes: tuple[NoteRecord, ...]
+    results: tuple[ResultRecord, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Each note as its kind and data: the candidate and its campaign are the record's own."""
+        shown = super().as_dict()
+        shown["notes"] = [{"kind": n.kind, "data": n.data} for n in self.notes]
+        return shown
+
+
+def _stored_notes(archive: Archive, campaign_id: str | None = None, candidate_id: int | None = None,
+                  kind: str | None = None) -> list[Note]:
+    """The note rows, through the store's own accessor: a subclass (the Python API's archive) may
+    redefine ``notes`` as :func:`notes`, which is built on this."""
+    return Archive.notes(archive, campaign_id, candidate_id, kind)
+
+
+def show(archive: Archive, candidate_id: int) -> CandidateRecord:
     """Everything stored about one candidate: payload, lineage, evaluations, notes, per-example results."""
     candidate = archive.candidate(candidate_id)
     campaign = archive.campaign(candidate.campaign_id)
-    return {
-        "id": candidate.id,
-        "campaign_id": candidate.campaign_id,
-        "task": campaign.task,
-        "kind": candidate.kind,
-        "strategy": candidate.strategy,
-        "rationale": candidate.rationale,
-        "content_hash": candidate.content_hash,
-        "functional_hash": candidate.functional_hash,
-        "twin_id": candidate.twin_id,
-        "created_at": candidate.created_at.isoformat(),
-        "parents": archive.parents(candidate_id),
-        "payload": candidate.payload,
-        "evaluations": {k: asdict(v) for k, v in archive.evaluations(candidate_id).items()},
-        "notes": [{"kind": n.kind, "data": n.data} for n in archive.notes(candidate_id=candidate_id)],
-        "results": [
-            {"split": r.split, "example_id": r.example_id, "output": r.output, "score": r.score, "error": r.error,
-             "trace": r.trace}
-            for r in archive.results(candidate_id)
-        ],
-    }
+    return CandidateRecord(
+        candidate.id, candidate.campaign_id, campaign.task, candidate.kind, candidate.strategy, candidate.rationale,
+        candidate.content_hash, candidate.functional_hash, candidate.twin_id, candidate.created_at,
+        tuple(archive.parents(candidate_id)), candidate.payload, archive.evaluations(candidate_id),
+        tuple(NoteRecord.of(n) for n in _stored_notes(archive, candidate_id=candidate_id)),
+        tuple(ResultRecord(r.split, r.example_id, r.output, r.score, r.feedback, r.error, r.trace)
+              for r in archive.results(candidate_id)))
 
 
 def notes(archive: Archive, campaign_id: str, kind: str | None = None,
-          candidate_id: int | None = None) -> list[dict[str, Any]]:
+          candidate_id: int | None = None) -> list[NoteRecord]:
     """A campaign's notes in the order they were recorded (``candidate_id`` ``None``: an edit that made
     no candidate); an unknown campaign is an error rather than an empty list, so a typo never looks
     like a campaign that noted nothing."""
     archive.campaign(campaign_id)
-    return [{"id": n.id, "candidate_id": n.candidate_id, "kind": n.kind, "data": n.data,
-             "created_at": n.created_at.isoformat()} for n in archive.notes(campaign_id, candidate_id, kind)]
+    return [NoteRecord.of(n) for n in _stored_notes(archive, campaign_id, candidate_id, kind)]
 
 
 # --- lineage ---------------------------------------------------------------------------------------
@@ -224,7 +299,49 @@ def _example_scores(archive: Archive, candidate_id: int) -> dict[tuple[str, str]
     return {(split, example): score for split, example, score in rows}
 
 
-def diff(archive: Archive, a: int, b: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PairedScores(Record):
+    """B - A on the examples both candidates were scored on, with its bootstrap 95% CI, and how many
+    examples each did better on."""
+
+    b_minus_a: float
+    b_minus_a_ci: tuple[float, float]
+    b_better: int
+    a_better: int
+
+
+@dataclass(frozen=True)
+class SplitDiff(Record):
+    """Both candidates on one split: their evaluations (``None``: not evaluated there) and, when they
+    share scored examples, the paired difference."""
+
+    a: EvalSummary | None
+    b: EvalSummary | None
+    shared_examples: int
+    paired: PairedScores | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"A": None if self.a is None else asdict(self.a), "B": None if self.b is None else asdict(self.b),
+                "shared_examples": self.shared_examples, **(self.paired.as_dict() if self.paired else {})}
+
+
+@dataclass(frozen=True)
+class Diff(Record):
+    """Candidate A against B. ``payload_changes`` maps each payload key that differs to a unified diff's
+    lines (text), ``{"removed", "added"}`` items (lists), or ``{"A", "B"}`` values (anything else)."""
+
+    a: int
+    b: int
+    relation: str  # "same campaign" or "different campaigns"
+    payload_changes: dict[str, Any]
+    splits: dict[str, SplitDiff]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"A": self.a, "B": self.b, "relation": self.relation, "payload_changes": self.payload_changes,
+                "splits": {split: d.as_dict() for split, d in self.splits.items()}}
+
+
+def diff(archive: Archive, a: int, b: int) -> Diff:
     """What changed from candidate A to B, and what it did on the examples both were scored on."""
     ca, cb = archive.candidate(a), archive.candidate(b)
     pa, pb = ca.payload, cb.payload
@@ -246,15 +363,14 @@ def diff(archive: Archive, a: int, b: int) -> dict[str, Any]:
         shared = sorted(k for k in sa.keys() & sb.keys() if k[0] == split)
         if split not in ea and split not in eb and not shared:
             continue
-        entry: dict[str, Any] = {"A": asdict(ea[split]) if split in ea else None,
-                                 "B": asdict(eb[split]) if split in eb else None, "shared_examples": len(shared)}
+        paired = None
         if shared:
-            delta = bootstrap_ci([sb[k] - sa[k] for k in shared])
-            entry.update(b_minus_a=delta[0], b_minus_a_ci=[delta[1], delta[2]],
-                         b_better=sum(sb[k] > sa[k] for k in shared), a_better=sum(sa[k] > sb[k] for k in shared))
-        splits[split] = entry
+            mean, low, high = bootstrap_ci([sb[k] - sa[k] for k in shared])
+            paired = PairedScores(mean, (low, high), sum(sb[k] > sa[k] for k in shared),
+                                  sum(sa[k] > sb[k] for k in shared))
+        splits[split] = SplitDiff(ea.get(split), eb.get(split), len(shared), paired)
     related = "same campaign" if ca.campaign_id == cb.campaign_id else "different campaigns"
-    return {"A": a, "B": b, "relation": related, "payload_changes": changes, "splits": splits}
+    return Diff(a, b, related, changes, splits)
 
 
 # --- campaigns -------------------------------------------------------------------------------------------
@@ -263,7 +379,47 @@ def _best(archive: Archive, campaign_id: str, split: str) -> Ranked | None:
     return ranked[0] if ranked else None
 
 
-def campaigns(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class CampaignRow(Record):
+    """One campaign: size, best scores and spend. ``best_test``, ``seed_test`` and ``best_candidate_id``
+    come from the summary a finished campaign writes (``None`` until then); ``best_val`` is live."""
+
+    id: str
+    name: str
+    task: str
+    strategy: str
+    status: str
+    created_at: datetime
+    candidates: int
+    best_val: float | None
+    best_test: float | None
+    best_test_ci: tuple[float | None, float | None]
+    seed_test: float | None
+    best_candidate_id: int | None
+    llm_calls: int
+    wall_s: float | None
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReferenceDelta(Record):
+    """A campaign's best candidate minus the reference campaign's, paired on the test examples both
+    were scored on, with its bootstrap 95% CI."""
+
+    reference: str
+    delta: float
+    ci: tuple[float, float]
+    shared_examples: int
+
+
+@dataclass(frozen=True)
+class Comparison(CampaignRow):
+    """A campaign beside the others on its task (``None``: the reference itself, or nothing to pair)."""
+
+    test_vs_reference: ReferenceDelta | None
+
+
+def campaigns(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) -> list[CampaignRow]:
     """Campaigns, newest first, with size, best scores and spend: the table users compare runs with."""
     wanted = list(ids)
     query = select(Campaign).order_by(Campaign.created_at.desc())
@@ -282,37 +438,57 @@ def campaigns(archive: Archive, task: str | None = None, ids: Iterable[str] = ()
         best_test = c.summary.get("best_test") or {}
         seed_test = c.summary.get("seed_test") or {}
         best_val = _best(archive, c.id, "val")
-        out.append({
-            "id": c.id, "name": c.name, "task": c.task, "strategy": c.strategy, "status": c.status,
-            "created_at": c.created_at.isoformat(), "candidates": counts.get(c.id, 0),
-            "best_val": best_val.mean if best_val else None,
-            "best_test": best_test.get("mean"), "best_test_ci": [best_test.get("ci_low"), best_test.get("ci_high")],
-            "seed_test": seed_test.get("mean"), "best_candidate_id": c.summary.get("best_candidate_id"),
-            "llm_calls": stats.get("task_llm_calls", 0) + stats.get("proposer_llm_calls", 0),
-            "wall_s": c.summary.get("wall_s"), "stats": stats,
-        })
+        out.append(CampaignRow(
+            c.id, c.name, c.task, c.strategy, c.status, c.created_at, counts.get(c.id, 0),
+            best_val.mean if best_val else None, best_test.get("mean"),
+            (best_test.get("ci_low"), best_test.get("ci_high")), seed_test.get("mean"),
+            c.summary.get("best_candidate_id"), stats.get("task_llm_calls", 0) + stats.get("proposer_llm_calls", 0),
+            c.summary.get("wall_s"), stats))
     return out
 
 
-def compare(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+def compare(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) -> list[Comparison]:
     """Campaigns side by side; each best candidate against the oldest campaign's, paired on the
     test examples both were scored on (a difference with its bootstrap 95% CI)."""
     rows = campaigns(archive, task, ids)
-    if len({r["task"] for r in rows}) > 1:
+    if len({r.task for r in rows}) > 1:
         raise ArchiveError("compare campaigns of one task: pass --task, or campaign ids of the same task")
-    finished = [r for r in rows if r["best_candidate_id"] is not None]
+    finished = [r for r in rows if r.best_candidate_id is not None]
     reference = finished[-1] if finished else None
+    compared = []
     for row in rows:
-        row["test_vs_reference"] = None
-        if reference is not None and row["best_candidate_id"] is not None and row is not reference:
-            test = diff(archive, reference["best_candidate_id"], row["best_candidate_id"])["splits"].get("test", {})
-            if "b_minus_a" in test:
-                row["test_vs_reference"] = {"reference": reference["id"], "delta": test["b_minus_a"],
-                                            "ci": test["b_minus_a_ci"], "shared_examples": test["shared_examples"]}
-    return rows
+        versus = None
+        if reference is not None and row.best_candidate_id is not None and row is not reference:
+            test = diff(archive, reference.best_candidate_id, row.best_candidate_id).splits.get("test")
+            if test is not None and test.paired is not None:
+                versus = ReferenceDelta(reference.id, test.paired.b_minus_a, test.paired.b_minus_a_ci,
+                                        test.shared_examples)
+        compared.append(Comparison(**{f.name: getattr(row, f.name) for f in fields(row)}, test_vs_reference=versus))
+    return compared
 
 
-def progress(archive: Archive, campaign_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SplitProgress(Record):
+    evaluated: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class Progress(Record):
+    """How far a campaign has got (``best``: on val, else on train; ``None`` before any score)."""
+
+    candidates: int
+    twins: int  # candidates merged into an earlier one that behaved the same
+    examples: dict[str, SplitProgress]
+    best: Ranked | None
+
+    @property
+    def errors(self) -> int:
+        """Examples that failed, on every split."""
+        return sum(split.errors for split in self.examples.values())
+
+
+def progress(archive: Archive, campaign_id: str) -> Progress:
     """How far a campaign has got: candidates (and how many were merged as twins), examples
     evaluated and failed per split, and the best candidate so far (on val, else on train)."""
     with archive.session() as s:
@@ -322,6 +498,4 @@ def progress(archive: Archive, campaign_id: str) -> dict[str, Any]:
                               .join(Candidate, Candidate.id == Result.candidate_id)
                               .where(Candidate.campaign_id == campaign_id).group_by(Result.split)).all()
     best = _best(archive, campaign_id, "val") or _best(archive, campaign_id, "train")
-    return {"candidates": candidates, "twins": twins,
-            "examples": {split: {"evaluated": n, "errors": errors} for split, n, errors in per_split},
-            "best": None if best is None else best.as_dict()}
+    return Progress(candidates, twins, {split: SplitProgress(n, errors) for split, n, errors in per_split}, best)

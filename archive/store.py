@@ -68,6 +68,7 @@ class ExampleOutcome:
     usage: dict[str, float]
     worker: str | None = None  # "node-id/pid" of the process that ran it
     trace: list[dict[str, Any]] | None = None  # what each step of a traced (graph) agent did
+    feedback: str | None = None  # the metric's explanation of the score, when it gives one
 
 
 def lock_timeout_s() -> float:
@@ -317,8 +318,9 @@ class Archive:
         error is replaced by the new outcome (a retry), an existing score is kept.
         """
         usage = {k: outcome.usage.get(k, 0) for k in USAGE_COLUMNS}
-        values = {"output": outcome.output, "score": outcome.score, "error": outcome.error, **usage,
-                  "worker": outcome.worker, "trace": outcome.trace, "created_at": utcnow()}
+        values = {"output": outcome.output, "score": outcome.score, "feedback": outcome.feedback,
+                  "error": outcome.error, **usage, "worker": outcome.worker, "trace": outcome.trace,
+                  "created_at": utcnow()}
         statement = self.insert(Result).values(candidate_id=candidate_id, split=split, example_id=outcome.example_id,
                                                **values)
         statement = statement.on_conflict_do_update(index_elements=["candidate_id", "split", "example_id"],

@@ -21,7 +21,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-from agentopt.agents.errors import AgentoptError, BudgetExhausted
+from agentopt.agents.errors import AgentoptError, BudgetExhausted, ConfigError
 from agentopt.agents.gate import Halted
 from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
@@ -29,11 +29,13 @@ from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.queries import Filters, top
 from agentopt.archive.store import Archive, EvalSummary, ExampleOutcome
 from agentopt.optimizer.budgets import CampaignBudget, GateControl
+from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.dedup import FunctionalDedup, Policy
 from agentopt.optimizer.evaluation import Evaluator, Job
 from agentopt.optimizer.strategies import StrategyContext, Trial, TrialResult, make_strategy
 from agentopt.optimizer.strategies.base import Answer
 from agentopt.optimizer.tasks import Task
+from agentopt.optimizer.tasks.metrics import Judged, MetricFailed
 from agentopt.optimizer.ui import Reporter
 
 
@@ -118,8 +120,8 @@ class CampaignRun:
     probe_size: int = 5
     budget: CampaignBudget | None = None
     campaign_id: str = ""  # set to resume that campaign instead of starting a new one
-    task_ref: str = ""  # how the config named the task (a resume loads it the same way)
     embedder: LLMClient | None = None
+    judge: LLMClient | None = None  # the model a judged metric grades with
     gate: GateControl | None = None  # watched for endpoint health
 
     def run(self) -> CampaignReport:
@@ -128,16 +130,15 @@ class CampaignRun:
             self.archive.claim(self.campaign_id)
         else:
             task_info = {"name": self.task.name, "description": self.task.description, "metric": self.task.metric_name,
-                         "ref": self.task_ref or self.task.name}
+                         "inputs": list(self.task.inputs), "ref": self.task.ref}
             self.campaign_id = self.archive.create_campaign(self.name, self.task.name, self.strategy_name,
                                                             {**self.config, "task": task_info})
         self.proposer = self.proposer.metered(self.campaign_id)
-        self.stats: dict[str, Any] = {
-            "trials": 0, "proposals": 0, "content duplicates": 0, "functional duplicates": 0,
-            "functional matches rejected by verify": 0, "full evaluations": 0, "examples evaluated": 0,
-            "examples reused": 0, "examples served by a twin": 0, "llm calls saved": 0,
-            "examples retried after an error": 0, "sampling overrides clamped": 0,
-            "functional dedup": self.dedup_policy}
+        if isinstance(self.task.metric, Judged):
+            if self.judge is None:
+                raise ConfigError(f"metric {self.task.metric_name} needs a judge model (models.judge)")
+            self.task = self.task.with_metric(self.task.metric.bind(self.judge.metered(self.campaign_id)))
+        self.stats = Counters(functional_dedup=self.dedup_policy)
         self.stopped_by: str | None = None
         self._seen: set[int] = set()
         self._failed: set[tuple[int, str, str]] = set()
@@ -151,12 +152,12 @@ class CampaignRun:
         except Halted as exc:
             self._watch()  # the health that stopped it, for `agentopt status`
             self.archive.finish_campaign(self.campaign_id, "stopped", {
-                "stopped_by": exc.budget, "stop_detail": exc.detail, "stats": self.stats})
+                "stopped_by": exc.budget, "stop_detail": exc.detail, "stats": self.stats.as_dict()})
             raise CampaignStopped(self.campaign_id, exc) from None
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.archive.finish_campaign(self.campaign_id, status, {"error": f"{type(exc).__name__}: {exc}",
-                                                                    "stats": self.stats})
+                                                                    "stats": self.stats.as_dict()})
             raise
         self.archive.finish_campaign(self.campaign_id, "finished", report.as_dict())
         return report
@@ -165,7 +166,7 @@ class CampaignRun:
         probe = self.task.train[: self.probe_size]
         verify = self.task.train[self.probe_size: 2 * self.probe_size]
         self.dedup = FunctionalDedup(self.archive, self.dedup_policy, probe, verify, self._evaluate, self.stats,
-                                     self.campaign_id)
+                                     self.task.metric.key, self.campaign_id)
         ctx = StrategyContext(train=self.task.train, val=self.task.val[: self.val_size], seed_agent=self.seed_agent,
                               proposer=self.proposer, task_description=self.task.description, seed=self.seed,
                               stats=self.stats, probe_ids=self.dedup.probe_ids, campaign_id=self.campaign_id,
@@ -206,7 +207,7 @@ class CampaignRun:
                               time.perf_counter() - started, self.stopped_by, tuple(notes))
 
     def _answers(self, candidate_id: int, split: str) -> dict[str, Answer]:
-        return {r.example_id: Answer(r.output, r.score, r.error, r.trace)
+        return {r.example_id: Answer(r.output, r.score, r.error, r.trace, r.feedback)
                 for r in self.archive.results(candidate_id, split)}
 
     def _final_stats(self) -> dict[str, Any]:
@@ -214,11 +215,11 @@ class CampaignRun:
         usage = self.archive.usage_totals(self.campaign_id)
         spent = self.archive.spend(self.campaign_id)
         task, proposer = spent.get("task", (0, 0, 0)), spent.get("proposer", (0, 0, 0))
-        stats = {**self.stats, "examples evaluated": usage["results"], "task_llm_calls": task[0],
+        stats = {**self.stats.as_dict(), "examples evaluated": usage["results"], "task_llm_calls": task[0],
                  "task_cache_hits": usage["cache_hits"], "task_tokens": task[1] + task[2],
                  "proposer_llm_calls": proposer[0], "proposer_cache_hits": self.proposer.usage.cache_hits,
                  "proposer_tokens": proposer[1] + proposer[2], "stopped by": self.stopped_by,
-                 "sampling overrides clamped": self.stats["sampling overrides clamped"] + self.proposer.usage.clamped}
+                 "sampling overrides clamped": self.stats.clamped + self.proposer.usage.clamped}
         if self.budget is not None:
             stats["budget"] = self.budget.report()
         return stats
@@ -255,12 +256,15 @@ class CampaignRun:
                                   and stored.twin_id is None):
                 new[candidate_id] = trial.agent.payload()
             else:
-                self.stats["functional duplicates" if stored.twin_id else "full evaluations"] += 1
+                if stored.twin_id:
+                    self.stats.functional_duplicates += 1
+                else:
+                    self.stats.full_evaluations += 1
         if new and self.dedup.policy != "off":
             self.reporter.phase(f"{self.task.name}: probing {len(new)} new candidate(s)",
                                 len(new) * len(self.dedup.probe_ids))
         twins = self.dedup.twins(new)
-        self.stats["full evaluations"] += len(new) - len(twins)
+        self.stats.full_evaluations += len(new) - len(twins)
         return [(trial, c, twins.get(c) if c in new else self.archive.candidate(c).twin_id) for trial, c in registered]
 
     def _run_trials(self, trials: Sequence[Trial], strategy_label: str | None = None) -> list[TrialResult]:
@@ -275,17 +279,17 @@ class CampaignRun:
             for example_id in trial.example_ids:
                 key = (target, trial.split, example_id)
                 if example_id in done:
-                    self.stats["examples reused"] += 1
+                    self.stats.examples_reused += 1
                     if example_id not in own:  # the duplicate would have had to run it itself
-                        self.stats["examples served by a twin"] += 1
-                        self.stats["llm calls saved"] += self.archive.calls_for(target, trial.split, example_id)
+                        self.stats.examples_served_by_twin += 1
+                        self.stats.llm_calls_saved += self.archive.calls_for(target, trial.split, example_id)
                 elif key not in jobs:
                     jobs[key] = Job(target, trial.split, example_id, self.task.example(example_id).input, payload,
                                     self.campaign_id)
         splits = ", ".join(sorted({t.split for t in trials}))
         self.reporter.phase(f"{self.task.name}: {len(trials)} candidate(s) on {splits}", len(jobs))
         self._evaluate(list(jobs.values()))
-        self.stats["trials"] += len(trials)
+        self.stats.trials += len(trials)
         results = []
         for trial, candidate_id, twin in registered:
             target = twin or candidate_id
@@ -303,7 +307,7 @@ class CampaignRun:
             self.evaluator.evaluate(jobs, self._commit)
             failed = [j for j in jobs if (j.candidate_id, j.split, j.example_id) in self._failed]
             if failed:
-                self.stats["examples retried after an error"] += len(failed)
+                self.stats.examples_retried += len(failed)
                 self.evaluator.evaluate(failed, self._commit)
         except Halted:
             raise
@@ -312,15 +316,26 @@ class CampaignRun:
 
     def _commit(self, job: Job, outcome: ExampleOutcome) -> None:
         if outcome.error is None and outcome.output is not None:
-            outcome = replace(outcome, score=self.task.score(outcome.output, self.task.example(job.example_id).target))
+            outcome = self._scored(outcome)
         self.archive.add_result(job.candidate_id, job.split, outcome)
-        self.stats["sampling overrides clamped"] += int(outcome.usage.get("clamped", 0))
+        self.stats.clamped += int(outcome.usage.get("clamped", 0))
         key = (job.candidate_id, job.split, job.example_id)
         if outcome.error is None:
             self._failed.discard(key)
         else:
             self._failed.add(key)
         self.reporter.advance(errors=int(outcome.error is not None))
+
+    def _scored(self, outcome: ExampleOutcome) -> ExampleOutcome:
+        """The outcome with the metric's score and feedback; a metric that fails on this example
+        makes it an error (never a score). A metric returning a non-score raises and stops the
+        campaign, since nothing computed from it could be trusted."""
+        try:
+            score = self.task.score(self.task.example(outcome.example_id), outcome.output or "")
+        except MetricFailed as exc:
+            self.stats.metric_errors += 1
+            return replace(outcome, error=str(exc))
+        return replace(outcome, score=score.value, feedback=score.feedback)
 
     def _watch(self) -> None:
         """When an endpoint goes down or comes back, tell the person watching and note it in the

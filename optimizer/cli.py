@@ -4,7 +4,8 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -126,12 +127,6 @@ SinceFilter = Annotated[datetime | None, typer.Option(help="Only candidates crea
 UntilFilter = Annotated[datetime | None, typer.Option(help="Only candidates created before this date (UTC).")]
 
 
-def _filters(campaign: str | None, task: str | None, kind: str | None, strategy: str | None,
-             since: datetime | None, until: datetime | None) -> queries.Filters:
-    utc = [d if d is None or d.tzinfo else d.replace(tzinfo=UTC) for d in (since, until)]
-    return queries.Filters(campaign, task, kind, strategy, utc[0], utc[1])
-
-
 def _ranked_table(title: str, ranked: list[queries.Ranked]) -> None:
     out.print(table(title, ["id", "campaign", "task", "strategy", "score", "95% CI", "n", "errors", "tokens/ex",
                             "instruction", "demos"],
@@ -149,7 +144,8 @@ def archive_top(
     db: DbOption = None, json_out: JsonOption = False,
 ) -> None:
     """Best candidates by mean score on a split, with 95% confidence intervals."""
-    ranked = queries.top(open_archive(db), k, split.value, _filters(campaign, task, kind, strategy, since, until))
+    ranked = queries.top(open_archive(db), k, split.value, queries.Filters.of(
+        campaign=campaign, task=task, kind=kind, strategy=strategy, since=since, until=until))
     if json_out:
         print_json([r.as_dict() for r in ranked])
         return
@@ -166,7 +162,8 @@ def archive_pareto(
     db: DbOption = None, json_out: JsonOption = False,
 ) -> None:
     """Score vs tokens per example (or cost): the candidates nothing beats on both, cheapest first."""
-    front = queries.pareto(open_archive(db), split.value, _filters(campaign, task, kind, strategy, since, until))
+    front = queries.pareto(open_archive(db), split.value, queries.Filters.of(
+        campaign=campaign, task=task, kind=kind, strategy=strategy, since=since, until=until))
     price = usd_per_1m_tokens
     if json_out:
         print_json([{**r.as_dict(), "usd_per_1k_examples": None if price is None or r.tokens_mean is None
@@ -194,25 +191,24 @@ def archive_show(candidate_id: Annotated[int, typer.Argument(help="Candidate id"
     """Everything stored about one candidate: payload, lineage, scores, notes and per-example results."""
     record = queries.show(open_archive(db), candidate_id)
     if json_out:
-        print_json(record)
+        print_json(record.as_dict())
         return
-    out.print(f"[bold]candidate {record['id']}[/] ({record['kind']}) of campaign {record['campaign_id']}, task {record['task']}")
-    out.print(f"strategy {record['strategy']}: {record['rationale'] or '-'}; parents: {record['parents'] or 'none'}")
-    if record["twin_id"]:
-        out.print(f"functional duplicate of #{record['twin_id']}: it answered the probe inputs identically, "
+    out.print(f"[bold]candidate {record.id}[/] ({record.kind}) of campaign {record.campaign_id}, task {record.task}")
+    out.print(f"strategy {record.strategy}: {record.rationale or '-'}; parents: {list(record.parents) or 'none'}")
+    if record.twin_id:
+        out.print(f"functional duplicate of #{record.twin_id}: it answered the probe inputs identically, "
                   "so it was never evaluated on its own")
-    out.print_json(data=record["payload"])
+    out.print_json(data=record.payload)
     out.print(table("Evaluations", ["split", "score", "95% CI", "n", "errors"],
-                    [[s, pct(e["mean"]), ci(e["ci_low"], e["ci_high"]), e["n"], e["n_errors"]]
-                     for s, e in record["evaluations"].items()]))
-    for note in record["notes"]:
-        out.print(f"[bold]note: {escape(note['kind'])}[/]")
-        for key, value in note["data"].items():
+                    [[s, pct(e.mean), ci(e.ci_low, e.ci_high), e.n, e.n_errors] for s, e in record.evaluations.items()]))
+    for note in record.notes:
+        out.print(f"[bold]note: {escape(note.kind)}[/]")
+        for key, value in note.data.items():
             out.print(f"  {key}: {_one_line(value, NOTE_FIELD_CHARS)}", markup=False)
-    errors = [r for r in record["results"] if r["error"]]
-    out.print(f"{len(record['results'])} example results, {len(errors)} errors")
+    errors = [r for r in record.results if r.error]
+    out.print(f"{len(record.results)} example results, {len(errors)} errors")
     for r in errors[:5]:
-        out.print(f"  {r['split']}/{r['example_id']}: {r['error']}")
+        out.print(f"  {r.split}/{r.example_id}: {r.error}")
 
 
 @archive_app.command("notes")
@@ -225,11 +221,11 @@ def archive_notes(
     """What a campaign noted: language losses and gradients behind candidates, and edits it rejected."""
     rows = queries.notes(open_archive(db), campaign_id, kind, candidate)
     if json_out:
-        print_json(rows)
+        print_json([n.as_dict() for n in rows])
         return
     out.print(table(f"Notes of campaign {campaign_id}", ["id", "candidate", "kind", "data"],
-                    [[n["id"], "-" if n["candidate_id"] is None else n["candidate_id"], escape(n["kind"]),
-                      escape(_one_line(n["data"], NOTE_SUMMARY_CHARS))] for n in rows]))
+                    [[n.id, "-" if n.candidate_id is None else n.candidate_id, escape(n.kind),
+                      escape(_one_line(n.data, NOTE_SUMMARY_CHARS))] for n in rows]))
 
 
 @archive_app.command("lineage")
@@ -252,23 +248,21 @@ def archive_diff(a: Annotated[int, typer.Argument(help="Candidate id A")],
     """What changed from candidate A to B, and B - A on the examples both were scored on."""
     result = queries.diff(open_archive(db), a, b)
     if json_out:
-        print_json(result)
+        print_json(result.as_dict())
         return
-    out.print(f"[bold]#{a} -> #{b}[/] ({result['relation']})")
-    for key, change in result["payload_changes"].items():
+    out.print(f"[bold]#{a} -> #{b}[/] ({result.relation})")
+    for key, change in result.payload_changes.items():
         if isinstance(change, list):
             out.print(f"{key}:", *change[2:], sep="\n  ", markup=False)
         else:
             out.print(f"{key}: {json.dumps(change, ensure_ascii=False)}", markup=False)
-    if not result["payload_changes"]:
+    if not result.payload_changes:
         out.print("payloads are identical")
     rows = []
-    for split, e in result["splits"].items():
-        ea, eb = e["A"] or {}, e["B"] or {}
-        delta = "-" if "b_minus_a" not in e else (f"{100 * e['b_minus_a']:+.1f} "
-                                                  f"{ci(e['b_minus_a_ci'][0], e['b_minus_a_ci'][1])}")
-        rows.append([split, pct(ea.get("mean")), pct(eb.get("mean")), e["shared_examples"], delta,
-                     e.get("b_better", "-"), e.get("a_better", "-")])
+    for split, e in result.splits.items():
+        paired = ["-", "-", "-"] if e.paired is None else [
+            f"{100 * e.paired.b_minus_a:+.1f} {ci(*e.paired.b_minus_a_ci)}", e.paired.b_better, e.paired.a_better]
+        rows.append([split, pct(None if e.a is None else e.a.mean), pct(None if e.b is None else e.b.mean), e.shared_examples, *paired])
     out.print(table("Scores", ["split", "A", "B", "shared examples", "B - A [95% CI]", "B better", "A better"], rows))
 
 
@@ -287,25 +281,25 @@ def archive_compare(
     if not campaign_ids and not task:
         raise ConfigError("name campaign ids or pass --task")
     rows = queries.compare(open_archive(db), task, campaign_ids or ())
-    _campaign_table(f"Campaigns on {rows[0]['task']}" if rows else "No campaigns", rows, json_out, compare=True)
+    _campaign_table(f"Campaigns on {rows[0].task}" if rows else "No campaigns", rows, json_out, compare=True)
 
 
-def _campaign_table(title: str, rows: list[dict[str, Any]], json_out: bool, compare: bool = False) -> None:
+def _campaign_table(title: str, rows: Sequence[queries.CampaignRow], json_out: bool, compare: bool = False) -> None:
     if json_out:
-        print_json(rows)
+        print_json([c.as_dict() for c in rows])
         return
     columns = ["id", "name", "task", "strategy", "status", "created", "candidates", "best val", "seed test",
                "best test [95% CI]", "LLM calls", "dedup (content/functional)"]
     body = []
     for c in rows:
-        s = c["stats"]
-        line = [c["id"], c["name"], c["task"], c["strategy"], c["status"], c["created_at"][:19], c["candidates"],
-                pct(c["best_val"]), pct(c["seed_test"]), f"{pct(c['best_test'])} {ci(*c['best_test_ci'])}",
-                c["llm_calls"], f"{s.get('content duplicates', 0)}/{s.get('functional duplicates', 0)}"]
-        if compare:
-            ref = c.get("test_vs_reference")
-            line.append("reference" if ref is None and c["best_candidate_id"] else
-                        "-" if ref is None else f"{100 * ref['delta']:+.1f} {ci(*ref['ci'])} on {ref['shared_examples']}")
+        s = c.stats
+        line = [c.id, c.name, c.task, c.strategy, c.status, f"{c.created_at:%Y-%m-%dT%H:%M:%S}", c.candidates,
+                pct(c.best_val), pct(c.seed_test), f"{pct(c.best_test)} {ci(*c.best_test_ci)}",
+                c.llm_calls, f"{s.get('content duplicates', 0)}/{s.get('functional duplicates', 0)}"]
+        if isinstance(c, queries.Comparison):
+            ref = c.test_vs_reference
+            line.append("reference" if ref is None and c.best_candidate_id else
+                        "-" if ref is None else f"{100 * ref.delta:+.1f} {ci(*ref.ci)} on {ref.shared_examples}")
         body.append(line)
     out.print(table(title, columns + (["test vs oldest [95% CI]"] if compare else []), body))
 
@@ -327,19 +321,9 @@ def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `
            db: DbOption = None) -> None:
     """Write a pip-installable package for any candidate (prompt, code or graph agent): `run`, `arun`, a
     langchain Runnable, a console command, an evaluation card and a regression test of recorded examples."""
-    from agentopt.archive.export import export_candidate
-    from agentopt.optimizer.cli_campaign import stored_config
-    from agentopt.optimizer.tasks import load_task
+    from agentopt.optimizer.library import export_agent
 
-    archive = open_archive(db)
-    config = stored_config(archive, archive.candidate(candidate_id).campaign_id)
-    task = load_task(config.tasks[0], seed=config.task_seed)
-
-    def lookup(example_id: str) -> tuple[str, str]:
-        example = task.example(example_id)
-        return example.input, example.target
-
-    path = export_candidate(archive, candidate_id, out_dir, lookup)
+    path = export_agent(open_archive(db), candidate_id, out_dir)
     out.print(f"exported candidate {candidate_id} to {path} — install it with: pip install {path}")
 
 

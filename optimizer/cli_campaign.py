@@ -3,7 +3,7 @@
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,6 +29,7 @@ from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, endpoints_li
 if TYPE_CHECKING:
     from agentopt.optimizer.campaign import CampaignReport
     from agentopt.optimizer.config import CampaignConfig
+    from agentopt.optimizer.tasks import Task
 
 STALE_HEARTBEAT_S = 30.0  # six missed heartbeats: the driver is gone
 
@@ -82,7 +83,7 @@ def summary_table(reports: list["CampaignReport"]) -> None:
 
 
 def _drive(cfg: "CampaignConfig", archive: Archive | Callable[[], Archive], url: str, address: str | None,
-           json_out: bool, quiet: bool, resume: str = "") -> None:
+           json_out: bool, quiet: bool, resume: str = "", tasks: Sequence["Task"] = ()) -> None:
     """Run the campaigns; ``archive`` may be a function that opens it once every endpoint answered."""
     from agentopt.optimizer.runner import run_campaigns
 
@@ -91,7 +92,7 @@ def _drive(cfg: "CampaignConfig", archive: Archive | Callable[[], Archive], url:
     started = time.perf_counter()
     try:
         with contextlib.closing(reporter):
-            reports = run_campaigns(cfg, archive, reporter, address, resume)
+            reports = run_campaigns(cfg, archive, reporter, address, resume, tasks)
     except KeyboardInterrupt:
         err.print(f"interrupted: every finished result and LLM call is kept in {url}; "
                   "`agentopt resume CAMPAIGN_ID` finishes a campaign without paying for them again")
@@ -132,8 +133,6 @@ def resume(
     quiet: QuietOption = False,
 ) -> None:
     """Finish an interrupted campaign (killed, Ctrl-C, crashed): finished work is reused, never paid twice."""
-    from agentopt.optimizer.config import parse_config
-
     archive = open_archive(db)
     campaign = archive.campaign(campaign_id)
     if campaign.status == "finished":
@@ -143,20 +142,11 @@ def resume(
     if campaign.status == "running" and age is not None and age < STALE_HEARTBEAT_S and not force:
         raise AgentoptError(f"campaign {campaign_id} is being run by a live process (heartbeat {age:.0f}s ago); "
                             "stop that process first, or pass --force if it is gone")
-    stored = {k: v for k, v in campaign.config.items() if k != "task"}
-    ref = campaign.config.get("task", {}).get("ref", campaign.task)
-    cfg = parse_config({**stored, "tasks": [ref]}, f"campaign {campaign_id}")
-    _drive(cfg, archive, archive.url, address, json_out, quiet, resume=campaign_id)
+    from agentopt.optimizer.library import stored_config, stored_task
 
-
-def stored_config(archive: Archive, campaign_id: str) -> "CampaignConfig":
-    """The config a stored campaign ran with, for its prices and limits."""
-    from agentopt.optimizer.config import parse_config
-
-    campaign = archive.campaign(campaign_id)
-    stored = {k: v for k, v in campaign.config.items() if k != "task"}
-    return parse_config({**stored, "tasks": [campaign.config.get("task", {}).get("ref", campaign.task)]},
-                        f"campaign {campaign_id}")
+    task = stored_task(archive, campaign_id)
+    _drive(stored_config(archive, campaign_id), archive, archive.url, address, json_out, quiet, resume=campaign_id,
+           tasks=[task])
 
 
 def report(
@@ -166,6 +156,7 @@ def report(
 ) -> None:
     """A static HTML report of a campaign: best score vs calls and cost, scores per strategy, lineage, top candidates."""
     from agentopt.optimizer.budgets import role_prices
+    from agentopt.optimizer.library import stored_config
     from agentopt.optimizer.report import write_report
 
     archive = open_archive(db)
@@ -180,6 +171,7 @@ def status(
 ) -> None:
     """Progress, spend against budgets and the best candidate so far, for a running or finished campaign."""
     from agentopt.optimizer.budgets import ledger, role_prices
+    from agentopt.optimizer.library import stored_config
 
     archive = open_archive(db)
     campaign = archive.campaign(campaign_id)
@@ -197,8 +189,7 @@ def status(
         "id": campaign_id, "task": campaign.task, "strategy": campaign.strategy, "status": state,
         "created_at": campaign.created_at.isoformat(), "active_s": round(campaign.active_s, 1),
         "wall_time_limit_s": cfg.budget.wall_time_s, "stopped_by": campaign.summary.get("stopped_by"),
-        "stop_detail": campaign.summary.get("stop_detail"), **progress,
-        "errors": sum(v["errors"] for v in progress["examples"].values()),
+        "stop_detail": campaign.summary.get("stop_detail"), **progress.as_dict(), "errors": progress.errors,
         "endpoints": health[-1].data if health else None, "spend": spend, "limits": limits}
     if json_out:
         print_json(report)
@@ -207,20 +198,19 @@ def status(
     wall = cfg.budget.wall_time_s
     out.print(f"active {campaign.active_s:.0f}s" + (f" of {wall:.0f}s wall-time budget" if wall else "")
               + _stopped(report, campaign_id))
-    examples = ", ".join(f"{split} {v['evaluated']} ({v['errors']} errors)" for split, v in report["examples"].items())
-    out.print(f"{report['candidates']} candidates ({report['twins']} functional twins); "
-              f"examples: {examples or 'none'}; {report['errors']} errors so far")
+    examples = ", ".join(f"{split} {v.evaluated} ({v.errors} errors)" for split, v in progress.examples.items())
+    out.print(f"{progress.candidates} candidates ({progress.twins} functional twins); "
+              f"examples: {examples or 'none'}; {progress.errors} errors so far")
     endpoints = report["endpoints"]
     out.print(escape(f"endpoints as of {endpoints['at']}: {endpoints_line(endpoints['endpoints'])}") if endpoints
               else "endpoints: no outage seen")
     out.print(table("Spend against budget", ["role", "calls", "tokens", "USD"], [
         [role, *(_against(spend[role][what], limits[role][what]) for what in ("calls", "tokens", "usd"))]
         for role in spend]))
-    best = report["best"]
+    best = progress.best
     if best:
-        out.print(f"best so far: candidate {best['candidate_id']} {pct(best['mean'])} "
-                  f"{ci(best['ci_low'], best['ci_high'])} on {best['split']} (n={best['n']}, {best['n_errors']} errors):"
-                  f" {best['payload'].get('instruction', '')!r}")
+        out.print(f"best so far: candidate {best.candidate_id} {pct(best.mean)} {ci(best.ci_low, best.ci_high)} "
+                  f"on {best.split} (n={best.n}, {best.n_errors} errors): {best.payload.get('instruction', '')!r}")
 
 
 def _stopped(report: dict[str, Any], campaign_id: str) -> str:
@@ -254,9 +244,10 @@ def _against(spent: float, limit: float | None) -> str:
 
 def _dry_run(cfg: "CampaignConfig", json_out: bool) -> None:
     from agentopt.optimizer.budgets import estimate
+    from agentopt.optimizer.config import task_ref
     from agentopt.optimizer.tasks import load_task
 
-    estimates = [estimate(cfg, load_task(ref, seed=cfg.task_seed)) for ref in cfg.tasks]
+    estimates = [estimate(cfg, load_task(task_ref(ref), seed=cfg.task_seed)) for ref in cfg.tasks]
     if json_out:
         print_json(estimates)
         return

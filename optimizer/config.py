@@ -10,12 +10,14 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from agentopt.agents.budget import Price, RoleBudget
 from agentopt.agents.errors import ConfigError, TaskError
 from agentopt.agents.gate import Health
 from agentopt.agents.llm import Endpoint, Sampling
 from agentopt.agents.prompt import Demo, PostProcess, PromptAgent
+from agentopt.optimizer.tasks import TaskFile
 from agentopt.optimizer.tasks.files import read_utf8
 
 LOCAL = "local"
@@ -52,7 +54,8 @@ class EndpointConfig(Frozen):
 
 class RoleConfig(Frozen):
     """One model role. ``model: local`` means the bundled SmolLM2 servers started by the campaign;
-    any other model needs ``base_url`` (one endpoint) or ``endpoints`` (a pool of replicas)."""
+    any other model needs ``base_url`` (one endpoint) or ``endpoints`` (a pool of replicas).
+    A bare string is the model (``task: local``)."""
 
     model: str = LOCAL
     base_url: HttpUrl | None = None
@@ -62,6 +65,11 @@ class RoleConfig(Frozen):
     max_tokens: int = Field(32, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(4, ge=1, le=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_name(cls, data: Any) -> Any:
+        return {"model": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> "RoleConfig":
@@ -84,18 +92,32 @@ class RoleConfig(Frozen):
         return [Endpoint(model=self.model, **e.model_dump()) for e in pool]
 
 
-ROLES = ("task", "proposer")
+ROLES = ("task", "proposer", "judge")
+"""The roles whose calls are budgeted (the embedder's calls are few and unpriced)."""
 
 
 class Models(Frozen):
+    """The model of each role; ``Models(task="local", proposer="gpt-4o-mini")`` names models and keeps
+    each role's other defaults (the proposer samples hotter and longer than the task model)."""
+
     task: RoleConfig = RoleConfig()
     proposer: RoleConfig = RoleConfig(temperature=0.9, max_tokens=48)
     embedder: RoleConfig = Field(RoleConfig(), description="embeddings for strategies that need them (instinct); "
                                  "'local' starts one llama.cpp server in embedding mode")
+    judge: RoleConfig = Field(RoleConfig(max_tokens=16), description="grades answers for the judge metric")
 
-    @property
-    def uses_local(self) -> bool:
-        return LOCAL in (self.task.model, self.proposer.model)
+    @model_validator(mode="before")
+    @classmethod
+    def _model_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {role: (cls.model_fields[role].default.model_dump(exclude_defaults=True) | {"model": value}
+                       if isinstance(value, str) and role in cls.model_fields else value)
+                for role, value in data.items()}
+
+    def uses_local(self, judge: bool = False) -> bool:
+        """Whether the bundled chat servers are needed (the judge counts only when a metric uses it)."""
+        return LOCAL in (self.task.model, self.proposer.model, *((self.judge.model,) if judge else ()))
 
 
 class LocalModelConfig(Frozen):
@@ -128,32 +150,68 @@ class DedupConfig(Frozen):
 
 class BudgetConfig(Frozen):
     """Hard limits for each campaign (one per task); once one is reached no new LLM call starts,
-    the search stops and the campaign reports which limit stopped it."""
+    the search stops and the campaign reports which limit stopped it. Flat names are accepted too:
+    ``Budget(task_calls=2000, proposer_usd=1.5)`` is ``task: {calls: 2000}, proposer: {usd: 1.5}``."""
 
     wall_time_s: float | None = Field(None, gt=0, description="seconds from the campaign's start")
     task: RoleBudget = RoleBudget()
     proposer: RoleBudget = RoleBudget()
+    judge: RoleBudget = RoleBudget()
     reserve_test: bool = Field(True, description="keep the estimated cost of the final test scoring out of the "
                                                  "search's share of the task budget")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        nested: dict[str, Any] = {}
+        for key, value in data.items():
+            role, _, limit = key.partition("_")
+            if role in ROLES and limit in RoleBudget.model_fields:
+                nested.setdefault(role, {})[limit] = value
+            else:
+                nested[key] = value
+        return nested
+
 
 class StrategyConfig(Frozen):
+    """A strategy by registered name with its parameters, validated against the strategy's own
+    ``Params`` model when it is made (``agentopt.strategies.APE(racing_budget=240)`` builds one)."""
+
     name: str = "ape"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> "StrategyConfig":
+        from agentopt.optimizer.strategies import STRATEGIES
+
+        strategy = STRATEGIES.get(self.name)
+        if strategy is None:
+            raise PydanticCustomError("unknown_strategy", "unknown strategy '{name}'; known: {known}",
+                                      {"name": self.name, "known": ", ".join(sorted(STRATEGIES))})
+        try:
+            strategy.Params.model_validate(self.params)
+        except ValidationError as exc:
+            raise PydanticCustomError("strategy_params", "params.{error}", {"error": _first_error(exc)}) from None
+        return self
 
 
 class SeedAgentConfig(Frozen):
     instruction: str = Field("Answer the following.", min_length=1)
     demos: tuple[Demo, ...] = ()
     postprocess: PostProcess = PostProcess()
+    template: str | None = Field(None, description="the user turn with {field} placeholders (multi-field tasks)")
 
     def agent(self) -> PromptAgent:
-        return PromptAgent(instruction=self.instruction, demos=self.demos, postprocess=self.postprocess)
+        return PromptAgent(instruction=self.instruction, demos=self.demos, postprocess=self.postprocess,
+                           template=self.template)
 
 
 class CampaignConfig(Frozen):
     name: str = "campaign"
-    tasks: tuple[str, ...] = Field(min_length=1)
+    tasks: tuple[str | TaskFile, ...] = Field(min_length=1, description="built-in names, .jsonl/.csv paths, or "
+                                                                       "task file entries (path, inputs, target, metric)")
     task_seed: int = 0
     seed: int = 0
     db: str | None = None
@@ -183,11 +241,12 @@ class CampaignConfig(Frozen):
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "config"
+    if err["type"] == "strategy_params":  # already a path below the strategy: strategy.params.x
+        return f"{where}.{err['msg']}"
     return f"{where}: {err['msg']}"
 
 
 def parse_config(data: object, source: str = "config") -> CampaignConfig:
-    from agentopt.optimizer.strategies import STRATEGIES
     from agentopt.optimizer.tasks import load_task
 
     if not isinstance(data, dict):
@@ -196,19 +255,17 @@ def parse_config(data: object, source: str = "config") -> CampaignConfig:
         config = CampaignConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_first_error(exc)}") from None
-    strategy = STRATEGIES.get(config.strategy.name)
-    if strategy is None:
-        raise ConfigError(f"{source}: unknown strategy {config.strategy.name!r}; known: {', '.join(sorted(STRATEGIES))}")
-    try:
-        strategy.Params.model_validate(config.strategy.params)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: strategy.params.{_first_error(exc)}") from None
     for ref in config.tasks:
         try:
-            load_task(ref, seed=config.task_seed)
+            load_task(task_ref(ref), seed=config.task_seed)
         except TaskError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     return config
+
+
+def task_ref(entry: "str | TaskFile") -> "str | dict[str, Any]":
+    """A config's task entry as :func:`~agentopt.optimizer.tasks.load_task` takes it."""
+    return entry if isinstance(entry, str) else entry.model_dump(exclude_defaults=True)
 
 
 def load_config(path: str | Path) -> CampaignConfig:

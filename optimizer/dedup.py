@@ -1,8 +1,10 @@
 """Functional deduplication: candidates that behave identically share one evaluation.
 
 A new candidate first answers a fixed probe set (a few train inputs). Its *fingerprint* is the hash
-of those answers, normalised the way every metric normalises predictions, so two fingerprints are
-equal only if every metric would score the two candidates identically on the probes. A candidate
+of those answers under the task metric's ``key`` (the normalised text for the text metrics, the raw
+output for code tests, a user metric's own ``dedup_key`` or else the raw output), so two
+fingerprints are equal only if the task's metric would score the two candidates identically on the
+probes: two programs differing only in indentation are never merged on a metric that runs them. A candidate
 whose fingerprint matches an earlier one in the campaign becomes that candidate's *twin*: its trials
 are served from the earlier candidate's results and it is never evaluated on its own.
 
@@ -26,20 +28,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentopt.archive.store import Archive
+from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.evaluation import Job
 from agentopt.optimizer.tasks import Example
-from agentopt.optimizer.tasks.metrics import normalise
 
 Policy = Literal["verify", "trust", "off"]
 RunJobs = Callable[[list[Job]], None]
 
 
-def fingerprint(example_ids: Sequence[str], outputs: Mapping[str, str | None]) -> str | None:
-    """Hash of the normalised outputs on ``example_ids``; ``None`` if any is missing or an error."""
+def fingerprint(example_ids: Sequence[str], outputs: Mapping[str, str | None],
+                key: Callable[[str], str]) -> str | None:
+    """Hash of the outputs' metric keys on ``example_ids``; ``None`` if any is missing or an error."""
     answers = [outputs.get(example_id) for example_id in example_ids]
     if any(answer is None for answer in answers):
         return None
-    data = json.dumps([[i, normalise(a or "")] for i, a in zip(example_ids, answers, strict=True)])
+    data = json.dumps([[i, key(a or "")] for i, a in zip(example_ids, answers, strict=True)])
     return hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -50,7 +53,8 @@ class FunctionalDedup:
     probe: tuple[Example, ...]
     verify: tuple[Example, ...]
     run_jobs: RunJobs
-    stats: dict[str, Any]
+    stats: Counters
+    key: Callable[[str], str]  # the task metric's dedup key
     campaign_id: str | None = None  # whose budget the probe calls count against
 
     @property
@@ -72,11 +76,11 @@ class FunctionalDedup:
                         **{c: new[c] for c in matches}}
             second = self._fingerprints(payloads, self.verify)
             rejected = {c for c, t in matches.items() if second[c] is None or second[c] != second[t]}
-            self.stats["functional matches rejected by verify"] += len(rejected)
+            self.stats.rejected_by_verify += len(rejected)
             matches = {c: t for c, t in matches.items() if c not in rejected}
         for candidate_id, twin in matches.items():
             self.archive.set_twin(candidate_id, twin)
-        self.stats["functional duplicates"] += len(matches)
+        self.stats.functional_duplicates += len(matches)
         return matches
 
     def _fingerprints(self, payloads: Mapping[int, dict[str, Any]], examples: Sequence[Example]) -> dict[int, str | None]:
@@ -87,4 +91,4 @@ class FunctionalDedup:
             jobs += [Job(candidate_id, "train", e.id, e.input, payload, self.campaign_id)
                      for e in examples if e.id not in done]
         self.run_jobs(jobs)
-        return {c: fingerprint(ids, self.archive.outputs(c, "train", ids)) for c in payloads}
+        return {c: fingerprint(ids, self.archive.outputs(c, "train", ids), self.key) for c in payloads}

@@ -19,6 +19,7 @@ from agentopt.agents import agent_from_payload
 from agentopt.agents.base import Agent, Traced
 from agentopt.agents.errors import BudgetExhausted
 from agentopt.agents.llm import Endpoint, Gate, LLMClient, Sampling
+from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.store import ExampleOutcome
 from agentopt.optimizer.cluster import ensure_ray, worker_name
 
@@ -30,7 +31,7 @@ class Job:
     candidate_id: int
     split: str
     example_id: str
-    input: str
+    input: Inputs
     payload: dict[str, Any]
     campaign_id: str | None = None  # whose budget its calls count against
 
@@ -51,11 +52,11 @@ OnDone = Callable[[Job, ExampleOutcome], None]
 Returned = ExampleOutcome | BudgetExhausted
 
 
-def _run_agent(agent: Agent, input_text: str, llm: LLMClient) -> tuple[str, list[dict[str, Any]] | None]:
+def _run_agent(agent: Agent, inputs: Inputs, llm: LLMClient) -> tuple[str, list[dict[str, Any]] | None]:
     """The agent's output, with its trace when it keeps one (see :class:`Traced`)."""
     if isinstance(agent, Traced):
-        return agent.run_traced(input_text, llm)
-    return agent.run(input_text, llm), None
+        return agent.run_traced(inputs, llm)
+    return agent.run(inputs, llm), None
 
 
 def run_job(llm: LLMClient, job: Job) -> Returned:

@@ -16,10 +16,11 @@ from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import CampaignBudget, GateControl, role_prices, test_reserve
 from agentopt.optimizer.campaign import CampaignReport, CampaignRun
 from agentopt.optimizer.cluster import RemoteGate, ensure_ray
-from agentopt.optimizer.config import LOCAL, CampaignConfig, RoleConfig
+from agentopt.optimizer.config import LOCAL, CampaignConfig, RoleConfig, task_ref
 from agentopt.optimizer.evaluation import Evaluator, LLMSpec, RayEvaluator, ThreadEvaluator
 from agentopt.optimizer.strategies import STRATEGIES
-from agentopt.optimizer.tasks import load_task
+from agentopt.optimizer.tasks import Task, load_task
+from agentopt.optimizer.tasks.metrics import Judged, preflight
 from agentopt.optimizer.ui import Reporter
 
 
@@ -67,16 +68,22 @@ def _evaluator(config: CampaignConfig, task_llm: LLMClient, archive: Archive) ->
 
 
 def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archive], reporter: Reporter,
-                  address: str | None = None, resume: str = "") -> list[CampaignReport]:
-    """Run one campaign per task in the config, sharing model servers, workers, the gate and the
-    cache; with ``resume``, finish that one campaign (its config names its single task).
+                  address: str | None = None, resume: str = "", tasks: Sequence[Task] = ()) -> list[CampaignReport]:
+    """Run one campaign per task, sharing model servers, workers, the gate and the cache; with
+    ``resume``, finish that one campaign (its config names its single task).
 
-    ``archive`` may be a function that opens it: it is called once every endpoint answered.
-    A local model server that keeps dying halts the gate, which stops the campaign as
-    ``endpoint_down`` with the server's exit signal and log tail."""
+    ``tasks`` are the tasks as objects (from Python); by default the config's entries are loaded.
+    Every task's metric is checked before anything starts. ``archive`` may be a function that
+    opens it: it is called once every endpoint answered. A local model server that keeps dying
+    halts the gate, which stops the campaign as ``endpoint_down`` with the server's exit signal and
+    log tail."""
     if address is not None and config.evaluation.backend != "ray":
         raise ConfigError("--address joins a Ray cluster, but this config evaluates on threads "
                           "(set evaluation.backend: ray)")
+    tasks = list(tasks) or [load_task(task_ref(ref), seed=config.task_seed) for ref in config.tasks]
+    for task in tasks:
+        preflight(task)
+    needs_judge = any(isinstance(task.metric, Judged) for task in tasks)
     gates: list[RunGate] = []
 
     def give_up(detail: str) -> None:
@@ -85,7 +92,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
 
     with ExitStack() as stack:
         local: list[Endpoint] = []
-        if config.models.uses_local:
+        if config.models.uses_local(needs_judge):
             lm = config.local_model
             reporter.phase("starting the bundled local model", 0)
             local = stack.enter_context(LocalModelServers(lm.servers, lm.threads, lm.ctx_size,
@@ -104,6 +111,8 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
                  (config.models.proposer, config.models.proposer.pool(local))]
         if needs_embedder:
             roles.append((config.models.embedder, config.models.embedder.pool(embedding)))
+        if needs_judge:
+            roles.append((config.models.judge, config.models.judge.pool(local)))
         _check_reachable(roles)
         archive = archive if isinstance(archive, Archive) else archive()
         endpoints = list({e.base_url: e for _, pool in roles for e in pool}.values())
@@ -112,6 +121,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
         task_llm = _client(config.models.task, "task", local, archive, gate)
         proposer = _client(config.models.proposer, "proposer", local, archive, gate)
         embedder = _client(config.models.embedder, "embedder", embedding, archive, gate) if needs_embedder else None
+        judge = _client(config.models.judge, "judge", local, archive, gate) if needs_judge else None
         reporter.phase("starting evaluation workers", 0)
         evaluator = stack.enter_context(_evaluator(config, task_llm, archive))
         policy = config.dedup.functional
@@ -119,8 +129,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
             reporter.phase("functional dedup is off: the task model samples at temperature > 0", 0)
             policy = "off"
         reports = []
-        for ref in config.tasks:
-            task = load_task(ref, seed=config.task_seed)
+        for task in tasks:
             seed_agent = config.seed_agent.agent()
             budget = CampaignBudget(gate, config.budget, role_prices(config), test_reserve(config, task, seed_agent))
             run = CampaignRun(
@@ -130,7 +139,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
                 name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
                 test_size=config.evaluation.test_size, test_top=config.evaluation.test_top, dedup_policy=policy,
                 probe_size=config.dedup.probe_size,
-                budget=budget, campaign_id=resume, task_ref=ref, embedder=embedder, gate=gate,
+                budget=budget, campaign_id=resume, embedder=embedder, judge=judge, gate=gate,
             )
             reports.append(run.run())
         return reports

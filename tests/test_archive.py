@@ -59,7 +59,7 @@ def test_results_are_idempotent_and_errors_are_not_scores(db_url: str) -> None:
     assert (summary.n, summary.n_errors) == (3, 0)
     assert archive.evaluations(cand)["val"].mean == summary.mean
     record = queries.show(archive, cand)
-    assert record["evaluations"]["val"]["n"] == 3 and len(record["results"]) == 3
+    assert record.evaluations["val"].n == 3 and len(record.results) == 3
     assert archive.usage_totals(cid)["llm_calls"] == 3
     ranked = queries.top(archive, 5, "val")
     assert [r.candidate_id for r in ranked] == [cand]
@@ -154,7 +154,8 @@ def test_notes_are_stored_once_per_campaign_and_filtered(db_url: str) -> None:
     assert [n.candidate_id for n in archive.notes(cid, kind="loss")] == [cand, None]
     assert [n.campaign_id for n in archive.notes(kind="rejected")] == [cid, other]
     assert archive.notes(other, kind="loss") == []
-    assert queries.show(archive, cand)["notes"] == [{"kind": "loss", "data": {"text": "too terse", "score": 0.5}}]
+    assert [(n.kind, n.data) for n in queries.show(archive, cand).notes] == [("loss", {"text": "too terse",
+                                                                                      "score": 0.5})]
 
 
 def test_traces_round_trip_and_a_retry_replaces_the_failed_one(db_url: str) -> None:
@@ -169,7 +170,23 @@ def test_traces_round_trip_and_a_retry_replaces_the_failed_one(db_url: str) -> N
     archive.add_result(cand, "val", ExampleOutcome("val-3", "5", 0.0, None, {}, trace=trace))
     assert [(r.example_id, r.trace) for r in archive.results(cand)] == [("val-1", trace), ("val-2", None),
                                                                         ("val-3", trace)]
-    assert [r["trace"] for r in queries.show(archive, cand)["results"]] == [trace, None, trace]
+    assert [r.trace for r in queries.show(archive, cand).results] == [trace, None, trace]
+
+
+def test_feedback_is_stored_beside_the_score_and_shown(db_url: str) -> None:
+    archive = Archive(db_url)
+    cid = archive.create_campaign("c", "task", "gepa", {})
+    cand, _ = archive.add_candidate(cid, PromptAgent(instruction="Do it."), "gepa")
+    archive.add_result(cand, "val", ExampleOutcome("val-1", "cold", 0.5, None, {}, feedback="half right: no article"))
+    archive.add_result(cand, "val", outcome("val-2", 1.0))
+    archive.add_result(cand, "val", ExampleOutcome("val-3", None, None, "LLMUnavailable: down", {},
+                                                   feedback="a failed try's feedback"))
+    archive.add_result(cand, "val", ExampleOutcome("val-3", "hot", 0.0, None, {}, feedback="wrong word"))
+    assert [r.feedback for r in archive.results(cand)] == ["half right: no article", None, "wrong word"]
+    record = queries.show(archive, cand)
+    assert [(r.score, r.feedback) for r in record.results] == [(0.5, "half right: no article"), (1.0, None),
+                                                               (0.0, "wrong word")]
+    assert record.as_dict()["results"][0]["feedback"] == "half right: no article"
 
 
 def test_writers_creating_new_sqlite_archives_at_one_instant_never_see_a_lock_error(tmp_path: Path) -> None:

@@ -10,26 +10,60 @@ from sqlalchemy import select
 from test_campaign import config
 
 from agentopt.agents import prompt_runtime
+from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.llm import LLMClient, Sampling
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.models import Candidate, Evaluation
-from agentopt.archive.store import Archive
+from agentopt.archive.store import Archive, ExampleOutcome
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.dedup import FunctionalDedup, fingerprint
-from agentopt.optimizer.evaluation import ThreadEvaluator
+from agentopt.optimizer.counters import Counters
+from agentopt.optimizer.evaluation import Job, ThreadEvaluator
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.tasks import Example, load_task
-from agentopt.optimizer.tasks.metrics import normalise
+from agentopt.optimizer.tasks.metrics import get_metric, normalise
 from agentopt.optimizer.ui import SilentReporter
 
 
-def test_fingerprint_normalises_like_the_metrics_and_refuses_errors() -> None:
+def test_fingerprint_compares_the_metrics_key_and_refuses_errors() -> None:
     ids = ["a", "b"]
-    assert fingerprint(ids, {"a": "Cold.", "b": " hot"}) == fingerprint(ids, {"a": "cold", "b": "Hot!"})
-    assert fingerprint(ids, {"a": "cold", "b": "hot"}) != fingerprint(ids, {"a": "cold", "b": "warm"})
-    assert fingerprint(ids, {"a": "cold", "b": None}) is None, "an error on a probe means no fingerprint"
-    assert fingerprint(ids, {"a": "cold"}) is None
+    key = get_metric("exact_match").key
+    assert fingerprint(ids, {"a": "Cold.", "b": " hot"}, key) == fingerprint(ids, {"a": "cold", "b": "Hot!"}, key)
+    assert fingerprint(ids, {"a": "cold", "b": "hot"}, key) != fingerprint(ids, {"a": "cold", "b": "warm"}, key)
+    assert fingerprint(ids, {"a": "cold", "b": None}, key) is None, "an error on a probe means no fingerprint"
+    assert fingerprint(ids, {"a": "cold"}, key) is None
+    raw = get_metric("last_number").key
+    assert fingerprint(ids, {"a": "-5", "b": "1"}, raw) != fingerprint(ids, {"a": "5", "b": "1"}, raw), \
+        "normalising would strip the minus sign that last_number scores"
+
+
+def _dedup_of(archive: Archive, outputs: dict[str, dict[str, str]], key: Any, probe: Sequence[Example]) -> FunctionalDedup:
+    """Functional dedup whose 'evaluation' stores each candidate's scripted outputs (by instruction)."""
+    def run_jobs(jobs: list[Job]) -> None:
+        for job in jobs:
+            output = outputs[job.payload["code"]][job.example_id]
+            archive.add_result(job.candidate_id, job.split, ExampleOutcome(job.example_id, output, None, None, {}))
+
+    return FunctionalDedup(archive, "trust", tuple(probe), (), run_jobs, Counters(), key)
+
+
+def test_code_differing_only_in_indentation_is_never_merged_on_a_metric_that_runs_it(tmp_path: Path) -> None:
+    """HumanEval scores ``if x:\n  return 1`` and a mis-indented copy differently; its key is the raw
+    output, so the two are different behaviours. A text metric's normalised key would merge them."""
+    probe = [Example(f"train-{i}", f"def f{i}(x):", "{}") for i in range(2)]
+    good = {e.id: f"def f{i}(x):\n    if x:\n        return 1\n    return 0" for i, e in enumerate(probe)}
+    flat = {e.id: f"def f{i}(x):\n    if x:\n    return 1\n    return 0" for i, e in enumerate(probe)}
+    outputs = {"good": good, "flat": flat}
+    agents = [CodeAgent(name=n, code=f"def forward(task):\n    return {n!r}") for n in outputs]
+    for metric, merged in (("humaneval", False), ("exact_match", True)):
+        archive = Archive(f"sqlite:///{tmp_path / (metric + '.db')}")
+        campaign = archive.create_campaign("c", "humaneval", "adas", {})
+        ids = [archive.add_candidate(campaign, agent, "adas")[0] for agent in agents]
+        by_code = {agent.code: outputs[agent.name] for agent in agents}
+        dedup = _dedup_of(archive, by_code, get_metric(metric).key, probe)
+        twins = dedup.twins({i: agent.payload() for i, agent in zip(ids, agents, strict=True)})
+        assert bool(twins) is merged, metric
 
 
 def candidates(archive: Archive, campaign_id: str) -> list[Candidate]:
@@ -178,10 +212,10 @@ def test_real_model_merges_only_alike_candidates_and_verify_rejects_a_near_miss(
                    PromptAgent(instruction="Translate the word into French.")]
     llm = LLMClient(local_model.endpoints, SqlCallCache(archive), Sampling(max_tokens=16))
     evaluator = ThreadEvaluator(llm, workers=2)
-    stats = {"functional duplicates": 0, "functional matches rejected by verify": 0}
+    stats = Counters()
     dedup = FunctionalDedup(archive, "verify", probe, verify,
                             lambda jobs: evaluator.evaluate(jobs, lambda j, o: archive.add_result(j.candidate_id, j.split, o)),
-                            stats)
+                            stats, task.metric.key)
 
     def add(agents: Sequence[PromptAgent]) -> list[int]:
         ids = [archive.add_candidate(campaign, agent, "ape")[0] for agent in agents]
@@ -198,8 +232,7 @@ def test_real_model_merges_only_alike_candidates_and_verify_rejects_a_near_miss(
         evaluator.close()
     merges, rejected = _expected_twins(archive, [*ids, same, near_miss, probe_miss], probe, verify)
     twins = {c.id: c.twin_id for c in candidates(archive, campaign) if c.twin_id is not None}
-    assert twins == merges and stats == {"functional duplicates": len(merges),
-                                         "functional matches rejected by verify": rejected}
+    assert twins == merges and (stats.functional_duplicates, stats.rejected_by_verify) == (len(merges), rejected)
     fingerprint_of = {c: archive.candidate(c).functional_hash for c in (ids[0], same, near_miss, probe_miss)}
     assert twins[same] == ids[0], "answers that cannot differ are merged"
     assert fingerprint_of[near_miss] == fingerprint_of[ids[0]] and near_miss not in twins, "verify caught it"

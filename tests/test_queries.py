@@ -95,30 +95,45 @@ def test_lineage_of_a_depth_20_candidate_in_three_formats(filled: dict) -> None:
 def test_diff_shows_payload_changes_and_paired_scores(filled: dict) -> None:  # type: ignore[type-arg]
     chain = filled["chain"]
     result = queries.diff(filled["archive"], chain[0], chain[20])
-    assert set(result["payload_changes"]) == {"demos", "instruction"}
-    assert "+Give the antonym, version 20." in result["payload_changes"]["instruction"]
-    val = result["splits"]["val"]
-    assert val["shared_examples"] == 10 and val["b_minus_a"] == pytest.approx(1.0)
-    assert val["b_better"] == 10 and val["a_better"] == 0
-    test = result["splits"]["test"]
-    assert test["b_minus_a"] == pytest.approx(0.5) and test["b_minus_a_ci"][0] <= 0.5 <= test["b_minus_a_ci"][1]
-    cli = agentopt("archive", "diff", str(chain[0]), str(chain[20]), "--json", "--db", filled["url"])
-    assert json.loads(cli.stdout)["splits"]["val"]["b_better"] == 10
+    assert set(result.payload_changes) == {"demos", "instruction"}
+    assert "+Give the antonym, version 20." in result.payload_changes["instruction"]
+    val = result.splits["val"]
+    assert val.shared_examples == 10 and val.paired is not None and val.paired.b_minus_a == pytest.approx(1.0)
+    assert val.paired.b_better == 10 and val.paired.a_better == 0
+    assert val.a is not None and val.a.candidate_id == chain[0] and val.b is not None and val.b.mean == 1.0
+    test = result.splits["test"].paired
+    assert test is not None and test.b_minus_a == pytest.approx(0.5) and test.b_minus_a_ci[0] <= 0.5 <= test.b_minus_a_ci[1]
+    cli = json.loads(agentopt("archive", "diff", str(chain[0]), str(chain[20]), "--json", "--db", filled["url"]).stdout)
+    assert cli == json.loads(json.dumps(result.as_dict()))
+    assert set(cli) == {"A", "B", "relation", "payload_changes", "splits"} and cli["A"] == chain[0]
+    assert set(cli["splits"]["val"]) == {"A", "B", "shared_examples", "b_minus_a", "b_minus_a_ci", "b_better",
+                                         "a_better"} and cli["splits"]["val"]["b_better"] == 10
+    assert cli["splits"]["val"]["A"]["n"] == 10 and isinstance(cli["splits"]["test"]["b_minus_a_ci"], list)
     text = agentopt("archive", "diff", str(chain[0]), str(chain[20]), "--db", filled["url"])
     assert text.returncode == 0 and "version 20" in text.stdout
 
 
 def test_campaigns_and_comparing_campaigns_on_one_task(filled: dict) -> None:  # type: ignore[type-arg]
     rows = queries.campaigns(filled["archive"])
-    assert [r["name"] for r in rows] == ["third", "second", "first"]
+    assert [r.name for r in rows] == ["third", "second", "first"]
     first = rows[-1]
-    assert first["candidates"] == 21 and first["best_val"] == 1.0 and first["llm_calls"] == 7
+    assert first.candidates == 21 and first.best_val == 1.0 and first.llm_calls == 7
+    assert first.best_candidate_id == filled["chain"][20] and first.best_test_ci == (None, None)
+    as_json = first.as_dict()
+    assert list(as_json) == ["id", "name", "task", "strategy", "status", "created_at", "candidates", "best_val",
+                             "best_test", "best_test_ci", "seed_test", "best_candidate_id", "llm_calls", "wall_s",
+                             "stats"]
+    assert as_json["created_at"] == first.created_at.isoformat() and as_json["best_test_ci"] == [None, None]
     compared = queries.compare(filled["archive"], task="antonyms")
-    second = next(r for r in compared if r["name"] == "second")
-    assert second["test_vs_reference"]["reference"] == filled["ant"]
-    assert second["test_vs_reference"]["delta"] == pytest.approx(-0.5)
-    cli = agentopt("archive", "compare", "--task", "antonyms", "--json", "--db", filled["url"])
-    assert [r["name"] for r in json.loads(cli.stdout)] == ["second", "first"]
+    second = next(r for r in compared if r.name == "second")
+    assert second.test_vs_reference is not None and second.test_vs_reference.reference == filled["ant"]
+    assert second.test_vs_reference.delta == pytest.approx(-0.5) and second.test_vs_reference.shared_examples == 4
+    assert next(r for r in compared if r.name == "first").test_vs_reference is None, "the reference itself"
+    cli = json.loads(agentopt("archive", "compare", "--task", "antonyms", "--json", "--db", filled["url"]).stdout)
+    assert [r["name"] for r in cli] == ["second", "first"]
+    assert cli == json.loads(json.dumps([r.as_dict() for r in compared]))
+    assert list(cli[0])[-1] == "test_vs_reference" and set(cli[0]["test_vs_reference"]) == {
+        "reference", "delta", "ci", "shared_examples"}
     mixed = agentopt("archive", "compare", filled["ant"], filled["plural"], "--db", filled["url"])
     assert mixed.returncode == 2 and "of one task" in mixed.stderr
     listed = agentopt("archive", "campaigns", "--task", "plural", "--json", "--db", filled["url"])
@@ -156,7 +171,38 @@ def test_graph_candidates_are_labelled_by_their_nodes_in_order(db_url: str) -> N
 def test_notes_of_an_unknown_campaign_are_an_error(filled: dict) -> None:  # type: ignore[type-arg]
     archive, chain = filled["archive"], filled["chain"]
     archive.add_note(filled["ant"], "loss", {"text": "too literal"}, chain[3])
-    assert [(n["candidate_id"], n["kind"]) for n in queries.notes(archive, filled["ant"])] == [(chain[3], "loss")]
+    [note] = queries.notes(archive, filled["ant"])
+    assert (note.candidate_id, note.kind, note.data) == (chain[3], "loss", {"text": "too literal"})
+    assert note.as_dict() == {"id": note.id, "candidate_id": chain[3], "kind": "loss", "data": {"text": "too literal"},
+                              "created_at": note.created_at.isoformat()}
     assert queries.notes(archive, filled["again"]) == []
     with pytest.raises(ArchiveError, match="no campaign 'nope'"):
         queries.notes(archive, "nope")
+
+
+def test_show_and_progress_records_keep_their_json_shape(filled: dict) -> None:  # type: ignore[type-arg]
+    archive, chain = filled["archive"], filled["chain"]
+    archive.add_note(filled["ant"], "loss", {"text": "too literal"}, chain[20])
+    record = queries.show(archive, chain[20])
+    assert record.parents == (chain[19],) and record.evaluations["test"].n == 4 and record.task == "antonyms"
+    assert [n.kind for n in record.notes] == ["loss"] and len(record.results) == 14
+    assert record.results[0] == queries.ResultRecord("val", "val-0", "out", 1.0, None, None, None)
+    shown = json.loads(agentopt("archive", "show", str(chain[20]), "--json", "--db", filled["url"]).stdout)
+    assert shown == json.loads(json.dumps(record.as_dict()))
+    assert shown["notes"] == [{"kind": "loss", "data": {"text": "too literal"}}] and shown["parents"] == [chain[19]]
+    assert set(shown["results"][0]) == {"split", "example_id", "output", "score", "feedback", "error", "trace"}
+    assert shown["evaluations"]["val"] == {"candidate_id": chain[20], "split": "val", "n": 10, "n_errors": 0,
+                                           "mean": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+    progress = queries.progress(archive, filled["ant"])
+    assert (progress.candidates, progress.twins, progress.errors) == (21, 0, 0)
+    assert progress.examples["val"] == queries.SplitProgress(210, 0) and progress.examples["test"].evaluated == 8
+    assert progress.best is not None and progress.best.candidate_id == chain[20]
+    assert progress.as_dict()["examples"]["val"] == {"evaluated": 210, "errors": 0}
+    assert progress.as_dict()["best"] == progress.best.as_dict()
+
+
+def test_filters_of_reads_dates_without_a_zone_as_utc() -> None:
+    aware = datetime(2026, 1, 1, tzinfo=UTC)
+    filters = Filters.of(task="t", since=datetime(2026, 1, 1), until=aware + timedelta(days=1))
+    assert filters == Filters(task="t", since=aware, until=aware + timedelta(days=1))
+    assert Filters.of() == Filters()

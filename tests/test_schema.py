@@ -12,11 +12,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.command import downgrade
 from alembic.runtime.migration import MigrationContext
 from processes import agentopt
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from agentopt.archive import schema
 from agentopt.archive.models import Base
-from agentopt.archive.store import Archive, make_engine
+from agentopt.archive.store import Archive, ExampleOutcome, make_engine
 
 OLD_ROWS = [
     "INSERT INTO campaigns VALUES ('c1', 'old', 'antonyms', 'ape', '{}', 'finished', '{}', "
@@ -67,35 +67,66 @@ def test_older_archive_is_refused_then_upgraded_with_every_row(db_url: str, lega
     assert again.returncode == 0 and "already at" in again.stdout
 
 
-def test_revision_0004_archive_gains_notes_and_traces_keeping_every_row(db_url: str) -> None:
+def upgraded_from(db_url: str, revision: str, row: str) -> tuple[Engine, Archive]:
+    """An archive at ``revision`` holding OLD_ROWS and ``row`` (SQL), refused as it is, then upgraded
+    by ``agentopt archive upgrade``; the engine is for taking it back down."""
     old_archive(db_url)
     engine = make_engine(db_url)
-    schema.upgrade(engine, db_url, target="0004")
-    with engine.begin() as conn:  # a row only a 0004 archive can hold: the worker column is rebuilt with the table
-        conn.execute(text("INSERT INTO results (id, candidate_id, split, example_id, output, score, llm_calls, "
-                          "cache_hits, prompt_tokens, completion_tokens, footprint_tokens, latency_s, worker, "
-                          "created_at) VALUES (2, 1, 'val', 'val-2', 'hot', 0.0, 1, 0, 30, 2, 40, 0.5, 'node/7', "
-                          "'2026-01-01 00:00:00')"))
-    with pytest.raises(schema.SchemaError, match="revision 0004, .* run `agentopt archive upgrade"):
+    schema.upgrade(engine, db_url, target=revision)
+    with engine.begin() as conn:
+        conn.execute(text(row))
+    with pytest.raises(schema.SchemaError, match=f"revision {revision}, .* run `agentopt archive upgrade"):
         Archive(db_url)
     done = agentopt("archive", "upgrade", "--db", db_url)
-    assert done.returncode == 0 and "upgraded from 0004 to" in done.stdout, done.stderr
-    archive = Archive(db_url)
+    assert done.returncode == 0 and f"upgraded from {revision} to" in done.stdout, done.stderr
+    return engine, Archive(db_url)
+
+
+def downgraded_to(engine: Engine, archive: Archive, revision: str) -> None:
+    archive.engine.dispose()
+    with engine.connect() as conn:
+        downgrade(schema._config(conn), revision)
+        conn.commit()
+    assert schema.state(engine).current == revision
+
+
+def test_revision_0004_archive_gains_notes_and_traces_keeping_every_row(db_url: str) -> None:
+    # a row only a 0004 archive can hold: the worker column is rebuilt with the table
+    engine, archive = upgraded_from(db_url, "0004", (
+        "INSERT INTO results (id, candidate_id, split, example_id, output, score, llm_calls, cache_hits, "
+        "prompt_tokens, completion_tokens, footprint_tokens, latency_s, worker, created_at) "
+        "VALUES (2, 1, 'val', 'val-2', 'hot', 0.0, 1, 0, 30, 2, 40, 0.5, 'node/7', '2026-01-01 00:00:00')"))
     rows = archive.results(1)
     assert [(r.output, r.worker, r.footprint_tokens, r.trace) for r in rows] == [("cold", None, 32, None),
                                                                                  ("hot", "node/7", 40, None)]
     archive.add_note("c1", "language_loss", {"loss": "too cold"}, 1)
     [note] = archive.notes("c1")
     assert (note.kind, note.candidate_id, note.data) == ("language_loss", 1, {"loss": "too cold"})
-    archive.engine.dispose()
-    with engine.connect() as conn:  # and back: the downgrade drops only what 0005 added
-        downgrade(schema._config(conn), "0004")
-        conn.commit()
+    downgraded_to(engine, archive, "0004")  # and back: the downgrade drops only what 0005 added
     assert not inspect(engine).has_table("notes")
     assert "trace" not in {c["name"] for c in inspect(engine).get_columns("results")}
-    assert schema.state(engine).current == "0004"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM results")).scalar() == 2
+    engine.dispose()
+
+
+def test_revision_0005_archive_gains_feedback_keeping_every_row(db_url: str) -> None:
+    # a row only a 0005 archive can hold: a failed example's trace
+    engine, archive = upgraded_from(db_url, "0005", (
+        "INSERT INTO results (id, candidate_id, split, example_id, output, score, error, llm_calls, cache_hits, "
+        "prompt_tokens, completion_tokens, footprint_tokens, latency_s, trace, created_at) VALUES (2, 1, 'val', "
+        "'val-2', NULL, NULL, 'LLMUnavailable: down', 1, 0, 30, 2, 40, 0.5, '[{\"node\": \"think\"}]', "
+        "'2026-01-01 00:00:00')"))
+    assert [(r.output, r.trace, r.feedback) for r in archive.results(1)] == [("cold", None, None),
+                                                                             (None, [{"node": "think"}], None)]
+    archive.add_result(1, "val", ExampleOutcome("val-2", "warm", 0.5, None, {}, feedback="close: lukewarm"))
+    assert [(r.output, r.score, r.feedback) for r in archive.results(1)] == [("cold", 1.0, None),
+                                                                             ("warm", 0.5, "close: lukewarm")]
+    downgraded_to(engine, archive, "0005")  # and back: the downgrade drops only the feedback column
+    assert "feedback" not in {c["name"] for c in inspect(engine).get_columns("results")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT output, score FROM results ORDER BY id")).all() == [("cold", 1.0),
+                                                                                            ("warm", 0.5)]
     engine.dispose()
 
 

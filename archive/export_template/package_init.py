@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -29,24 +30,39 @@ def _chat(model: str, base_url: str, api_key: str | None) -> Any:
     return wire.openai_chat(model, AGENT["sampling"], base_url, api_key)
 
 
-def run(input_text: str) -> str:
-    """Answer one input the way the optimised agent does (the same prompts, sampling and seeds)."""
+def run(inputs: str | Mapping[str, str]) -> str:
+    """Answer one input the way the optimised agent does (the same prompts, sampling and seeds); a
+    multi-field agent takes its fields as a mapping (``{"question": ..., "context": ...}``)."""
     chat = _chat(os.environ.get("AGENTOPT_MODEL", AGENT["model"]),
                  os.environ.get("AGENTOPT_BASE_URL", DEFAULT_BASE_URL), os.environ.get("AGENTOPT_API_KEY"))
-    return runtime.answer(AGENT["payload"], input_text, chat)
+    return runtime.answer(AGENT["payload"], inputs, chat)
 
 
-async def arun(input_text: str) -> str:
+async def arun(inputs: str | Mapping[str, str]) -> str:
     """:func:`run` for asyncio code: the blocking calls run in a worker thread, not on the event loop."""
-    return await asyncio.to_thread(run, input_text)
+    return await asyncio.to_thread(run, inputs)
 
 
-def _input(value: Any) -> str:
-    return value["input"] if isinstance(value, dict) else str(value)
+def _input(value: Any) -> str | Mapping[str, str]:
+    """``{"input": text}`` is the text; any other mapping holds a multi-field agent's fields."""
+    if isinstance(value, Mapping):
+        return str(value["input"]) if set(value) == {"input"} else {str(k): str(v) for k, v in value.items()}
+    return str(value)
+
+
+def _command_line_input(item: str) -> str | Mapping[str, str]:
+    """A command-line INPUT: a JSON object is a multi-field input, anything else is text."""
+    if item.lstrip().startswith("{"):
+        try:
+            value = json.loads(item)
+        except ValueError:
+            return item
+        return _input(value) if isinstance(value, dict) else item
+    return item
 
 
 def as_runnable() -> Any:
-    """The agent as a langchain-core Runnable taking a string or ``{"input": ...}``
+    """The agent as a langchain-core Runnable taking a string or a mapping of input fields
     (``invoke``, ``ainvoke``, ``batch`` and composition with ``|`` all work)."""
     from langchain_core.runnables import RunnableLambda
 
@@ -58,7 +74,8 @@ def as_runnable() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=__package__.replace("_", "-"), description=(
-        "Answer each INPUT (or each line of standard input) with the exported agent. "
+        "Answer each INPUT (or each line of standard input) with the exported agent; a multi-field agent "
+        "takes each input as a JSON object of its fields. "
         "Set AGENTOPT_BASE_URL, AGENTOPT_MODEL and AGENTOPT_API_KEY to choose the endpoint."))
     parser.add_argument("inputs", nargs="*", metavar="INPUT")
     parser.add_argument("--check", action="store_true",
@@ -72,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             print(summary)
             return 0 if passed else 1
         for item in args.inputs or [line.rstrip("\n") for line in sys.stdin if line.strip()]:
-            print(run(item))
+            print(run(_command_line_input(item)))
     except Exception as exc:  # one line for the user, never a traceback
         print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         return 1

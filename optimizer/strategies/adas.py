@@ -133,7 +133,7 @@ class MetaAgentSearch(GeneratorStrategy):
             messages += [{"role": "assistant", "content": agent.model_dump_json()},
                          {"role": "user", "content": DEBUG.format(error=errors[0])}]
             agent = self._ask(messages, 100 * generation + 10 + turn) if turn < self.params.debug_turns else None
-        pool.count(self.ctx, "failed generations")
+        self.ctx.stats.failed_generations += 1
         return None
 
     def _entry(self, result: TrialResult) -> Entry | None:
@@ -151,21 +151,21 @@ class MetaAgentSearch(GeneratorStrategy):
         listed = "\n\n".join(f"Name: {e.agent.name}\nThought: {e.agent.thought}\nFitness: {e.fitness:.2f}\n"
                              f"Code:\n{e.agent.code.strip()}" for e in shown) or "(none yet)"
         example = self.ctx.train[0]
-        content = PROPOSE.format(framework=FRAMEWORK.strip(), example=f"{example.input}\nAnswer: {example.target}",
+        content = PROPOSE.format(framework=FRAMEWORK.strip(), example=f"{example.text}\nAnswer: {example.target}",
                                  archive=listed)
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
 
     def _ask(self, messages: list[Message], sample: int) -> CodeAgent | None:
         """One meta-agent call, parsed into an agent; ``None`` (reason counted) when unusable."""
-        pool.count(self.ctx, "proposals")
+        self.ctx.stats.proposals += 1
         try:
             reply = self.ctx.proposer.resampled(max_tokens=self.params.meta_max_tokens).chat(messages, sample=sample)
         except LLMError:
-            pool.count(self.ctx, "rejected: proposer error")
+            self.ctx.stats.reject("proposer error")
             return None
         agent, reason = parse_proposal(reply.text)
         if agent is None:
-            pool.count(self.ctx, f"rejected: {reason}")
+            self.ctx.stats.reject(reason)
         return agent
 
 

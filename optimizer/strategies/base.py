@@ -15,6 +15,7 @@ from agentopt.agents.base import Agent
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.store import EvalSummary
+from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.tasks import Example
 
 
@@ -48,6 +49,7 @@ class Answer:
     score: float | None
     error: str | None = None
     trace: list[dict[str, Any]] | None = None  # what each step did, for agents that keep a trace
+    feedback: str | None = None  # the metric's explanation of the score, when it gives one
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class StrategyContext:
     proposer: LLMClient
     task_description: str = ""
     seed: int = 0
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: Counters = field(default_factory=Counters)
     probe_ids: tuple[str, ...] = ()  # train inputs every new candidate answers first (functional dedup)
     campaign_id: str = ""
     embedder: LLMClient | None = None  # representations of candidates (INSTINCT); None when not configured

@@ -84,9 +84,13 @@ def _ask(llm: LLMClient, content: str, sample: int) -> str | None:
     return text if text and reply.finish_reason != "length" else None
 
 
-def loss(llm: LLMClient, example: Example, output: str) -> str | None:
-    """The judge's account of what was wrong with ``output``."""
-    return _ask(llm, LOSS.format(input=_clip(example.input), target=example.target, output=_clip(output)), 0)
+def loss(llm: LLMClient, example: Example, output: str, feedback: str | None = None) -> str | None:
+    """The judge's account of what was wrong with ``output``; the metric's own feedback, when it
+    gives one, is shown to it as the grader's note (an exact reason beats a guess)."""
+    content = LOSS.format(input=_clip(example.text), target=example.target, output=_clip(output))
+    if feedback:
+        content = content.replace("\nThe given answer is wrong.", f"\nGrader's note: {_clip(feedback)}\nThe given answer is wrong.")
+    return _ask(llm, content, 0)
 
 
 def _field(text: str, name: str) -> str | None:
@@ -138,7 +142,7 @@ def _template_reply(text: str) -> str:
 
 def _copies_training(template: str, train: Sequence[Example]) -> bool:
     lowered = template.lower()
-    return any(len(e.input) > 3 and e.input.lower() in lowered for e in train)
+    return any(len(e.text) > 3 and e.text.lower() in lowered for e in train)
 
 
 def prompt_step(llm: LLMClient, agent: GraphAgent, gradients: Sequence[Gradient], train: Sequence[Example],

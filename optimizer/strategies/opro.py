@@ -26,6 +26,8 @@ META_TEMPLATE = (
     "Reply with the instruction only, in one sentence."
 )
 
+FEEDBACK_CHARS = 120  # per instruction: a 135M proposer loses the thread in a long meta-prompt
+
 
 class OPROParams(Params):
     steps: int = Field(5, ge=1, description="optimisation steps")
@@ -79,8 +81,16 @@ class OPRO(GeneratorStrategy):
         if score is not None and isinstance(agent, PromptAgent):
             scored[agent.instruction] = (score, result.candidate_id)
 
+    def _feedback(self, candidate_id: int) -> str:
+        """The metric's feedback on one of the candidate's imperfect answers, when the metric gives
+        feedback: what the grader said is a more useful signal than the score alone."""
+        notes = [a.feedback for a in self.ctx.outputs(candidate_id, "val").values()
+                 if a.feedback and (a.score or 0.0) < 1.0]
+        return f"\nFeedback: {' '.join(min(notes, key=len).split())[:FEEDBACK_CHARS]}" if notes else ""
+
     def _meta_prompt(self, scored: dict[str, tuple[float, int]], exemplars: Sequence[Example]) -> list[Message]:
         best = sorted(scored.items(), key=lambda kv: kv[1][0])[-self.params.max_trajectory:]
-        trajectory = "\n\n".join(f"Instruction: {text}\nScore: {round(100 * s)}" for text, (s, _) in best)
+        trajectory = "\n\n".join(f"Instruction: {text}\nScore: {round(100 * s)}" + self._feedback(candidate_id)
+                                   for text, (s, candidate_id) in best)
         content = META_TEMPLATE.format(trajectory=trajectory, exemplars=format_pairs(exemplars))
         return [{"role": "user", "content": content}]

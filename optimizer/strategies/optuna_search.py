@@ -104,7 +104,7 @@ class OptunaSearch(GeneratorStrategy):
         answers = self.ctx.outputs(result.twin or result.candidate_id, "train")
         correct = [Demo(input=e.input, output=answers[e.id].output or "") for e in boot
                    if e.id in answers and answers[e.id].score == 1.0 and answers[e.id].output]
-        self.ctx.stats["bootstrapped demonstrations"] = len(correct)
+        self.ctx.stats.bootstrapped_demonstrations = len(correct)
         labelled = [Demo(input=e.input, output=e.target) for e in self.ctx.train if e not in boot]
         sets = [seed_demos]
         for _ in range(p.demo_sets):

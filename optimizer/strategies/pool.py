@@ -45,19 +45,15 @@ class Candidate:
     parents: tuple[int, ...] = ()
 
 
-def count(ctx: StrategyContext, what: str) -> None:
-    ctx.stats[what] = ctx.stats.get(what, 0) + 1
-
-
 def accept(ctx: StrategyContext, reply: Completion | LLMError, demos: Sequence[Example]) -> str | None:
     """The cleaned instruction in ``reply``, or ``None`` with the reason counted in the stats."""
-    count(ctx, "proposals")
+    ctx.stats.proposals += 1
     if isinstance(reply, LLMError):
-        count(ctx, "rejected: proposer error")
+        ctx.stats.reject("proposer error")
         return None
     proposed = clean_instruction(reply, demos)
     if proposed.instruction is None:
-        count(ctx, f"rejected: {proposed.reason}")
+        ctx.stats.reject(proposed.reason)
     return proposed.instruction
 
 
@@ -105,7 +101,7 @@ def unique(ctx: StrategyContext, pool: Sequence[Candidate], known: set[str] | No
     for candidate in pool:
         key = candidate.agent.canonical()
         if key in seen:
-            count(ctx, "content duplicates")
+            ctx.stats.content_duplicates += 1
         else:
             seen.add(key)
             out.append(candidate)

@@ -37,7 +37,7 @@ class Proposed:
 
 
 def format_pairs(examples: Sequence[Example]) -> str:
-    return "\n\n".join(f"Input: {e.input}\nOutput: {e.target}" for e in examples)
+    return "\n\n".join(f"Input: {e.text}\nOutput: {e.target}" for e in examples)
 
 
 def clean_instruction(completion: Completion, demos: Sequence[Example] = (), max_words: int = 40) -> Proposed:
@@ -60,7 +60,8 @@ def clean_instruction(completion: Completion, demos: Sequence[Example] = (), max
     if "instruction" in lowered or words[0].lower().strip("\"'") in _NOT_AN_INSTRUCTION:
         return Proposed(None, "talks about the instruction instead of giving one")
     if "input:" in lowered or "output:" in lowered or any(
-        len(d.input) > 2 and re.search(rf"(?<!\w){re.escape(d.input.lower())}(?!\w)", lowered) for d in demos
+        len(value) > 2 and re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", lowered)
+        for d in demos for value in ((d.input,) if isinstance(d.input, str) else d.input.values())
     ):
         return Proposed(None, "echoes the demonstrations")
     return Proposed(text[0].upper() + text[1:], "ok")

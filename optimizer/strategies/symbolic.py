@@ -95,7 +95,7 @@ class SymbolicLearning(GeneratorStrategy):
                 update = lg.Update(structural.agent, update.applied + structural.applied,
                                    update.rejected + structural.rejected)
             for refused in update.rejected:
-                pool.count(ctx, f"rejected {refused['optimizer']} edits")
+                ctx.stats.refuse_edit(refused["optimizer"])
                 ctx.record("rejected_edit", {"step": step, "parent_id": current_id, **refused})
             if update.agent == current:
                 ctx.record("step", {"step": step, "candidate_id": current_id, "batch_score": before,
@@ -106,7 +106,7 @@ class SymbolicLearning(GeneratorStrategy):
                                    f"step {step}: {'; '.join(update.applied)}", notes=notes)]
             after = pool.clean_score(tried)
             if after is None or before is not None and after < before:
-                pool.count(ctx, "rollbacks")
+                ctx.stats.rollbacks += 1
                 ctx.record("rollback", {"step": step, "candidate_id": tried.candidate_id, "kept_id": current_id,
                                         "batch_score_before": before, "batch_score_after": after})
                 continue
@@ -119,9 +119,9 @@ class SymbolicLearning(GeneratorStrategy):
                   and e.id in answers and answers[e.id].trace and (answers[e.id].score or 0.0) < 1.0]
         losses, gradients = {}, []
         for example, answer in failed[: self.params.max_losses]:
-            text = lg.loss(self.ctx.proposer, example, answer.output or "")
+            text = lg.loss(self.ctx.proposer, example, answer.output or "", answer.feedback)
             if text is None:
-                pool.count(self.ctx, "rejected: loss")
+                self.ctx.stats.reject("loss")
                 continue
             losses[example.id] = text
             gradients += lg.backward(self.ctx.proposer, agent, answer.trace or [], example.id, text)

@@ -1,23 +1,59 @@
-"""Task registry: built-in generated tasks by name, or a user's JSONL / CSV file by path."""
+"""Task registry: built-in generated tasks by name, or a user's JSONL / CSV file by path or entry."""
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentopt.agents.errors import TaskError
-from agentopt.optimizer.tasks.base import SPLITS, Example, Task
+from agentopt.optimizer.tasks.base import SPLITS, Example, MetricSpec, Task
 from agentopt.optimizer.tasks.builtin import BUILTIN, make_builtin
 from agentopt.optimizer.tasks.external import EXTERNAL
 from agentopt.optimizer.tasks.files import load_task_file
-from agentopt.optimizer.tasks.metrics import METRICS, get_metric
+from agentopt.optimizer.tasks.metrics import METRICS, Metric, Score, get_metric, register_metric, resolve_metric
 
 
-def load_task(ref: str, seed: int = 0, metric: str | None = None) -> Task:
-    """Resolve ``ref``: a built-in task name, or a path ending in ``.jsonl`` / ``.csv``."""
+class TaskFile(BaseModel):
+    """A task file entry in a config: which columns are the inputs and the answer, and the metric."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(min_length=1, description=".jsonl or .csv file")
+    inputs: tuple[str, ...] = Field(("input",), min_length=1, description="fields the agent reads")
+    target: str | tuple[str, ...] = Field("target", description="answer field, or several (any acceptable)")
+    metric: str = Field("exact_match", description="built-in name, module:function, or judge")
+    rubric: str | None = Field(None, description="what the judge checks (metric: judge)")
+    name: str | None = Field(None, description="task name (default: the file's stem)")
+    description: str = ""
+
+
+TaskRef = str | Mapping[str, Any]
+"""How a config names a task: a built-in name, a .jsonl/.csv path, or a :class:`TaskFile` mapping."""
+
+
+def load_task(ref: TaskRef, seed: int = 0, metric: MetricSpec | None = None) -> Task:
+    """Resolve ``ref``: a built-in task name, a path ending in ``.jsonl`` / ``.csv``, or a task file entry."""
+    if not isinstance(ref, str):
+        try:
+            entry = TaskFile.model_validate(ref)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise TaskError(f"task entry {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return load_task_file(entry.path, resolve_metric(entry.metric, entry.rubric), seed, entry.inputs, entry.target,
+                              entry.name, entry.description, ref=entry.model_dump(exclude_defaults=True))
     if ref.endswith((".jsonl", ".csv")):
         return load_task_file(ref, metric=metric or "exact_match", seed=seed)
     if ref in EXTERNAL:
-        return EXTERNAL[ref](seed)
-    if ref not in BUILTIN:
+        task = EXTERNAL[ref](seed)
+    elif ref in BUILTIN:
+        task = make_builtin(ref, seed)
+    else:
         known = ", ".join(sorted([*BUILTIN, *EXTERNAL]))
         raise TaskError(f"unknown task {ref!r}; built-in tasks: {known} (or a .jsonl/.csv path)")
-    return make_builtin(ref, seed)
+    task = replace(task, ref=ref)
+    return task if metric is None else task.with_metric(metric)
 
 
-__all__ = ["BUILTIN", "EXTERNAL", "METRICS", "SPLITS", "Example", "Task", "get_metric", "load_task", "load_task_file"]
+__all__ = ["BUILTIN", "EXTERNAL", "METRICS", "SPLITS", "Example", "Metric", "Score", "Task", "TaskFile", "TaskRef",
+           "get_metric", "load_task", "load_task_file", "register_metric", "resolve_metric"]

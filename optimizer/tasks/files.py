@@ -1,35 +1,40 @@
-"""Load a user's own task from a JSONL or CSV file.
+"""Load a user's own task from a JSONL or CSV file, or from Python records.
 
-Each row needs an ``input`` and a ``target`` field (string or finite number; neither may be blank).
+Each row needs the declared input fields (``input`` unless told otherwise) and the target field
+(``target`` unless told otherwise): strings or finite numbers, none blank. A target may also be a
+list of acceptable answers, or several target columns may be named (blank extra ones are skipped).
 An optional ``split`` field (train / val / test) pins a row to a split; otherwise rows are split by
 a seeded shuffle. Every input must appear once: a repeated input could sit in train and in test,
 so the test score would reward memorising train; such a file is refused (not silently deduplicated),
 because only its author knows which of the rows is right. Files are UTF-8 (a leading BOM, as
-spreadsheets write it, is fine). Any bad row raises :class:`TaskError` naming the file and line, so
-the user can fix it at once.
+spreadsheets write it, is fine). Any bad row raises :class:`TaskError` naming the file and line (or
+the record's index), so the user can fix it at once.
 """
 
 import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agentopt.agents.errors import AgentoptError, TaskError
-from agentopt.optimizer.tasks.base import SPLITS, Example, Task, split_examples
-from agentopt.optimizer.tasks.metrics import get_metric
+from agentopt.agents.prompt_runtime import Inputs, input_text
+from agentopt.optimizer.tasks.base import INPUT, SPLITS, Example, MetricSpec, Task, example, split_examples
+from agentopt.optimizer.tasks.metrics import Metric, resolve_metric
 
-Row = tuple[int, dict[str, object]]
+Row = tuple[str, dict[str, object]]
+"""A raw row and where it came from ("data.jsonl:3", "row 2") for messages about it."""
 
 
 @dataclass(frozen=True)
 class Parsed:
-    """One validated row, with the line it came from for messages about it."""
+    """One validated row, with where it came from for messages about it."""
 
-    line: int
-    input: str
-    target: str
+    where: str
+    input: Inputs
+    targets: tuple[str, ...]
     split: str | None
 
 
@@ -60,37 +65,59 @@ def _jsonl_rows(path: Path) -> list[Row]:
         except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
             raise TaskError(f"{path}:{lineno}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
         if not isinstance(row, dict):
-            raise TaskError(f"{path}:{lineno}: expected a JSON object with 'input' and 'target'")
-        rows.append((lineno, row))
+            raise TaskError(f"{path}:{lineno}: expected a JSON object of fields")
+        rows.append((f"{path}:{lineno}", row))
     return rows
 
 
-def _csv_rows(path: Path) -> list[Row]:
+def _csv_rows(path: Path, columns: Sequence[str]) -> list[Row]:
     reader = csv.DictReader(io.StringIO(read_utf8(path, TaskError), newline=""))
-    missing = {"input", "target"} - set(reader.fieldnames or ())
+    missing = [c for c in columns if c not in (reader.fieldnames or ())]
     if missing:
-        raise TaskError(f"{path}:1: CSV header lacks column(s) {', '.join(sorted(missing))}")
-    return [(reader.line_num, dict(row)) for row in reader]
+        raise TaskError(f"{path}:1: CSV header lacks column(s) {', '.join(missing)}")
+    return [(f"{path}:{reader.line_num}", dict(row)) for row in reader]
 
 
-def _field(path: Path, lineno: int, row: dict[str, object], name: str) -> str:
-    """The field as text; NaN, infinities and blanks are refused, since no answer can match them."""
-    value = row.get(name)
+def _text(where: str, name: str, value: object) -> str:
+    """A field value as text; NaN, infinities and blanks are refused, since no answer can match them."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise TaskError(f"{path}:{lineno}: field {name!r} must be a string or number, got {value!r}")
+        raise TaskError(f"{where}: field {name!r} must be a string or number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise TaskError(f"{path}:{lineno}: field {name!r} must be a finite number, got {value!r}")
+        raise TaskError(f"{where}: field {name!r} must be a finite number, got {value!r}")
     if not str(value).strip():
-        raise TaskError(f"{path}:{lineno}: field {name!r} is empty")
+        raise TaskError(f"{where}: field {name!r} is empty")
     return str(value)
 
 
-def _parse(path: Path, lineno: int, row: dict[str, object]) -> Parsed:
+def _field(where: str, row: dict[str, object], name: str) -> str:
+    if name not in row or row[name] is None:
+        raise TaskError(f"{where}: field {name!r} is missing (fields: {', '.join(map(str, row)) or 'none'})")
+    return _text(where, name, row[name])
+
+
+def _targets(where: str, row: dict[str, object], names: Sequence[str]) -> tuple[str, ...]:
+    """Every acceptable answer: the first target field must give one; later fields may be blank."""
+    found: list[str] = []
+    for n, name in enumerate(names):
+        value = row.get(name)
+        if n > 0 and (value is None or (isinstance(value, str) and not value.strip())):
+            continue
+        if isinstance(value, list):
+            if not value:
+                raise TaskError(f"{where}: field {name!r} is an empty list of answers")
+            found += [_text(where, name, item) for item in value]
+        else:
+            found.append(_field(where, row, name))
+    return tuple(dict.fromkeys(found))
+
+
+def _parse(where: str, row: dict[str, object], inputs: Sequence[str], targets: Sequence[str]) -> Parsed:
     split = row.get("split") or None
     if split is not None and split not in SPLITS:
-        raise TaskError(f"{path}:{lineno}: split must be one of {', '.join(SPLITS)}, got {split!r}")
-    return Parsed(lineno, _field(path, lineno, row, "input"), _field(path, lineno, row, "target"),
-                  None if split is None else str(split))
+        raise TaskError(f"{where}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+    fields = {name: _field(where, row, name) for name in inputs}
+    value: Inputs = fields[INPUT] if tuple(inputs) == (INPUT,) else fields
+    return Parsed(where, value, _targets(where, row, targets), None if split is None else str(split))
 
 
 def _shared_by(first: Parsed, again: Parsed) -> str:
@@ -102,37 +129,65 @@ def _shared_by(first: Parsed, again: Parsed) -> str:
     return f"{first.split} and {again.split} would share it"
 
 
-def _refuse_repeats(path: Path, parsed: list[Parsed]) -> None:
+def _short(where: str) -> str:
+    """'line 3' for 'data.jsonl:3' (the file is already named), else as it is ('row 3')."""
+    line = where.rpartition(":")[2]
+    return f"line {line}" if line.isdigit() else where
+
+
+def _refuse_repeats(parsed: list[Parsed]) -> None:
     """Inputs are compared without surrounding whitespace, which no model tells apart."""
     seen: dict[str, Parsed] = {}
     for row in parsed:
-        first = seen.setdefault(row.input.strip(), row)
+        first = seen.setdefault(input_text(row.input).strip(), row)
         if first is not row:
-            raise TaskError(f"{path}:{row.line}: repeats the input of line {first.line} ({_shared_by(first, row)}); "
+            raise TaskError(f"{row.where}: repeats the input of {_short(first.where)} ({_shared_by(first, row)}); "
                             "each input may appear once")
 
 
 def _pinned_splits(parsed: list[Parsed]) -> tuple[tuple[Example, ...], ...]:
-    return tuple(tuple(Example(f"{s}-{i}", p.input, p.target) for i, p in enumerate(parsed) if p.split == s)
+    return tuple(tuple(example(f"{s}-{i}", p.input, p.targets) for i, p in enumerate(parsed) if p.split == s)
                  for s in SPLITS)
 
 
-def load_task_file(path: str | Path, metric: str = "exact_match", seed: int = 0) -> Task:
+def _names(what: str, value: str | Sequence[str]) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise TaskError(f"{what} must name at least one field, got {value!r}")
+    return names
+
+
+def task_from_rows(rows: Iterable[Row], inputs: Sequence[str], target: str | Sequence[str], metric: Metric, *,
+                   name: str, description: str, seed: int, source: str,
+                   ref: str | dict[str, object] | None = None) -> Task:
+    """Validate every row, then split: pinned by a ``split`` field, or by a seeded shuffle."""
+    input_names, target_names = _names("inputs", inputs), _names("target", target)
+    parsed = [_parse(where, row, input_names, target_names) for where, row in rows]
+    if not parsed:
+        raise TaskError(f"{source}: no examples")
+    pinned = sum(p.split is not None for p in parsed)
+    if pinned and pinned != len(parsed):
+        raise TaskError(f"{source}: either every row has a 'split' field or none does")
+    _refuse_repeats(parsed)
+    splits = _pinned_splits(parsed) if pinned else split_examples([(p.input, p.targets) for p in parsed], seed)
+    return Task(name, description, metric, *splits, source=source, inputs=input_names, ref=ref)
+
+
+def load_task_file(path: str | Path, metric: MetricSpec = "exact_match", seed: int = 0,
+                   inputs: Sequence[str] = (INPUT,), target: str | Sequence[str] = "target",
+                   name: str | None = None, description: str = "",
+                   ref: str | dict[str, object] | None = None) -> Task:
     """Read ``path`` (``.jsonl`` or ``.csv``) into a Task named after the file."""
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"task file not found: {path}")
-    get_metric(metric)
-    readers = {".jsonl": _jsonl_rows, ".csv": _csv_rows}
-    if path.suffix not in readers:
-        raise TaskError(f"{path}: unsupported task file type {path.suffix!r}; use .jsonl or .csv")
-    parsed = [_parse(path, lineno, row) for lineno, row in readers[path.suffix](path)]
-    pinned = sum(p.split is not None for p in parsed)
-    if pinned and pinned != len(parsed):
-        raise TaskError(f"{path}: either every row has a 'split' field or none does")
-    _refuse_repeats(path, parsed)
-    if pinned:
-        splits = _pinned_splits(parsed)
+    resolved = resolve_metric(metric)
+    if path.suffix == ".jsonl":
+        rows = _jsonl_rows(path)
+    elif path.suffix == ".csv":
+        rows = _csv_rows(path, [*_names("inputs", inputs), _names("target", target)[0]])
     else:
-        splits = split_examples([(p.input, p.target) for p in parsed], seed)
-    return Task(path.stem, f"User task from {path.name}", metric, *splits, source=str(path))
+        raise TaskError(f"{path}: unsupported task file type {path.suffix!r}; use .jsonl or .csv")
+    return task_from_rows(rows, inputs, target, resolved, name=name or path.stem,
+                          description=description or f"User task from {path.name}", seed=seed, source=str(path),
+                          ref=ref if ref is not None else str(path))

@@ -1,0 +1,58 @@
+"""What a campaign did, counted as it goes: one typed record that the campaign, functional dedup and
+the strategies write, instead of a string-keyed dict five modules could each misspell."""
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+LABELS = {
+    "content_duplicates": "content duplicates", "functional_duplicates": "functional duplicates",
+    "rejected_by_verify": "functional matches rejected by verify", "full_evaluations": "full evaluations",
+    "examples_evaluated": "examples evaluated", "examples_reused": "examples reused",
+    "examples_served_by_twin": "examples served by a twin", "llm_calls_saved": "llm calls saved",
+    "examples_retried": "examples retried after an error", "clamped": "sampling overrides clamped",
+    "functional_dedup": "functional dedup", "failed_generations": "failed generations",
+    "bootstrapped_demonstrations": "bootstrapped demonstrations", "metric_errors": "examples the metric could not score",
+}
+"""Each counter's name in summaries and the archive (the names campaigns have always been stored with)."""
+SHOWN_WHEN_COUNTED = ("failed_generations", "bootstrapped_demonstrations", "metric_errors", "rollbacks")
+
+
+@dataclass
+class Counters:
+    trials: int = 0
+    proposals: int = 0
+    content_duplicates: int = 0
+    functional_duplicates: int = 0
+    rejected_by_verify: int = 0
+    full_evaluations: int = 0
+    examples_evaluated: int = 0
+    examples_reused: int = 0
+    examples_served_by_twin: int = 0
+    llm_calls_saved: int = 0
+    examples_retried: int = 0
+    clamped: int = 0
+    failed_generations: int = 0
+    bootstrapped_demonstrations: int = 0
+    metric_errors: int = 0
+    rollbacks: int = 0
+    functional_dedup: str = "off"
+    rejected: dict[str, int] = field(default_factory=dict)  # why proposals were refused -> how many
+    refused_edits: dict[str, int] = field(default_factory=dict)  # symbolic learning: optimizer -> edits refused
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def refuse_edit(self, optimizer: str) -> None:
+        self.refused_edits[optimizer] = self.refused_edits.get(optimizer, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters under their summary names, with one ``rejected: REASON`` entry per reason."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict) or (f.name in SHOWN_WHEN_COUNTED and not value):
+                continue
+            out[LABELS.get(f.name, f.name)] = value
+        out.update({f"rejected: {reason}": n for reason, n in self.rejected.items()})
+        out.update({f"rejected {optimizer} edits": n for optimizer, n in self.refused_edits.items()})
+        return out

@@ -1,0 +1,266 @@
+"""``optimize`` and its result: the campaign loop as a function call.
+
+The CLI and YAML reach the same code: ``optimize`` builds a :class:`CampaignConfig` from its
+arguments and hands it, with the task objects, to the runner that ``agentopt run`` uses. A task
+built in Python is stored by name and description only (its rows stay the user's), so a campaign
+of such a task is resumed from Python by passing the task again.
+"""
+
+import atexit
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+
+from agentopt.agents.base import Agent
+from agentopt.agents.errors import ConfigError, TaskError
+from agentopt.agents.kinds import agent_from_payload
+from agentopt.agents.llm import LLMClient
+from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.prompt import PromptAgent
+from agentopt.agents.prompt_runtime import Inputs
+from agentopt.archive.cache import SqlCallCache
+from agentopt.archive.store import Archive, EvalSummary, database_url
+from agentopt.optimizer.campaign import CampaignReport
+from agentopt.optimizer.config import (
+    LOCAL,
+    BudgetConfig,
+    CampaignConfig,
+    DedupConfig,
+    EvaluationConfig,
+    LocalModelConfig,
+    Models,
+    SeedAgentConfig,
+    StrategyConfig,
+    load_config,
+    task_ref,
+)
+from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.tasks import Task, load_task
+from agentopt.optimizer.ui import Reporter, RichReporter, SilentReporter
+
+
+def open_store(archive: "str | Archive") -> Archive:
+    """An archive object from a URL or a bare path (a path means SQLite), created if missing."""
+    return archive if isinstance(archive, Archive) else Archive(database_url(archive), create=True)
+
+
+@dataclass
+class _Served:
+    """The task model, started on first use after a campaign (for :meth:`Best.run`), stopped at exit."""
+
+    models: Models
+    local_model: LocalModelConfig
+    archive: Archive
+    _client: LLMClient | None = None
+    _servers: LocalModelServers | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self) -> LLMClient:
+        with self._lock:
+            if self._client is None:
+                role, local = self.models.task, []
+                if role.model == LOCAL:
+                    self._servers = LocalModelServers(1, ctx_size=self.local_model.ctx_size).__enter__()
+                    atexit.register(self.close)
+                    local = self._servers.endpoints
+                self._client = LLMClient(role.pool(local), SqlCallCache(self.archive), role.sampling, role.timeout_s,
+                                         role.max_attempts)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._servers is not None:
+                self._servers.__exit__(None, None, None)
+            self._servers, self._client = None, None
+
+
+@dataclass(frozen=True)
+class Best:
+    """The winning candidate: its agent, its archive id and its sealed test score."""
+
+    candidate_id: int
+    agent: Agent
+    test: EvalSummary
+    _served: _Served = field(repr=False, compare=False)
+
+    def run(self, inputs: Inputs) -> str:
+        """Answer one input with the task model (cached: an input it was scored on costs nothing);
+        the bundled model, if it is the task model, is started on first use."""
+        return self.agent.run(inputs, self._served.client())
+
+
+@dataclass
+class Result:
+    """One finished campaign. ``best.run(...)`` answers new inputs; ``export`` writes a package and
+    ``report`` an HTML report. A context manager: leaving it stops a model started by ``best.run``."""
+
+    summary: CampaignReport
+    task: Task
+    archive: Archive
+    config: CampaignConfig
+    _served: _Served = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._served = _Served(self.config.models, self.config.local_model, self.archive)
+
+    @property
+    def campaign_id(self) -> str:
+        return self.summary.campaign_id
+
+    @property
+    def best(self) -> Best:
+        agent = agent_from_payload(self.summary.best_agent)
+        return Best(self.summary.best_candidate_id, agent, self.summary.best_test, self._served)
+
+    @property
+    def seed_test(self) -> EvalSummary:
+        return self.summary.seed_test
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.summary.stats
+
+    def export(self, out: str | Path, candidate_id: int | None = None) -> Path:
+        """A pip-installable package of the best candidate (or ``candidate_id``) in ``out``."""
+        return export_agent(self.archive, candidate_id or self.summary.best_candidate_id, Path(out), self.task)
+
+    def report(self, out: str | Path) -> Path:
+        """Write the campaign's HTML report (``index.html`` and its plots) into ``out``."""
+        from agentopt.optimizer.budgets import role_prices
+        from agentopt.optimizer.report import write_report
+
+        return write_report(self.archive, self.campaign_id, Path(out), role_prices(self.config))
+
+    def close(self) -> None:
+        self._served.close()
+
+    def __enter__(self) -> "Result":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def export_agent(archive: Archive, candidate_id: int, out: Path, task: Task | None = None) -> Path:
+    """Export a candidate as a package; its inputs for the regression test come from ``task``, or
+    from the task its campaign was run on (loaded again the way the config named it)."""
+    from agentopt.archive.export import export_candidate
+
+    if task is None:
+        task = stored_task(archive, archive.candidate(candidate_id).campaign_id)
+
+    def lookup(example_id: str) -> tuple[Inputs, str]:
+        example = task.example(example_id)
+        return example.input, example.target
+
+    return export_candidate(archive, candidate_id, out, lookup)
+
+
+def stored_config(archive: Archive, campaign_id: str) -> CampaignConfig:
+    """The settings a stored campaign ran with (its models, prices, limits); the task is not loaded."""
+    campaign = archive.campaign(campaign_id)
+    stored = {k: v for k, v in campaign.config.items() if k != "task"}
+    ref = campaign.config.get("task", {}).get("ref", campaign.task)
+    return CampaignConfig.model_validate({**stored, "tasks": [ref or campaign.task]})
+
+
+def stored_task(archive: Archive, campaign_id: str) -> Task:
+    """A stored campaign's task, loaded again the way its config named it. A task built in Python
+    has no such name (its rows stay the user's), so it must be passed again instead."""
+    campaign = archive.campaign(campaign_id)
+    info = campaign.config.get("task", {})
+    ref = info.get("ref", campaign.task)
+    if ref is None:
+        raise ConfigError(f"campaign {campaign_id}'s task {campaign.task!r} was built in Python, so it cannot be "
+                          f"loaded again from the archive; pass it: agentopt.resume({campaign_id!r}, task)")
+    try:
+        return load_task(ref, seed=campaign.config.get("task_seed", 0))
+    except TaskError as exc:
+        raise ConfigError(f"campaign {campaign_id}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _reporting(progress: bool) -> Iterator[Reporter]:
+    """Rich progress bars on stderr (as the CLI shows them), or nothing."""
+    reporter: Reporter = RichReporter(Console(stderr=True)) if progress else SilentReporter()
+    with contextlib.closing(reporter):
+        yield reporter
+
+
+def _seed(seed: "PromptAgent | str | SeedAgentConfig | None") -> SeedAgentConfig:
+    if seed is None:
+        return SeedAgentConfig()
+    if isinstance(seed, SeedAgentConfig):
+        return seed
+    if isinstance(seed, str):
+        return SeedAgentConfig(instruction=seed)
+    if isinstance(seed, PromptAgent):
+        return SeedAgentConfig(instruction=seed.instruction, demos=seed.demos, postprocess=seed.postprocess,
+                               template=seed.template)
+    raise ConfigError(f"the seed is a PromptAgent or an instruction, not {type(seed).__name__}")
+
+
+def _task(task: "Task | str") -> Task:
+    return load_task(task) if isinstance(task, str) else task
+
+
+def optimize(task: "Task | str", seed: "PromptAgent | str | None" = None, strategy: "StrategyConfig | str" = "ape",
+             models: Models | None = None, archive: "str | Archive" = "sqlite:///agentopt.db",
+             budget: BudgetConfig | None = None, *, name: str = "campaign", random_seed: int = 0,
+             evaluation: EvaluationConfig | None = None, dedup: DedupConfig | None = None,
+             local_model: LocalModelConfig | None = None, progress: bool = True, **settings: Any) -> Result:
+    """Search for a better agent for ``task``, starting from ``seed``; the winner is scored on the
+    sealed test split. Everything is stored in ``archive`` as it happens (a crash loses nothing, and
+    :func:`resume` finishes the campaign). ``strategy`` is an ``agentopt.strategies`` object or a
+    name; other campaign settings (``health``, ``prices``, ``task_seed``) pass through ``settings``.
+    A progress bar goes to stderr unless ``progress=False``."""
+    the_task = _task(task)
+    config = CampaignConfig(
+        name=name, tasks=(the_task.ref or the_task.name,), seed=random_seed, models=models or Models(),
+        strategy=StrategyConfig(name=strategy) if isinstance(strategy, str) else strategy,
+        seed_agent=_seed(seed), budget=budget or BudgetConfig(), evaluation=evaluation or EvaluationConfig(),
+        dedup=dedup or DedupConfig(), local_model=local_model or LocalModelConfig(), **settings)
+    return _run(config, archive, [the_task], progress=progress)[0]
+
+
+def resume(campaign_id: str, task: Task | None = None, archive: "str | Archive" = "sqlite:///agentopt.db",
+           progress: bool = True) -> Result:
+    """Finish an interrupted campaign: finished examples and LLM calls are reused, never paid twice."""
+    from agentopt.archive.facade import Archive as Existing
+
+    store = archive if isinstance(archive, Archive) else Existing(archive)  # never creates one to resume in
+    the_task = task or stored_task(store, campaign_id)
+    return _run(stored_config(store, campaign_id), store, [the_task], resume=campaign_id, progress=progress)[0]
+
+
+def run_config(config: "CampaignConfig | str | Path", archive: "str | Archive | None" = None,
+               progress: bool = True) -> list[Result]:
+    """``agentopt run CONFIG`` from Python: one result per task of a YAML file (or config object)."""
+    if not isinstance(config, CampaignConfig):
+        config = load_config(config)
+    tasks = [load_task(task_ref(ref), seed=config.task_seed) for ref in config.tasks]
+    return _run(config, archive or config.db or database_url(), tasks, progress=progress)
+
+
+def _run(config: CampaignConfig, archive: "str | Archive", tasks: Sequence[Task], resume: str = "",
+         progress: bool = True) -> list[Result]:
+    """Run through the CLI's runner; an archive given by URL is created only once every endpoint
+    answered, so a run that cannot start writes nothing."""
+    opened: list[Archive] = []
+
+    def open_once() -> Archive:
+        opened.append(open_store(archive))
+        return opened[0]
+
+    with _reporting(progress) as reporter:
+        reports = run_campaigns(config, archive if isinstance(archive, Archive) else open_once, reporter,
+                                resume=resume, tasks=tasks)
+    store = archive if isinstance(archive, Archive) else opened[0]
+    return [Result(report, task, store, config) for report, task in zip(reports, tasks, strict=True)]
