@@ -6,7 +6,7 @@ from datetime import datetime
 import networkx as nx
 
 from agentopt.archive import queries, store
-from agentopt.optimizer.cli_common import checked_url
+from agentopt.archive.paths import checked_url
 
 
 class Archive(store.Archive):

@@ -55,9 +55,6 @@ class LineageFormat(StrEnum):
     json = "json"
 
 
-
-
-
 @tasks_app.command("list")
 def tasks_list(json_out: JsonOption = False) -> None:
     """List the built-in tasks with their split sizes and metric."""

@@ -4,7 +4,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     from agentopt.optimizer.campaign import CampaignReport
     from agentopt.optimizer.config import CampaignConfig
     from agentopt.optimizer.tasks import Task
-
-STALE_HEARTBEAT_S = 30.0  # six missed heartbeats: the driver is gone
 
 AddressOption = Annotated[str | None, typer.Option(
     "--address", help="Run on an existing Ray cluster: 'auto' (from a cluster node) or ray://HOST:10001 "
@@ -138,7 +135,9 @@ def resume(
     if campaign.status == "finished":
         out.print(f"campaign {campaign_id} already finished: nothing to resume (see `agentopt status {campaign_id}`)")
         return
-    age = _heartbeat_age(campaign.heartbeat_at)
+    from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
+
+    age = heartbeat_age(campaign.heartbeat_at)
     if campaign.status == "running" and age is not None and age < STALE_HEARTBEAT_S and not force:
         raise AgentoptError(f"campaign {campaign_id} is being run by a live process (heartbeat {age:.0f}s ago); "
                             "stop that process first, or pass --force if it is gone")
@@ -155,12 +154,9 @@ def report(
     db: DbOption = None,
 ) -> None:
     """A static HTML report of a campaign: best score vs calls and cost, scores per strategy, lineage, top candidates."""
-    from agentopt.optimizer.budgets import role_prices
-    from agentopt.optimizer.library import stored_config
-    from agentopt.optimizer.report import write_report
+    from agentopt.optimizer.library import report as write_report
 
-    archive = open_archive(db)
-    index = write_report(archive, campaign_id, out, role_prices(stored_config(archive, campaign_id)))
+    index = write_report(open_archive(db), campaign_id, out)
     err.print(f"wrote {index} (open it in a browser; the PNG plots are next to it)")
 
 
@@ -170,33 +166,18 @@ def status(
     json_out: JsonOption = False,
 ) -> None:
     """Progress, spend against budgets and the best candidate so far, for a running or finished campaign."""
-    from agentopt.optimizer.budgets import ledger, role_prices
-    from agentopt.optimizer.library import stored_config
+    from agentopt.optimizer.status import status as campaign_status
 
-    archive = open_archive(db)
-    campaign = archive.campaign(campaign_id)
-    cfg = stored_config(archive, campaign_id)
-    age = _heartbeat_age(campaign.heartbeat_at)
-    state = campaign.status
-    if state == "running":
-        state = (f"running (heartbeat {age:.0f}s ago)" if age is not None and age < STALE_HEARTBEAT_S else
-                 f"driver lost (no heartbeat for {_ago(age)}): agentopt resume {campaign_id}")
-    spend = ledger(archive, campaign_id, role_prices(cfg))
-    limits = {role: getattr(cfg.budget, role).model_dump() for role in spend}
-    progress = queries.progress(archive, campaign_id)
-    health = archive.notes(campaign_id, kind="endpoints")
-    report: dict[str, Any] = {
-        "id": campaign_id, "task": campaign.task, "strategy": campaign.strategy, "status": state,
-        "created_at": campaign.created_at.isoformat(), "active_s": round(campaign.active_s, 1),
-        "wall_time_limit_s": cfg.budget.wall_time_s, "stopped_by": campaign.summary.get("stopped_by"),
-        "stop_detail": campaign.summary.get("stop_detail"), **progress.as_dict(), "errors": progress.errors,
-        "endpoints": health[-1].data if health else None, "spend": spend, "limits": limits}
+    current = campaign_status(open_archive(db), campaign_id)
+    progress, spend, limits = current.progress, current.spend, current.limits
+    report = current.as_dict()
     if json_out:
         print_json(report)
         return
-    out.print(f"[bold]campaign {campaign_id}[/]  task {campaign.task}  strategy {campaign.strategy}  status {state}")
-    wall = cfg.budget.wall_time_s
-    out.print(f"active {campaign.active_s:.0f}s" + (f" of {wall:.0f}s wall-time budget" if wall else "")
+    out.print(f"[bold]campaign {campaign_id}[/]  task {current.task}  strategy {current.strategy}  status "
+              f"{current.status}")
+    wall = current.wall_time_limit_s
+    out.print(f"active {current.active_s:.0f}s" + (f" of {wall:.0f}s wall-time budget" if wall else "")
               + _stopped(report, campaign_id))
     examples = ", ".join(f"{split} {v.evaluated} ({v.errors} errors)" for split, v in progress.examples.items())
     out.print(f"{progress.candidates} candidates ({progress.twins} functional twins); "
@@ -221,20 +202,6 @@ def _stopped(report: dict[str, Any], campaign_id: str) -> str:
         return (f"; stopped ({report['stopped_by']}): {escape(report['stop_detail'])}; "
                 f"`agentopt resume {campaign_id}` finishes it")
     return f"; stopped by the {report['stopped_by']} budget"
-
-
-def _heartbeat_age(heartbeat: datetime | None) -> float | None:
-    if heartbeat is None:
-        return None
-    if heartbeat.tzinfo is None:  # SQLite hands back naive datetimes; they are stored in UTC
-        heartbeat = heartbeat.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - heartbeat).total_seconds()
-
-
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "ever"
-    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f}s"
 
 
 def _against(spent: float, limit: float | None) -> str:

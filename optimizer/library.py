@@ -132,10 +132,7 @@ class Result:
 
     def report(self, out: str | Path) -> Path:
         """Write the campaign's HTML report (``index.html`` and its plots) into ``out``."""
-        from agentopt.optimizer.budgets import role_prices
-        from agentopt.optimizer.report import write_report
-
-        return write_report(self.archive, self.campaign_id, Path(out), role_prices(self.config))
+        return report(self.archive, self.campaign_id, out)
 
     def close(self) -> None:
         self._served.close()
@@ -146,6 +143,14 @@ class Result:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def report(archive: Archive, campaign_id: str, out: str | Path) -> Path:
+    """``agentopt report``: a campaign's static HTML report (``index.html`` and its plots) in ``out``."""
+    from agentopt.optimizer.budgets import role_prices
+    from agentopt.optimizer.report import write_report
+
+    return write_report(archive, campaign_id, Path(out), role_prices(stored_config(archive, campaign_id)))
 
 
 def export_agent(archive: Archive, candidate_id: int, out: Path, task: Task | None = None) -> Path:

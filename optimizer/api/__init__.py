@@ -27,6 +27,9 @@ _WHERE = {
     "Best": "agentopt.optimizer.library", "Result": "agentopt.optimizer.library",
     "export_agent": "agentopt.optimizer.library", "optimize": "agentopt.optimizer.library",
     "resume": "agentopt.optimizer.library", "run_config": "agentopt.optimizer.library",
+    "report": "agentopt.optimizer.library", "status": "agentopt.optimizer.status", "Status": "agentopt.optimizer.status",
+    "estimate": "agentopt.optimizer.budgets", "LocalModelServers": "agentopt.agents.local_model",
+    "builtin_tasks": "agentopt.optimizer.tasks",
     "Example": "agentopt.optimizer.tasks", "Metric": "agentopt.optimizer.tasks", "Score": "agentopt.optimizer.tasks",
     "Task": "agentopt.optimizer.tasks", "register_metric": "agentopt.optimizer.tasks",
     "LLMJudge": "agentopt.optimizer.tasks.judge", "MetricFailed": "agentopt.optimizer.tasks.metrics",
@@ -61,7 +64,10 @@ if TYPE_CHECKING:
     from agentopt.optimizer.config import EvaluationConfig as Evaluation
     from agentopt.optimizer.config import LocalModelConfig as LocalModel
     from agentopt.optimizer.config import RoleConfig as Role
-    from agentopt.optimizer.library import Best, Result, export_agent, optimize, resume, run_config
-    from agentopt.optimizer.tasks import Example, Metric, Score, Task, register_metric
+    from agentopt.agents.local_model import LocalModelServers
+    from agentopt.optimizer.budgets import estimate
+    from agentopt.optimizer.library import Best, Result, export_agent, optimize, report, resume, run_config
+    from agentopt.optimizer.status import Status, status
+    from agentopt.optimizer.tasks import Example, Metric, Score, Task, builtin_tasks, register_metric
     from agentopt.optimizer.tasks.judge import LLMJudge
     from agentopt.optimizer.tasks.metrics import MetricFailed

@@ -32,6 +32,11 @@ TaskRef = str | Mapping[str, Any]
 """How a config names a task: a built-in name, a .jsonl/.csv path, or a :class:`TaskFile` mapping."""
 
 
+def builtin_tasks() -> list[str]:
+    """Every task loadable by name (``agentopt tasks list``); the external ones need the ``adas`` extra."""
+    return sorted([*BUILTIN, *EXTERNAL])
+
+
 def load_task(ref: TaskRef, seed: int = 0, metric: MetricSpec | None = None) -> Task:
     """Resolve ``ref``: a built-in task name, a path ending in ``.jsonl`` / ``.csv``, or a task file entry."""
     if not isinstance(ref, str):
@@ -49,11 +54,11 @@ def load_task(ref: TaskRef, seed: int = 0, metric: MetricSpec | None = None) -> 
     elif ref in BUILTIN:
         task = make_builtin(ref, seed)
     else:
-        known = ", ".join(sorted([*BUILTIN, *EXTERNAL]))
+        known = ", ".join(builtin_tasks())
         raise TaskError(f"unknown task {ref!r}; built-in tasks: {known} (or a .jsonl/.csv path)")
     task = replace(task, ref=ref)
     return task if metric is None else task.with_metric(metric)
 
 
 __all__ = ["BUILTIN", "EXTERNAL", "METRICS", "SPLITS", "Example", "Metric", "Score", "Task", "TaskFile", "TaskRef",
-           "get_metric", "load_task", "load_task_file", "register_metric", "resolve_metric"]
+           "builtin_tasks", "get_metric", "load_task", "load_task_file", "register_metric", "resolve_metric"]
