@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentopt.agents.code_framework import run_agent_code
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt import runnable_inputs
-from agentopt.agents.prompt_runtime import Inputs
+from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
 from agentopt.agents.sandbox import Limits
 from agentopt.archive.hashing import code_canonical
 

@@ -21,8 +21,8 @@ from agentopt.agents import graph_runtime, prompt_runtime
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.graph_runtime import INPUT, Step
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt import PostProcess, runnable_inputs
-from agentopt.agents.prompt_runtime import Inputs
+from agentopt.agents.prompt import PostProcess
+from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
 from agentopt.agents.tools import ToolName
 from agentopt.archive.hashing import graph_canonical
 
@@ -167,11 +167,7 @@ class GraphAgent(BaseModel):
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
         """A langchain-core Runnable taking a string or a mapping of input fields: one ``assign`` per
         topological generation, so independent nodes run in parallel under langchain too."""
-        def values(x: Any) -> dict[str, str]:
-            inputs = runnable_inputs(x)
-            return {**({} if isinstance(inputs, str) else inputs), INPUT: prompt_runtime.input_text(inputs)}
-
-        chain: Runnable[Any, Any] = RunnableLambda(values)
+        chain: Runnable[Any, Any] = RunnableLambda(lambda x: prompt_runtime.template_values(runnable_inputs(x)))
         for generation in nx.topological_generations(self.graph()):
             chain = chain | RunnablePassthrough.assign(**{
                 name: RunnableLambda(lambda values, name=name: self.step(name, values, llm)["output"])

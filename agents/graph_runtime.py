@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from string import Formatter
 from typing import Any
 
-from .prompt_runtime import Inputs, input_text, postprocess
+from .prompt_runtime import Inputs, postprocess, template_values
 from .tools import TOOLS
 
 INPUT = "input"
@@ -61,8 +61,7 @@ def run_traced(payload: Mapping[str, Any], inputs: Inputs, chat: Chat) -> tuple[
     """The post-processed answer and every step that led to it. Templates read the whole input as
     ``{input}`` and, on a multi-field task, each field by its name."""
     nodes = {node["name"]: node for node in payload["nodes"]}
-    fields = {} if isinstance(inputs, str) else dict(inputs)
-    values, trajectory = {**fields, INPUT: input_text(inputs)}, []
+    values, trajectory = template_values(inputs), []
     for name in order(nodes, (tuple(edge) for edge in payload.get("edges", ()))):
         record = step(nodes[name], values, chat)
         values[name] = record["output"]

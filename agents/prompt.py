@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentopt.agents import prompt_runtime
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt_runtime import Inputs
+from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
 
 
 class Demo(BaseModel):
@@ -77,11 +77,3 @@ class PromptAgent(BaseModel):
 
     def with_instruction(self, instruction: str) -> "PromptAgent":
         return self.model_copy(update={"instruction": instruction})
-
-
-def runnable_inputs(value: Any) -> Inputs:
-    """A Runnable's argument as agent inputs: ``{"input": text}`` is the single text input, any
-    other mapping is a multi-field input, anything else is taken as text."""
-    if isinstance(value, dict):
-        return str(value["input"]) if set(value) == {"input"} else {str(k): str(v) for k, v in value.items()}
-    return str(value)

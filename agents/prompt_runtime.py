@@ -50,12 +50,26 @@ def template_fields(template: str) -> list[str]:
     return names
 
 
+def template_values(inputs: Inputs) -> dict[str, str]:
+    """What a template may read: each named field, and ``input``, the whole input as text (a
+    multi-field task may not name a field ``input``, so the two never collide)."""
+    return {**({} if isinstance(inputs, str) else inputs), "input": input_text(inputs)}
+
+
+def runnable_inputs(value: Any) -> Inputs:
+    """A Runnable's (or command's) argument as agent inputs: ``{"input": text}`` is the single text
+    input, any other mapping is a multi-field input, anything else is taken as text."""
+    if isinstance(value, Mapping):
+        return str(value["input"]) if set(value) == {"input"} else {str(k): str(v) for k, v in value.items()}
+    return str(value)
+
+
 def user_turn(template: str | None, inputs: Inputs) -> str:
-    """The user message for ``inputs``: the template with its fields filled (``{input}`` is the whole
-    input as text), or the inputs as text when there is no template."""
+    """The user message for ``inputs``: the template with its fields filled, or the inputs as text
+    when there is no template."""
     if template is None:
         return input_text(inputs)
-    values = {"input": input_text(inputs), **({} if isinstance(inputs, str) else inputs)}
+    values = template_values(inputs)
     missing = [name for name in template_fields(template) if name not in values]
     if missing:
         raise KeyError(f"the template reads {{{missing[0]}}} but the input has only: {', '.join(values)}")

@@ -11,7 +11,9 @@ from typing import Any
 from . import graph_runtime, prompt_runtime
 from .code_framework import run_agent_code
 from .graph_runtime import Chat
-from .prompt_runtime import Inputs
+from .prompt_runtime import Inputs, runnable_inputs
+
+__all__ = ["answer", "runnable_inputs"]  # exported packages read their inputs with runnable_inputs
 
 
 def answer(payload: Mapping[str, Any], inputs: Inputs, chat: Chat) -> str:

@@ -202,9 +202,11 @@ def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Loo
         _vendor(package / "_agentopt")
         for template, target in (("package_init.py", "__init__.py"), ("regression.py", "regression.py")):
             (package / target).write_text(TEMPLATES.joinpath(template).read_text(encoding="utf-8"))
+        fields = campaign.config.get("task", {}).get("inputs", ["input"])
         (package / "agent.json").write_text(json.dumps(
             {"payload": record.payload, "model": _model(task_role), "sampling": sampling, "task": record.task,
-             "candidate_id": candidate_id, "campaign_id": record.campaign_id}, indent=2))
+             "inputs": [] if fields == ["input"] else fields, "candidate_id": candidate_id,
+             "campaign_id": record.campaign_id}, indent=2))
         (package / "regression.json").write_text(json.dumps(examples, indent=2))
         (folder / "tests").mkdir()
         (folder / "tests" / "test_regression.py").write_text(_fill("test_regression.py.tmpl", package=name.package))

@@ -14,7 +14,7 @@ class Archive(store.Archive):
 
     ``url`` is a SQLAlchemy URL or a bare path, which means SQLite; ``None`` means what the command
     line uses, ``$AGENTOPT_DB`` or ``./agentopt.db``. Every method returns frozen dataclasses from
-    :mod:`agentopt.archive.queries`, each with ``as_dict()``, the JSON of the matching ``--json``.
+    :mod:`agentopt.archive.records`, each with ``as_dict()``, the JSON of the matching ``--json``.
 
     Opening reads by default (``create=False``), as the ``archive`` commands do: a missing, empty or
     foreign SQLite file is refused with one line and left as it was, so a mistyped path never shows

@@ -38,7 +38,7 @@ def run_test(agent: PromptAgent, task: Task, evaluator: ThreadEvaluator, test_si
 
 def accuracy(task: Task, outcomes: list[ExampleOutcome]) -> float:
     """Mean score over the examples that ran; failed ones are errors, not wrong answers."""
-    scored = [task.score(o.output, task.example(o.example_id).target) for o in outcomes
+    scored = [task.score(task.example(o.example_id), o.output).value for o in outcomes
               if o.error is None and o.output is not None]
     return sum(scored) / len(scored) if scored else float("nan")
 

@@ -17,6 +17,7 @@ from agentopt.archive.store import Archive
 from agentopt.optimizer.config import ROLES, BudgetConfig, CampaignConfig
 from agentopt.optimizer.strategies import STRATEGIES
 from agentopt.optimizer.tasks import Example, Task
+from agentopt.optimizer.tasks.judge import LLMJudge
 
 
 class GateControl(Protocol):
@@ -39,29 +40,49 @@ def example_cost(agent: PromptAgent, examples: Sequence[Example], max_tokens: in
     return Spend(len(examples), prompt, max_tokens * len(examples), price.cost(prompt, max_tokens * len(examples)))
 
 
+def judge_cost(config: CampaignConfig, task: Task, examples: int) -> Spend:
+    """Upper-bound cost of the judge grading ``examples`` answers (none when the metric is not a judge)."""
+    if not isinstance(task.metric, LLMJudge) or not examples:
+        return Spend()
+    shown = task.test[: config.evaluation.test_size] or task.train
+    per_call = sum(estimate_prompt_tokens(task.metric.messages(e, e.target)) for e in shown) / len(shown)
+    prompt, completion = round(per_call * examples), config.models.judge.max_tokens * examples
+    return Spend(examples, prompt, completion, config.price("judge").cost(prompt, completion))
+
+
+def test_examples(config: CampaignConfig, task: Task) -> int:
+    """Answers the final test scoring produces: the seed's and each finalist's."""
+    return len(task.test[: config.evaluation.test_size]) * (1 + config.evaluation.test_top)
+
+
 @dataclass
 class CampaignBudget:
-    """Sets the gate's limits for one campaign: the search's share first, then the whole budget."""
+    """Sets the gate's limits for one campaign: the search's share first, then the whole budget.
+    The share kept for the final test scoring is the task role's (``test_reserve``) and, when a
+    judge grades the answers, the judge role's (``judge_reserve``)."""
 
     gate: GateControl
     config: BudgetConfig
     prices: dict[str, Price]
     test_reserve: Spend = Spend()
+    judge_reserve: Spend = Spend()
 
     def begin(self, archive: Archive, campaign_id: str, active_s: float, now: float) -> None:
         spent = archive.spend(campaign_id)
+        reserves = {"task": self.test_reserve, "judge": self.judge_reserve}
         for role in ROLES:
             price = self.prices[role]
             budget = getattr(self.config, role)
-            if role == "task" and self.config.reserve_test:
-                budget = shrink(budget, self.test_reserve)
+            if role in reserves and self.config.reserve_test:
+                budget = shrink(budget, reserves[role])
             self.gate.configure(role, budget, price, _spend(spent.get(role), price))
         wall = self.config.wall_time_s
         self.gate.set_deadline(None if wall is None else now + max(wall - active_s, 0))
 
     def final_phase(self) -> None:
-        """Release the reserve: the final test scoring may use the whole task budget."""
-        self.gate.configure("task", self.config.task, self.prices["task"], self.gate.spent("task"))
+        """Release the reserves: the final test scoring may use the whole task and judge budgets."""
+        for role in ("task", "judge"):
+            self.gate.configure(role, getattr(self.config, role), self.prices[role], self.gate.spent(role))
 
     def report(self) -> dict[str, Any]:
         """Spend against every limit, per role (for the summary and ``agentopt status``)."""
@@ -115,7 +136,7 @@ def estimate(config: CampaignConfig, task: Task) -> dict[str, Any]:
     reserve = test_reserve(config, task, seed)
     rows: dict[str, Any] = {"task": task.name, "strategy": config.strategy.name}
     if plan is None:
-        return {**rows, "proposer": None, "task_role": None, "test_reserve": _as_dict(reserve)}
+        return {**rows, "proposer": None, "task_role": None, "judge": None, "test_reserve": _as_dict(reserve)}
     demos = tuple(Demo(input=e.input, output=e.target) for e in task.train[: plan.candidate_demos])
     candidate = seed.model_copy(update={"demos": demos or seed.demos})
     per_example = example_cost(candidate, task.train[:20], config.models.task.max_tokens, config.price("task"))
@@ -124,5 +145,6 @@ def estimate(config: CampaignConfig, task: Task) -> dict[str, Any]:
     prompt = plan.proposer_calls * plan.proposer_prompt_tokens
     completion = plan.proposer_calls * config.models.proposer.max_tokens
     proposer = Spend(plan.proposer_calls, prompt, completion, config.price("proposer").cost(prompt, completion))
+    judge = judge_cost(config, task, plan.task_examples + test_examples(config, task))
     return {**rows, "proposer": _as_dict(proposer), "task_role": _as_dict(searched + reserve),
-            "test_reserve": _as_dict(reserve)}
+            "judge": _as_dict(judge) if judge.calls else None, "test_reserve": _as_dict(reserve)}

@@ -214,11 +214,12 @@ class CampaignRun:
         """Counters, with spend taken from the archive's ledger so they stay true across resumes."""
         usage = self.archive.usage_totals(self.campaign_id)
         spent = self.archive.spend(self.campaign_id)
-        task, proposer = spent.get("task", (0, 0, 0)), spent.get("proposer", (0, 0, 0))
+        task, proposer, judge = (spent.get(role, (0, 0, 0)) for role in ("task", "proposer", "judge"))
         stats = {**self.stats.as_dict(), "examples evaluated": usage["results"], "task_llm_calls": task[0],
                  "task_cache_hits": usage["cache_hits"], "task_tokens": task[1] + task[2],
                  "proposer_llm_calls": proposer[0], "proposer_cache_hits": self.proposer.usage.cache_hits,
-                 "proposer_tokens": proposer[1] + proposer[2], "stopped by": self.stopped_by,
+                 "proposer_tokens": proposer[1] + proposer[2], "judge_llm_calls": judge[0],
+                 "judge_tokens": judge[1] + judge[2], "stopped by": self.stopped_by,
                  "sampling overrides clamped": self.stats.clamped + self.proposer.usage.clamped}
         if self.budget is not None:
             stats["budget"] = self.budget.report()
@@ -315,8 +316,14 @@ class CampaignRun:
             self.stopped_by = self.stopped_by or exc.budget
 
     def _commit(self, job: Job, outcome: ExampleOutcome) -> None:
+        """Score and store one outcome. A judge whose budget runs out (or a halt) while scoring
+        leaves the paid answer stored as unscored, an error a resume retries, and stops the run."""
+        stop = None
         if outcome.error is None and outcome.output is not None:
-            outcome = self._scored(outcome)
+            try:
+                outcome = self._scored(outcome)
+            except BudgetExhausted as exc:
+                outcome, stop = replace(outcome, error=f"not scored: {exc}"), exc
         self.archive.add_result(job.candidate_id, job.split, outcome)
         self.stats.clamped += int(outcome.usage.get("clamped", 0))
         key = (job.candidate_id, job.split, job.example_id)
@@ -325,6 +332,8 @@ class CampaignRun:
         else:
             self._failed.add(key)
         self.reporter.advance(errors=int(outcome.error is not None))
+        if stop is not None:
+            raise stop
 
     def _scored(self, outcome: ExampleOutcome) -> ExampleOutcome:
         """The outcome with the metric's score and feedback; a metric that fails on this example

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from agentopt.agents.errors import AgentoptError
 from agentopt.archive import queries
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.cli_common import (
@@ -56,7 +55,7 @@ def summary_table(reports: list["CampaignReport"]) -> None:
     rows = []
     for r in reports:
         s = r.stats
-        calls = s["task_llm_calls"] + s["proposer_llm_calls"]
+        calls = s["task_llm_calls"] + s["proposer_llm_calls"] + s.get("judge_llm_calls", 0)
         hits = s["task_cache_hits"] + s["proposer_cache_hits"]
         delta = None if r.best_test.mean is None or r.seed_test.mean is None else r.best_test.mean - r.seed_test.mean
         rows.append([r.task, pct(r.seed_test.mean), f"{pct(r.best_test.mean)} {ci(r.best_test.ci_low, r.best_test.ci_high)}",
@@ -130,19 +129,13 @@ def resume(
     quiet: QuietOption = False,
 ) -> None:
     """Finish an interrupted campaign (killed, Ctrl-C, crashed): finished work is reused, never paid twice."""
+    from agentopt.optimizer.library import check_resumable, stored_config, stored_task
+
     archive = open_archive(db)
-    campaign = archive.campaign(campaign_id)
-    if campaign.status == "finished":
+    if archive.campaign(campaign_id).status == "finished":
         out.print(f"campaign {campaign_id} already finished: nothing to resume (see `agentopt status {campaign_id}`)")
         return
-    from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
-
-    age = heartbeat_age(campaign.heartbeat_at)
-    if campaign.status == "running" and age is not None and age < STALE_HEARTBEAT_S and not force:
-        raise AgentoptError(f"campaign {campaign_id} is being run by a live process (heartbeat {age:.0f}s ago); "
-                            "stop that process first, or pass --force if it is gone")
-    from agentopt.optimizer.library import stored_config, stored_task
-
+    check_resumable(archive, campaign_id, force)
     task = stored_task(archive, campaign_id)
     _drive(stored_config(archive, campaign_id), archive, archive.url, address, json_out, quiet, resume=campaign_id,
            tasks=[task])
@@ -220,7 +213,9 @@ def _dry_run(cfg: "CampaignConfig", json_out: bool) -> None:
         return
     rows = []
     for e in estimates:
-        for role, key in (("proposer", "proposer"), ("task", "task_role")):
+        for role, key in (("proposer", "proposer"), ("task", "task_role"), ("judge", "judge")):
+            if role == "judge" and e[key] is None:
+                continue  # no judge grades this task
             got = e[key]
             limit = getattr(cfg.budget, role)
             if got is None:

@@ -55,7 +55,7 @@ class EndpointConfig(Frozen):
 class RoleConfig(Frozen):
     """One model role. ``model: local`` means the bundled SmolLM2 servers started by the campaign;
     any other model needs ``base_url`` (one endpoint) or ``endpoints`` (a pool of replicas).
-    A bare string is the model (``task: local``)."""
+    Under :class:`Models` a bare string is the model (``task: local``)."""
 
     model: str = LOCAL
     base_url: HttpUrl | None = None
@@ -65,11 +65,6 @@ class RoleConfig(Frozen):
     max_tokens: int = Field(32, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(4, ge=1, le=10)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _model_name(cls, data: Any) -> Any:
-        return {"model": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> "RoleConfig":
@@ -97,8 +92,9 @@ ROLES = ("task", "proposer", "judge")
 
 
 class Models(Frozen):
-    """The model of each role; ``Models(task="local", proposer="gpt-4o-mini")`` names models and keeps
-    each role's other defaults (the proposer samples hotter and longer than the task model)."""
+    """The model of each role; ``Models(task="local", proposer="local")`` names models and keeps
+    each role's other defaults (the proposer samples hotter and longer than the task model). A
+    remote model also needs its endpoint: ``Role(model="gpt-4o-mini", base_url=...)``."""
 
     task: RoleConfig = RoleConfig()
     proposer: RoleConfig = RoleConfig(temperature=0.9, max_tokens=48)
@@ -169,6 +165,8 @@ class BudgetConfig(Frozen):
         for key, value in data.items():
             role, _, limit = key.partition("_")
             if role in ROLES and limit in RoleBudget.model_fields:
+                if role in data:
+                    raise ValueError(f"give the {role} budget either as {role}=... or as {role}_* names, not both")
                 nested.setdefault(role, {})[limit] = value
             else:
                 nested[key] = value
@@ -193,7 +191,7 @@ class StrategyConfig(Frozen):
         try:
             strategy.Params.model_validate(self.params)
         except ValidationError as exc:
-            raise PydanticCustomError("strategy_params", "params.{error}", {"error": _first_error(exc)}) from None
+            raise PydanticCustomError("strategy_params", "params.{error}", {"error": first_error(exc)}) from None
         return self
 
 
@@ -238,7 +236,7 @@ class CampaignConfig(Frozen):
         return self.prices.get(getattr(self.models, role).model, Price())
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "config"
     if err["type"] == "strategy_params":  # already a path below the strategy: strategy.params.x
@@ -254,7 +252,7 @@ def parse_config(data: object, source: str = "config") -> CampaignConfig:
     try:
         config = CampaignConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+        raise ConfigError(f"{source}: {first_error(exc)}") from None
     for ref in config.tasks:
         try:
             load_task(task_ref(ref), seed=config.task_seed)

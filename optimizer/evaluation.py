@@ -116,7 +116,10 @@ class Pump(Generic[H]):
                 if isinstance(returned, BudgetExhausted):
                     stop = stop or returned
                 elif returned is not None:
-                    on_done(job, returned)
+                    try:
+                        on_done(job, returned)
+                    except BudgetExhausted as exc:  # spent while committing (a judge's budget): drain as above
+                        stop = stop or exc
                 else:
                     key = (job.candidate_id, job.split, job.example_id)
                     losses[key] = losses.get(key, 0) + 1

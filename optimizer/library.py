@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from agentopt.agents.base import Agent
@@ -25,7 +26,8 @@ from agentopt.agents.local_model import LocalModelServers
 from agentopt.agents.prompt import PromptAgent
 from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.cache import SqlCallCache
-from agentopt.archive.store import Archive, EvalSummary, database_url
+from agentopt.archive.paths import checked_url
+from agentopt.archive.store import Archive, EvalSummary
 from agentopt.optimizer.campaign import CampaignReport
 from agentopt.optimizer.config import (
     LOCAL,
@@ -37,6 +39,7 @@ from agentopt.optimizer.config import (
     Models,
     SeedAgentConfig,
     StrategyConfig,
+    first_error,
     load_config,
     task_ref,
 )
@@ -45,9 +48,13 @@ from agentopt.optimizer.tasks import Task, load_task
 from agentopt.optimizer.ui import Reporter, RichReporter, SilentReporter
 
 
-def open_store(archive: "str | Archive") -> Archive:
-    """An archive object from a URL or a bare path (a path means SQLite), created if missing."""
-    return archive if isinstance(archive, Archive) else Archive(database_url(archive), create=True)
+def open_store(archive: "str | Archive | None", create: bool = True) -> Archive:
+    """An archive from a URL or a bare path (a path means SQLite; ``None``: ``$AGENTOPT_DB`` or
+    ``./agentopt.db``), checked as ``agentopt run`` checks ``--db``: a folder, a non-SQLite file or
+    another program's database is refused before SQLite touches it."""
+    from agentopt.archive.facade import Archive as Checked
+
+    return archive if isinstance(archive, Archive) else Checked(archive, create=create)
 
 
 @dataclass
@@ -173,7 +180,23 @@ def stored_config(archive: Archive, campaign_id: str) -> CampaignConfig:
     campaign = archive.campaign(campaign_id)
     stored = {k: v for k, v in campaign.config.items() if k != "task"}
     ref = campaign.config.get("task", {}).get("ref", campaign.task)
-    return CampaignConfig.model_validate({**stored, "tasks": [ref or campaign.task]})
+    try:
+        return CampaignConfig.model_validate({**stored, "tasks": [ref or campaign.task]})
+    except ValidationError as exc:
+        raise ConfigError(f"campaign {campaign_id}: its stored config is not valid here ({first_error(exc)})") from None
+
+
+def check_resumable(archive: Archive, campaign_id: str, force: bool = False) -> None:
+    """Refuse to resume a finished campaign, or one a live process still drives (unless ``force``)."""
+    from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
+
+    campaign = archive.campaign(campaign_id)
+    if campaign.status == "finished":
+        raise ConfigError(f"campaign {campaign_id} already finished: nothing to resume")
+    age = heartbeat_age(campaign.heartbeat_at)
+    if campaign.status == "running" and age is not None and age < STALE_HEARTBEAT_S and not force:
+        raise ConfigError(f"campaign {campaign_id} is being run by a live process (heartbeat {age:.0f}s ago); "
+                          "stop that process first, or pass force=True (--force) if it is gone")
 
 
 def stored_task(archive: Archive, campaign_id: str) -> Task:
@@ -183,8 +206,9 @@ def stored_task(archive: Archive, campaign_id: str) -> Task:
     info = campaign.config.get("task", {})
     ref = info.get("ref", campaign.task)
     if ref is None:
-        raise ConfigError(f"campaign {campaign_id}'s task {campaign.task!r} was built in Python, so it cannot be "
-                          f"loaded again from the archive; pass it: agentopt.resume({campaign_id!r}, task)")
+        raise ConfigError(f"campaign {campaign_id}'s task {campaign.task!r} was built in Python (or scored by a "
+                          "metric object), so it cannot be loaded again from the archive; pass the task again "
+                          "from Python (agentopt.resume, agentopt.export_agent)")
     try:
         return load_task(ref, seed=campaign.config.get("task_seed", 0))
     except TaskError as exc:
@@ -207,8 +231,7 @@ def _seed(seed: "PromptAgent | str | SeedAgentConfig | None") -> SeedAgentConfig
     if isinstance(seed, str):
         return SeedAgentConfig(instruction=seed)
     if isinstance(seed, PromptAgent):
-        return SeedAgentConfig(instruction=seed.instruction, demos=seed.demos, postprocess=seed.postprocess,
-                               template=seed.template)
+        return SeedAgentConfig.model_validate(seed.model_dump(exclude={"kind"}))
     raise ConfigError(f"the seed is a PromptAgent or an instruction, not {type(seed).__name__}")
 
 
@@ -217,16 +240,20 @@ def _task(task: "Task | str") -> Task:
 
 
 def optimize(task: "Task | str", seed: "PromptAgent | str | None" = None, strategy: "StrategyConfig | str" = "ape",
-             models: Models | None = None, archive: "str | Archive" = "sqlite:///agentopt.db",
+             models: Models | None = None, archive: "str | Archive | None" = None,
              budget: BudgetConfig | None = None, *, name: str = "campaign", random_seed: int = 0,
              evaluation: EvaluationConfig | None = None, dedup: DedupConfig | None = None,
              local_model: LocalModelConfig | None = None, progress: bool = True, **settings: Any) -> Result:
     """Search for a better agent for ``task``, starting from ``seed``; the winner is scored on the
     sealed test split. Everything is stored in ``archive`` as it happens (a crash loses nothing, and
-    :func:`resume` finishes the campaign). ``strategy`` is an ``agentopt.strategies`` object or a
+    :func:`resume` finishes the campaign); by default that is ``$AGENTOPT_DB`` or ``./agentopt.db``,
+    as for the CLI. ``strategy`` is an ``agentopt.strategies`` object or a
     name; other campaign settings (``health``, ``prices``, ``task_seed``) pass through ``settings``.
     A progress bar goes to stderr unless ``progress=False``."""
     the_task = _task(task)
+    if settings.setdefault("task_seed", the_task.seed) != the_task.seed:
+        raise ConfigError(f"task_seed={settings['task_seed']} differs from the seed task {the_task.name!r} was split "
+                          f"with ({the_task.seed}); build the task with that seed instead")
     config = CampaignConfig(
         name=name, tasks=(the_task.ref or the_task.name,), seed=random_seed, models=models or Models(),
         strategy=StrategyConfig(name=strategy) if isinstance(strategy, str) else strategy,
@@ -235,13 +262,16 @@ def optimize(task: "Task | str", seed: "PromptAgent | str | None" = None, strate
     return _run(config, archive, [the_task], progress=progress)[0]
 
 
-def resume(campaign_id: str, task: Task | None = None, archive: "str | Archive" = "sqlite:///agentopt.db",
-           progress: bool = True) -> Result:
-    """Finish an interrupted campaign: finished examples and LLM calls are reused, never paid twice."""
-    from agentopt.archive.facade import Archive as Existing
-
-    store = archive if isinstance(archive, Archive) else Existing(archive)  # never creates one to resume in
+def resume(campaign_id: str, task: Task | None = None, archive: "str | Archive | None" = None,
+           progress: bool = True, force: bool = False) -> Result:
+    """Finish an interrupted campaign: finished examples and LLM calls are reused, never paid twice.
+    ``task`` is needed for a task built in Python; ``force`` resumes one whose driver seems alive."""
+    store = open_store(archive, create=False)  # never creates an archive to resume in
+    check_resumable(store, campaign_id, force)
     the_task = task or stored_task(store, campaign_id)
+    stored_name = store.campaign(campaign_id).task
+    if the_task.name != stored_name:
+        raise ConfigError(f"campaign {campaign_id} ran on task {stored_name!r}, not {the_task.name!r}")
     return _run(stored_config(store, campaign_id), store, [the_task], resume=campaign_id, progress=progress)[0]
 
 
@@ -251,13 +281,15 @@ def run_config(config: "CampaignConfig | str | Path", archive: "str | Archive | 
     if not isinstance(config, CampaignConfig):
         config = load_config(config)
     tasks = [load_task(task_ref(ref), seed=config.task_seed) for ref in config.tasks]
-    return _run(config, archive or config.db or database_url(), tasks, progress=progress)
+    return _run(config, archive or config.db, tasks, progress=progress)
 
 
-def _run(config: CampaignConfig, archive: "str | Archive", tasks: Sequence[Task], resume: str = "",
+def _run(config: CampaignConfig, archive: "str | Archive | None", tasks: Sequence[Task], resume: str = "",
          progress: bool = True) -> list[Result]:
     """Run through the CLI's runner; an archive given by URL is created only once every endpoint
     answered, so a run that cannot start writes nothing."""
+    if not isinstance(archive, Archive):
+        checked_url(archive, must_exist=False)  # a bad path is refused before a model starts
     opened: list[Archive] = []
 
     def open_once() -> Archive:

@@ -13,14 +13,22 @@ from agentopt.agents.llm import Endpoint, Gate, LLMClient, MemoryCache
 from agentopt.agents.local_model import LocalModelServers
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.store import Archive
-from agentopt.optimizer.budgets import CampaignBudget, GateControl, role_prices, test_reserve
+from agentopt.optimizer.budgets import (
+    CampaignBudget,
+    GateControl,
+    judge_cost,
+    role_prices,
+    test_examples,
+    test_reserve,
+)
 from agentopt.optimizer.campaign import CampaignReport, CampaignRun
 from agentopt.optimizer.cluster import RemoteGate, ensure_ray
 from agentopt.optimizer.config import LOCAL, CampaignConfig, RoleConfig, task_ref
 from agentopt.optimizer.evaluation import Evaluator, LLMSpec, RayEvaluator, ThreadEvaluator
 from agentopt.optimizer.strategies import STRATEGIES
 from agentopt.optimizer.tasks import Task, load_task
-from agentopt.optimizer.tasks.metrics import Judged, preflight
+from agentopt.optimizer.tasks.metrics import Judged
+from agentopt.optimizer.tasks.scoring import preflight
 from agentopt.optimizer.ui import Reporter
 
 
@@ -37,6 +45,15 @@ def _check_reachable(roles: Sequence[tuple[RoleConfig, list[Endpoint]]]) -> None
     """Fail fast with one clear line when an endpoint is down, before anything is written."""
     for role, pool in roles:
         LLMClient(pool, MemoryCache(), role.sampling, role.timeout_s).check_reachable()
+
+
+def _check_template(config: CampaignConfig, task: Task) -> None:
+    """The seed agent renders a train example, so a template reading a field the task lacks is
+    one line now, not an error on every example after the proposer was paid."""
+    try:
+        config.seed_agent.agent().messages(task.train[0].input)
+    except KeyError as exc:
+        raise ConfigError(f"seed_agent.template: {exc.args[0]} (task {task.name})") from None
 
 
 @contextmanager
@@ -83,6 +100,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
     tasks = list(tasks) or [load_task(task_ref(ref), seed=config.task_seed) for ref in config.tasks]
     for task in tasks:
         preflight(task)
+        _check_template(config, task)
     needs_judge = any(isinstance(task.metric, Judged) for task in tasks)
     gates: list[RunGate] = []
 
@@ -131,7 +149,8 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
         reports = []
         for task in tasks:
             seed_agent = config.seed_agent.agent()
-            budget = CampaignBudget(gate, config.budget, role_prices(config), test_reserve(config, task, seed_agent))
+            budget = CampaignBudget(gate, config.budget, role_prices(config), test_reserve(config, task, seed_agent),
+                                    judge_cost(config, task, test_examples(config, task)))
             run = CampaignRun(
                 archive=archive, task=task, strategy_name=config.strategy.name,
                 strategy_params=config.strategy.params, seed_agent=seed_agent, proposer=proposer,

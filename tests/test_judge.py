@@ -12,7 +12,8 @@ from agentopt.agents.gate import Halted, LocalGate
 from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache
 from agentopt.optimizer.tasks import Example
 from agentopt.optimizer.tasks.judge import DEFAULT_RUBRIC, LLMJudge, parse_verdict
-from agentopt.optimizer.tasks.metrics import Metric, MetricFailed, Score, resolve_metric
+from agentopt.optimizer.tasks.metrics import Metric, MetricFailed, Score
+from agentopt.optimizer.tasks.scoring import resolve_metric
 
 
 def Ex(example_id: str, inputs: str | dict[str, str], targets: tuple[str, ...] = ("Paris",)) -> Example:  # noqa: N802

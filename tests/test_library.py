@@ -15,8 +15,10 @@ import agentopt
 from agentopt.agents.errors import AgentoptError, ConfigError, LLMError, TaskError
 from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling
 from agentopt.optimizer.counters import Counters
+from agentopt.optimizer.tasks import load_task
 from agentopt.optimizer.strategies import language_grad
-from agentopt.optimizer.tasks.metrics import MetricContractError, get_metric, resolve_metric
+from agentopt.optimizer.tasks.metrics import MetricContractError, get_metric
+from agentopt.optimizer.tasks.scoring import resolve_metric, score
 
 WORDS = ["apple", "river", "stone", "cloud", "maple", "otter", "piano", "lemon", "tiger", "ocean",
          "amber", "cedar", "delta", "ember", "flint", "grove", "haven", "ivory", "jolly", "koala"]
@@ -102,7 +104,7 @@ def test_builtin_metrics_take_the_best_acceptable_answer() -> None:
 def test_a_metric_returning_a_non_score_is_a_contract_error_naming_metric_and_example(returned: Any) -> None:
     metric = resolve_metric(lambda example, prediction: returned)
     with pytest.raises(MetricContractError, match=r"metric .*<lambda> returned .* on example e1"):
-        metric(agentopt.Example("e1", "q", "a"), "a")
+        score(metric, agentopt.Example("e1", "q", "a"), "a")
 
 
 def test_a_metric_that_raises_fails_that_example_only() -> None:
@@ -110,7 +112,27 @@ def test_a_metric_that_raises_fails_that_example_only() -> None:
         raise ValueError("no\nunit tests found")
 
     with pytest.raises(agentopt.MetricFailed, match=r"^metric .*broken failed: ValueError: no unit tests found$"):
-        resolve_metric(broken)(agentopt.Example("e1", "q", "a"), "a")
+        score(resolve_metric(broken), agentopt.Example("e1", "q", "a"), "a")
+
+
+def test_a_metric_object_is_held_to_the_same_rules_as_a_function() -> None:
+    class Registered:
+        name = "registered"
+
+        def __call__(self, example: agentopt.Example, prediction: str) -> float:
+            if prediction == "boom":
+                raise KeyError("boom")
+            return math.nan
+
+        def key(self, prediction: str) -> str:
+            return prediction
+
+    metric = agentopt.register_metric(Registered())
+    assert resolve_metric("registered") is metric
+    with pytest.raises(agentopt.MetricFailed, match="metric registered failed: KeyError: 'boom'"):
+        score(metric, agentopt.Example("e1", "q", "a"), "boom")
+    with pytest.raises(MetricContractError, match="metric registered returned nan"):
+        score(metric, agentopt.Example("e1", "q", "a"), "a")
 
 
 def test_module_function_metrics_and_their_import_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,7 +140,7 @@ def test_module_function_metrics_and_their_import_errors(tmp_path: Path, monkeyp
                                             "    return float(prediction[:1] == example.target[:1])\n")
     monkeypatch.chdir(tmp_path)
     metric = resolve_metric("my_metrics:first_letter")
-    assert metric(agentopt.Example("e", "q", "apple"), "avocado").value == 1.0
+    assert score(metric, agentopt.Example("e", "q", "apple"), "avocado").value == 1.0
     for ref, message in [("nope_module:f", "cannot import nope_module (ModuleNotFoundError"),
                          ("my_metrics:missing", "my_metrics has no function 'missing'"), ("x:", "module:function")]:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -178,7 +200,10 @@ def test_optimize_from_python_finds_the_echo_prompt_and_stores_feedback(tmp_path
         assert wrong and all(r.feedback == f"expected {task.example(r.example_id).target!r}, got 'wrong'"
                              for r in wrong), "the metric's feedback is stored beside its score"
         assert archive.campaign(result.campaign_id).config["task"]["inputs"] == ["question", "context"]
-        assert (result.export(tmp_path / "pkg") / "pyproject.toml").is_file()
+        package = result.export(tmp_path / "pkg")
+        [agent] = package.glob("*/agent.json")
+        assert json.loads(agent.read_text())["inputs"] == ["question", "context"]
+        assert 'run({"question": ' in (package / "README.md").read_text(), "the card shows a multi-field call"
         assert result.report(tmp_path / "report").is_file()
 
 
@@ -288,19 +313,24 @@ def judging_responder(body: dict[str, Any]) -> tuple[int, str | dict[str, Any]]:
     return task_aware_responder(body)
 
 
-def test_a_judged_campaign_pays_its_judge_calls_on_the_judge_role(tmp_path: Path) -> None:
+def judged_run(tmp_path: Path, judge_calls: int) -> tuple[agentopt.Result, FakeEndpoint]:
+    """APE on the echo task graded by the scripted judge, with a judge budget of ``judge_calls``."""
     endpoint = FakeEndpoint(judging_responder)
     try:
         task = agentopt.Task.from_records(ROWS, inputs=["question", "context"], target="answer",
                                           metric=agentopt.LLMJudge("Same word?"), name="w")
         fake = agentopt.Role(model="fake", base_url=endpoint.url, max_attempts=1)
-        models = roles(endpoint.url).model_copy(update={"judge": fake})
         result = agentopt.optimize(task, seed=agentopt.PromptAgent(instruction="Answer.", template="{question}"),
-                                   strategy=SMALL_APE, models=models, archive=f"sqlite:///{tmp_path / 'a.db'}",
-                                   evaluation=agentopt.Evaluation(backend="threads"), progress=False,
-                                   budget=agentopt.Budget(judge_calls=400))
+                                   strategy=SMALL_APE, models=roles(endpoint.url).model_copy(update={"judge": fake}),
+                                   archive=str(tmp_path / "a.db"), evaluation=agentopt.Evaluation(backend="threads"),
+                                   budget=agentopt.Budget(judge_calls=judge_calls), progress=False)
     finally:
         endpoint.close()
+    return result, endpoint
+
+
+def test_a_judged_campaign_pays_its_judge_calls_on_the_judge_role(tmp_path: Path) -> None:
+    result, endpoint = judged_run(tmp_path, 400)
     assert result.best.test.mean == 1.0 and result.seed_test.mean == 0.0 and "echo" in result.best.agent.instruction.lower()
     archive = agentopt.Archive(str(tmp_path / "a.db"))
     judged = archive.spend(result.campaign_id)["judge"][0]
@@ -320,3 +350,42 @@ def test_a_judge_without_a_reachable_judge_model_fails_before_anything_is_writte
     with nothing_written(tmp_path), pytest.raises(AgentoptError, match="127.0.0.1:9"):
         agentopt.optimize(task, models=models, archive=f"sqlite:///{tmp_path / 'a.db'}", progress=False,
                           evaluation=agentopt.Evaluation(backend="threads"))
+
+
+def test_a_file_task_keeps_its_columns_and_seed_for_a_resume(tmp_path: Path) -> None:
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    task = agentopt.Task.from_file(path, inputs=["question", "context"], target="answer", metric="contains", seed=3)
+    again = load_task(task.ref, seed=task.seed)  # what resume and export do
+    assert (again.train, again.test, again.metric_name, again.seed) == (task.train, task.test, "contains", 3)
+    assert agentopt.Task.from_file(path, inputs=["question"], target="answer", metric=exact).ref is None, \
+        "a function cannot be stored: such a task is passed again"
+    with pytest.raises(ConfigError, match="task_seed=1 differs from the seed task 'qa' was split with"):
+        agentopt.optimize(task, task_seed=1)
+
+
+def test_budget_shorthand_and_its_conflicts() -> None:
+    assert agentopt.Budget(task_calls=5, judge_usd=1.5).judge.usd == 1.5
+    with pytest.raises(ValueError, match="either as task=... or as task_"):
+        agentopt.Budget(task_calls=5, task={"calls": 3})
+
+
+def test_a_seed_template_reading_a_missing_field_is_refused_before_any_call(tmp_path: Path,
+                                                                          fake_endpoint: FakeEndpoint) -> None:
+    task = agentopt.Task.from_records(ROWS, inputs=["question", "context"], target="answer", name="w")
+    with pytest.raises(ConfigError, match=r"seed_agent.template: the template reads \{answer\}"):
+        agentopt.optimize(task, seed=agentopt.PromptAgent(instruction="x", template="{answer}"),
+                          models=roles(fake_endpoint.url), archive=str(tmp_path / "a.db"), progress=False)
+    assert fake_endpoint.requests == [] and not (tmp_path / "a.db").exists()
+    with pytest.raises(TaskError, match="'input' means the whole input"):
+        agentopt.Task.from_records(ROWS, inputs=["question", "input"], target="answer")
+
+
+def test_a_judge_budget_spent_mid_search_leaves_answers_unscored_and_the_test_reserve_intact(tmp_path: Path) -> None:
+    result, _ = judged_run(tmp_path, 24)
+    assert result.summary.stopped_by is not None and "judge" in result.summary.stopped_by
+    archive = agentopt.Archive(str(tmp_path / "a.db"))
+    ids = {c.candidate_id for s in ("train", "val", "test") for c in archive.top(100, s, task="w")}
+    errors = [r.error for c in ids for r in archive.show(c).results if r.error]
+    assert any(e.startswith("not scored: ") for e in errors), errors
+    assert result.seed_test.n == 8, "the judge's share for the final test scoring was kept"

@@ -41,7 +41,8 @@ def filled(db_url: str) -> dict[str, object]:
     other, _ = archive.add_candidate(again, PromptAgent(instruction="Opposite."), "ape")
     score(archive, other, "val", [1.0] * 3 + [0.0] * 7, tokens=15)
     score(archive, other, "test", [0.0, 1.0, 0.0, 0.0], tokens=15)
-    archive.finish_campaign(again, "finished", {"best_candidate_id": other})
+    archive.finish_campaign(again, "finished", {"best_candidate_id": other, "stats": {
+        "task_llm_calls": 5, "proposer_llm_calls": 2, "judge_llm_calls": 3}})
     plural = archive.create_campaign("third", "plural", "ape", {})
     best_plural, _ = archive.add_candidate(plural, PromptAgent(instruction="Pluralise."), "ape")
     score(archive, best_plural, "val", [1.0] * 12, tokens=12)
@@ -119,6 +120,7 @@ def test_campaigns_and_comparing_campaigns_on_one_task(filled: dict) -> None:  #
     first = rows[-1]
     assert first.candidates == 21 and first.best_val == 1.0 and first.llm_calls == 7
     assert first.best_candidate_id == filled["chain"][20] and first.best_test_ci == (None, None)
+    assert rows[1].llm_calls == 10, "task, proposer and LLM-judge calls all count"
     as_json = first.as_dict()
     assert list(as_json) == ["id", "name", "task", "strategy", "status", "created_at", "candidates", "best_val",
                              "best_test", "best_test_ci", "seed_test", "best_candidate_id", "llm_calls", "wall_s",

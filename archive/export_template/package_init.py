@@ -43,22 +43,16 @@ async def arun(inputs: str | Mapping[str, str]) -> str:
     return await asyncio.to_thread(run, inputs)
 
 
-def _input(value: Any) -> str | Mapping[str, str]:
-    """``{"input": text}`` is the text; any other mapping holds a multi-field agent's fields."""
-    if isinstance(value, Mapping):
-        return str(value["input"]) if set(value) == {"input"} else {str(k): str(v) for k, v in value.items()}
-    return str(value)
-
-
 def _command_line_input(item: str) -> str | Mapping[str, str]:
-    """A command-line INPUT: a JSON object is a multi-field input, anything else is text."""
-    if item.lstrip().startswith("{"):
-        try:
-            value = json.loads(item)
-        except ValueError:
-            return item
-        return _input(value) if isinstance(value, dict) else item
-    return item
+    """A command-line INPUT: for an agent reading named fields, a JSON object of them; else the text."""
+    if not AGENT.get("inputs"):
+        return item
+    try:
+        value = json.loads(item)
+    except ValueError:
+        raise ValueError(f"this agent reads the fields {', '.join(AGENT['inputs'])}: pass each input as a JSON "
+                         "object of them") from None
+    return runtime.runnable_inputs(value)
 
 
 def as_runnable() -> Any:
@@ -67,9 +61,9 @@ def as_runnable() -> Any:
     from langchain_core.runnables import RunnableLambda
 
     async def _arun(value: Any) -> str:
-        return await arun(_input(value))
+        return await arun(runtime.runnable_inputs(value))
 
-    return RunnableLambda(lambda value: run(_input(value)), afunc=_arun, name=__package__)
+    return RunnableLambda(lambda value: run(runtime.runnable_inputs(value)), afunc=_arun, name=__package__)
 
 
 def main(argv: list[str] | None = None) -> int:

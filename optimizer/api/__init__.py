@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "CodeAgent": "agentopt.agents.code_agent", "GraphAgent": "agentopt.agents.graph", "Node": "agentopt.agents.graph",
-    "Demo": "agentopt.agents.prompt", "PostProcess": "agentopt.agents.prompt", "PromptAgent": "agentopt.agents.prompt",
+    "RoleBudget": "agentopt.agents.budget", "Demo": "agentopt.agents.prompt", "PostProcess": "agentopt.agents.prompt", "PromptAgent": "agentopt.agents.prompt",
     "Archive": "agentopt.archive.facade",
     "Budget": "agentopt.optimizer.config:BudgetConfig", "CampaignConfig": "agentopt.optimizer.config",
     "Dedup": "agentopt.optimizer.config:DedupConfig", "Evaluation": "agentopt.optimizer.config:EvaluationConfig",
@@ -33,6 +33,7 @@ _WHERE = {
     "Example": "agentopt.optimizer.tasks", "Metric": "agentopt.optimizer.tasks", "Score": "agentopt.optimizer.tasks",
     "Task": "agentopt.optimizer.tasks", "register_metric": "agentopt.optimizer.tasks",
     "LLMJudge": "agentopt.optimizer.tasks.judge", "MetricFailed": "agentopt.optimizer.tasks.metrics",
+    "MetricContractError": "agentopt.optimizer.tasks.metrics",
     "strategies": "agentopt.strategies",
 }
 __all__ = sorted(_WHERE)
@@ -54,6 +55,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from agentopt import strategies
+    from agentopt.agents.budget import RoleBudget
     from agentopt.agents.code_agent import CodeAgent
     from agentopt.agents.graph import GraphAgent, Node
     from agentopt.agents.prompt import Demo, PostProcess, PromptAgent
@@ -70,4 +72,4 @@ if TYPE_CHECKING:
     from agentopt.optimizer.status import Status, status
     from agentopt.optimizer.tasks import Example, Metric, Score, Task, builtin_tasks, register_metric
     from agentopt.optimizer.tasks.judge import LLMJudge
-    from agentopt.optimizer.tasks.metrics import MetricFailed
+    from agentopt.optimizer.tasks.metrics import MetricContractError, MetricFailed

@@ -25,7 +25,7 @@ from agentopt.optimizer.tasks import Example
 
 LOSS = """Question: {input}
 Expected answer: {target}
-Given answer: {output}
+Given answer: {output}{note}
 The given answer is wrong. In one or two sentences, say what should have been different."""
 BACKWARD = """One step of a pipeline got this prompt:
 {prompt}
@@ -87,10 +87,8 @@ def _ask(llm: LLMClient, content: str, sample: int) -> str | None:
 def loss(llm: LLMClient, example: Example, output: str, feedback: str | None = None) -> str | None:
     """The judge's account of what was wrong with ``output``; the metric's own feedback, when it
     gives one, is shown to it as the grader's note (an exact reason beats a guess)."""
-    content = LOSS.format(input=_clip(example.text), target=example.target, output=_clip(output))
-    if feedback:
-        content = content.replace("\nThe given answer is wrong.", f"\nGrader's note: {_clip(feedback)}\nThe given answer is wrong.")
-    return _ask(llm, content, 0)
+    note = f"\nGrader's note: {_clip(feedback)}" if feedback else ""
+    return _ask(llm, LOSS.format(input=_clip(example.text), target=example.target, output=_clip(output), note=note), 0)
 
 
 def _field(text: str, name: str) -> str | None:

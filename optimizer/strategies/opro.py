@@ -58,6 +58,7 @@ class OPRO(GeneratorStrategy):
         rng = random.Random(self.ctx.seed)
         dev = pool.dev_ids(self.ctx, self.params.dev_size)
         scored: dict[str, tuple[float, int]] = {}  # instruction -> (score, candidate id)
+        self._answered_by: dict[int, int] = {}  # candidate id -> whose answers it has (its twin's, if merged)
         known = {self.ctx.seed_agent.canonical()}
         [first] = yield [Trial(self.ctx.seed_agent, "val", dev, rationale="seed")]
         self._record(scored, first)
@@ -80,11 +81,13 @@ class OPRO(GeneratorStrategy):
         score, agent = pool.clean_score(result), result.trial.agent
         if score is not None and isinstance(agent, PromptAgent):
             scored[agent.instruction] = (score, result.candidate_id)
+            self._answered_by[result.candidate_id] = result.twin or result.candidate_id
 
     def _feedback(self, candidate_id: int) -> str:
         """The metric's feedback on one of the candidate's imperfect answers, when the metric gives
         feedback: what the grader said is a more useful signal than the score alone."""
-        notes = [a.feedback for a in self.ctx.outputs(candidate_id, "val").values()
+        answers = self.ctx.outputs(self._answered_by.get(candidate_id, candidate_id), "val")
+        notes = [a.feedback for a in answers.values()
                  if a.feedback and (a.score or 0.0) < 1.0]
         return f"\nFeedback: {' '.join(min(notes, key=len).split())[:FEEDBACK_CHARS]}" if notes else ""
 

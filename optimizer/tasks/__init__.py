@@ -7,11 +7,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentopt.agents.errors import TaskError
-from agentopt.optimizer.tasks.base import SPLITS, Example, MetricSpec, Task
+from agentopt.optimizer.tasks.base import SPLITS, Example, Task
 from agentopt.optimizer.tasks.builtin import BUILTIN, make_builtin
 from agentopt.optimizer.tasks.external import EXTERNAL
 from agentopt.optimizer.tasks.files import load_task_file
-from agentopt.optimizer.tasks.metrics import METRICS, Metric, Score, get_metric, register_metric, resolve_metric
+from agentopt.optimizer.tasks.metrics import METRICS, Metric, Score, get_metric, register_metric
+from agentopt.optimizer.tasks.scoring import resolve_metric
 
 
 class TaskFile(BaseModel):
@@ -37,7 +38,7 @@ def builtin_tasks() -> list[str]:
     return sorted([*BUILTIN, *EXTERNAL])
 
 
-def load_task(ref: TaskRef, seed: int = 0, metric: MetricSpec | None = None) -> Task:
+def load_task(ref: TaskRef, seed: int = 0) -> Task:
     """Resolve ``ref``: a built-in task name, a path ending in ``.jsonl`` / ``.csv``, or a task file entry."""
     if not isinstance(ref, str):
         try:
@@ -48,7 +49,7 @@ def load_task(ref: TaskRef, seed: int = 0, metric: MetricSpec | None = None) -> 
         return load_task_file(entry.path, resolve_metric(entry.metric, entry.rubric), seed, entry.inputs, entry.target,
                               entry.name, entry.description, ref=entry.model_dump(exclude_defaults=True))
     if ref.endswith((".jsonl", ".csv")):
-        return load_task_file(ref, metric=metric or "exact_match", seed=seed)
+        return load_task_file(ref, seed=seed)
     if ref in EXTERNAL:
         task = EXTERNAL[ref](seed)
     elif ref in BUILTIN:
@@ -56,8 +57,7 @@ def load_task(ref: TaskRef, seed: int = 0, metric: MetricSpec | None = None) -> 
     else:
         known = ", ".join(builtin_tasks())
         raise TaskError(f"unknown task {ref!r}; built-in tasks: {known} (or a .jsonl/.csv path)")
-    task = replace(task, ref=ref)
-    return task if metric is None else task.with_metric(metric)
+    return replace(task, ref=ref, seed=seed)
 
 
 __all__ = ["BUILTIN", "EXTERNAL", "METRICS", "SPLITS", "Example", "Metric", "Score", "Task", "TaskFile", "TaskRef",

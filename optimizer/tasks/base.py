@@ -8,7 +8,9 @@ from typing import Any
 
 from agentopt.agents.errors import TaskError
 from agentopt.agents.prompt_runtime import Inputs, input_text
-from agentopt.optimizer.tasks.metrics import Metric, Score, resolve_metric
+from agentopt.optimizer.tasks import scoring
+from agentopt.optimizer.tasks.metrics import Metric, Score
+from agentopt.optimizer.tasks.scoring import resolve_metric
 
 SPLITS = ("train", "val", "test")
 INPUT = "input"
@@ -44,8 +46,9 @@ class Task:
     """Examples split three ways, scored by one metric.
 
     Build one with :meth:`from_records`, :meth:`from_file`, :meth:`from_hf` or :meth:`builtin`.
-    ``ref`` is how a stored campaign loads it again (a built-in name or a task file entry); a task
-    built from Python records has none, and is resumed from Python by passing it again.
+    ``ref`` is how a stored campaign loads it again (a built-in name or a task file entry) and
+    ``seed`` the seed its splits were shuffled with; a task built from Python records, or scored by
+    a metric object, has no ``ref`` and is resumed from Python by passing it again.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Task:
     source: str = "builtin"
     inputs: tuple[str, ...] = (INPUT,)
     ref: str | Mapping[str, Any] | None = None
+    seed: int = 0
     _by_id: dict[str, Example] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,9 +84,9 @@ class Task:
         return self._by_id[example_id]
 
     def score(self, example: Example, prediction: str) -> Score:
-        """The metric's verdict; raises ``MetricFailed`` (store as the example's error) or
+        """The metric's checked verdict; raises ``MetricFailed`` (store as the example's error) or
         ``MetricContractError`` (the metric is broken: stop)."""
-        return self.metric(example, prediction)
+        return scoring.score(self.metric, example, prediction)
 
     def with_metric(self, metric: MetricSpec) -> "Task":
         return replace(self, metric=resolve_metric(metric))
@@ -108,9 +112,14 @@ class Task:
                   metric: MetricSpec = "exact_match", *, name: str | None = None, description: str = "",
                   seed: int = 0) -> "Task":
         """A task from a ``.jsonl`` or ``.csv`` file with any column names."""
+        from agentopt.optimizer.tasks import TaskFile
         from agentopt.optimizer.tasks.files import load_task_file
 
-        return load_task_file(path, metric, seed, inputs=inputs, target=target, name=name, description=description)
+        entry = TaskFile(path=str(path), inputs=tuple(inputs), target=target if isinstance(target, str) else tuple(target),
+                         name=name, description=description, metric=metric if isinstance(metric, str) else "exact_match")
+        ref = entry.model_dump(exclude_defaults=True) if isinstance(metric, str) else None  # a function cannot be stored
+        return load_task_file(path, metric, seed, inputs=inputs, target=target, name=name, description=description,
+                              ref=ref)
 
     @classmethod
     def from_hf(cls, dataset: Any, inputs: Sequence[str], target: str | Sequence[str],

@@ -22,7 +22,8 @@ from pathlib import Path
 from agentopt.agents.errors import AgentoptError, TaskError
 from agentopt.agents.prompt_runtime import Inputs, input_text
 from agentopt.optimizer.tasks.base import INPUT, SPLITS, Example, MetricSpec, Task, example, split_examples
-from agentopt.optimizer.tasks.metrics import Metric, resolve_metric
+from agentopt.optimizer.tasks.metrics import Metric
+from agentopt.optimizer.tasks.scoring import resolve_metric
 
 Row = tuple[str, dict[str, object]]
 """A raw row and where it came from ("data.jsonl:3", "row 2") for messages about it."""
@@ -154,6 +155,8 @@ def _names(what: str, value: str | Sequence[str]) -> tuple[str, ...]:
     names = (value,) if isinstance(value, str) else tuple(value)
     if not names or not all(isinstance(n, str) and n for n in names):
         raise TaskError(f"{what} must name at least one field, got {value!r}")
+    if what == "inputs" and len(names) > 1 and INPUT in names:
+        raise TaskError(f"inputs: {INPUT!r} means the whole input in templates; rename that field")
     return names
 
 
@@ -170,14 +173,15 @@ def task_from_rows(rows: Iterable[Row], inputs: Sequence[str], target: str | Seq
         raise TaskError(f"{source}: either every row has a 'split' field or none does")
     _refuse_repeats(parsed)
     splits = _pinned_splits(parsed) if pinned else split_examples([(p.input, p.targets) for p in parsed], seed)
-    return Task(name, description, metric, *splits, source=source, inputs=input_names, ref=ref)
+    return Task(name, description, metric, *splits, source=source, inputs=input_names, ref=ref, seed=seed)
 
 
 def load_task_file(path: str | Path, metric: MetricSpec = "exact_match", seed: int = 0,
                    inputs: Sequence[str] = (INPUT,), target: str | Sequence[str] = "target",
                    name: str | None = None, description: str = "",
-                   ref: str | dict[str, object] | None = None) -> Task:
-    """Read ``path`` (``.jsonl`` or ``.csv``) into a Task named after the file."""
+                   ref: str | dict[str, object] | None = "") -> Task:
+    """Read ``path`` (``.jsonl`` or ``.csv``) into a Task named after the file; ``ref`` is how a
+    campaign loads it again (default: the path, which holds for default columns and metric)."""
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"task file not found: {path}")
@@ -190,4 +194,4 @@ def load_task_file(path: str | Path, metric: MetricSpec = "exact_match", seed: i
         raise TaskError(f"{path}: unsupported task file type {path.suffix!r}; use .jsonl or .csv")
     return task_from_rows(rows, inputs, target, resolved, name=name or path.stem,
                           description=description or f"User task from {path.name}", seed=seed, source=str(path),
-                          ref=ref if ref is not None else str(path))
+                          ref=str(path) if ref == "" else ref)

@@ -1,28 +1,24 @@
 """Scoring: a metric gives a prediction for an example a :class:`Score` in [0, 1], with optional feedback.
 
-A metric is any object with a ``name``, ``__call__(example, prediction) -> Score`` and
-``key(prediction) -> str``; the key is what functional dedup compares, so two outputs with equal
-keys must get equal scores (the text metrics' key is the normalised text, others compare raw text).
-Built-in metrics compare one prediction with one target and take the best over an example's
-acceptable targets. A user's function ``fn(example, prediction)`` returning a number or a
-``(score, feedback)`` pair becomes a metric through :func:`resolve_metric`; what it returns is
-checked, since a NaN or a 7 would silently corrupt every mean and every decision made on it.
+A metric is any object with a ``name``, ``__call__(example, prediction)`` returning a Score, a
+number or a ``(score, feedback)`` pair, and ``key(prediction) -> str``; the key is what functional
+dedup compares, so two outputs with equal keys must get equal scores (the text metrics' key is the
+normalised text, others compare raw text). Built-in metrics compare one prediction with one target
+and take the best over an example's acceptable targets. How any metric is called, checked and
+built from a function or ``module:function`` is :mod:`.scoring`.
 Built-in text metrics normalise both sides first (case, surrounding punctuation, inner whitespace),
 because a tiny model that answers "Elephant." to the target "elephant" is right in substance.
 """
 
-import importlib
 import json
 import re
 import string
-import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from numbers import Real
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from agentopt.agents.errors import AgentoptError, ConfigError, TaskError
+from agentopt.agents.errors import AgentoptError, TaskError
 from agentopt.agents.sandbox import Limits, SandboxCallError, SandboxedFunction, SandboxError
 
 if TYPE_CHECKING:
@@ -53,7 +49,7 @@ class MetricContractError(AgentoptError):
 class Metric(Protocol):
     name: str
 
-    def __call__(self, example: "Example", prediction: str) -> Score: ...
+    def __call__(self, example: "Example", prediction: str) -> "Score | float | tuple[float, str]": ...
 
     def key(self, prediction: str) -> str: ...
 
@@ -214,103 +210,6 @@ def register_metric(metric: Metric) -> Metric:
     """Make ``metric`` known by its name (in YAML ``metric: NAME``, in Python the name as a string)."""
     METRICS[metric.name] = metric
     return metric
-
-
-def checked(name: str, example_id: str, returned: object) -> Score:
-    """``returned`` as a Score, or :class:`MetricContractError` naming the metric and the example."""
-    value, feedback = returned, None
-    if isinstance(returned, Score):
-        value, feedback = returned.value, returned.feedback
-    elif isinstance(returned, tuple) and len(returned) == 2:
-        value, feedback = returned
-    bad = None
-    if not isinstance(value, Real):
-        bad = f"{value!r}, not a number"
-    elif not 0.0 <= float(value) <= 1.0:  # NaN fails this too
-        bad = f"{value!r}, outside [0, 1]"
-    elif feedback is not None and not isinstance(feedback, str):
-        bad = f"feedback {feedback!r}, not text"
-    if bad is not None:
-        raise MetricContractError(f"metric {name} returned {bad} on example {example_id}; a metric returns a number "
-                                  "in [0, 1] or a (score, feedback) pair")
-    return Score(float(value), feedback)  # type: ignore[arg-type]
-
-
-def one_line(exc: BaseException) -> str:
-    """'ValueError: bad thing' on one line, for an error stored beside an example."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class FunctionMetric:
-    """A user's ``fn(example, prediction)``; its optional ``dedup_key`` attribute is the dedup key."""
-
-    fn: Callable[["Example", str], Any]
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", getattr(self.fn, "__qualname__", None) or repr(self.fn))
-
-    def __call__(self, example: "Example", prediction: str) -> Score:
-        try:
-            returned = self.fn(example, prediction)
-        except Exception as exc:  # noqa: BLE001 - stored as the example's error
-            raise MetricFailed(f"metric {self.name} failed: {one_line(exc)}") from None
-        return checked(self.name, example.id, returned)
-
-    def key(self, prediction: str) -> str:
-        return str(getattr(self.fn, "dedup_key", identity)(prediction))
-
-
-def preflight(task: Any) -> None:
-    """Score the first train example's own answer with a user's metric before anything is paid, so
-    a metric that returns NaN or a string stops the run now, not after a model was started. Its
-    failing on that answer is allowed (it may expect real predictions); only a non-score stops."""
-    if isinstance(task.metric, FunctionMetric):
-        example = task.train[0]
-        try:
-            task.metric(example, example.target)
-        except MetricFailed:
-            pass
-
-
-def import_function(ref: str) -> Callable[..., Any]:
-    """``module:function`` imported from the current directory or the installed packages."""
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"metric {ref!r}: write a function as module:function (e.g. mymetrics:f1)")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")  # as `python -m` does: a metrics module next to the config imports
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's config to fix
-        raise ConfigError(f"metric {ref!r}: cannot import {module_name} ({one_line(exc)})") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ConfigError(f"metric {ref!r}: {module_name} has no function {attr!r}")
-    return fn  # type: ignore[no-any-return]
-
-
-def resolve_metric(spec: "str | Metric | Callable[..., Any]", rubric: str | None = None) -> Metric:
-    """A metric from a built-in name, ``module:function``, ``judge`` (with ``rubric``), a metric
-    object or a plain function."""
-    if isinstance(spec, str):
-        if spec == "judge":
-            from agentopt.optimizer.tasks.judge import LLMJudge
-
-            return LLMJudge(rubric) if rubric else LLMJudge()
-        if spec in METRICS:
-            return METRICS[spec]
-        if ":" in spec:
-            return FunctionMetric(import_function(spec), spec)
-        raise TaskError(f"unknown metric {spec!r}; known: {', '.join(sorted(METRICS))}, judge, or module:function")
-    if isinstance(spec, Metric):
-        return spec
-    if callable(spec):
-        return FunctionMetric(spec)
-    raise TaskError(f"a metric is a name, module:function or a function, not {type(spec).__name__}")
 
 
 def get_metric(name: str) -> Metric:
