@@ -7,8 +7,8 @@ LLM client libraries.
 from importlib import import_module
 from typing import Any
 
-_LAZY = {"Agent": "base", "Demo": "prompt", "PromptAgent": "prompt", "AGENT_KINDS": "kinds",
-         "agent_from_payload": "kinds"}
+_LAZY = {"Agent": "base", "AgentKind": "base", "Demo": "prompt", "PromptAgent": "prompt", "KINDS": "kinds",
+         "agent_from_payload": "kinds", "kind_of": "kinds", "register_kind": "kinds"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,9 @@
-"""The Agent protocol: what a campaign needs from any candidate, whatever its kind."""
+"""The Agent protocol: what a campaign needs from any candidate, whatever its kind; and
+:class:`AgentKind`, what the rest of agentopt needs to know about a kind."""
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from agentopt.agents.llm import LLMClient
@@ -32,3 +36,29 @@ class Traced(Protocol):
     """
 
     def run_traced(self, inputs: Inputs, llm: LLMClient) -> tuple[str, list[dict[str, Any]]]: ...
+
+
+Payload = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class AgentKind:
+    """One kind of agent, declared once in its own module and registered with
+    :func:`agentopt.agents.kinds.register_kind`: nothing else in agentopt branches on a kind's name.
+
+    ``model`` builds the agent from a stored payload (``model.model_validate(payload)``, as a pydantic
+    model does). ``runtime`` is a module, standard library and relative imports only, whose
+    ``answer(payload, inputs, chat) -> str`` answers like the agent does: exported packages copy
+    it and call it. ``label`` tells candidates apart in one short line (tables, lineage graphs);
+    ``describe`` shows the agent as a reader of a report or a package card wants to see it (markdown).
+    """
+
+    name: str
+    model: Any
+    runtime: ModuleType
+    label: Callable[[Payload], str]
+    describe: Callable[[Payload], str]
+
+
+def clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

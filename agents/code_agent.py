@@ -12,6 +12,8 @@ from typing import Any, Literal
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentopt.agents import code_framework
+from agentopt.agents.base import AgentKind, Payload, clip
 from agentopt.agents.code_framework import run_agent_code
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
@@ -40,3 +42,11 @@ class CodeAgent(BaseModel):
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
         """A langchain-core Runnable taking a string or a mapping of input fields."""
         return RunnableLambda(lambda x: self.run(runnable_inputs(x), llm))
+
+
+def _describe(payload: Payload) -> str:
+    return (f"Code agent `{payload['name']}` ({payload.get('thought') or 'no description'}); it runs in the "
+            f"bundled sandbox.\n\n```python\n{payload['code'].strip()}\n```")
+
+
+KIND = AgentKind("code", CodeAgent, code_framework, lambda payload: clip(str(payload.get("name", "code"))), _describe)

@@ -95,6 +95,11 @@ def run_agent_code(code: str, inputs: str | Mapping[str, str], chat: Callable[..
     return "" if result.value is None else str(result.value)
 
 
+def answer(payload: Mapping[str, Any], inputs: str | Mapping[str, str], chat: Callable[..., str]) -> str:
+    """A code agent's answer, its code run in the sandbox (what exported packages call)."""
+    return run_agent_code(payload["code"], inputs, chat)
+
+
 SEED_AGENTS: dict[str, tuple[str, str]] = {
     "chain_of_thought": ("Reason step by step before answering.", '''
 def forward(task):

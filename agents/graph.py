@@ -18,6 +18,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentopt.agents import graph_runtime, prompt_runtime
+from agentopt.agents.base import AgentKind, Payload, clip
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.graph_runtime import INPUT, Step
 from agentopt.agents.llm import LLMClient
@@ -174,3 +175,22 @@ class GraphAgent(BaseModel):
                 for name in sorted(generation)})
         return chain | RunnableLambda(lambda values: prompt_runtime.postprocess(values[self.output],
                                                                                self.postprocess.model_dump()))
+
+
+def _label(payload: Payload) -> str:
+    tools = {n["name"]: n.get("tool") for n in payload.get("nodes", [])}
+    flow = nx.DiGraph([tuple(e) for e in payload.get("edges", [])])
+    flow.add_nodes_from(tools)
+    steps = (name + (f"[{tools[name]}]" if tools.get(name) else "") for name in nx.lexicographical_topological_sort(flow))
+    return clip("graph: " + " → ".join(steps))
+
+
+def _describe(payload: Payload) -> str:
+    nodes = {n["name"]: n for n in payload["nodes"]}
+    steps = [f"{i + 1}. `{name}`" + (f" → tool `{nodes[name]['tool']}`" if nodes[name].get("tool") else "")
+             + f"\n\n```text\n{nodes[name]['template'].strip()}\n```"
+             for i, name in enumerate(graph_runtime.order(nodes, (tuple(e) for e in payload.get("edges", []))))]
+    return f"Graph agent, nodes in the order they run; `{payload['output']}` gives the answer.\n\n" + "\n\n".join(steps)
+
+
+KIND = AgentKind("graph", GraphAgent, graph_runtime, _label, _describe)

@@ -67,3 +67,8 @@ def run_traced(payload: Mapping[str, Any], inputs: Inputs, chat: Chat) -> tuple[
         values[name] = record["output"]
         trajectory.append(record)
     return postprocess(values[payload["output"]], payload.get("postprocess")), trajectory
+
+
+def answer(payload: Mapping[str, Any], inputs: Inputs, chat: Chat) -> str:
+    """A graph agent's post-processed answer (what exported packages call)."""
+    return run_traced(payload, inputs, chat)[0]

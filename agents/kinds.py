@@ -1,19 +1,53 @@
-"""The registry of agent kinds: how a stored payload becomes a runnable agent again."""
+"""The registry of agent kinds: an open set, like strategies and metrics.
 
+A kind is one module declaring an :class:`~agentopt.agents.base.AgentKind` plus a registration:
+:func:`register_kind` from Python, or an ``agentopt.kinds`` entry point naming the ``AgentKind``
+object (so Ray workers and the CLI find a plugin's kind without an import in user code).
+"""
+
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
 from typing import Any
 
-from agentopt.agents.base import Agent
-from agentopt.agents.code_agent import CodeAgent
+from agentopt.agents import code_agent, graph, prompt
+from agentopt.agents.base import Agent, AgentKind
 from agentopt.agents.errors import AgentoptError
-from agentopt.agents.graph import GraphAgent
-from agentopt.agents.prompt import PromptAgent
 
-AGENT_KINDS: dict[str, type[PromptAgent] | type[CodeAgent] | type[GraphAgent]] = {
-    "prompt": PromptAgent, "code": CodeAgent, "graph": GraphAgent}
+KINDS: dict[str, AgentKind] = {k.name: k for k in (prompt.KIND, code_agent.KIND, graph.KIND)}
+ENTRY_POINTS = "agentopt.kinds"
 
 
-def agent_from_payload(payload: dict[str, Any]) -> Agent:
-    kind = payload.get("kind")
-    if kind not in AGENT_KINDS:
-        raise AgentoptError(f"unknown agent kind {kind!r}; known: {', '.join(AGENT_KINDS)}")
-    return AGENT_KINDS[kind].model_validate(payload)
+def register_kind(kind: AgentKind) -> AgentKind:
+    """Make ``kind`` known: campaigns, the archive's queries, reports and exports then handle it."""
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_of(payload: Mapping[str, Any]) -> AgentKind:
+    """The kind a stored payload belongs to (``"kind"`` missing means prompt, as in the first archives)."""
+    name = str(payload.get("kind", "prompt"))
+    if name not in KINDS:
+        for point in entry_points(group=ENTRY_POINTS, name=name):
+            register_kind(point.load())
+    if name not in KINDS:
+        raise AgentoptError(f"unknown agent kind {name!r}; known: {', '.join(KINDS)} (register it with "
+                            "agentopt.register_kind or an 'agentopt.kinds' entry point)")
+    return KINDS[name]
+
+
+def agent_from_payload(payload: Mapping[str, Any]) -> Agent:
+    agent: Agent = kind_of(payload).model.model_validate(payload)
+    return agent
+
+
+def label(payload: Mapping[str, Any]) -> str:
+    """The kind's one-line label; a kind this process does not know is shown by its name."""
+    try:
+        return kind_of(payload).label(payload)
+    except AgentoptError:
+        return str(payload.get("kind"))
+
+
+def answer(payload: Mapping[str, Any], inputs: Any, chat: Callable[..., str]) -> str:
+    """Answer with any stored payload the way its exported package would."""
+    return str(kind_of(payload).runtime.answer(payload, inputs, chat))

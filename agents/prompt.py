@@ -9,6 +9,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentopt.agents import prompt_runtime
+from agentopt.agents.base import AgentKind, Payload, clip
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
 
@@ -77,3 +78,18 @@ class PromptAgent(BaseModel):
 
     def with_instruction(self, instruction: str) -> "PromptAgent":
         return self.model_copy(update={"instruction": instruction})
+
+
+def _label(payload: Payload) -> str:
+    demos = len(payload.get("demos", []))
+    return clip(str(payload.get("instruction", ""))) + (f" (+{demos} demos)" if demos else "")
+
+
+def _describe(payload: Payload) -> str:
+    demos = "\n".join(f"- `{prompt_runtime.input_text(d['input'])}` → `{d['output']}`" for d in payload.get("demos", []))
+    template = f"\n\nUser turn: `{payload['template']}`" if payload.get("template") else ""
+    return (f"Instruction:\n\n> {payload['instruction']}{template}\n\nDemonstrations: "
+            f"{len(payload.get('demos', []))}\n{demos}")
+
+
+KIND = AgentKind("prompt", PromptAgent, prompt_runtime, _label, _describe)

@@ -99,3 +99,8 @@ def postprocess(text: str, options: Mapping[str, Any] | None = None) -> str:
     for prefix in opts["strip_prefixes"]:
         answer = re.sub(rf"^\s*{re.escape(prefix)}\s*", "", answer, flags=re.IGNORECASE)
     return answer.strip(opts["strip_chars"])
+
+
+def answer(payload: Mapping[str, Any], inputs: Inputs, chat: Any) -> str:
+    """A prompt agent's post-processed answer (what exported packages call)."""
+    return postprocess(chat(to_openai(render(payload, inputs))), payload.get("postprocess"))

@@ -20,11 +20,13 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
 from string import Template
+from types import ModuleType
 from typing import Any
 
 import networkx as nx
 
-from agentopt.agents import code_framework, errors, graph_runtime, prompt_runtime, runtime, sandbox, tools, wire
+from agentopt.agents import code_framework, errors, graph_runtime, prompt_runtime, sandbox, tools, wire
+from agentopt.agents.kinds import kind_of
 from agentopt.agents.budget import Price
 from agentopt.agents.errors import ArchiveError, ConfigError
 from agentopt.agents.local_model import LOCAL_MODEL_NAME
@@ -34,9 +36,10 @@ from agentopt.archive.queries import CandidateRecord, lineage, show
 from agentopt.archive.store import Archive
 
 TEMPLATES = files("agentopt.archive").joinpath("export_template")
-RUNTIME = (errors, sandbox, tools, prompt_runtime, graph_runtime, code_framework, runtime, wire)
-"""Modules copied verbatim into ``<package>/_agentopt/``; their imports are relative, so they run there
-as they do here. The sandbox's child runner travels with the sandbox."""
+RUNTIME = (errors, sandbox, tools, prompt_runtime, graph_runtime, code_framework, wire)
+"""Modules copied verbatim into ``<package>/_agentopt/``, with the agent kind's own runtime module;
+their imports are relative, so they run there as they do here. The sandbox's child runner travels
+with the sandbox."""
 
 Lookup = Callable[[str], tuple[Inputs, str]]
 """example id -> (input, target): the archive stores outputs, the task holds the inputs."""
@@ -118,25 +121,10 @@ def lineage_lines(archive: Archive, candidate_id: int) -> str:
     return "\n".join(lines)
 
 
-def agent_section(payload: dict[str, Any]) -> str:
-    """The agent itself, as a reader of the card wants to see it."""
-    if payload["kind"] == "prompt":
-        demos = "\n".join(f"- `{d['input']}` → `{d['output']}`" for d in payload.get("demos", []))
-        return f"Instruction:\n\n> {payload['instruction']}\n\nDemonstrations: {len(payload.get('demos', []))}\n{demos}"
-    if payload["kind"] == "code":
-        return (f"Code agent `{payload['name']}` ({payload.get('thought') or 'no description'}); it runs in the "
-                f"bundled sandbox.\n\n```python\n{payload['code'].strip()}\n```")
-    nodes = {n["name"]: n for n in payload["nodes"]}
-    steps = [f"{i + 1}. `{name}`" + (f" → tool `{nodes[name]['tool']}`" if nodes[name].get("tool") else "")
-             + f"\n\n```text\n{nodes[name]['template'].strip()}\n```"
-             for i, name in enumerate(graph_runtime.order(nodes, (tuple(e) for e in payload.get("edges", []))))]
-    return f"Graph agent, nodes in the order they run; `{payload['output']}` gives the answer.\n\n" + "\n\n".join(steps)
-
-
-def _vendor(target: Path) -> None:
+def _vendor(target: Path, kind_runtime: ModuleType) -> None:
     target.mkdir()
     (target / "__init__.py").write_text(f'"""agentopt {_agentopt_version()} runtime, copied by `agentopt export`."""\n')
-    for module in RUNTIME:
+    for module in {*RUNTIME, kind_runtime}:
         shutil.copyfile(Path(module.__file__), target / Path(module.__file__).name)  # type: ignore[arg-type]
     shutil.copyfile(Path(sandbox.__file__).with_name("sandbox_child.py"), target / "sandbox_child.py")
 
@@ -199,13 +187,15 @@ def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Loo
     with staged_output(out, empty=True) as folder:
         package = folder / name.package
         package.mkdir()
-        _vendor(package / "_agentopt")
+        kind = kind_of(record.payload)
+        _vendor(package / "_agentopt", kind.runtime)
         for template, target in (("package_init.py", "__init__.py"), ("regression.py", "regression.py")):
             (package / target).write_text(TEMPLATES.joinpath(template).read_text(encoding="utf-8"))
         fields = campaign.config.get("task", {}).get("inputs", ["input"])
         (package / "agent.json").write_text(json.dumps(
-            {"payload": record.payload, "model": _model(task_role), "sampling": sampling, "task": record.task,
-             "inputs": [] if fields == ["input"] else fields, "candidate_id": candidate_id,
+            {"payload": record.payload, "runtime": Path(kind.runtime.__file__ or "").stem, "model": _model(task_role),
+             "sampling": sampling, "task": record.task, "inputs": [] if fields == ["input"] else fields,
+             "candidate_id": candidate_id,
              "campaign_id": record.campaign_id}, indent=2))
         (package / "regression.json").write_text(json.dumps(examples, indent=2))
         (folder / "tests").mkdir()
@@ -238,4 +228,4 @@ def card(archive: Archive, record: CandidateRecord, campaign: Campaign, name: Na
         campaign_id=record.campaign_id, campaign_date=campaign.created_at.date().isoformat(),
         candidate_id=record.id, strategy=record.strategy, lineage=lineage_lines(archive, record.id),
         n_regression=len(examples), regression_split=split, date=datetime.now(UTC).date().isoformat(),
-        version=_agentopt_version(), agent=agent_section(payload))
+        version=_agentopt_version(), agent=kind_of(payload).describe(payload))

@@ -16,6 +16,8 @@ import networkx as nx
 from sqlalchemy import Select, func, select
 
 from agentopt.agents.errors import ArchiveError
+from agentopt.agents.base import clip
+from agentopt.agents.kinds import label
 from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage, Note, Result
 from agentopt.archive.records import (CampaignRow, CandidateRecord, Comparison, Diff, NoteRecord, PairedScores,
                                       Progress, Ranked, Record, ReferenceDelta, ResultRecord, SplitDiff, SplitProgress)
@@ -161,25 +163,6 @@ def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> n
     return graph
 
 
-def label(payload: dict[str, Any]) -> str:
-    """One short line that tells candidates apart in a lineage graph or a results table."""
-    if payload.get("kind") == "graph":
-        tools = {n["name"]: n.get("tool") for n in payload.get("nodes", [])}
-        flow = nx.DiGraph([tuple(e) for e in payload.get("edges", [])])
-        flow.add_nodes_from(tools)
-        steps = (name + (f"[{tools[name]}]" if tools.get(name) else "")
-                 for name in nx.lexicographical_topological_sort(flow))
-        text = "graph: " + " → ".join(steps)
-    else:
-        text = str(payload.get("instruction") or payload.get("name") or payload.get("kind", ""))
-    demos = len(payload.get("demos", []))
-    return _clip(text) + (f" (+{demos} demos)" if demos else "")
-
-
-def _clip(text: str, width: int = 60) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 def to_dot(graph: nx.DiGraph) -> str:
     """Graphviz DOT, written here so that no pydot / pygraphviz install is needed."""
 
@@ -189,7 +172,7 @@ def to_dot(graph: nx.DiGraph) -> str:
     lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box];"]
     for node, data in graph.nodes(data=True):
         scores = ", ".join(f"{k.removesuffix('_score')} {100 * v:.1f}%" for k, v in data.items() if k.endswith("_score"))
-        why = _clip(str(data.get("rationale") or ""))
+        why = clip(str(data.get("rationale") or ""))
         label = f"#{node} {data.get('strategy', '')}\n{data.get('label', '')}" + (f"\n{why}" if why else "") \
             + (f"\n{scores}" if scores else "")
         style = ", style=bold" if node == graph.graph.get("root") else ""

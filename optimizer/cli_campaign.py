@@ -45,10 +45,8 @@ def dedup_line(stats: dict[str, Any]) -> str:
 
 
 def best_agent_line(agent: dict[str, Any], candidate_id: int) -> str:
-    """The winner in one line: a prompt in full, other kinds by their label (``archive show`` has the rest)."""
-    if agent.get("kind", "prompt") == "prompt":
-        return f"best prompt: {agent['instruction']!r} + {len(agent.get('demos', []))} demonstration(s)"
-    return f"best {agent['kind']} agent: {queries.label(agent)} (`agentopt archive show {candidate_id}`)"
+    """The winner in one line, by its kind's label (``agentopt archive show`` has the rest)."""
+    return f"best {agent.get('kind', 'prompt')} agent: {queries.label(agent)} (`agentopt archive show {candidate_id}`)"
 
 
 def summary_table(reports: list["CampaignReport"]) -> None:

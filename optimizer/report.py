@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from agentopt.agents.budget import Price
 from agentopt.agents.errors import ConfigError
+from agentopt.agents.kinds import kind_of
 from agentopt.archive import queries
 from agentopt.archive.export import staged_output
 from agentopt.archive.models import Candidate, Evaluation, LLMCall
@@ -130,18 +131,6 @@ def plots(points: Sequence[Point], scores: dict[str, list[float]], lineage: nx.D
     return names + ["lineage.png"]
 
 
-def _agent_text(payload: dict[str, Any]) -> str:
-    """What a reader needs to see of a candidate: the prompt and demos, the code, or the nodes."""
-    kind = payload.get("kind", "prompt")
-    if kind == "code":
-        return payload.get("code", "")
-    if kind == "graph":
-        return "\n\n".join(f"[{n['name']}{' → ' + n['tool'] if n.get('tool') else ''}]\n{n['template']}"
-                           for n in payload.get("nodes", []))
-    demos = "".join(f"\n\nInput: {d['input']}\nOutput: {d['output']}" for d in payload.get("demos", []))
-    return payload.get("instruction", "") + demos
-
-
 def page(campaign: dict[str, Any], top: Sequence[queries.Ranked], tests: dict[int, float | None],
          images: Sequence[str]) -> str:
     esc = html.escape
@@ -149,7 +138,7 @@ def page(campaign: dict[str, Any], top: Sequence[queries.Ranked], tests: dict[in
         f"<tr><td>#{r.candidate_id}</td><td>{esc(r.kind)}</td><td>{esc(r.strategy)}</td>"
         f"<td>{100 * (r.mean or 0):.1f} [{100 * (r.ci_low or 0):.1f}, {100 * (r.ci_high or 0):.1f}]</td>"
         f"<td>{'-' if tests.get(r.candidate_id) is None else f'{100 * tests[r.candidate_id]:.1f}'}</td>"
-        f"<td><pre>{esc(_agent_text(r.payload))}</pre></td></tr>" for r in top)
+        f"<td><pre>{esc(kind_of(r.payload).describe(r.payload))}</pre></td></tr>" for r in top)
     figures = "".join(f'<figure><img src="{esc(name)}" alt="{esc(name)}"><figcaption>{esc(name)}</figcaption></figure>'
                       for name in images)
     facts = esc(json.dumps({k: campaign[k] for k in ("id", "task", "strategy", "status", "created_at")}, indent=1))

@@ -18,7 +18,7 @@ from processes import agentopt
 from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.graph import GraphAgent, Node
 from agentopt.agents.prompt import Demo, PromptAgent
-from agentopt.agents.runtime import answer
+from agentopt.agents.kinds import answer
 from agentopt.agents.wire import openai_chat
 from agentopt.archive.store import Archive, ExampleOutcome
 from agentopt.optimizer.tasks import load_task
@@ -93,7 +93,7 @@ def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_fil
     assert {"pyproject.toml", "README.md", "tests/test_regression.py", f"{package}/__init__.py",
             f"{package}/agent.json", f"{package}/regression.json", f"{package}/regression.py",
             f"{package}/_agentopt/sandbox.py", f"{package}/_agentopt/sandbox_child.py",
-            f"{package}/_agentopt/runtime.py"} <= files
+            f"{package}/_agentopt/prompt_runtime.py"} <= files
     text = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
     assert str(tmp_path) not in text and SECRET not in text and endpoint.url not in text
     vendored = "".join(p.read_text() for p in (out / package / "_agentopt").glob("*.py"))

@@ -16,12 +16,15 @@ import os
 import sys
 from collections.abc import Mapping
 from functools import cache
+from importlib import import_module
 from importlib.resources import files
 from typing import Any
 
-from ._agentopt import runtime, wire
+from ._agentopt import prompt_runtime, wire
 
 AGENT: dict[str, Any] = json.loads(files(__package__).joinpath("agent.json").read_text(encoding="utf-8"))
+KIND_RUNTIME = import_module(f"{__package__}._agentopt.{AGENT['runtime']}")
+"""The agent kind's runtime module: its ``answer(payload, inputs, chat)`` is how this agent answers."""
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
 
 
@@ -35,7 +38,7 @@ def run(inputs: str | Mapping[str, str]) -> str:
     multi-field agent takes its fields as a mapping (``{"question": ..., "context": ...}``)."""
     chat = _chat(os.environ.get("AGENTOPT_MODEL", AGENT["model"]),
                  os.environ.get("AGENTOPT_BASE_URL", DEFAULT_BASE_URL), os.environ.get("AGENTOPT_API_KEY"))
-    return runtime.answer(AGENT["payload"], inputs, chat)
+    return KIND_RUNTIME.answer(AGENT["payload"], inputs, chat)
 
 
 async def arun(inputs: str | Mapping[str, str]) -> str:
@@ -52,7 +55,7 @@ def _command_line_input(item: str) -> str | Mapping[str, str]:
     except ValueError:
         raise ValueError(f"this agent reads the fields {', '.join(AGENT['inputs'])}: pass each input as a JSON "
                          "object of them") from None
-    return runtime.runnable_inputs(value)
+    return prompt_runtime.runnable_inputs(value)
 
 
 def as_runnable() -> Any:
@@ -61,9 +64,9 @@ def as_runnable() -> Any:
     from langchain_core.runnables import RunnableLambda
 
     async def _arun(value: Any) -> str:
-        return await arun(runtime.runnable_inputs(value))
+        return await arun(prompt_runtime.runnable_inputs(value))
 
-    return RunnableLambda(lambda value: run(runtime.runnable_inputs(value)), afunc=_arun, name=__package__)
+    return RunnableLambda(lambda value: run(prompt_runtime.runnable_inputs(value)), afunc=_arun, name=__package__)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "CodeAgent": "agentopt.agents.code_agent", "GraphAgent": "agentopt.agents.graph", "Node": "agentopt.agents.graph",
-    "RoleBudget": "agentopt.agents.budget", "Demo": "agentopt.agents.prompt", "PostProcess": "agentopt.agents.prompt", "PromptAgent": "agentopt.agents.prompt",
+    "RoleBudget": "agentopt.agents.budget", "AgentKind": "agentopt.agents.base",
+    "register_kind": "agentopt.agents.kinds", "register_strategy": "agentopt.optimizer.strategies", "Demo": "agentopt.agents.prompt", "PostProcess": "agentopt.agents.prompt", "PromptAgent": "agentopt.agents.prompt",
     "Archive": "agentopt.archive.facade",
     "Budget": "agentopt.optimizer.config:BudgetConfig", "CampaignConfig": "agentopt.optimizer.config",
     "Dedup": "agentopt.optimizer.config:DedupConfig", "Evaluation": "agentopt.optimizer.config:EvaluationConfig",
@@ -55,7 +56,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from agentopt import strategies
+    from agentopt.agents.base import AgentKind
     from agentopt.agents.budget import RoleBudget
+    from agentopt.agents.kinds import register_kind
+    from agentopt.optimizer.strategies import register_strategy
     from agentopt.agents.code_agent import CodeAgent
     from agentopt.agents.graph import GraphAgent, Node
     from agentopt.agents.prompt import Demo, PostProcess, PromptAgent

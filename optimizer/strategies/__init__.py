@@ -17,10 +17,16 @@ STRATEGIES: dict[str, StrategyClass] = {
     s.name: s for s in (APE, Instinct, MetaAgentSearch, OPRO, OptunaSearch, Portfolio, RandomSearch, SymbolicLearning)}
 
 
+def register_strategy(strategy: StrategyClass) -> StrategyClass:
+    """Make a strategy known by its ``name`` (configs, ``agentopt.strategies.make``): one class."""
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
 def make_strategy(name: str, params: dict[str, Any], ctx: StrategyContext) -> Strategy:
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
     return STRATEGIES[name](params, ctx)
 
 
-__all__ = ["STRATEGIES", "Strategy", "StrategyContext", "Trial", "TrialResult", "make_strategy"]
+__all__ = ["STRATEGIES", "Strategy", "StrategyContext", "Trial", "TrialResult", "make_strategy", "register_strategy"]
