@@ -45,7 +45,8 @@ def test_symbolic_learning_on_the_local_model(tmp_path: Path, local_model: Any) 
     html = agentopt("report", report["campaign_id"], "--db", str(db), "--out", str(tmp_path / "report"))
     assert html.returncode == 0, html.stderr
     page = (tmp_path / "report" / "index.html").read_text()
-    assert '<table id="top">' in page and f"#{report['best_candidate_id']}" in page and "[expr → calculator]" in page
+    assert '<table id="top">' in page and f"#{report['best_candidate_id']}" in page and "`expr` → tool `calculator`" in page, \
+        "the report shows the graph as its kind describes it"
     exported = agentopt("export", str(report["best_candidate_id"]), "--out", str(tmp_path / "pkg"), "--db", str(db))
     assert exported.returncode == 0, exported.stderr
     assert "Graph agent, nodes in the order they run" in (tmp_path / "pkg" / "README.md").read_text()
