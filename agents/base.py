@@ -38,7 +38,52 @@ class Traced(Protocol):
     def run_traced(self, inputs: Inputs, llm: LLMClient) -> tuple[str, list[dict[str, Any]]]: ...
 
 
+@runtime_checkable
+class Tunable(Protocol):
+    """An agent whose behaviour is set by named texts: a prompt's instruction, a program's prompts,
+    a graph's node templates. What the instruction-writing strategies (APE, OPRO, Optuna, symbolic
+    learning's prompt step) rewrite, whatever the kind.
+
+    ``with_text`` returns a new agent (never mutates) and raises ValueError for a text the agent
+    cannot take, such as one that loses or invents a template variable.
+    """
+
+    def texts(self) -> dict[str, str]: ...
+
+    def with_text(self, name: str, text: str) -> Any: ...
+
+
+@runtime_checkable
+class Demonstrated(Protocol):
+    """An agent shown worked examples before its input (a prompt agent): strategies that pick
+    demonstrations (APE's kept demos, Optuna's demo sets) only vary agents of this shape."""
+
+    demos: tuple[Any, ...]
+
+    def with_demos(self, demos: tuple[Any, ...]) -> Any: ...
+
+
+@runtime_checkable
+class Rendered(Protocol):
+    """An agent that can show the messages it would send for an input before any call (budget
+    estimates read them); other agents are estimated from their texts."""
+
+    def messages(self, inputs: Inputs) -> list[dict[str, str]]: ...
+
+
+@runtime_checkable
+class Checked(Protocol):
+    """An agent that depends on something outside its payload (a program's module) and can check it
+    before a campaign starts; ``check`` raises ConfigError with one line."""
+
+    def check(self) -> None: ...
+
+
 Payload = Mapping[str, Any]
+
+
+def _portable(payload: Payload) -> str | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -51,6 +96,7 @@ class AgentKind:
     ``answer(payload, inputs, chat) -> str`` answers like the agent does: exported packages copy
     it and call it. ``label`` tells candidates apart in one short line (tables, lineage graphs);
     ``describe`` shows the agent as a reader of a report or a package card wants to see it (markdown).
+    ``unexportable`` says why a payload cannot become a package (``None`` when it can).
     """
 
     name: str
@@ -58,6 +104,7 @@ class AgentKind:
     runtime: ModuleType
     label: Callable[[Payload], str]
     describe: Callable[[Payload], str]
+    unexportable: Callable[[Payload], str | None] = _portable
 
 
 def clip(text: str, width: int = 60) -> str:

@@ -155,6 +155,18 @@ class GraphAgent(BaseModel):
         return json.dumps({"kind": self.kind, "graph": shape, "output": self.output,
                            "postprocess": self.postprocess.model_dump(mode="json"), **named}, sort_keys=True)
 
+    def texts(self) -> dict[str, str]:
+        return {node.name: node.template for node in self.nodes}
+
+    def with_text(self, name: str, text: str) -> "GraphAgent":
+        """Node ``name`` with a new template reading exactly the variables the old one read."""
+        from agentopt.agents.graph_edits import rewrite
+
+        try:
+            return rewrite(self, name, text)
+        except GraphError as exc:
+            raise ValueError(str(exc)) from None
+
     def step(self, name: str, values: Mapping[str, str], llm: LLMClient) -> Step:
         """Run one node on the values computed so far; the record is one trajectory entry."""
         return graph_runtime.step(self.node(name).model_dump(), values, _chat(llm))

@@ -9,11 +9,11 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from agentopt.agents import code_agent, graph, prompt
+from agentopt.agents import code_agent, graph, program, prompt
 from agentopt.agents.base import Agent, AgentKind
 from agentopt.agents.errors import AgentoptError
 
-KINDS: dict[str, AgentKind] = {k.name: k for k in (prompt.KIND, code_agent.KIND, graph.KIND)}
+KINDS: dict[str, AgentKind] = {k.name: k for k in (prompt.KIND, code_agent.KIND, graph.KIND, program.KIND)}
 ENTRY_POINTS = "agentopt.kinds"
 
 

@@ -42,7 +42,7 @@ class PromptAgent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["prompt"] = "prompt"
-    instruction: str = Field(min_length=1)
+    instruction: str = Field("Answer the following.", min_length=1)
     demos: tuple[Demo, ...] = ()
     postprocess: PostProcess = PostProcess()
     template: str | None = Field(None, description="the user turn, with {field} for each input field and {input} "
@@ -78,6 +78,22 @@ class PromptAgent(BaseModel):
 
     def with_instruction(self, instruction: str) -> "PromptAgent":
         return self.model_copy(update={"instruction": instruction})
+
+    def texts(self) -> dict[str, str]:
+        """The one text strategies rewrite, written as a template that reads no variable (its braces
+        doubled); the user-turn template is the task's shape and is kept as it is."""
+        return {"instruction": self.instruction.replace("{", "{{").replace("}", "}}")}
+
+    def with_text(self, name: str, text: str) -> "PromptAgent":
+        if name != "instruction":
+            raise ValueError(f"a prompt agent has no text {name!r}")
+        try:
+            return self.with_instruction(text.format())
+        except (KeyError, IndexError):
+            raise ValueError(f"invents a variable: an instruction reads none ({text[:60]!r})") from None
+
+    def with_demos(self, demos: tuple[Demo, ...]) -> "PromptAgent":
+        return self.model_copy(update={"demos": tuple(demos)})
 
 
 def _label(payload: Payload) -> str:

@@ -176,6 +176,9 @@ def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Loo
     if split is None:
         raise ArchiveError(f"candidate {candidate_id} has no scored test or validation example, so there is nothing "
                            "to put on its card or replay; pick one from `agentopt archive top`")
+    kind = kind_of(record.payload)
+    if problem := kind.unexportable(record.payload):
+        raise ArchiveError(f"candidate {candidate_id} cannot be exported: {problem}")
     campaign = archive.campaign(record.campaign_id)
     task_role = campaign.config.get("models", {}).get("task", {})
     sampling = {"temperature": task_role.get("temperature", 0.0), "max_tokens": task_role.get("max_tokens", 32),
@@ -187,7 +190,6 @@ def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Loo
     with staged_output(out, empty=True) as folder:
         package = folder / name.package
         package.mkdir()
-        kind = kind_of(record.payload)
         _vendor(package / "_agentopt", kind.runtime)
         for template, target in (("package_init.py", "__init__.py"), ("regression.py", "regression.py")):
             (package / target).write_text(TEMPLATES.joinpath(template).read_text(encoding="utf-8"))

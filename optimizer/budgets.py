@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 from agentopt.agents.budget import Price, RoleBudget, Spend, estimate_prompt_tokens, shrink
 from agentopt.agents.gate import EndpointHealth
-from agentopt.agents.prompt import Demo, PromptAgent
+from agentopt.agents.base import Agent, Demonstrated, Rendered, Tunable
+from agentopt.agents.prompt import Demo
+from agentopt.agents.prompt_runtime import Inputs, input_text
 from agentopt.archive.store import Archive
 from agentopt.optimizer.config import ROLES, BudgetConfig, CampaignConfig
 from agentopt.optimizer.strategies import STRATEGIES
@@ -34,9 +36,25 @@ class GateControl(Protocol):
     def halt(self, reason: str, detail: str) -> None: ...
 
 
-def example_cost(agent: PromptAgent, examples: Sequence[Example], max_tokens: int, price: Price) -> Spend:
+def _messages(agent: Agent, inputs: Inputs) -> list[dict[str, str]]:
+    """What ``agent`` sends for ``inputs``: its own rendering, or (a program) its texts and the input
+    as one message, which counts each prompt once."""
+    if isinstance(agent, Rendered):
+        return agent.messages(inputs)
+    texts = agent.texts().values() if isinstance(agent, Tunable) else ()
+    return [{"role": "user", "content": "\n".join([*texts, input_text(inputs)])}]
+
+
+def with_demos(agent: Agent, examples: Sequence[Example]) -> Agent:
+    """``agent`` showing ``examples`` as demonstrations (its own when there are none), if it shows any."""
+    if not isinstance(agent, Demonstrated):
+        return agent
+    return agent.with_demos(tuple(Demo(input=e.input, output=e.target) for e in examples) or agent.demos)
+
+
+def example_cost(agent: Agent, examples: Sequence[Example], max_tokens: int, price: Price) -> Spend:
     """Upper-bound cost of running ``agent`` once on each example (one call per example)."""
-    prompt = sum(estimate_prompt_tokens(agent.messages(e.input)) for e in examples)
+    prompt = sum(estimate_prompt_tokens(_messages(agent, e.input)) for e in examples)
     return Spend(len(examples), prompt, max_tokens * len(examples), price.cost(prompt, max_tokens * len(examples)))
 
 
@@ -109,7 +127,7 @@ def role_prices(config: CampaignConfig) -> dict[str, Price]:
     return {role: config.price(role) for role in ROLES}
 
 
-def test_reserve(config: CampaignConfig, task: Task, seed_agent: PromptAgent) -> Spend:
+def test_reserve(config: CampaignConfig, task: Task, seed_agent: Agent) -> Spend:
     """What scoring the seed and the ``test_top`` finalists on the test split should cost; a finalist
     may carry up to ``candidate_demos`` demonstrations, so its prompt is estimated with that many,
     and an agent that makes several calls per example (code, graph) is counted at its plan's most."""
@@ -117,8 +135,7 @@ def test_reserve(config: CampaignConfig, task: Task, seed_agent: PromptAgent) ->
     plan = STRATEGIES[config.strategy.name].plan(config.strategy.params, task.train,
                                                  len(task.val[: config.evaluation.val_size]), config.dedup.probe_size)
     demos = config.strategy.params.get("candidate_demos", 0)
-    winner = seed_agent.model_copy(update={"demos": tuple(Demo(input=e.input, output=e.target)
-                                                          for e in task.train[:demos]) or seed_agent.demos})
+    winner = with_demos(seed_agent, task.train[:demos])
     price, max_tokens = config.price("task"), config.models.task.max_tokens
     finalists = example_cost(winner, test, max_tokens, price).scaled(config.evaluation.test_top)
     return (example_cost(seed_agent, test, max_tokens, price) + finalists).scaled(plan.calls_per_example if plan else 1)
@@ -137,8 +154,7 @@ def estimate(config: CampaignConfig, task: Task) -> dict[str, Any]:
     rows: dict[str, Any] = {"task": task.name, "strategy": config.strategy.name}
     if plan is None:
         return {**rows, "proposer": None, "task_role": None, "judge": None, "test_reserve": _as_dict(reserve)}
-    demos = tuple(Demo(input=e.input, output=e.target) for e in task.train[: plan.candidate_demos])
-    candidate = seed.model_copy(update={"demos": demos or seed.demos})
+    candidate = with_demos(seed, task.train[: plan.candidate_demos])
     per_example = example_cost(candidate, task.train[:20], config.models.task.max_tokens, config.price("task"))
     per_example = per_example.scaled(1 / max(len(task.train[:20]), 1))
     searched = per_example.scaled(plan.task_examples * plan.calls_per_example)

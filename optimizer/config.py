@@ -13,10 +13,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from agentopt.agents.budget import Price, RoleBudget
-from agentopt.agents.errors import ConfigError, TaskError
+from agentopt.agents.base import Agent
+from agentopt.agents.errors import AgentoptError, ConfigError, TaskError
 from agentopt.agents.gate import Health
+from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import Endpoint, Sampling
-from agentopt.agents.prompt import Demo, PostProcess, PromptAgent
 from agentopt.optimizer.tasks import TaskFile
 from agentopt.optimizer.tasks.files import read_utf8
 
@@ -196,14 +197,32 @@ class StrategyConfig(Frozen):
 
 
 class SeedAgentConfig(Frozen):
-    instruction: str = Field("Answer the following.", min_length=1)
-    demos: tuple[Demo, ...] = ()
-    postprocess: PostProcess = PostProcess()
-    template: str | None = Field(None, description="the user turn with {field} placeholders (multi-field tasks)")
+    """The agent a search starts from, of any registered kind: its payload, ``kind`` first (default
+    ``prompt``: instruction, demos, postprocess, template). A program is ``kind: program`` with
+    ``entry: module:function`` and its ``params``."""
 
-    def agent(self) -> PromptAgent:
-        return PromptAgent(instruction=self.instruction, demos=self.demos, postprocess=self.postprocess,
-                           template=self.template)
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    kind: str = "prompt"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _complete(cls, data: Any) -> Any:
+        """Stored as the agent's whole payload, defaults filled in, so the archive shows what ran."""
+        if not isinstance(data, dict):
+            return data
+        try:
+            return agent_from_payload({"kind": "prompt", **data}).payload()
+        except ValidationError as exc:
+            raise ValueError(first_error(exc)) from None
+        except AgentoptError as exc:
+            raise ValueError(str(exc)) from None
+
+    def payload(self) -> dict[str, Any]:
+        return {"kind": self.kind, **(self.model_extra or {})}
+
+    def agent(self) -> Agent:
+        return agent_from_payload(self.payload())
 
 
 class CampaignConfig(Frozen):
@@ -224,6 +243,15 @@ class CampaignConfig(Frozen):
     prices: dict[str, Price] = Field(default_factory=dict, description="model name -> USD per million tokens")
 
     @model_validator(mode="after")
+    def _strategy_takes_the_seed(self) -> "CampaignConfig":
+        from agentopt.optimizer.strategies import STRATEGIES
+
+        problem = STRATEGIES[self.strategy.name].accepts(self.strategy.params, self.seed_agent.agent())
+        if problem:
+            raise ValueError(f"seed_agent: {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _priced_money_budgets(self) -> "CampaignConfig":
         for role in ROLES:
             model = getattr(self.models, role).model
@@ -238,10 +266,11 @@ class CampaignConfig(Frozen):
 
 def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
+    where = ".".join(str(p) for p in err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "strategy_params":  # already a path below the strategy: strategy.params.x
-        return f"{where}.{err['msg']}"
-    return f"{where}: {err['msg']}"
+        return f"{where}.{message}"
+    return f"{where}: {message}" if where else message
 
 
 def parse_config(data: object, source: str = "config") -> CampaignConfig:

@@ -9,6 +9,7 @@ calls, the examples already running finish and are committed, and nothing new st
 """
 
 import itertools
+import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -46,6 +47,22 @@ class LLMSpec:
     timeout_s: float
     max_attempts: int
     gate: Gate
+
+
+@dataclass(frozen=True)
+class Programs:
+    """What a worker needs to run the user's programs as the driver does: the driver's import path
+    (a program module next to the user's script or tests) and the programs that live only in the
+    driver's session, pickled by value."""
+
+    import_path: tuple[str, ...]
+    session: dict[str, Any]
+
+    @classmethod
+    def here(cls) -> "Programs":
+        from agentopt.agents.program_runtime import SESSION_PROGRAMS
+
+        return cls(tuple(p for p in sys.path if p), dict(SESSION_PROGRAMS))
 
 
 OnDone = Callable[[Job, ExampleOutcome], None]
@@ -163,10 +180,13 @@ def _make_worker_class() -> Any:
     class EvalWorker:
         """A Ray actor holding one LLM client with the archive-backed cache."""
 
-        def __init__(self, spec: LLMSpec, db_url: str) -> None:
+        def __init__(self, spec: LLMSpec, db_url: str, programs: Programs) -> None:
+            from agentopt.agents.program_runtime import SESSION_PROGRAMS
             from agentopt.archive.cache import SqlCallCache
             from agentopt.archive.store import Archive
 
+            sys.path.extend(p for p in programs.import_path if p not in sys.path)
+            SESSION_PROGRAMS.update(programs.session)
             cache = SqlCallCache(Archive(db_url, create=False))
             self.llm = LLMClient(spec.endpoints, cache, spec.sampling, spec.timeout_s, spec.max_attempts, spec.gate)
 
@@ -196,8 +216,9 @@ class RayEvaluator:
 
         ensure_ray()
         self._ray = ray
+        programs = Programs.here()
         self._new_actor = lambda strategy: _make_worker_class().options(
-            max_concurrency=concurrency, scheduling_strategy=strategy).remote(spec, db_url)
+            max_concurrency=concurrency, scheduling_strategy=strategy).remote(spec, db_url, programs)
         n = workers or int(ray.cluster_resources().get("CPU", 1))
         self.actors = [self._new_actor(s) for s in _round_robin_over_nodes(n)]
         self.concurrency = concurrency

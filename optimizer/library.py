@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -23,7 +23,6 @@ from agentopt.agents.errors import ConfigError, TaskError
 from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.local_model import LocalModelServers
-from agentopt.agents.prompt import PromptAgent
 from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.paths import checked_url
@@ -46,6 +45,9 @@ from agentopt.optimizer.config import (
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.tasks import Task, load_task
 from agentopt.optimizer.ui import Reporter, RichReporter, SilentReporter
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
 
 
 def open_store(archive: "str | Archive | None", create: bool = True) -> Archive:
@@ -100,6 +102,11 @@ class Best:
         """Answer one input with the task model (cached: an input it was scored on costs nothing);
         the bundled model, if it is the task model, is started on first use."""
         return self.agent.run(inputs, self._served.client())
+
+    def as_langchain(self) -> "Runnable[Any, Any]":
+        """The winner as a langchain-core Runnable on the task model (``invoke``, ``batch``, ``|``):
+        for an optimised chain, the same chain with the winning templates."""
+        return self.agent.as_runnable(self._served.client())  # type: ignore[attr-defined, no-any-return]
 
 
 @dataclass
@@ -223,23 +230,24 @@ def _reporting(progress: bool) -> Iterator[Reporter]:
         yield reporter
 
 
-def _seed(seed: "PromptAgent | str | SeedAgentConfig | None") -> SeedAgentConfig:
+def _seed(seed: "Agent | str | SeedAgentConfig | None") -> SeedAgentConfig:
     if seed is None:
         return SeedAgentConfig()
     if isinstance(seed, SeedAgentConfig):
         return seed
     if isinstance(seed, str):
         return SeedAgentConfig(instruction=seed)
-    if isinstance(seed, PromptAgent):
-        return SeedAgentConfig.model_validate(seed.model_dump(exclude={"kind"}))
-    raise ConfigError(f"the seed is a PromptAgent or an instruction, not {type(seed).__name__}")
+    if isinstance(seed, Agent):
+        return SeedAgentConfig.model_validate(seed.payload())
+    raise ConfigError(f"the seed is an agent (PromptAgent, ProgramAgent, ...) or an instruction, not "
+                      f"{type(seed).__name__}")
 
 
 def _task(task: "Task | str") -> Task:
     return load_task(task) if isinstance(task, str) else task
 
 
-def optimize(task: "Task | str", seed: "PromptAgent | str | None" = None, strategy: "StrategyConfig | str" = "ape",
+def optimize(task: "Task | str", seed: "Agent | str | None" = None, strategy: "StrategyConfig | str" = "ape",
              models: Models | None = None, archive: "str | Archive | None" = None,
              budget: BudgetConfig | None = None, *, name: str = "campaign", random_seed: int = 0,
              evaluation: EvaluationConfig | None = None, dedup: DedupConfig | None = None,
@@ -254,11 +262,14 @@ def optimize(task: "Task | str", seed: "PromptAgent | str | None" = None, strate
     if settings.setdefault("task_seed", the_task.seed) != the_task.seed:
         raise ConfigError(f"task_seed={settings['task_seed']} differs from the seed task {the_task.name!r} was split "
                           f"with ({the_task.seed}); build the task with that seed instead")
-    config = CampaignConfig(
-        name=name, tasks=(the_task.ref or the_task.name,), seed=random_seed, models=models or Models(),
-        strategy=StrategyConfig(name=strategy) if isinstance(strategy, str) else strategy,
-        seed_agent=_seed(seed), budget=budget or BudgetConfig(), evaluation=evaluation or EvaluationConfig(),
-        dedup=dedup or DedupConfig(), local_model=local_model or LocalModelConfig(), **settings)
+    try:
+        config = CampaignConfig(
+            name=name, tasks=(the_task.ref or the_task.name,), seed=random_seed, models=models or Models(),
+            strategy=StrategyConfig(name=strategy) if isinstance(strategy, str) else strategy,
+            seed_agent=_seed(seed), budget=budget or BudgetConfig(), evaluation=evaluation or EvaluationConfig(),
+            dedup=dedup or DedupConfig(), local_model=local_model or LocalModelConfig(), **settings)
+    except ValidationError as exc:
+        raise ConfigError(first_error(exc)) from None
     return _run(config, archive, [the_task], progress=progress)[0]
 
 

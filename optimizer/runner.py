@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Protocol
 
+from agentopt.agents.base import Checked, Rendered
 from agentopt.agents.errors import ConfigError
 from agentopt.agents.gate import LocalGate
 from agentopt.agents.llm import Endpoint, Gate, LLMClient, MemoryCache
@@ -47,13 +48,18 @@ def _check_reachable(roles: Sequence[tuple[RoleConfig, list[Endpoint]]]) -> None
         LLMClient(pool, MemoryCache(), role.sampling, role.timeout_s).check_reachable()
 
 
-def _check_template(config: CampaignConfig, task: Task) -> None:
-    """The seed agent renders a train example, so a template reading a field the task lacks is
-    one line now, not an error on every example after the proposer was paid."""
-    try:
-        config.seed_agent.agent().messages(task.train[0].input)
-    except KeyError as exc:
-        raise ConfigError(f"seed_agent.template: {exc.args[0]} (task {task.name})") from None
+def _check_seed(config: CampaignConfig, task: Task) -> None:
+    """The seed renders a train example (a template reading a field the task lacks), and a program
+    imports and matches its params: one line now, not an error on every example after the proposer
+    was paid."""
+    seed = config.seed_agent.agent()
+    if isinstance(seed, Checked):
+        seed.check()
+    if isinstance(seed, Rendered):
+        try:
+            seed.messages(task.train[0].input)
+        except KeyError as exc:
+            raise ConfigError(f"seed_agent.template: {exc.args[0]} (task {task.name})") from None
 
 
 @contextmanager
@@ -100,7 +106,7 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
     tasks = list(tasks) or [load_task(task_ref(ref), seed=config.task_seed) for ref in config.tasks]
     for task in tasks:
         preflight(task)
-        _check_template(config, task)
+        _check_seed(config, task)
     needs_judge = any(isinstance(task.metric, Judged) for task in tasks)
     gates: list[RunGate] = []
 

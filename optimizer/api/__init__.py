@@ -20,7 +20,8 @@ _WHERE = {
     "CodeAgent": "agentopt.agents.code_agent", "GraphAgent": "agentopt.agents.graph", "Node": "agentopt.agents.graph",
     "RoleBudget": "agentopt.agents.budget", "AgentKind": "agentopt.agents.base",
     "register_kind": "agentopt.agents.kinds", "register_strategy": "agentopt.optimizer.strategies", "Demo": "agentopt.agents.prompt", "PostProcess": "agentopt.agents.prompt", "PromptAgent": "agentopt.agents.prompt",
-    "Archive": "agentopt.archive.facade",
+    "ProgramAgent": "agentopt.agents.program", "from_langchain": "agentopt.agents.program",
+    "Tunable": "agentopt.agents.base", "Archive": "agentopt.archive.facade",
     "Budget": "agentopt.optimizer.config:BudgetConfig", "CampaignConfig": "agentopt.optimizer.config",
     "Dedup": "agentopt.optimizer.config:DedupConfig", "Evaluation": "agentopt.optimizer.config:EvaluationConfig",
     "LocalModel": "agentopt.optimizer.config:LocalModelConfig", "Models": "agentopt.optimizer.config",
@@ -56,7 +57,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from agentopt import strategies
-    from agentopt.agents.base import AgentKind
+    from agentopt.agents.base import AgentKind, Tunable
+    from agentopt.agents.program import ProgramAgent, from_langchain
     from agentopt.agents.budget import RoleBudget
     from agentopt.agents.kinds import register_kind
     from agentopt.optimizer.strategies import register_strategy

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from agentopt.agents.base import Agent
 from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.code_framework import FRAMEWORK, SEED_AGENTS
 from agentopt.agents.errors import LLMError
@@ -81,6 +82,11 @@ class MetaAgentSearch(GeneratorStrategy):
     name = "adas"
     Params = ADASParams
     params: ADASParams
+
+    @classmethod
+    def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
+        """Any seed: the search writes code agents of its own; the seed is only the baseline."""
+        return None
 
     @classmethod
     def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:

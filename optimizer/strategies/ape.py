@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from agentopt.agents.budget import estimate_prompt_tokens
-from agentopt.agents.prompt import PromptAgent
+from agentopt.agents.base import Tunable
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial, TrialResult
 from agentopt.optimizer.strategies.pool import PoolParams
@@ -39,7 +39,7 @@ class APEParams(PoolParams):
 
 @dataclass
 class Arm:
-    agent: PromptAgent
+    agent: Tunable
     parents: tuple[int, ...] = ()
     rationale: str = ""
     candidate_id: int | None = None

@@ -11,9 +11,8 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from agentopt.agents.base import Agent
+from agentopt.agents.base import Agent, Tunable
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.store import EvalSummary
 from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.tasks import Example
@@ -54,11 +53,12 @@ class Answer:
 
 @dataclass(frozen=True)
 class StrategyContext:
-    """All a strategy may use: train and val (never test), the seed agent and the proposer."""
+    """All a strategy may use: train and val (never test), the seed agent and the proposer. The seed
+    is of any kind the strategy :meth:`~GeneratorStrategy.accepts`."""
 
     train: tuple[Example, ...]
     val: tuple[Example, ...]
-    seed_agent: PromptAgent
+    seed_agent: Any
     proposer: LLMClient
     task_description: str = ""
     seed: int = 0
@@ -113,6 +113,8 @@ class StrategyClass(Protocol):
 
     def uses_embeddings(self, params: dict[str, Any]) -> bool: ...
 
+    def accepts(self, params: dict[str, Any], seed: Agent) -> str | None: ...
+
 
 Search = Generator[list[Trial], list[TrialResult], None]
 
@@ -146,6 +148,15 @@ class GeneratorStrategy:
     def uses_embeddings(cls, params: dict[str, Any]) -> bool:
         """Whether the campaign must provide an embeddings client (``StrategyContext.embedder``)."""
         return False
+
+    @classmethod
+    def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
+        """Why the search cannot start from ``seed``, or ``None`` when it can. Searches that rewrite
+        texts need a :class:`~agentopt.agents.base.Tunable` seed (prompt, program or graph agent)."""
+        if isinstance(seed, Tunable):
+            return None
+        return (f"strategy {cls.name} rewrites its seed's texts, and a {seed.kind} agent has none; start it from a "
+                "prompt, program or graph agent")
 
     def baseline(self) -> Agent:
         return self.ctx.seed_agent

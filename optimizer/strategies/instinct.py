@@ -19,7 +19,6 @@ import numpy as np
 from pydantic import Field
 
 from agentopt.agents.errors import ConfigError, LLMError
-from agentopt.agents.prompt_runtime import input_text
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial, TrialResult
 from agentopt.optimizer.strategies.pool import Candidate, PoolParams
@@ -100,7 +99,7 @@ class Instinct(GeneratorStrategy):
             raise ConfigError("the instinct strategy needs an embeddings endpoint (models.embedder)")
         out = []
         for c in candidates:
-            text = "\n\n".join([c.agent.instruction, *(f"Input: {input_text(d.input)}\nOutput: {d.output}" for d in c.agent.demos)])
+            text = pool.described(c.agent)
             try:
                 out.append((c, np.array(self.ctx.embedder.embed(text))))
             except LLMError:

@@ -15,11 +15,13 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from agentopt.agents.base import Tunable
 from agentopt.agents.errors import LLMError
-from agentopt.agents.graph import INPUT, GraphAgent, GraphError, Step, variables
-from agentopt.agents.graph_edits import AddNode, Edit, RemoveNode, SetTool, apply_edit, parse_edit, rewrite
+from agentopt.agents.graph import INPUT, GraphAgent, GraphError, Step
+from agentopt.agents.graph_edits import AddNode, Edit, RemoveNode, SetTool, apply_edit, parse_edit
+from agentopt.agents.prompt_runtime import template_fields
 from agentopt.agents.llm import LLMClient
 from agentopt.optimizer.tasks import Example
 
@@ -61,11 +63,14 @@ class Gradient:
     text: str
 
 
-@dataclass(frozen=True)
-class Update:
-    """A step's result: the new graph, what changed, and each refused edit with its reason."""
+T = TypeVar("T", bound=Tunable)
 
-    agent: GraphAgent
+
+@dataclass(frozen=True)
+class Update(Generic[T]):
+    """A step's result: the new agent, what changed, and each refused edit with its reason."""
+
+    agent: T
     applied: tuple[str, ...] = ()
     rejected: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
@@ -143,34 +148,35 @@ def _copies_training(template: str, train: Sequence[Example]) -> bool:
     return any(len(e.text) > 3 and e.text.lower() in lowered for e in train)
 
 
-def prompt_step(llm: LLMClient, agent: GraphAgent, gradients: Sequence[Gradient], train: Sequence[Example],
-                samples: int = 2) -> Update:
-    """Rewrite each node that has gradients; a rewrite that loses or invents a variable, is
-    truncated, or copies a training input into the prompt is refused and the node kept."""
+def prompt_step(llm: LLMClient, agent: T, gradients: Sequence[Gradient], train: Sequence[Example],
+                samples: int = 2) -> Update[T]:
+    """Rewrite each text (a graph's node, a program's prompt) that has gradients; a rewrite that
+    loses or invents a variable, is truncated, or copies a training input into the prompt is
+    refused and the text kept."""
     applied, rejected = [], []
-    for node in agent.nodes:
-        feedback = [g.text for g in gradients if g.node == node.name]
+    for name, old in agent.texts().items():
+        feedback = [g.text for g in gradients if g.node == name]
         if not feedback:
             continue
-        placeholders = ", ".join("{" + v + "}" for v in sorted(variables(node.template)))
-        content = REWRITE.format(template=node.template, feedback="\n".join(f"- {_clip(f)}" for f in feedback[:3]),
+        placeholders = ", ".join("{" + v + "}" for v in sorted(template_fields(old))) or "(none)"
+        content = REWRITE.format(template=old, feedback="\n".join(f"- {_clip(f)}" for f in feedback[:3]),
                                  placeholders=placeholders)
         for sample in range(samples):
             reply = _ask(llm, content, sample)
             template = _template_reply(reply) if reply else ""
             try:
                 if not template:
-                    raise GraphError("the proposer gave no usable template (empty, truncated or failed)")
+                    raise ValueError("the proposer gave no usable template (empty, truncated or failed)")
                 if _copies_training(template, train):
-                    raise GraphError("the rewrite copies a training input into the prompt")
-                if len(template) > max(RAMBLE * len(node.template), 400):
-                    raise GraphError(f"the rewrite rambles: {len(template)} characters for a "
-                                     f"{len(node.template)}-character template")
-                agent = rewrite(agent, node.name, template)
-            except GraphError as exc:
-                rejected.append({"optimizer": "prompt", "node": node.name, "proposal": template, "reason": str(exc)})
+                    raise ValueError("the rewrite copies a training input into the prompt")
+                if len(template) > max(RAMBLE * len(old), 400):
+                    raise ValueError(f"the rewrite rambles: {len(template)} characters for a "
+                                     f"{len(old)}-character template")
+                agent = agent.with_text(name, template)
+            except ValueError as exc:
+                rejected.append({"optimizer": "prompt", "node": name, "proposal": template, "reason": str(exc)})
                 continue
-            applied.append(f"rewrote node {node.name}")
+            applied.append(f"rewrote node {name}")
             break
     return Update(agent, tuple(applied), tuple(rejected))
 
@@ -218,7 +224,7 @@ def _choice(reply: str, options: Sequence[Edit]) -> Edit:
     return options[int(number.group(0)) - 1]
 
 
-def pipeline_step(llm: LLMClient, agent: GraphAgent, gradients: Sequence[Gradient], sample: int = 0) -> Update:
+def pipeline_step(llm: LLMClient, agent: GraphAgent, gradients: Sequence[Gradient], sample: int = 0) -> Update[GraphAgent]:
     """One structural edit chosen by the proposer, applied only if the result is a valid pipeline."""
     options = menu(agent)
     steps = "\n".join(f"- {n.name}" + (f" (tool: {n.tool})" if n.tool else "") + f": {_clip(n.template)}"

@@ -13,10 +13,10 @@ from pydantic import Field
 
 from agentopt.agents.budget import estimate_prompt_tokens
 from agentopt.agents.llm import Message
-from agentopt.agents.prompt import PromptAgent
+from agentopt.agents.base import Tunable
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
-from agentopt.optimizer.strategies.proposals import format_pairs, propose
+from agentopt.optimizer.strategies.proposals import format_pairs, propose, prose
 from agentopt.optimizer.tasks import Example
 
 META_TEMPLATE = (
@@ -55,32 +55,37 @@ class OPRO(GeneratorStrategy):
                     (1 + proposals) * (dev + 2 * probe_size))
 
     def search(self) -> Search:
+        """With several texts (a program's prompts), step ``k`` optimises text ``k mod n`` of the best
+        agent so far, its trajectory showing that text of every scored agent: coordinate ascent."""
         rng = random.Random(self.ctx.seed)
         dev = pool.dev_ids(self.ctx, self.params.dev_size)
-        scored: dict[str, tuple[float, int]] = {}  # instruction -> (score, candidate id)
+        self.scored: dict[str, tuple[float, int, Tunable]] = {}  # canonical form -> (score, candidate id, agent)
         self._answered_by: dict[int, int] = {}  # candidate id -> whose answers it has (its twin's, if merged)
         known = {self.ctx.seed_agent.canonical()}
+        names = list(self.ctx.seed_agent.texts())
         [first] = yield [Trial(self.ctx.seed_agent, "val", dev, rationale="seed")]
-        self._record(scored, first)
+        self._record(first)
         for step in range(self.params.steps):
+            name = names[step % len(names)]
             exemplars = rng.sample(self.ctx.train, min(self.params.exemplars, len(self.ctx.train)))
-            prompt = self._meta_prompt(scored, exemplars)
+            prompt = self._meta_prompt(name, exemplars)
             requests = [(prompt, 100 * step + j) for j in range(self.params.per_step)]
             replies = propose(self.ctx.proposer, requests, self.params.proposer_workers)
-            best_id = max(scored.values())[1] if scored else None
-            parents = (best_id,) if best_id is not None else ()
-            fresh = [pool.Candidate(self.ctx.seed_agent.with_instruction(text), f"OPRO step {step + 1}", parents)
-                     for text in (pool.accept(self.ctx, r, exemplars) for r in replies) if text]
-            fresh = pool.unique(self.ctx, fresh, known)
+            best = max(self.scored.values(), key=lambda s: s[:2]) if self.scored else None
+            base, parents = (best[2], (best[1],)) if best else (self.ctx.seed_agent, ())
+            retold = (pool.retold(self.ctx, base, name, text) for text in
+                      (pool.accept(self.ctx, r, exemplars) for r in replies) if text)
+            fresh = pool.unique(self.ctx, [pool.Candidate(agent, f"OPRO step {step + 1}", parents)
+                                           for agent in retold if agent is not None], known)
             if fresh:
                 results = yield [Trial(c.agent, "val", dev, c.parents, c.rationale) for c in fresh]
                 for result in results:
-                    self._record(scored, result)
+                    self._record(result)
 
-    def _record(self, scored: dict[str, tuple[float, int]], result: TrialResult) -> None:
+    def _record(self, result: TrialResult) -> None:
         score, agent = pool.clean_score(result), result.trial.agent
-        if score is not None and isinstance(agent, PromptAgent):
-            scored[agent.instruction] = (score, result.candidate_id)
+        if score is not None and isinstance(agent, Tunable):
+            self.scored[agent.canonical()] = (score, result.candidate_id, agent)
             self._answered_by[result.candidate_id] = result.twin or result.candidate_id
 
     def _feedback(self, candidate_id: int) -> str:
@@ -91,8 +96,11 @@ class OPRO(GeneratorStrategy):
                  if a.feedback and (a.score or 0.0) < 1.0]
         return f"\nFeedback: {' '.join(min(notes, key=len).split())[:FEEDBACK_CHARS]}" if notes else ""
 
-    def _meta_prompt(self, scored: dict[str, tuple[float, int]], exemplars: Sequence[Example]) -> list[Message]:
-        best = sorted(scored.items(), key=lambda kv: kv[1][0])[-self.params.max_trajectory:]
+    def _meta_prompt(self, name: str, exemplars: Sequence[Example]) -> list[Message]:
+        shown: dict[str, tuple[float, int]] = {}  # the text's prose -> its latest (score, candidate id)
+        for score, candidate_id, agent in self.scored.values():
+            shown[prose(agent.texts()[name])] = (score, candidate_id)
+        best = sorted(shown.items(), key=lambda kv: kv[1][0])[-self.params.max_trajectory:]
         trajectory = "\n\n".join(f"Instruction: {text}\nScore: {round(100 * s)}" + self._feedback(candidate_id)
                                    for text, (s, candidate_id) in best)
         content = META_TEMPLATE.format(trajectory=trajectory, exemplars=format_pairs(exemplars))

@@ -16,7 +16,8 @@ from typing import Any
 import optuna
 from pydantic import Field
 
-from agentopt.agents.prompt import Demo, PromptAgent
+from agentopt.agents.base import Demonstrated, Tunable
+from agentopt.agents.prompt import Demo
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial
 from agentopt.optimizer.strategies.pool import PoolParams
@@ -60,23 +61,30 @@ class OptunaSearch(GeneratorStrategy):
         return Plan(base.proposer_calls, base.proposer_prompt_tokens, examples, p.demos_per_set)
 
     def search(self) -> Search:
+        """One categorical per text of the seed (``instruction`` for a prompt agent, each prompt of a
+        program), choosing among the values the pool proposed for it, plus the demo set for an agent
+        that shows demonstrations."""
         p = self.params
         rng = random.Random(self.ctx.seed)
-        instructions = list(dict.fromkeys(c.agent.instruction for c in pool.generate(self.ctx, rng, p)))
-        demo_sets = yield from self._bootstrap(rng)
+        seed: Tunable = self.ctx.seed_agent
+        candidates = pool.generate(self.ctx, rng, p)
+        values = {name: list(dict.fromkeys(c.agent.texts()[name] for c in candidates)) for name in seed.texts()}
+        demo_sets = (yield from self._bootstrap(rng)) if isinstance(seed, Demonstrated) else []
         study = self._study()
         val = [e.id for e in self.ctx.val]
         minibatch_scores: dict[str, list[float]] = defaultdict(list)
-        agents: dict[str, PromptAgent] = {}
+        agents: dict[str, Tunable] = {}
         promoted: set[str] = set()
         done = 0
         while done < p.n_trials:
             asked = [study.ask() for _ in range(min(p.batch, p.n_trials - done))]
             trials = []
             for t in asked:
-                agent = self.ctx.seed_agent.model_copy(update={
-                    "instruction": instructions[t.suggest_categorical("instruction", list(range(len(instructions))))],
-                    "demos": demo_sets[t.suggest_categorical("demo_set", list(range(len(demo_sets))))]})
+                agent = seed
+                for name, options in values.items():
+                    agent = agent.with_text(name, options[t.suggest_categorical(name, list(range(len(options))))])
+                if demo_sets:
+                    agent = agent.with_demos(demo_sets[t.suggest_categorical("demo_set", list(range(len(demo_sets))))])
                 agents[agent.canonical()] = agent
                 ids = tuple(rng.sample(val, min(p.minibatch, len(val))))
                 trials.append(Trial(agent, "val", ids, rationale=f"optuna trial {t.number}"))
@@ -126,7 +134,7 @@ class OptunaSearch(GeneratorStrategy):
                                              n_startup_trials=self.params.startup_trials)
         return optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize")
 
-    def _promote(self, scores: dict[str, list[float]], agents: dict[str, PromptAgent], promoted: set[str],
+    def _promote(self, scores: dict[str, list[float]], agents: dict[str, Tunable], promoted: set[str],
                  val: tuple[str, ...]) -> Search:
         waiting = [k for k in scores if k not in promoted]
         if not waiting:

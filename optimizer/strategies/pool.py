@@ -3,7 +3,8 @@
 APE's forward generation (instructions induced from demonstration subsamples) and its Monte Carlo
 paraphrases are the cheapest reliable proposals a small proposer makes, so APE, random search,
 INSTINCT and the Optuna strategy all draw their instructions from here, validated and counted the
-same way.
+same way. A seed with several texts (a program's prompts, a graph's nodes) gets each instruction
+in one of them, in turn, so every candidate differs from the seed in one text.
 """
 
 import random
@@ -13,16 +14,20 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from agentopt.agents.budget import estimate_prompt_tokens
+from agentopt.agents.base import Demonstrated, Tunable
 from agentopt.agents.errors import LLMError
 from agentopt.agents.llm import Completion
-from agentopt.agents.prompt import Demo, PromptAgent
+from agentopt.agents.prompt import Demo
+from agentopt.agents.prompt_runtime import input_text
 from agentopt.optimizer.strategies.base import Params, Plan, StrategyContext, TrialResult
 from agentopt.optimizer.strategies.proposals import (
     FORWARD_TEMPLATE,
     RESAMPLE_TEMPLATE,
     clean_instruction,
     format_pairs,
+    instruct,
     propose,
+    prose,
 )
 from agentopt.optimizer.tasks import Example
 
@@ -40,9 +45,26 @@ class PoolParams(Params):
 
 @dataclass(frozen=True)
 class Candidate:
-    agent: PromptAgent
+    agent: Tunable
     rationale: str
     parents: tuple[int, ...] = ()
+
+
+def retold(ctx: StrategyContext, agent: Tunable, name: str, instruction: str) -> Tunable | None:
+    """``agent`` with text ``name`` telling ``instruction`` (see :func:`instruct`), or ``None``
+    with the reason counted when the agent refuses the new text."""
+    try:
+        return agent.with_text(name, instruct(agent.texts()[name], instruction))  # type: ignore[no-any-return]
+    except ValueError:
+        ctx.stats.reject("refused by the agent")
+        return None
+
+
+def described(agent: Tunable) -> str:
+    """An agent's texts (and demonstrations) as one text, for embeddings."""
+    demos = agent.demos if isinstance(agent, Demonstrated) else ()
+    return "\n\n".join([*(prose(t) for t in agent.texts().values()),
+                         *(f"Input: {input_text(d.input)}\nOutput: {d.output}" for d in demos)])
 
 
 def accept(ctx: StrategyContext, reply: Completion | LLMError, demos: Sequence[Example]) -> str | None:
@@ -65,32 +87,41 @@ def generate(ctx: StrategyContext, rng: random.Random, p: PoolParams) -> list[Ca
                  i * p.samples_per_subsample + j)
                 for i, demos in enumerate(subsamples) for j in range(p.samples_per_subsample)]
     replies = propose(ctx.proposer, requests, p.proposer_workers)
+    seed, names = ctx.seed_agent, list(ctx.seed_agent.texts())
+    demonstrated = isinstance(seed, Demonstrated)
     kept = [tuple(Demo(input=e.input, output=e.target) for e in demos[: p.candidate_demos]) for demos in subsamples]
-    pool = [Candidate(ctx.seed_agent, "seed")] if p.include_seed else []
+    pool = [Candidate(seed, "seed")] if p.include_seed else []
     for n, reply in enumerate(replies):
         instruction = accept(ctx, reply, subsamples[n // p.samples_per_subsample])
-        if instruction:
-            agent = ctx.seed_agent.model_copy(update={"instruction": instruction,
-                                                      "demos": kept[n // p.samples_per_subsample]})
-            pool.append(Candidate(agent, "forward generation from demonstrations"))
-    if p.candidate_demos and p.seed_with_demos:
-        pool += [Candidate(ctx.seed_agent.model_copy(update={"demos": demos}), "seed instruction with demonstrations")
-                 for demos in kept]
+        name = names[n % len(names)]
+        agent = retold(ctx, seed, name, instruction) if instruction else None
+        if agent is not None:
+            if demonstrated:
+                agent = agent.with_demos(kept[n // p.samples_per_subsample])
+            pool.append(Candidate(agent, "forward generation from demonstrations"
+                                  + (f" ({name})" if len(names) > 1 else "")))
+    if demonstrated and p.candidate_demos and p.seed_with_demos:
+        pool += [Candidate(seed.with_demos(demos), "seed instruction with demonstrations") for demos in kept]
     return unique(ctx, pool)
 
 
-def paraphrase(ctx: StrategyContext, parents: Sequence[tuple[PromptAgent, int]], samples: int, round_no: int,
+def paraphrase(ctx: StrategyContext, parents: Sequence[tuple[Tunable, int]], samples: int, round_no: int,
                workers: int) -> list[Candidate]:
-    """Variations that keep each parent's meaning (APE's iterative Monte Carlo step)."""
-    requests = [([{"role": "user", "content": RESAMPLE_TEMPLATE.format(instruction=agent.instruction)}],
-                 1000 * (round_no + 1) + j) for agent, _ in parents for j in range(samples)]
+    """Variations that keep each parent's meaning (APE's iterative Monte Carlo step); sample ``j``
+    varies the parent's ``j``-th text that has prose to vary."""
+    targets = []
+    for agent, parent_id in parents:
+        texts = [(name, prose(text)) for name, text in agent.texts().items() if prose(text)]
+        targets += [(agent, parent_id, *texts[j % len(texts)]) for j in range(samples) if texts]
+    requests = [([{"role": "user", "content": RESAMPLE_TEMPLATE.format(instruction=text)}],
+                 1000 * (round_no + 1) + j % samples) for j, (_, _, _, text) in enumerate(targets)]
     replies = propose(ctx.proposer, requests, workers)
     out = []
-    for n, reply in enumerate(replies):
-        agent, parent_id = parents[n // samples]
+    for (agent, parent_id, name, _), reply in zip(targets, replies, strict=True):
         instruction = accept(ctx, reply, [])
-        if instruction:
-            out.append(Candidate(agent.with_instruction(instruction), f"paraphrase, round {round_no + 1}", (parent_id,)))
+        varied = retold(ctx, agent, name, instruction) if instruction else None
+        if varied is not None:
+            out.append(Candidate(varied, f"paraphrase, round {round_no + 1}", (parent_id,)))
     return out
 
 

@@ -88,6 +88,11 @@ class Portfolio:
         p = PortfolioParams.model_validate(params)
         return any(_member_class(m.name).uses_embeddings(m.params) for m in p.members)
 
+    @classmethod
+    def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
+        p = PortfolioParams.model_validate(params)
+        return next((problem for m in p.members if (problem := _member_class(m.name).accepts(m.params, seed))), None)
+
     def allowance(self, i: int) -> float:
         """Member ``i``'s share of the budget; with ``redistribute``, finished members' unused
         examples go to the ones still searching, in proportion to their shares."""

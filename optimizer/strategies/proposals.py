@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from agentopt.agents.errors import LLMError
 from agentopt.agents.llm import Completion, LLMClient, Message
+from agentopt.agents.prompt_runtime import template_fields
 from agentopt.optimizer.tasks import Example
 
 FORWARD_TEMPLATE = (
@@ -34,6 +35,31 @@ _LEAD_INS = re.compile(
 class Proposed:
     instruction: str | None
     reason: str  # "ok" or why it was rejected
+
+
+def _reads(line: str) -> bool:
+    try:
+        return bool(template_fields(line))
+    except ValueError:  # braces spanning lines: keep the line as it is
+        return True
+
+
+def prose(text: str) -> str:
+    """What a text tells the model: its lines that read no variable, literal braces shown as such."""
+    lines = [line for line in text.splitlines() if line.strip() and not _reads(line)]
+    return "\n".join(lines).replace("{{", "{").replace("}}", "}").strip()
+
+
+def instruct(text: str, instruction: str) -> str:
+    """``text`` with its prose replaced by ``instruction``: the lines that read variables stay as
+    they are, and the instruction takes the place of the first prose line (or comes first). For a
+    text without variables (a prompt's instruction) that is the instruction alone."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    kept = [line for line in lines if _reads(line)]
+    escaped = instruction.replace("{", "{{").replace("}", "}}")
+    at = next((i for i, line in enumerate(lines) if not _reads(line)), 0)
+    before = sum(1 for line in lines[:at] if _reads(line))
+    return "\n".join([*kept[:before], escaped, *kept[before:]])
 
 
 def format_pairs(examples: Sequence[Example]) -> str:

@@ -16,7 +16,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from agentopt.agents.base import Tunable
 from agentopt.agents.graph import GraphAgent, GraphError
+from agentopt.agents.prompt import PromptAgent
 from agentopt.optimizer.strategies import language_grad as lg
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
@@ -68,10 +70,13 @@ class SymbolicLearning(GeneratorStrategy):
         spec = p.pipeline if isinstance(p.pipeline, dict) else lg.seed_pipelines(instruction)[p.pipeline]
         return GraphAgent.build(**{k: v for k, v in spec.items() if k != "kind"})
 
-    def baseline(self) -> GraphAgent:
-        """The seed pipeline, with the task's answer post-processing: what learning starts from."""
+    def baseline(self) -> Tunable:
+        """What learning starts from: for a prompt seed, the seed pipeline built around its instruction
+        with its answer post-processing; any other seed with texts (a graph, a program) as it is."""
         seed = self.ctx.seed_agent
-        return self._seed(self.params, seed.instruction).model_copy(update={"postprocess": seed.postprocess})
+        if isinstance(seed, PromptAgent):
+            return self._seed(self.params, seed.instruction).model_copy(update={"postprocess": seed.postprocess})
+        return seed  # type: ignore[no-any-return]
 
     def search(self) -> Search:
         p, ctx = self.params, self.ctx
@@ -90,7 +95,7 @@ class SymbolicLearning(GeneratorStrategy):
                                     "outcome": "nothing to learn: no failed example with a usable loss"})
                 continue
             update = lg.prompt_step(ctx.proposer, current, gradients, ctx.train, p.rewrite_samples)
-            if p.pipeline_every and step % p.pipeline_every == 0:
+            if p.pipeline_every and step % p.pipeline_every == 0 and isinstance(update.agent, GraphAgent):
                 structural = lg.pipeline_step(ctx.proposer, update.agent, gradients, sample=step)
                 update = lg.Update(structural.agent, update.applied + structural.applied,
                                    update.rejected + structural.rejected)
@@ -113,10 +118,13 @@ class SymbolicLearning(GeneratorStrategy):
             yield [Trial(update.agent, "val", dev, (current_id,), f"step {step}: accepted")]
             current, current_id = update.agent, tried.candidate_id
 
-    def _backward(self, agent: GraphAgent, result: TrialResult) -> tuple[dict[str, str], list[lg.Gradient]]:
+    def _backward(self, agent: Tunable, result: TrialResult) -> tuple[dict[str, str], list[lg.Gradient]]:
+        """A graph back-propagates each loss through its trace, node by node; an agent that keeps no
+        trace (a program) hands the loss to each of its texts as that text's gradient."""
+        traced = isinstance(agent, GraphAgent)
         answers = self.ctx.outputs(result.twin or result.candidate_id, "train")
         failed = [(e, answers[e.id]) for e in self.ctx.train if e.id in result.trial.example_ids
-                  and e.id in answers and answers[e.id].trace and (answers[e.id].score or 0.0) < 1.0]
+                  and e.id in answers and (answers[e.id].trace or not traced) and (answers[e.id].score or 0.0) < 1.0]
         losses, gradients = {}, []
         for example, answer in failed[: self.params.max_losses]:
             text = lg.loss(self.ctx.proposer, example, answer.output or "", answer.feedback)
@@ -124,5 +132,8 @@ class SymbolicLearning(GeneratorStrategy):
                 self.ctx.stats.reject("loss")
                 continue
             losses[example.id] = text
-            gradients += lg.backward(self.ctx.proposer, agent, answer.trace or [], example.id, text)
+            if traced:
+                gradients += lg.backward(self.ctx.proposer, agent, answer.trace or [], example.id, text)
+            else:
+                gradients += [lg.Gradient(name, example.id, text) for name in agent.texts()]
         return losses, gradients

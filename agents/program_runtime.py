@@ -1,0 +1,202 @@
+"""How a program agent runs: the user's own program, called with the texts agentopt optimises.
+
+A program is either a function ``program(params, inputs, chat) -> str`` (``params`` maps each
+named text, its prompts, to its current value; ``chat(messages) -> str`` is the only way it should
+reach a model, so the cache, the budgets and the gate apply), or a langchain-core Runnable chain,
+whose prompt templates are the texts and whose chat model is swapped for ``chat``. The standard
+library and langchain-core only, because ``agentopt export`` copies this module into packages:
+the campaign and the shipped agent run the program with the very same code.
+"""
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from itertools import count
+from string import Formatter
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel, BaseLanguageModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
+from langchain_core.runnables import (
+    Runnable,
+    RunnableAssign,
+    RunnableBinding,
+    RunnableLambda,
+    RunnableParallel,
+    RunnablePassthrough,
+    RunnableSequence,
+)
+
+Chat = Callable[..., str]
+"""``chat(messages, **sampling_overrides) -> reply text``, messages as OpenAI-style dicts."""
+SESSION = "session:"
+SESSION_PROGRAMS: dict[str, Any] = {}
+"""Programs that live only in this Python session (a chain built in a notebook), by entry name."""
+_ROLES = {"human": "user", "ai": "assistant", "system": "system"}
+
+
+class ProgramError(ValueError):
+    """A program agentopt cannot run or optimise; the message names the step and the reason."""
+
+
+def load(entry: str) -> Any:
+    """The function or Runnable ``entry`` names: ``module:attribute`` (imported from the working
+    directory or the installed packages) or a program registered in this session."""
+    if entry.startswith(SESSION):
+        if entry not in SESSION_PROGRAMS:
+            raise ProgramError(f"program {entry!r} was defined in the Python session that optimised it; define it "
+                               "in an importable module (module:attribute) to run it anywhere else")
+        return SESSION_PROGRAMS[entry]
+    module_name, _, attr = entry.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # the working directory, as `python -m` has it (a console script does not)
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            found = getattr(found, part)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's program path to fix
+        raise ProgramError(f"program {entry!r} does not import ({type(exc).__name__}: {exc})") from None
+    if not isinstance(found, Runnable) and not callable(found):
+        raise ProgramError(f"program {entry!r} is neither a function nor a langchain-core Runnable")
+    return found
+
+
+def fields(template: str) -> set[str]:
+    """The names a template reads; raises ValueError on bad braces."""
+    return {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+
+
+class ChatAdapter(BaseChatModel):
+    """agentopt's client as a langchain-core chat model: what replaces the chain's own model.
+    Without ``chat`` it is a placeholder (a chain kept for later, with no model bound)."""
+
+    chat: Any = None
+
+    @property
+    def _llm_type(self) -> str:
+        return "agentopt"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        if self.chat is None:
+            raise ProgramError("this chain has no model bound; run it through agentopt")
+        wire = [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.chat(wire)))])
+
+
+def _models_in(value: Any, depth: int = 0) -> Iterator[Any]:
+    """Language models reachable from ``value``: itself, a Runnable's parts, a container's items."""
+    if depth > 6:
+        return
+    if isinstance(value, BaseLanguageModel):
+        yield value
+    elif isinstance(value, RunnableLambda):
+        closure = inspect.getclosurevars(value.func) if inspect.isfunction(value.func) else None
+        for inner in ({**closure.nonlocals, **closure.globals}.values() if closure else ()):
+            yield from _models_in(inner, depth + 1)
+    elif isinstance(value, Runnable):
+        for inner in vars(value).values():
+            yield from _models_in(inner, depth + 1)
+    elif isinstance(value, Mapping):
+        for inner in value.values():
+            yield from _models_in(inner, depth + 1)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            yield from _models_in(inner, depth + 1)
+
+
+TemplateFn = Callable[[PromptTemplate, str], PromptTemplate]
+ModelFn = Callable[[BaseChatModel, str], Runnable[Any, Any]]
+
+
+def _map(node: Any, where: str, numbers: Iterator[int], on_template: TemplateFn, on_model: ModelFn) -> Any:
+    """``node`` rebuilt with every prompt template passed through ``on_template`` (with its name,
+    ``p<n>`` or ``p<n>.<role>`` in reading order) and every chat model through ``on_model``;
+    raises :class:`ProgramError` naming the step where a model is out of reach."""
+    if isinstance(node, BaseChatModel):
+        return on_model(node, where)
+    if isinstance(node, BaseLanguageModel):
+        raise ProgramError(f"step {where} is a {type(node).__name__}, not a chat model; agentopt replaces chat models")
+    if isinstance(node, PromptTemplate):
+        return on_template(node, f"p{next(numbers)}")
+    if isinstance(node, ChatPromptTemplate):
+        number, roles, messages = next(numbers), [], []
+        for message in node.messages:
+            if isinstance(getattr(message, "prompt", None), PromptTemplate):
+                role = type(message).__name__.removesuffix("MessagePromptTemplate").lower()
+                roles.append(role)
+                name = f"p{number}.{role}" + (str(roles.count(role)) if roles.count(role) > 1 else "")
+                message = message.model_copy(update={"prompt": on_template(message.prompt, name)})
+            messages.append(message)
+        return node.model_copy(update={"messages": messages})
+    if isinstance(node, RunnableSequence):
+        return RunnableSequence(*(_map(step, f"{where}.{i}" if where else str(i), numbers, on_template, on_model)
+                                  for i, step in enumerate(node.steps)))
+    if isinstance(node, RunnableParallel):
+        return RunnableParallel({key: _map(step, f"{where}.{key}" if where else key, numbers, on_template, on_model)
+                                 for key, step in node.steps__.items()})
+    if isinstance(node, RunnableAssign):
+        return RunnableAssign(_map(node.mapper, where, numbers, on_template, on_model))
+    if isinstance(node, RunnableBinding):
+        return node.model_copy(update={"bound": _map(node.bound, where, numbers, on_template, on_model)})
+    if not isinstance(node, RunnablePassthrough) and any(True for _ in _models_in(node)):
+        name = getattr(node, "name", None) or type(node).__name__
+        raise ProgramError(f"step {where or 0} ({name}) calls a model agentopt cannot replace (inside a function or "
+                           "an unsupported Runnable); make the chat model a step of the chain itself")
+    return node
+
+
+def chain_texts(chain: Runnable[Any, Any]) -> dict[str, str]:
+    """The chain's prompt templates by name, in reading order; refuses a chain agentopt could not
+    run as written with its own model (see :func:`_map`)."""
+    texts: dict[str, str] = {}
+    models = []
+
+    def template(prompt: PromptTemplate, name: str) -> PromptTemplate:
+        if prompt.template_format != "f-string":
+            raise ProgramError(f"template {name} is {prompt.template_format}; agentopt optimises f-string templates")
+        texts[name] = prompt.template
+        return prompt
+
+    def model(found: BaseChatModel, where: str) -> BaseChatModel:
+        models.append(where)
+        return found
+
+    _map(chain, "", count(1), template, model)
+    if not texts:
+        raise ProgramError("the chain has no prompt template (ChatPromptTemplate or PromptTemplate) to optimise")
+    if not models:
+        raise ProgramError("the chain has no chat model step for agentopt to replace")
+    return texts
+
+
+def bind(chain: Runnable[Any, Any], params: Mapping[str, str], model: BaseChatModel) -> Runnable[Any, Any]:
+    """The chain as written, with ``params`` as its templates and ``model`` in place of its models."""
+
+    def template(prompt: PromptTemplate, name: str) -> PromptTemplate:
+        return prompt.model_copy(update={"template": params.get(name, prompt.template)})
+
+    return _map(chain, "", count(1), template, lambda found, where: model)  # type: ignore[no-any-return]
+
+
+def chain_input(inputs: Any) -> Any:
+    """Named fields go to the chain as a mapping; a single text as it is (a prompt template with one
+    variable takes a bare string, as it does when the user invokes the chain)."""
+    return inputs if isinstance(inputs, str) else dict(inputs)
+
+
+def as_text(output: Any) -> str:
+    return str(output.content) if isinstance(output, BaseMessage) else str(output)
+
+
+def answer(payload: Mapping[str, Any], inputs: Any, chat: Chat) -> str:
+    """The program's answer with the payload's texts (what exported packages call)."""
+    program = load(payload["entry"])
+    params = dict(payload["params"])
+    if isinstance(program, Runnable):
+        chain = bind(program, params, ChatAdapter(chat=chat))
+        return as_text(chain.invoke(chain_input(inputs)))
+    return str(program(params, inputs, chat))
