@@ -130,9 +130,10 @@ def from_langchain(chain: "Runnable[Any, Any] | str", name: str | None = None) -
 
 def _importable(obj: object) -> str:
     """``module:attribute`` where ``obj`` is a module-level attribute of an imported module other than
-    ``__main__``, else ""."""
+    the running script (``__main__``, also listed as ``__mp_main__``), else ""."""
+    main = sys.modules.get("__main__")
     for module_name, module in list(sys.modules.items()):
-        if module_name == "__main__" or module is None or module_name.startswith(("agentopt", "langchain")):
+        if module is None or module is main or module_name.startswith(("__", "agentopt", "langchain")):
             continue
         for attr, value in list(getattr(module, "__dict__", {}).items()):
             if value is obj and attr.isidentifier():

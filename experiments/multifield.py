@@ -56,6 +56,32 @@ def sign_test(pairs: list[tuple[float, float]]) -> str:
     return f"{min(1.0, 2 * tail):.2f} ({wins} won, {losses} lost)"
 
 
+def label(name: str) -> str:
+    return name + (" (held out)" if name in HELD_OUT else "")
+
+
+def pooled_rows(pooled: dict[str, list[tuple[float, float]]]) -> list[list[object]]:
+    """One row per task with every seed's pairs together (the table's last rows)."""
+    return [[label(name) + ", pooled", "all", f"{np.mean([a for a, _ in pairs]):.2f}",
+             f"{np.mean([b for _, b in pairs]):.2f}", gain(pairs), sign_test(pairs), "", "", ""]
+            for name, pairs in pooled.items()]
+
+
+def campaign_row(name: str, seed: int, result: agentopt.Result, pairs: list[tuple[float, float]], winner: str,
+                 started: float) -> list[object]:
+    return [label(name), seed, f"{result.seed_test.mean:.2f}", f"{result.best.test.mean:.2f}", gain(pairs),
+            sign_test(pairs), winner, result.stats["task_llm_calls"], f"{time.perf_counter() - started:.0f}"]
+
+
+def publish(title: str, heading: str, intro: str, headers: list[str], rows: list[list[object]],
+            out: Path | None) -> None:
+    """The table on the terminal and, with ``out``, as a markdown results file."""
+    Console().print(table(title, headers, rows))
+    if out:
+        out.write_text("\n".join([f"# {heading} ({date.today().isoformat()})", "", intro, "",
+                                  *markdown(headers, rows), ""]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default="/tmp/agentopt-multifield.db")
@@ -72,23 +98,15 @@ def main() -> None:
                                        name=f"multifield-{name}-{seed}", random_seed=seed, progress=False)
             pairs = paired(archive, seed_candidate(archive, result), result.best.candidate_id)
             pooled.setdefault(name, []).extend(pairs)
-            rows.append([name + (" (held out)" if name in HELD_OUT else ""), seed, f"{result.seed_test.mean:.2f}",
-                         f"{result.best.test.mean:.2f}", gain(pairs), sign_test(pairs),
-                         repr(getattr(result.best.agent, "instruction", "?"))[:60], result.stats["task_llm_calls"],
-                         f"{time.perf_counter() - started:.0f}"])
+            rows.append(campaign_row(name, seed, result, pairs,
+                                     repr(getattr(result.best.agent, "instruction", "?"))[:60], started))
             Console(stderr=True).print(rows[-1])
-    for name, pairs in pooled.items():
-        rows.append([name + (" (held out)" if name in HELD_OUT else "") + ", pooled", "all",
-                     f"{np.mean([a for a, _ in pairs]):.2f}", f"{np.mean([b for _, b in pairs]):.2f}", gain(pairs),
-                     sign_test(pairs), "", "", ""])
-    Console().print(table("Multi-field task, custom metric: seed prompt vs APE's best on the sealed test split",
-                          HEADERS, rows))
-    if args.out:
-        args.out.write_text("\n".join([
-            f"# Multi-field tasks with a custom metric ({date.today().isoformat()})", "",
+    rows += pooled_rows(pooled)
+    publish("Multi-field task, custom metric: seed prompt vs APE's best on the sealed test split",
+            "Multi-field tasks with a custom metric",
             "`.venv/bin/python experiments/multifield.py`: APE from Python (`agentopt.optimize`) on the bundled "
-            "SmolLM2-135M-Instruct, 48 test examples per campaign, gains paired on the same examples.", "",
-            *markdown(HEADERS, rows), ""]))
+            "SmolLM2-135M-Instruct, 48 test examples per campaign, gains paired on the same examples.",
+            HEADERS, rows, args.out)
 
 
 if __name__ == "__main__":

@@ -74,8 +74,8 @@ def test_csv_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("role", "message"), [
-    ("{model: m, base_url: notaurl}", "models.task.base_url: Value error, must be an http(s) URL with a host"),
-    ("{model: m, endpoints: [{base_url: 'http://'}]}", "models.task.endpoints.0.base_url: Value error"),
+    ("{model: m, base_url: notaurl}", "models.task.base_url: must be an http(s) URL with a host"),
+    ("{model: m, endpoints: [{base_url: 'http://'}]}", "models.task.endpoints.0.base_url: must be an http(s) URL"),
     ("{model: m, base_url: 'ftp://host/v1'}", "got 'ftp://host/v1'"),
 ])
 def test_base_url_must_be_an_http_url(tmp_path: Path, role: str, message: str) -> None:

@@ -1,8 +1,9 @@
-"""The README's "Use it from Python" example, run exactly as written against the bundled model.
+"""The README's "Use it from Python" examples, run exactly as written against the bundled model.
 
-The code block is read out of README.md, so the example users copy is the one that passes here.
+The code blocks are read out of README.md, so the examples users copy are the ones that pass here.
 """
 
+import ast
 import re
 import subprocess
 import sys
@@ -15,19 +16,35 @@ pytestmark = pytest.mark.local_model
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_example() -> str:
-    section = README.read_text(encoding="utf-8").split("## Use it from Python", 1)[1]
+def readme_example(heading: str = "## Use it from Python") -> str:
+    section = README.read_text(encoding="utf-8").split(heading, 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def run_example(code: str, folder: Path) -> list[str]:
+    (folder / "example.py").write_text(code)
+    done = subprocess.run([sys.executable, "example.py"], cwd=folder, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.splitlines()
 
 
 def test_the_readme_example_is_short_and_runs_on_the_bundled_model(tmp_path: Path) -> None:
     code = readme_example()
     assert len(code.strip().splitlines()) < 40, "the issue asks for a complete example under 40 lines"
-    (tmp_path / "example.py").write_text(code)
-    done = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    lines = run_example(code, tmp_path)
     assert re.fullmatch(r"test accuracy: seed prompt \d\.\d\d, best \d\.\d\d", lines[0]), lines
     assert lines[1].strip(), "best.run answered a new multi-field input"
     assert len(lines) == 5 and all(re.match(r"\d+ \d\.\d\d ", line) for line in lines[2:]), lines
     assert (tmp_path / "pets-agent" / "pyproject.toml").is_file() and (tmp_path / "pets-report" / "index.html").is_file()
+
+
+def test_the_readme_langchain_example_hands_back_a_chain_that_answers_through_invoke_and_batch(
+        tmp_path: Path) -> None:
+    lines = run_example(readme_example("### Your own LangChain chain or program"), tmp_path)
+    assert re.fullmatch(r"test accuracy: seed chain \d\.\d\d, best \d\.\d\d", lines[0]), lines
+    assert lines[1].startswith("invoke: ") and ast.literal_eval(lines[1].removeprefix("invoke: ")), lines
+    batch = ast.literal_eval(lines[2].removeprefix("batch: "))
+    assert isinstance(batch, list) and len(batch) == 2 and all(isinstance(a, str) and a for a in batch), lines
+    params = ast.literal_eval(lines[3])
+    assert set(params) == {"p1.system", "p1.human", "p2.system", "p2.human"}
+    assert "{evidence}" in params["p2.human"] and "{question}" in params["p2.human"], "variables are never lost"

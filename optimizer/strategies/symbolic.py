@@ -6,7 +6,9 @@ failures (language loss), back-propagates them node by node (language gradients)
 prompts, and every ``pipeline_every`` steps lets the proposer pick one structural edit. The new
 graph is scored on the same minibatch and kept only if the batch score does not drop; otherwise
 the step is rolled back. Every candidate is stored with its parent and the loss and gradients that
-produced it; refused edits and rollbacks are recorded as notes, never applied.
+produced it; refused edits and rollbacks are recorded as notes, never applied. A program seed (a
+user's function or chain) is learned the same way without the pipeline step: it keeps no trace,
+so each loss is every one of its texts' gradient.
 """
 
 import random
