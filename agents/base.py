@@ -73,10 +73,10 @@ class Rendered(Protocol):
 
 @runtime_checkable
 class Checked(Protocol):
-    """An agent that depends on something outside its payload (a program's module) and can check it
-    before a campaign starts; ``check`` raises ConfigError with one line."""
+    """An agent that depends on something outside its payload (a program's module) and can check it,
+    on a train example's inputs, before a campaign starts; ``check`` raises ConfigError with one line."""
 
-    def check(self) -> None: ...
+    def check(self, inputs: Inputs) -> None: ...
 
 
 Payload = Mapping[str, Any]
@@ -92,7 +92,7 @@ class AgentKind:
     :func:`agentopt.agents.kinds.register_kind`: nothing else in agentopt branches on a kind's name.
 
     ``model`` builds the agent from a stored payload (``model.model_validate(payload)``, as a pydantic
-    model does). ``runtime`` is a module, standard library and relative imports only, whose
+    model does). ``runtime`` is a module, standard library, langchain-core and relative imports only, whose
     ``answer(payload, inputs, chat) -> str`` answers like the agent does: exported packages copy
     it and call it. ``label`` tells candidates apart in one short line (tables, lineage graphs);
     ``describe`` shows the agent as a reader of a report or a package card wants to see it (markdown).

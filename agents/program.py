@@ -48,7 +48,7 @@ class ProgramAgent(BaseModel):
             try:
                 template_fields(text)
             except ValueError as exc:
-                raise ValueError(f"params.{name}: {exc}") from None
+                raise ValueError(f"{name}: {exc}") from None
         return params
 
     def payload(self) -> dict[str, Any]:
@@ -77,15 +77,23 @@ class ProgramAgent(BaseModel):
             raise ValueError(f"{what} the variable {{{change[0]}}} of {name}")
         return self.model_copy(update={"params": {**self.params, name: text}})
 
-    def check(self) -> None:
-        """Import the program, and for a chain compare its templates with ``params``: one
-        :class:`ConfigError` line now, before anything is written or paid."""
+    def check(self, inputs: Inputs) -> None:
+        """Import the program, for a chain compare its templates with ``params``, and run it once on
+        ``inputs`` with a model that answers nothing and costs nothing: a variable the task does not
+        provide (a KeyError) is one :class:`ConfigError` line now, before anything is written or paid."""
         try:
             program = program_runtime.load(self.entry)
             if isinstance(program, Runnable):
                 _match(self.entry, program_runtime.chain_texts(program), self.params)
         except ProgramError as exc:
             raise ConfigError(str(exc)) from None
+        try:
+            program_runtime.answer(self.payload(), inputs, lambda messages, **_: "")
+        except KeyError as exc:
+            reason = str(exc.args[0] if exc.args else exc).splitlines()[0]
+            raise ConfigError(f"program {self.entry!r} reads a field the task does not have: {reason}") from None
+        except Exception:  # noqa: BLE001, S110 - an empty reply may upset a program that works on real ones
+            pass
 
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, Any]:
         """A chain comes back as the same chain with these texts and ``llm`` as its model; a function
@@ -121,8 +129,10 @@ def from_langchain(chain: "Runnable[Any, Any] | str", name: str | None = None) -
     except ProgramError as exc:
         raise ConfigError(str(exc)) from None
     if not entry:
+        if name is not None and not re.fullmatch(r"[\w.-]+", name):
+            raise ConfigError(f"name {name!r}: use letters, digits, '_', '.' or '-'")
         skeleton = program_runtime.bind(program, texts, ChatAdapter())  # the user's model is not kept
-        digest = hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(repr(skeleton).encode()).hexdigest()[:12]  # templates and structure
         entry = f"{SESSION}{name or 'chain'}-{digest}"
         SESSION_PROGRAMS[entry] = skeleton
     return ProgramAgent(entry=entry, params=texts)
@@ -133,10 +143,11 @@ def _importable(obj: object) -> str:
     the running script (``__main__``, also listed as ``__mp_main__``), else ""."""
     main = sys.modules.get("__main__")
     for module_name, module in list(sys.modules.items()):
-        if module is None or module is main or module_name.startswith(("__", "agentopt", "langchain")):
+        if (module is None or module is main or not getattr(module, "__file__", None)
+                or module_name.startswith(("__", "builtins", "agentopt", "langchain"))):
             continue
         for attr, value in list(getattr(module, "__dict__", {}).items()):
-            if value is obj and attr.isidentifier():
+            if value is obj and attr.isidentifier() and not attr.startswith("_"):
                 return f"{module_name}:{attr}"
     return ""
 

@@ -13,7 +13,6 @@ import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from itertools import count
-from string import Formatter
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
@@ -23,12 +22,13 @@ from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.runnables import (
     Runnable,
     RunnableAssign,
-    RunnableBinding,
-    RunnableLambda,
+        RunnableLambda,
     RunnableParallel,
     RunnablePassthrough,
     RunnableSequence,
+    RunnableWithFallbacks,
 )
+from langchain_core.runnables.base import RunnableBindingBase
 
 Chat = Callable[..., str]
 """``chat(messages, **sampling_overrides) -> reply text``, messages as OpenAI-style dicts."""
@@ -64,11 +64,6 @@ def load(entry: str) -> Any:
     return found
 
 
-def fields(template: str) -> set[str]:
-    """The names a template reads; raises ValueError on bad braces."""
-    return {name for _, name, _, _ in Formatter().parse(template) if name is not None}
-
-
 class ChatAdapter(BaseChatModel):
     """agentopt's client as a langchain-core chat model: what replaces the chain's own model.
     Without ``chat`` it is a placeholder (a chain kept for later, with no model bound)."""
@@ -84,6 +79,9 @@ class ChatAdapter(BaseChatModel):
         if self.chat is None:
             raise ProgramError("this chain has no model bound; run it through agentopt")
         wire = [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
+        if stop or kwargs:
+            raise ProgramError(f"the chain passes {', '.join(['stop'] * bool(stop) + sorted(kwargs))} to its model; "
+                               "agentopt's model takes the task role's sampling settings only")
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.chat(wire)))])
 
 
@@ -94,7 +92,8 @@ def _models_in(value: Any, depth: int = 0) -> Iterator[Any]:
     if isinstance(value, BaseLanguageModel):
         yield value
     elif isinstance(value, RunnableLambda):
-        closure = inspect.getclosurevars(value.func) if inspect.isfunction(value.func) else None
+        func = getattr(value, "func", None) or getattr(value, "afunc", None)
+        closure = inspect.getclosurevars(func) if inspect.isfunction(func) else None
         for inner in ({**closure.nonlocals, **closure.globals}.values() if closure else ()):
             yield from _models_in(inner, depth + 1)
     elif isinstance(value, Runnable):
@@ -140,8 +139,17 @@ def _map(node: Any, where: str, numbers: Iterator[int], on_template: TemplateFn,
                                  for key, step in node.steps__.items()})
     if isinstance(node, RunnableAssign):
         return RunnableAssign(_map(node.mapper, where, numbers, on_template, on_model))
-    if isinstance(node, RunnableBinding):
+    if isinstance(node, RunnableBindingBase):  # .bind(...), .with_config(...), .with_retry(...)
+        settings = sorted(getattr(node, "kwargs", {}))
+        if isinstance(node.bound, BaseLanguageModel) and settings:
+            raise ProgramError(f"step {where or 0} binds {', '.join(settings)} to its model; agentopt's model takes "
+                               "the task role's sampling settings only (no stop, tools or structured output)")
         return node.model_copy(update={"bound": _map(node.bound, where, numbers, on_template, on_model)})
+    if isinstance(node, RunnableWithFallbacks):
+        return node.model_copy(update={
+            "runnable": _map(node.runnable, where, numbers, on_template, on_model),
+            "fallbacks": [_map(f, f"{where}.fallback{i}", numbers, on_template, on_model)
+                          for i, f in enumerate(node.fallbacks)]})
     if not isinstance(node, RunnablePassthrough) and any(True for _ in _models_in(node)):
         name = getattr(node, "name", None) or type(node).__name__
         raise ProgramError(f"step {where or 0} ({name}) calls a model agentopt cannot replace (inside a function or "

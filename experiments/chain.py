@@ -1,8 +1,9 @@
-"""A user's two-template langchain-core chain optimised in place: OPRO on ``pets`` and, held out,
-``colors`` (see ``fields_tasks``), three seeds each, on the bundled model.
+"""A user's two-template langchain-core chain optimised in place: OPRO and APE on ``pets`` and, held
+out, ``colors`` (see ``fields_tasks``), three seeds each, on the bundled model.
 
 The chain first copies the sentence that answers the question, then answers from it; its four
-texts (each template's system and human message) are what OPRO rewrites, one text per step. The
+texts (each template's system and human message) are what the strategies rewrite (OPRO one text
+per step, APE's proposals spread over the texts in turn). The
 winner and the seed chain are scored on the same sealed test examples, so gains are paired (the
 bootstrap CI and sign test of ``multifield.py``).
 
@@ -23,8 +24,10 @@ from rich.console import Console
 
 import agentopt
 
-STRATEGY = agentopt.strategies.OPRO(steps=4, per_step=4, dev_size=12)
-HEADERS = ["task", "seed", "seed chain test", "best test", "gain [95% CI]", "sign test p", "texts changed",
+STRATEGIES = {"opro": agentopt.strategies.OPRO(steps=4, per_step=4, dev_size=12),
+              "ape": agentopt.strategies.APE(n_subsamples=4, samples_per_subsample=2, racing_budget=48, mc_rounds=0,
+                                             top_k=3)}
+HEADERS = ["strategy", "task", "seed", "seed chain test", "best test", "gain [95% CI]", "sign test p", "texts changed",
            "task calls", "wall s"]
 
 
@@ -51,24 +54,28 @@ def main() -> None:
     archive = agentopt.Archive(args.db, create=True)
     seed = agentopt.from_langchain(user_chain(), name="find_then_answer")
     rows, pooled = [], {}
-    for name, make in TASKS.items():
-        task = make()
-        for random_seed in SEEDS:
-            started = time.perf_counter()
-            result = agentopt.optimize(task, seed=seed, strategy=STRATEGY, models=MODELS, archive=archive,
-                                       evaluation=EVALUATION, name=f"chain-{name}-{random_seed}",
-                                       random_seed=random_seed, progress=False)
-            pairs = paired(archive, seed_id(archive, result, seed), result.best.candidate_id)
-            pooled.setdefault(name, []).extend(pairs)
-            changed = [k for k, v in result.best.agent.params.items() if seed.params[k] != v]
-            rows.append(campaign_row(name, random_seed, result, pairs, ", ".join(changed) or "none", started))
-            Console(stderr=True).print(rows[-1])
-            result.close()
-    rows += pooled_rows(pooled)
-    publish("A two-template langchain-core chain: seed chain vs OPRO's best on the sealed test split",
+    for label, strategy in STRATEGIES.items():
+        for name, make in TASKS.items():
+            task = make()
+            for random_seed in SEEDS:
+                started = time.perf_counter()
+                result = agentopt.optimize(task, seed=seed, strategy=strategy, models=MODELS, archive=archive,
+                                           evaluation=EVALUATION, name=f"chain-{label}-{name}-{random_seed}",
+                                           random_seed=random_seed, progress=False)
+                pairs = paired(archive, seed_id(archive, result, seed), result.best.candidate_id)
+                pooled.setdefault((label, name), []).extend(pairs)
+                changed = [k for k, v in result.best.agent.params.items() if seed.params[k] != v]
+                rows.append([label, *campaign_row(name, random_seed, result, pairs, ", ".join(changed) or "none",
+                                                  started)])
+                Console(stderr=True).print(rows[-1])
+                result.close()
+    for label in STRATEGIES:
+        rows += [[label, *row] for row in pooled_rows({name: pairs for (s, name), pairs in pooled.items() if s == label})]
+    publish("A two-template langchain-core chain: seed chain vs the best found, on the sealed test split",
             "A user's two-template chain, optimised in place",
             "`.venv/bin/python experiments/chain.py`: `agentopt.from_langchain(chain)` with OPRO (4 steps of 4 "
-            "proposals, 12 validation examples per query) on the bundled SmolLM2-135M-Instruct as task and "
+            "proposals, 12 validation examples per query) and APE (8 proposals raced on 48 train examples, top 3 on "
+            "validation) on the bundled SmolLM2-135M-Instruct as task and "
             "proposer model, 48 test examples per campaign, gains paired on the same examples. Each example "
             "costs two task-model calls (one per template).", HEADERS, rows, args.out)
 

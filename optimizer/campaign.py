@@ -25,7 +25,7 @@ from agentopt.agents.errors import AgentoptError, BudgetExhausted, ConfigError
 from agentopt.agents.gate import Halted
 from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt import PromptAgent
+from agentopt.agents.base import Agent
 from agentopt.archive.queries import Filters, top
 from agentopt.archive.store import Archive, EvalSummary, ExampleOutcome
 from agentopt.optimizer.budgets import CampaignBudget, GateControl
@@ -106,7 +106,7 @@ class CampaignRun:
     task: Task
     strategy_name: str
     strategy_params: dict[str, Any]
-    seed_agent: PromptAgent
+    seed_agent: Agent
     proposer: LLMClient
     evaluator: Evaluator
     reporter: Reporter

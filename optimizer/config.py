@@ -246,7 +246,8 @@ class CampaignConfig(Frozen):
     def _strategy_takes_the_seed(self) -> "CampaignConfig":
         from agentopt.optimizer.strategies import STRATEGIES
 
-        problem = STRATEGIES[self.strategy.name].accepts(self.strategy.params, self.seed_agent.agent())
+        accepts = getattr(STRATEGIES[self.strategy.name], "accepts", None)  # optional for a registered strategy
+        problem = accepts(self.strategy.params, self.seed_agent.agent()) if accepts else None
         if problem:
             raise ValueError(f"seed_agent: {problem}")
         return self

@@ -53,16 +53,25 @@ class LLMSpec:
 class Programs:
     """What a worker needs to run the user's programs as the driver does: the driver's import path
     (a program module next to the user's script or tests) and the programs that live only in the
-    driver's session, pickled by value."""
+    driver's session, pickled by value and unpickled once that path is in place. One that cannot be
+    pickled is left out: its examples fail on the workers with its entry named, and nothing else does."""
 
     import_path: tuple[str, ...]
-    session: dict[str, Any]
+    session: dict[str, bytes]
 
     @classmethod
     def here(cls) -> "Programs":
+        from ray import cloudpickle
+
         from agentopt.agents.program_runtime import SESSION_PROGRAMS
 
-        return cls(tuple(p for p in sys.path if p), dict(SESSION_PROGRAMS))
+        session = {}
+        for entry, program in SESSION_PROGRAMS.items():
+            try:
+                session[entry] = cloudpickle.dumps(program)
+            except Exception:  # noqa: BLE001, S112 - any pickling failure: that program stays in the driver
+                continue
+        return cls(tuple(p for p in sys.path if p), session)
 
 
 OnDone = Callable[[Job, ExampleOutcome], None]
@@ -185,8 +194,10 @@ def _make_worker_class() -> Any:
             from agentopt.archive.cache import SqlCallCache
             from agentopt.archive.store import Archive
 
+            from ray import cloudpickle
+
             sys.path.extend(p for p in programs.import_path if p not in sys.path)
-            SESSION_PROGRAMS.update(programs.session)
+            SESSION_PROGRAMS.update({entry: cloudpickle.loads(blob) for entry, blob in programs.session.items()})
             cache = SqlCallCache(Archive(db_url, create=False))
             self.llm = LLMClient(spec.endpoints, cache, spec.sampling, spec.timeout_s, spec.max_attempts, spec.gate)
 

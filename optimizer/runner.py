@@ -54,7 +54,7 @@ def _check_seed(config: CampaignConfig, task: Task) -> None:
     was paid."""
     seed = config.seed_agent.agent()
     if isinstance(seed, Checked):
-        seed.check()
+        seed.check(task.train[0].input)
     if isinstance(seed, Rendered):
         try:
             seed.messages(task.train[0].input)

@@ -57,7 +57,7 @@ def test_an_unknown_kind_is_one_line_naming_how_to_register_it() -> None:
 
 
 def test_nothing_outside_the_kind_modules_branches_on_a_kind_name() -> None:
-    pattern = re.compile(r"""(==|!=)\s*["'](prompt|code|graph)["']|["'](prompt|code|graph)["']\s*(==|!=)""")
+    pattern = re.compile(r"""(==|!=)\s*["'](prompt|code|graph|program)["']|["'](prompt|code|graph|program)["']\s*(==|!=)""")
     found = [f"{path.relative_to(ROOT)}:{n}" for folder in ("agents", "archive", "optimizer")
              for path in (ROOT / folder).rglob("*.py") for n, line in enumerate(path.read_text().splitlines(), 1)
              if pattern.search(line)]

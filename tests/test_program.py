@@ -152,6 +152,8 @@ def test_bad_programs_are_one_line_config_errors_before_anything_is_written(
         (agentopt.ProgramAgent(entry="toy_program:CHAIN", params={"p1.system": "x"}),
          "params do not match its prompt templates; missing p1.human, p2.human, p2.system"),
     ]
+    cases.append((agentopt.from_langchain(PromptTemplate.from_template("Say {question}")
+                                          | FakeListChatModel(responses=["x"])), "reads a field the task does not have"))
     for seed, message in cases:
         with pytest.raises(ConfigError, match=message):
             run(tmp_path, endpoint, seed, "ape")
@@ -176,7 +178,12 @@ def test_chains_agentopt_cannot_run_as_written_are_refused_naming_the_step() -> 
         agentopt.from_langchain(ChatPromptTemplate.from_messages([("human", "{q}")]))
     with pytest.raises(ConfigError, match="jinja2; agentopt optimises f-string templates"):
         agentopt.from_langchain(PromptTemplate.from_template("{{ q }}", template_format="jinja2") | model)
+    with pytest.raises(ConfigError, match="step 1 binds stop to its model"):
+        agentopt.from_langchain(PromptTemplate.from_template("{q}") | model.bind(stop=["\n"]))
     seed = agentopt.from_langchain(PromptTemplate.from_template("Answer {q}") | model)
     with pytest.raises(ValueError, match="invents the variable {x} of p1"):
         seed.with_text("p1", "Answer {q} {x}")
+    wrapped = agentopt.from_langchain(PromptTemplate.from_template("Answer {q}").with_retry()
+                                      | model.with_fallbacks([FakeListChatModel(responses=["y"])]))
+    assert wrapped.params == {"p1": "Answer {q}"}, "retries and fallbacks are walked into, their models replaced"
 

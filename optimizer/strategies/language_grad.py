@@ -158,7 +158,7 @@ def prompt_step(llm: LLMClient, agent: T, gradients: Sequence[Gradient], train: 
         feedback = [g.text for g in gradients if g.node == name]
         if not feedback:
             continue
-        placeholders = ", ".join("{" + v + "}" for v in sorted(template_fields(old))) or "(none)"
+        placeholders = ", ".join("{" + v + "}" for v in sorted(set(template_fields(old))))
         content = REWRITE.format(template=old, feedback="\n".join(f"- {_clip(f)}" for f in feedback[:3]),
                                  placeholders=placeholders)
         for sample in range(samples):

@@ -97,9 +97,11 @@ class OPRO(GeneratorStrategy):
         return f"\nFeedback: {' '.join(min(notes, key=len).split())[:FEEDBACK_CHARS]}" if notes else ""
 
     def _meta_prompt(self, name: str, exemplars: Sequence[Example]) -> list[Message]:
-        shown: dict[str, tuple[float, int]] = {}  # the text's prose -> its latest (score, candidate id)
+        shown: dict[str, tuple[float, int]] = {}  # the text's prose -> its best (score, candidate id)
         for score, candidate_id, agent in self.scored.values():
-            shown[prose(agent.texts()[name])] = (score, candidate_id)
+            text = prose(agent.texts()[name]) or "(none)"
+            if text not in shown or score > shown[text][0]:
+                shown[text] = (score, candidate_id)
         best = sorted(shown.items(), key=lambda kv: kv[1][0])[-self.params.max_trajectory:]
         trajectory = "\n\n".join(f"Instruction: {text}\nScore: {round(100 * s)}" + self._feedback(candidate_id)
                                    for text, (s, candidate_id) in best)

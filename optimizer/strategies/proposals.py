@@ -45,9 +45,12 @@ def _reads(line: str) -> bool:
 
 
 def prose(text: str) -> str:
-    """What a text tells the model: its lines that read no variable, literal braces shown as such."""
-    lines = [line for line in text.splitlines() if line.strip() and not _reads(line)]
-    return "\n".join(lines).replace("{{", "{").replace("}}", "}").strip()
+    """What a text tells the model: its lines that read no variable (all of it, as written, when
+    none does: a prompt's instruction), literal braces shown as such."""
+    lines = text.splitlines()
+    if any(_reads(line) for line in lines):
+        text = "\n".join(line for line in lines if line.strip() and not _reads(line)).strip()
+    return text.replace("{{", "{").replace("}}", "}")
 
 
 def instruct(text: str, instruction: str) -> str:
