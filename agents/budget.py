@@ -6,9 +6,9 @@ count completed requests (failed attempts cost no tokens and are bounded by ``ma
 """
 
 from dataclasses import dataclass
-from typing import Self
+from typing import NamedTuple, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Price(BaseModel):
@@ -18,9 +18,21 @@ class Price(BaseModel):
 
     input_per_mtok: float = Field(0.0, ge=0.0)
     output_per_mtok: float = Field(0.0, ge=0.0)
+    cached_input_per_mtok: float | None = Field(
+        None, ge=0.0, description="prompt tokens the endpoint served from its prompt cache (default: the input rate)")
 
-    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
-        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+    @model_validator(mode="after")
+    def _cached_not_dearer(self) -> Self:
+        if self.cached_input_per_mtok is not None and self.cached_input_per_mtok > self.input_per_mtok:
+            raise ValueError("cached_input_per_mtok cannot exceed input_per_mtok: estimates charge every prompt "
+                             "token at the input rate and must stay upper bounds")
+        return self
+
+    def cost(self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0) -> float:
+        """``cached_tokens`` are the part of ``prompt_tokens`` served from the endpoint's prompt cache."""
+        cached_rate = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        return ((prompt_tokens - cached_tokens) * self.input_per_mtok + cached_tokens * cached_rate
+                + completion_tokens * self.output_per_mtok) / 1e6
 
 
 class RoleBudget(BaseModel):
@@ -37,14 +49,24 @@ class RoleBudget(BaseModel):
         return any(v is not None for v in (self.calls, self.tokens, self.usd))
 
 
+class Used(NamedTuple):
+    """What one answered call used, as the endpoint reported it."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # of the prompt tokens, those served from the endpoint's prompt cache
+
+
 @dataclass(frozen=True)
 class Spend:
-    """Usage as a budget sees it; also used for an estimate of calls still to come."""
+    """Usage as a budget sees it; also used for an estimate of calls still to come (whose prompt
+    tokens are all counted uncached, so an estimate stays an upper bound)."""
 
     calls: float = 0
     prompt_tokens: float = 0
     completion_tokens: float = 0
     usd: float = 0.0
+    cached_tokens: float = 0
 
     @property
     def tokens(self) -> float:
@@ -52,18 +74,20 @@ class Spend:
 
     def __add__(self, other: "Spend") -> "Spend":
         return Spend(self.calls + other.calls, self.prompt_tokens + other.prompt_tokens,
-                     self.completion_tokens + other.completion_tokens, self.usd + other.usd)
+                     self.completion_tokens + other.completion_tokens, self.usd + other.usd,
+                     self.cached_tokens + other.cached_tokens)
 
     def __sub__(self, other: "Spend") -> "Spend":
         return self + other.scaled(-1)
 
     def scaled(self, factor: float) -> "Spend":
         return Spend(self.calls * factor, self.prompt_tokens * factor, self.completion_tokens * factor,
-                     self.usd * factor)
+                     self.usd * factor, self.cached_tokens * factor)
 
     @classmethod
-    def of_call(cls, prompt_tokens: float, completion_tokens: float, price: Price) -> Self:
-        return cls(1, prompt_tokens, completion_tokens, price.cost(prompt_tokens, completion_tokens))
+    def of_call(cls, prompt_tokens: float, completion_tokens: float, price: Price, cached_tokens: float = 0) -> Self:
+        return cls(1, prompt_tokens, completion_tokens, price.cost(prompt_tokens, completion_tokens, cached_tokens),
+                   cached_tokens)
 
     def over(self, budget: RoleBudget) -> str | None:
         """The first limit this spend exceeds ('calls', 'tokens' or 'usd'), if any."""

@@ -10,20 +10,55 @@ handed *probe* leases on it: one real, 1-token request, never charged to a budge
 then with backoff. A failed probe confirms the outage (so calls that failed on it are excused, see
 :class:`~agentopt.agents.llm.LLMClient`); a probe that answers brings the endpoint back. While a role
 has no endpoint up its calls wait; after ``outage_limit_s`` the gate halts the run (``endpoint_down``).
+
+Prefix affinity: an endpoint answers a prompt faster when it starts with what the endpoint last
+processed (llama.cpp re-uses the KV cache of its last prompt; vLLM, SGLang and the hosted APIs cache
+prefixes across requests). Each call brings its prompt as a :func:`prefix_chain`; the gate remembers
+the chain it last admitted to each endpoint and sends a call where the longest part of its prompt is
+already known, as far as load balance allows: never while another endpoint idles, and with at
+most ``IMBALANCE - 1`` more calls in flight than the least loaded one. A call whose prefix only a
+full endpoint holds waits for it, unless another endpoint would otherwise idle: then it goes there
+(work stealing), which then holds that prefix too.
 """
 
+import hashlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentopt.agents.budget import Price, RoleBudget, Spend
+from agentopt.agents.budget import Price, RoleBudget, Spend, Used
 from agentopt.agents.errors import BudgetExhausted
 
 ENDPOINT_DOWN = "endpoint_down"
+BLOCK_CHARS = 32  # prefix granularity: a few tokens
+MAX_BLOCKS = 512  # prompts agree or differ within their first 16k characters
+IMBALANCE = 2  # an endpoint holding a call's prefix gets it while it has fewer than this many more in flight
+
+
+def prefix_chain(messages: Sequence[Mapping[str, str]]) -> tuple[int, ...]:
+    """A prompt as a chain of hashes, entry k covering its first k + 1 blocks of ``BLOCK_CHARS``
+    characters: two prompts agree on their first k entries exactly when they share those blocks,
+    the part an endpoint's prefix cache can re-use. The trailing partial block is left out."""
+    text = "".join(f"\x1e{m.get('role', '')}\x1f{m.get('content', '')}" for m in messages).encode()
+    digest, chain = hashlib.blake2b(digest_size=8), []
+    for start in range(0, min(len(text), BLOCK_CHARS * MAX_BLOCKS) - BLOCK_CHARS + 1, BLOCK_CHARS):
+        digest.update(text[start:start + BLOCK_CHARS])
+        chain.append(int.from_bytes(digest.copy().digest(), "big", signed=True))
+    return tuple(chain)
+
+
+def shared(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading blocks two prefix chains have in common."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class Endpoint(BaseModel):
@@ -129,6 +164,7 @@ class EndpointState:
     probe_at: float = 0.0
     probing: bool = False
     last_error: str | None = None
+    prefix: tuple[int, ...] = ()  # the prompt it was last given, as a prefix chain
 
     def __post_init__(self) -> None:
         e = self.endpoint
@@ -211,9 +247,10 @@ class Admission:
     endpoint always counts as up, and failures are the caller's alone to count.
     """
 
-    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None, affinity: bool = True) -> None:
         self.endpoints = {e.base_url: EndpointState(e) for e in endpoints}
         self.health = health
+        self.affinity = affinity
         self.ledgers: dict[str, Ledger] = {}
         self.held: dict[int, Held] = {}
         self.issued = 0  # leases so far; the next one's id
@@ -251,8 +288,9 @@ class Admission:
         return {url: one(s) for url, s in self.endpoints.items()}
 
     def try_acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
-                    now: float) -> Lease | float:
-        """A lease on an endpoint (or a probe lease), or seconds to wait before asking again."""
+                    now: float, prefix: Sequence[int] = ()) -> Lease | float:
+        """A lease on an endpoint (or a probe lease), or seconds to wait before asking again;
+        ``prefix`` is the call's :func:`prefix_chain`."""
         self.clock = now
         for lease_id in [i for i, h in self.held.items() if h.expires <= now]:
             self.release(self.held[lease_id].role, lease_id, None)
@@ -271,7 +309,10 @@ class Admission:
         ready = [s for s, w in zip(up, waits, strict=True) if w == 0.0]
         if not ready:
             return min(waits + [self._next_probe(states, now)])
-        chosen = min(ready, key=lambda s: (s.in_flight, s.served))
+        chosen = self._choose(ready, up, tuple(prefix))
+        if chosen is None:
+            return min([w for w in waits if w > 0] + [self._next_probe(states, now)])
+        chosen.prefix = tuple(prefix)
         chosen.in_flight += 1
         chosen.served += 1
         if chosen.requests:
@@ -280,6 +321,20 @@ class Admission:
             chosen.tokens.take(tokens)
         ledger.reserved += estimate
         return self._lease(chosen, role, urls, tokens, estimate, ttl_s, now)
+
+    def _choose(self, ready: Sequence[EndpointState], up: Sequence[EndpointState],
+                prefix: tuple[int, ...]) -> EndpointState | None:
+        """The ready endpoint for a call, or ``None``: wait for the busy one that holds its prefix."""
+        least = min(ready, key=lambda s: (s.in_flight, s.served))
+        if not self.affinity or not prefix:
+            return least
+        best = max(ready, key=lambda s: (shared(s.prefix, prefix), -s.in_flight, -s.served))
+        if shared(best.prefix, prefix):
+            idle_elsewhere = least.in_flight == 0 < best.in_flight
+            return least if idle_elsewhere or best.in_flight - least.in_flight >= IMBALANCE else best
+        free = {id(s) for s in ready}
+        held_elsewhere = any(shared(s.prefix, prefix) for s in up if id(s) not in free)
+        return None if held_elsewhere and least.in_flight > 0 else least
 
     def _check_stops(self, role: str, ledger: Ledger, estimate: Spend, now: float) -> None:
         if self.halted is not None:
@@ -316,9 +371,9 @@ class Admission:
         self.held[lease.id] = Held(role, url, tokens, reserved, now + ttl_s, probe)
         return lease
 
-    def release(self, role: str, lease_id: int, used: tuple[int, int] | None, fault: str | None = None,
+    def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None,
                 now: float | None = None) -> int | None:
-        """A call (or probe) finished: ``used`` is its (prompt, completion) tokens if it answered;
+        """A call (or probe) finished: ``used`` is its :class:`Used` tokens if it answered;
         ``fault`` says why the endpoint failed it (connection error, timeout, 5xx); neither: it
         failed for another reason, which says nothing about the endpoint's health. ``now`` dates a
         fault (default: the last admission's time).
@@ -332,7 +387,9 @@ class Admission:
             if held is not None:
                 self._free(held, used)
             if used is not None:
-                ledger.spent += Spend.of_call(*used, ledger.price)
+                tokens = Used(*used)
+                ledger.spent += Spend.of_call(tokens.prompt_tokens, tokens.completion_tokens, ledger.price,
+                                              tokens.cached_tokens)
         if held is None or self.health is None:
             return None
         state = self.endpoints[held.url]
@@ -344,19 +401,19 @@ class Admission:
             return self.issued
         return None
 
-    def _free(self, held: Held, used: tuple[int, int] | None) -> None:
+    def _free(self, held: Held, used: tuple[int, ...] | None) -> None:
         state = self.endpoints[held.url]
         state.in_flight -= 1
         self.ledgers.setdefault(held.role, Ledger()).reserved -= held.reserved
         if state.tokens:  # settle the token bucket with what the call really used
-            state.tokens.level += held.tokens - sum(used or (0, 0))
+            state.tokens.level += held.tokens - sum(Used(*used)[:2] if used else (0, 0))
 
 
 class LocalGate:
     """Thread-safe waiting around :class:`Admission`; also the body of the cluster-wide Ray actor."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None) -> None:
-        self._admission = Admission(endpoints, health)
+    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None, affinity: bool = True) -> None:
+        self._admission = Admission(endpoints, health, affinity)
         self._changed = threading.Condition()
 
     def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None:
@@ -387,15 +444,16 @@ class LocalGate:
         with self._changed:
             return self._admission.report(time.time())
 
-    def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float) -> Lease:
+    def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
+                prefix: Sequence[int] = ()) -> Lease:
         with self._changed:
             while True:
-                got = self._admission.try_acquire(role, urls, prompt_tokens, max_tokens, ttl_s, time.time())
+                got = self._admission.try_acquire(role, urls, prompt_tokens, max_tokens, ttl_s, time.time(), prefix)
                 if isinstance(got, Lease):
                     return got
                 self._changed.wait(timeout=min(got, 1.0))
 
-    def release(self, role: str, lease_id: int, used: tuple[int, int] | None, fault: str | None = None) -> int | None:
+    def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None) -> int | None:
         with self._changed:
             tick = self._admission.release(role, lease_id, used, fault, time.time())
             self._changed.notify_all()

@@ -28,14 +28,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agentopt.agents.budget import estimate_prompt_tokens
+from agentopt.agents.budget import Used, estimate_prompt_tokens
 from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLMError, LLMUnavailable
-from agentopt.agents.gate import Endpoint, Lease, LocalGate
+from agentopt.agents.gate import Endpoint, Lease, LocalGate, prefix_chain
 from agentopt.agents import wire
 from agentopt.agents.wire import completion_request
 
 Message = dict[str, str]
 LEASE_SLACK_S = 30.0  # a lease outlives its request's timeout by this much before it is reclaimed
+SAVED_FIELD = "prompt_seconds_saved"  # the bundled server's usage extension (see agents/llama_server.py)
 OUTAGES_RIDDEN = 3  # outages one call may wait out; after that its faults are charged like any failure
 
 _RETRIABLE = (
@@ -70,7 +71,9 @@ class Completion:
     completion_tokens: int
     latency_s: float
     finish_reason: str = "stop"
-    cached: bool = False
+    cached: bool = False  # served from agentopt's call cache, not the endpoint
+    cached_tokens: int = 0  # prompt tokens the endpoint served from its own prompt (KV) cache
+    prompt_saved_s: float = 0.0  # prompt-evaluation time that saved, where the endpoint says (the bundled server)
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,10 @@ class CallCache(Protocol):
 class Gate(Protocol):
     """Admits each uncached call to an endpoint and tracks endpoint health (see :mod:`agentopt.agents.gate`)."""
 
-    def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float) -> Lease: ...
+    def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
+                prefix: Sequence[int] = ()) -> Lease: ...
 
-    def release(self, role: str, lease_id: int, used: tuple[int, int] | None,
+    def release(self, role: str, lease_id: int, used: tuple[int, ...] | None,
                 fault: str | None = None) -> int | None: ...
 
 
@@ -119,6 +123,8 @@ class Usage:
     completion_tokens: int = 0
     footprint_tokens: int = 0
     latency_s: float = 0.0
+    cached_tokens: int = 0  # of the paid prompt tokens, those the endpoint served from its prompt cache
+    prompt_saved_s: float = 0.0
     clamped: int = 0  # calls whose sampling overrides went past what the role allows
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -132,6 +138,8 @@ class Usage:
             self.prompt_tokens += completion.prompt_tokens
             self.completion_tokens += completion.completion_tokens
             self.latency_s += completion.latency_s
+            self.cached_tokens += completion.cached_tokens
+            self.prompt_saved_s += completion.prompt_saved_s
 
     def clamp(self) -> None:
         with self._lock:
@@ -266,7 +274,8 @@ class LLMClient:
             self.usage.clamp()
         request = {"model": self.model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample}
         return self._cached(request, estimate_prompt_tokens(messages), sampling.max_tokens,
-                            lambda client: self._request(client, list(messages), sampling, sample), self._chat_probe)
+                            lambda client: self._request(client, list(messages), sampling, sample), self._chat_probe,
+                            prefix_chain(messages))
 
     def embed(self, text: str) -> tuple[float, ...]:
         """The endpoint's embedding of ``text``, mean-pooled when it returns one vector per token
@@ -277,19 +286,20 @@ class LLMClient:
         return tuple(json.loads(completion.text))
 
     def _cached(self, request: dict[str, object], prompt_estimate: int, max_tokens: int,
-                send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object]) -> Completion:
+                send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object],
+                prefix: tuple[int, ...] = ()) -> Completion:
         key = request_key(request)
         hit = self.cache.get(key)
         if hit is not None:
             completion = replace(hit, cached=True)
         else:
-            completion = self._call_with_retries(send, probe, prompt_estimate, max_tokens)
+            completion = self._call_with_retries(send, probe, prompt_estimate, max_tokens, prefix)
             self.cache.put(key, request, completion, self.payer)
         self.usage.add(completion)
         return completion
 
     def _call_with_retries(self, send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object],
-                           prompt_estimate: int, max_tokens: int) -> Completion:
+                           prompt_estimate: int, max_tokens: int, prefix: tuple[int, ...]) -> Completion:
         attempts = Attempts(self.max_attempts)
         backoff = wait_exponential_jitter(initial=0.5, max=8.0)
         retrying = Retrying(
@@ -298,7 +308,7 @@ class LLMClient:
             retry=retry_if_exception_type(_RETRIABLE) & retry_if_not_exception_type(LLMEmptyReply),
         )
         try:
-            return retrying(self._call_once, send, probe, prompt_estimate, max_tokens, attempts)
+            return retrying(self._call_once, send, probe, prompt_estimate, max_tokens, prefix, attempts)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise LLMUnavailable(f"{self.model}: gave up after {attempts.charged} attempts: "
@@ -307,8 +317,8 @@ class LLMClient:
             raise LLMError(f"{self.model}: endpoint refused the request: {_describe(exc)}") from None
 
     def _call_once(self, send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object],
-                   prompt_estimate: int, max_tokens: int, attempts: Attempts) -> Completion:
-        lease = self._lease(probe, prompt_estimate, max_tokens)
+                   prompt_estimate: int, max_tokens: int, prefix: tuple[int, ...], attempts: Attempts) -> Completion:
+        lease = self._lease(probe, prompt_estimate, max_tokens, prefix)
         attempts.settle(lease)
         if attempts.spent:  # the open faults turned out to be this call's own: give up with the last
             self.gate.release(self.payer.role, lease.id, None)
@@ -323,14 +333,16 @@ class LLMClient:
             self.gate.release(self.payer.role, lease.id, None)
             attempts.failed(exc)
             raise
-        self.gate.release(self.payer.role, lease.id, (completion.prompt_tokens, completion.completion_tokens))
+        self.gate.release(self.payer.role, lease.id,
+                          Used(completion.prompt_tokens, completion.completion_tokens, completion.cached_tokens))
         return completion
 
-    def _lease(self, probe: Callable[[openai.OpenAI], object], prompt_estimate: int, max_tokens: int) -> Lease:
+    def _lease(self, probe: Callable[[openai.OpenAI], object], prompt_estimate: int, max_tokens: int,
+               prefix: tuple[int, ...]) -> Lease:
         """A lease for this call, after sending whatever probes the gate hands out on the way."""
         while True:
             lease = self.gate.acquire(self.payer.role, list(self._clients), prompt_estimate, max_tokens,
-                                      self.timeout_s + LEASE_SLACK_S)
+                                      self.timeout_s + LEASE_SLACK_S, prefix)
             if not lease.probe:
                 return lease
             self._probe(lease, probe)
@@ -338,13 +350,13 @@ class LLMClient:
     def _probe(self, lease: Lease, probe: Callable[[openai.OpenAI], object]) -> None:
         """One probe of a down endpoint: a real request of this client's kind, neither cached nor
         charged to a budget. Only an answer counts: a health URL can answer while the model cannot."""
-        used: tuple[int, int] | None = None
+        used: Used | None = None
         fault: str | None = None
         try:
             probe(self._clients[lease.url])
-            used = (0, 0)
+            used = Used(0, 0)
         except openai.RateLimitError:
-            used = (0, 0)  # it answered: busy, not down
+            used = Used(0, 0)  # it answered: busy, not down
         except Exception as exc:  # noqa: BLE001 - whatever a probe hits keeps the endpoint down, with its reason
             fault = _describe(exc)
         finally:
@@ -387,12 +399,15 @@ class LLMClient:
         if not text.strip():
             raise LLMEmptyReply(f"{self.model}: empty reply")
         usage = response.usage
+        details = getattr(usage, "prompt_tokens_details", None)
         return Completion(
             text=text,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             latency_s=latency,
             finish_reason=choices[0].finish_reason or "stop",
+            cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+            prompt_saved_s=float(((usage.model_extra or {}) if usage else {}).get(SAVED_FIELD) or 0.0),
         )
 
     def check_reachable(self) -> None:

@@ -35,6 +35,7 @@ from agentopt.agents.errors import ConfigError, LLMUnavailable
 from agentopt.agents.llm import Endpoint
 
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
+SERVER_SCRIPT = Path(__file__).with_name("llama_server.py")  # llama-cpp-python's server, reporting its KV-cache use
 REBUILD_HINT = ("rebuild llama-cpp-python portable for this CPU: `rm -rf .venv ~/.cache/agentopt/llama-wheels "
                 "&& make install` (the Makefile builds with -DGGML_NATIVE=OFF)")
 MAX_RESTARTS = 3  # within RESTART_WINDOW_S; one more death and the server is given up
@@ -163,7 +164,7 @@ class LocalModelServers:
 
     def command(self, port: int, model: Path) -> list[str]:
         return [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", LOCAL_MODEL_NAME,
+            sys.executable, str(SERVER_SCRIPT), "--model", str(model), "--model_alias", LOCAL_MODEL_NAME,
             "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(self.threads),
             "--n_ctx", str(self.ctx_size), "--verbose", "false",
         ] + (["--embedding", "true"] if self.embedding else [])

@@ -151,6 +151,8 @@ class LLMCall(Base):
     prompt_tokens: Mapped[int]
     completion_tokens: Mapped[int]
     latency_s: Mapped[float] = mapped_column(Float)
+    cached_tokens: Mapped[int] = mapped_column(default=0, server_default="0")  # served from the endpoint's prompt cache
+    prompt_saved_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     campaign_id: Mapped[str | None] = mapped_column(String(32), index=True)
     role: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

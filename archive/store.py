@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 DEFAULT_DB = "agentopt.db"
 WAL_RETRY_S = 0.01  # converting a new file to WAL takes a few milliseconds
 PLANNED_TABLES = ("campaigns", "candidates", "evaluations", "lineage")  # what archive queries filter and rank
+class Paid(NamedTuple):
+    """One role's paid calls in a campaign, from the ledger."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # of the prompt tokens, served from the endpoint's prompt cache
+    prompt_saved_s: float = 0.0  # prompt-evaluation time the endpoint says that saved
+
+
 USAGE_COLUMNS = ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens", "latency_s")
 
 
@@ -193,13 +203,14 @@ class Archive:
             campaign = s.get_one(Campaign, campaign_id)
             campaign.heartbeat_at, campaign.active_s = utcnow(), campaign.active_s + active_s
 
-    def spend(self, campaign_id: str) -> dict[str, tuple[int, int, int]]:
-        """(calls, prompt tokens, completion tokens) the campaign paid for, per role: its budget ledger."""
+    def spend(self, campaign_id: str) -> dict[str, Paid]:
+        """What the campaign paid for, per role: its budget ledger."""
+        total = (func.coalesce(func.sum(c), 0) for c in (LLMCall.prompt_tokens, LLMCall.completion_tokens,
+                                                          LLMCall.cached_tokens, LLMCall.prompt_saved_s))
         with self.session() as s:
-            rows = s.execute(select(LLMCall.role, func.count(), func.coalesce(func.sum(LLMCall.prompt_tokens), 0),
-                                    func.coalesce(func.sum(LLMCall.completion_tokens), 0))
+            rows = s.execute(select(LLMCall.role, func.count(), *total)
                              .where(LLMCall.campaign_id == campaign_id).group_by(LLMCall.role))
-            return {str(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+            return {str(r[0]): Paid(int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5])) for r in rows}
 
     def finish_campaign(self, campaign_id: str, status: str, summary: dict[str, Any]) -> None:
         with self.session() as s:

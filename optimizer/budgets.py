@@ -15,7 +15,7 @@ from agentopt.agents.gate import EndpointHealth
 from agentopt.agents.base import Agent, Demonstrated, Rendered, Tunable
 from agentopt.agents.prompt import Demo
 from agentopt.agents.prompt_runtime import Inputs, input_text
-from agentopt.archive.store import Archive
+from agentopt.archive.store import Archive, Paid
 from agentopt.optimizer.config import ROLES, BudgetConfig, CampaignConfig
 from agentopt.optimizer.strategies import STRATEGIES
 from agentopt.optimizer.tasks import Example, Task
@@ -108,19 +108,23 @@ class CampaignBudget:
                 for role in ROLES}
 
 
-def _spend(row: tuple[int, int, int] | None, price: Price) -> Spend:
-    calls, prompt, completion = row or (0, 0, 0)
-    return Spend(calls, prompt, completion, price.cost(prompt, completion))
+def _spend(row: Paid | None, price: Price) -> Spend:
+    paid = row or Paid(0, 0, 0)
+    return Spend(paid.calls, paid.prompt_tokens, paid.completion_tokens,
+                 price.cost(paid.prompt_tokens, paid.completion_tokens, paid.cached_tokens), paid.cached_tokens)
 
 
 def ledger(archive: Archive, campaign_id: str, prices: dict[str, Price]) -> dict[str, dict[str, float]]:
-    """What each role of a campaign has paid for, from the archive alone."""
+    """What each role of a campaign has paid for, from the archive alone; ``cached_tokens`` and
+    ``prompt_saved_s`` say what the endpoints' prompt caches took off the bill and the clock."""
     spent = archive.spend(campaign_id)
-    return {role: _as_dict(_spend(spent.get(role), prices[role])) for role in ROLES}
+    return {role: {**_as_dict(_spend(spent.get(role), prices[role])),
+                   "prompt_saved_s": round(spent.get(role, Paid(0, 0, 0)).prompt_saved_s, 1)} for role in ROLES}
 
 
 def _as_dict(spend: Spend) -> dict[str, float]:
-    return {"calls": int(spend.calls), "tokens": int(spend.tokens), "usd": round(spend.usd, 6)}
+    return {"calls": int(spend.calls), "tokens": int(spend.tokens), "usd": round(spend.usd, 6),
+            "cached_tokens": int(spend.cached_tokens)}
 
 
 def role_prices(config: CampaignConfig) -> dict[str, Price]:

@@ -27,7 +27,7 @@ from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.base import Agent
 from agentopt.archive.queries import Filters, top
-from agentopt.archive.store import Archive, EvalSummary, ExampleOutcome
+from agentopt.archive.store import Archive, EvalSummary, ExampleOutcome, Paid
 from agentopt.optimizer.budgets import CampaignBudget, GateControl
 from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.dedup import FunctionalDedup, Policy
@@ -214,12 +214,14 @@ class CampaignRun:
         """Counters, with spend taken from the archive's ledger so they stay true across resumes."""
         usage = self.archive.usage_totals(self.campaign_id)
         spent = self.archive.spend(self.campaign_id)
-        task, proposer, judge = (spent.get(role, (0, 0, 0)) for role in ("task", "proposer", "judge"))
-        stats = {**self.stats.as_dict(), "examples evaluated": usage["results"], "task_llm_calls": task[0],
-                 "task_cache_hits": usage["cache_hits"], "task_tokens": task[1] + task[2],
-                 "proposer_llm_calls": proposer[0], "proposer_cache_hits": self.proposer.usage.cache_hits,
-                 "proposer_tokens": proposer[1] + proposer[2], "judge_llm_calls": judge[0],
-                 "judge_tokens": judge[1] + judge[2], "stopped by": self.stopped_by,
+        task, proposer, judge = (spent.get(role, Paid(0, 0, 0)) for role in ("task", "proposer", "judge"))
+        stats = {**self.stats.as_dict(), "examples evaluated": usage["results"], "task_llm_calls": task.calls,
+                 "task_cache_hits": usage["cache_hits"], "task_tokens": task.prompt_tokens + task.completion_tokens,
+                 "task_prompt_tokens": task.prompt_tokens, "task_prompt_cached_tokens": task.cached_tokens,
+                 "task_prompt_saved_s": round(task.prompt_saved_s, 1),
+                 "proposer_llm_calls": proposer.calls, "proposer_cache_hits": self.proposer.usage.cache_hits,
+                 "proposer_tokens": proposer.prompt_tokens + proposer.completion_tokens, "judge_llm_calls": judge.calls,
+                 "judge_tokens": judge.prompt_tokens + judge.completion_tokens, "stopped by": self.stopped_by,
                  "sampling overrides clamped": self.stats.clamped + self.proposer.usage.clamped}
         if self.budget is not None:
             stats["budget"] = self.budget.report()

@@ -44,6 +44,16 @@ def dedup_line(stats: dict[str, Any]) -> str:
             f"{full} full evaluations ({avoided} avoided), {stats.get('llm calls saved', 0)} LLM calls saved")
 
 
+def prompt_cache_line(stats: dict[str, Any]) -> str | None:
+    """How much of the task model's prompt work its endpoints served from their prompt caches."""
+    prompt, cached = stats.get("task_prompt_tokens", 0), stats.get("task_prompt_cached_tokens", 0)
+    if not prompt:
+        return None
+    saved = stats.get("task_prompt_saved_s", 0.0)
+    return (f"prompt cache: {cached:,} of {prompt:,} paid task prompt tokens ({100 * cached / prompt:.0f}%) served "
+            "from the endpoints' prompt cache" + (f", about {saved:.0f}s of prompt evaluation saved" if saved else ""))
+
+
 def best_agent_line(agent: dict[str, Any], candidate_id: int) -> str:
     """The winner in one line, by its kind's label (``agentopt archive show`` has the rest)."""
     return f"best {agent.get('kind', 'prompt')} agent: {queries.label(agent)} (`agentopt archive show {candidate_id}`)"
@@ -65,6 +75,8 @@ def summary_table(reports: list["CampaignReport"]) -> None:
     for r in reports:
         out.print(f"[bold]{escape(r.task)}[/] {escape(best_agent_line(r.best_agent, r.best_candidate_id))}")
         out.print(f"  {dedup_line(r.stats)}")
+        if cached := prompt_cache_line(r.stats):
+            out.print(f"  {cached}")
         if r.stopped_by:
             out.print(f"  [yellow]stopped early: the {r.stopped_by} budget is spent[/] (search ended; "
                       f"see `agentopt status {r.campaign_id}`)")
@@ -176,8 +188,10 @@ def status(
     endpoints = report["endpoints"]
     out.print(escape(f"endpoints as of {endpoints['at']}: {endpoints_line(endpoints['endpoints'])}") if endpoints
               else "endpoints: no outage seen")
-    out.print(table("Spend against budget", ["role", "calls", "tokens", "USD"], [
-        [role, *(_against(spend[role][what], limits[role][what]) for what in ("calls", "tokens", "usd"))]
+    out.print(table("Spend against budget", ["role", "calls", "tokens", "USD", "prompt-cached tokens",
+                                             "prompt time saved"], [
+        [role, *(_against(spend[role][what], limits[role][what]) for what in ("calls", "tokens", "usd")),
+         f"{spend[role]['cached_tokens']:,}", f"{spend[role]['prompt_saved_s']:.0f}s"]
         for role in spend]))
     best = progress.best
     if best:

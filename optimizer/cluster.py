@@ -48,19 +48,21 @@ def worker_name() -> str:
 class RemoteGate:
     """The gate actor seen through the local gate's interface; picklable, so workers receive it."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], health: Health | None = None, affinity: bool = True) -> None:
         import ray
 
         actor = ray.remote(LocalGate).options(max_concurrency=GATE_THREADS, num_cpus=0, max_restarts=-1,
                                               scheduling_strategy=_this_node())
-        self.actor = actor.remote(endpoints, health)
+        self.actor = actor.remote(endpoints, health, affinity)
 
-    def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float) -> Lease:
+    def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
+                prefix: Sequence[int] = ()) -> Lease:
         import ray
 
-        return Lease(*ray.get(self.actor.acquire.remote(role, list(urls), prompt_tokens, max_tokens, ttl_s)))
+        return Lease(*ray.get(self.actor.acquire.remote(role, list(urls), prompt_tokens, max_tokens, ttl_s,
+                                                        tuple(prefix))))
 
-    def release(self, role: str, lease_id: int, used: tuple[int, int] | None, fault: str | None = None) -> int | None:
+    def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None) -> int | None:
         """Fire and forget, except for a fault: the caller needs its answer to judge it later."""
         import ray
 

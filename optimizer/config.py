@@ -129,6 +129,10 @@ class EvaluationConfig(Frozen):
     backend: Literal["ray", "threads"] = "ray"
     workers: int | None = Field(None, ge=1, description="Ray evaluation actors (default: one per core)")
     concurrency: int = Field(2, ge=1, description="examples in flight per worker")
+    prefix_affinity: bool = Field(True, description="start a candidate's examples as one run per task endpoint and "
+                                                    "send each call where its prompt prefix was last served, so "
+                                                    "endpoints re-use their prompt cache (false: jobs in the order "
+                                                    "given, each call to the least loaded endpoint)")
     val_size: int | None = Field(None, ge=1, description="use at most this many validation examples")
     test_size: int | None = Field(None, ge=1, description="use at most this many test examples")
     test_top: int = Field(1, ge=1, description="best validation candidates re-scored on the sealed test split "

@@ -10,10 +10,10 @@ calls, the examples already running finish and are committed, and nothing new st
 
 import itertools
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from agentopt.agents import agent_from_payload
@@ -120,24 +120,107 @@ class Dispatch(Protocol[H]):
     def collect(self, handle: H) -> Returned | None: ...
 
 
+class Schedule(Protocol):
+    """The order jobs start in: ``take`` the next one (``None`` once none is left), say when one
+    has ``finished``, and ``put_back`` one lost with its worker to run again soon."""
+
+    def take(self) -> Job | None: ...
+
+    def finished(self, job: Job) -> None: ...
+
+    def put_back(self, job: Job) -> None: ...
+
+
+class InOrder:
+    """Jobs start in the order given (the schedule before prefix-aware runs; ``prefix_affinity: false``)."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.queue = deque(jobs)
+
+    def take(self) -> Job | None:
+        return self.queue.popleft() if self.queue else None
+
+    def finished(self, job: Job) -> None:
+        pass
+
+    def put_back(self, job: Job) -> None:
+        self.queue.appendleft(job)
+
+
+@dataclass
+class Lane:
+    """What one endpoint is meant to work through: a run of one candidate's jobs."""
+
+    run: deque[Job] = field(default_factory=deque)
+    in_flight: int = 0
+
+
+class PrefixRuns:
+    """Jobs in runs that share a prompt prefix, one run per lane (an endpoint of the task model).
+
+    A candidate's jobs share everything but the example, so each lane works through one candidate
+    at a time and the gate, which sends a call where its prefix was last served, keeps that run on
+    one endpoint: the endpoint re-uses its prompt cache for all but the first. The next job always
+    goes to the lane with the fewest in flight, so lanes start interleaved (A1 B1 A2 B2) and stay
+    balanced; a lane whose candidate is done takes the next one, and once none is left unstarted it
+    shares the longest remaining run (work stealing), so no endpoint idles while work is queued."""
+
+    def __init__(self, jobs: Sequence[Job], lanes: int) -> None:
+        runs: dict[int, deque[Job]] = {}
+        for job in jobs:
+            runs.setdefault(job.candidate_id, deque()).append(job)
+        self.unstarted = deque(runs.values())
+        self.lanes = [Lane() for _ in range(max(lanes, 1))]
+        self.placed: dict[tuple[int, str, str], Lane] = {}
+
+    def take(self) -> Job | None:
+        lane = min(self.lanes, key=lambda lane: lane.in_flight)
+        if not lane.run:
+            lane.run = self.unstarted.popleft() if self.unstarted else max((other.run for other in self.lanes),
+                                                                              key=len)
+        if not lane.run:
+            return None
+        job = lane.run.popleft()
+        lane.in_flight += 1
+        self.placed[_key(job)] = lane
+        return job
+
+    def finished(self, job: Job) -> None:
+        self.placed.pop(_key(job)).in_flight -= 1
+
+    def put_back(self, job: Job) -> None:
+        self.unstarted.appendleft(deque([job]))
+
+
+def _key(job: Job) -> tuple[int, str, str]:
+    return job.candidate_id, job.split, job.example_id
+
+
+def schedule(jobs: Sequence[Job], lanes: int | None) -> Schedule:
+    """Prefix runs over ``lanes`` endpoints, or the given order when ``lanes`` is ``None``."""
+    return InOrder(jobs) if lanes is None else PrefixRuns(jobs, lanes)
+
+
 @dataclass
 class Pump(Generic[H]):
-    """Keeps ``limit`` jobs in flight on a backend and commits each as it finishes."""
+    """Keeps ``limit`` jobs in flight on a backend, started in the order of a :func:`schedule`
+    over ``lanes`` endpoints, and commits each as it finishes."""
 
     backend: Dispatch[H]
     limit: int
+    lanes: int | None = None
 
     def run(self, jobs: Sequence[Job], on_done: OnDone) -> None:
-        queue, in_flight, losses = deque(jobs), dict[H, Job](), dict[tuple[int, str, str], int]()
+        queue, in_flight, losses = schedule(jobs, self.lanes), dict[H, Job](), dict[tuple[int, str, str], int]()
         stop: BudgetExhausted | None = None
         while True:
-            while queue and stop is None and len(in_flight) < self.limit:
-                job = queue.popleft()
+            while stop is None and len(in_flight) < self.limit and (job := queue.take()) is not None:
                 in_flight[self.backend.submit(job)] = job
             if not in_flight:
                 break
             for handle in self.backend.wait(list(in_flight)):
                 job = in_flight.pop(handle)
+                queue.finished(job)
                 returned = self.backend.collect(handle)
                 if isinstance(returned, BudgetExhausted):
                     stop = stop or returned
@@ -147,10 +230,10 @@ class Pump(Generic[H]):
                     except BudgetExhausted as exc:  # spent while committing (a judge's budget): drain as above
                         stop = stop or exc
                 else:
-                    key = (job.candidate_id, job.split, job.example_id)
+                    key = _key(job)
                     losses[key] = losses.get(key, 0) + 1
                     if losses[key] < MAX_WORKER_LOSSES:
-                        queue.appendleft(job)
+                        queue.put_back(job)
                     else:
                         on_done(job, ExampleOutcome(job.example_id, None, None, "WorkerLost: the worker running it "
                                                     f"died {MAX_WORKER_LOSSES} times", {}))
@@ -161,9 +244,10 @@ class Pump(Generic[H]):
 class ThreadEvaluator:
     """In-process evaluation on a thread pool: no Ray start-up, for small runs and tests."""
 
-    def __init__(self, llm: LLMClient, workers: int = 2) -> None:
+    def __init__(self, llm: LLMClient, workers: int = 2, lanes: int | None = None) -> None:
         self.llm = llm
         self.workers = workers
+        self.lanes = lanes
         self.pool = ThreadPoolExecutor(max_workers=workers)
 
     def submit(self, job: Job) -> "Future[Returned]":
@@ -176,7 +260,7 @@ class ThreadEvaluator:
         return handle.result()
 
     def evaluate(self, jobs: Sequence[Job], on_done: OnDone) -> None:
-        Pump(self, self.workers).run(jobs, on_done)
+        Pump(self, self.workers, self.lanes).run(jobs, on_done)
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -220,9 +304,12 @@ def _round_robin_over_nodes(n: int) -> list[Any]:
 
 class RayEvaluator:
     """Evaluation on Ray actors spread over the cluster's nodes; ``workers * concurrency``
-    examples are in flight at once. A dead actor is replaced and its examples run elsewhere."""
+    examples are in flight at once, started in prefix runs over ``lanes`` endpoints (see
+    :class:`PrefixRuns`; ``None``: in the order given). A dead actor is replaced and its examples
+    run elsewhere."""
 
-    def __init__(self, spec: LLMSpec, db_url: str, workers: int | None = None, concurrency: int = 2) -> None:
+    def __init__(self, spec: LLMSpec, db_url: str, workers: int | None = None, concurrency: int = 2,
+                 lanes: int | None = None) -> None:
         import ray
 
         ensure_ray()
@@ -233,11 +320,17 @@ class RayEvaluator:
         n = workers or int(ray.cluster_resources().get("CPU", 1))
         self.actors = [self._new_actor(s) for s in _round_robin_over_nodes(n)]
         self.concurrency = concurrency
+        self.lanes = lanes
         self._next = itertools.count()
         self._placed: dict[Any, Any] = {}
 
     def submit(self, job: Job) -> Any:
-        actor = self.actors[next(self._next) % len(self.actors)]
+        """To the actor with the fewest jobs running (the first such in turn): an actor already
+        running ``concurrency`` jobs would only queue it while another has a free slot."""
+        busy = Counter(self._placed.values())
+        start = next(self._next)
+        turn = [self.actors[(start + i) % len(self.actors)] for i in range(len(self.actors))]
+        actor = min(turn, key=lambda a: busy[a])
         ref = actor.run.remote(job)
         self._placed[ref] = actor
         return ref
@@ -258,7 +351,7 @@ class RayEvaluator:
             return None
 
     def evaluate(self, jobs: Sequence[Job], on_done: OnDone) -> None:
-        Pump(self, len(self.actors) * self.concurrency).run(jobs, on_done)
+        Pump(self, len(self.actors) * self.concurrency, self.lanes).run(jobs, on_done)
 
     def close(self) -> None:
         for actor in self.actors:

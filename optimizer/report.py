@@ -23,6 +23,7 @@ from agentopt.archive import queries
 from agentopt.archive.export import staged_output
 from agentopt.archive.models import Candidate, Evaluation, LLMCall
 from agentopt.archive.store import Archive
+from agentopt.optimizer.budgets import ledger
 
 TOP = 10
 
@@ -43,13 +44,14 @@ def curve(archive: Archive, campaign_id: str, prices: dict[str, Price]) -> list[
                            .join(Candidate, Candidate.id == Evaluation.candidate_id)
                            .where(Candidate.campaign_id == campaign_id, Evaluation.split == "val",
                                   Evaluation.mean.is_not(None)).order_by(Evaluation.updated_at)).all()
-        paid = s.execute(select(LLMCall.created_at, LLMCall.role, LLMCall.prompt_tokens, LLMCall.completion_tokens)
+        paid = s.execute(select(LLMCall.created_at, LLMCall.role, LLMCall.prompt_tokens, LLMCall.completion_tokens,
+                                LLMCall.cached_tokens)
                          .where(LLMCall.campaign_id == campaign_id).order_by(LLMCall.created_at)).all()
     points, best, calls, usd, i = [], float("-inf"), 0, 0.0, 0
     for when, mean, candidate_id in scored:
         while i < len(paid) and paid[i][0] <= when:
-            _, role, prompt, completion = paid[i]
-            calls, usd, i = calls + 1, usd + prices.get(role or "task", Price()).cost(prompt, completion), i + 1
+            _, role, prompt, completion, cached = paid[i]
+            calls, usd, i = calls + 1, usd + prices.get(role or "task", Price()).cost(prompt, completion, cached), i + 1
         if mean > best:
             best = mean
         points.append(Point(calls, usd, best, candidate_id))
@@ -141,7 +143,8 @@ def page(campaign: dict[str, Any], top: Sequence[queries.Ranked], tests: dict[in
         f"<td><pre>{esc(kind_of(r.payload).describe(r.payload))}</pre></td></tr>" for r in top)
     figures = "".join(f'<figure><img src="{esc(name)}" alt="{esc(name)}"><figcaption>{esc(name)}</figcaption></figure>'
                       for name in images)
-    facts = esc(json.dumps({k: campaign[k] for k in ("id", "task", "strategy", "status", "created_at")}, indent=1))
+    facts = esc(json.dumps({k: campaign[k] for k in ("id", "task", "strategy", "status", "created_at", "spend")},
+                           indent=1))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>agentopt report {esc(campaign['id'])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}figure{{display:inline-block;margin:0 1em 1em 0}}
@@ -164,7 +167,7 @@ def write_report(archive: Archive, campaign_id: str, out: Path, prices: dict[str
     tests = {r.candidate_id: (archive.evaluations(r.candidate_id).get("test") or None) for r in ranked}
     test_means = {c: (e.mean if e is not None else None) for c, e in tests.items()}
     info = {"id": campaign.id, "task": campaign.task, "strategy": campaign.strategy, "status": campaign.status,
-            "created_at": campaign.created_at.isoformat()}
+            "created_at": campaign.created_at.isoformat(), "spend": ledger(archive, campaign_id, prices)}
     with staged_output(out, empty=False) as folder:
         images = plots(curve(archive, campaign_id, prices), distribution(archive, campaign_id),
                        top_lineage(archive, [r.candidate_id for r in ranked[:5]]), folder)

@@ -65,10 +65,11 @@ def _check_seed(config: CampaignConfig, task: Task) -> None:
 @contextmanager
 def _gate(config: CampaignConfig, endpoints: Sequence[Endpoint]) -> Iterator[RunGate]:
     """One gate for every endpoint of every role: a Ray actor when workers run on Ray."""
+    affinity = config.evaluation.prefix_affinity
     if config.evaluation.backend == "threads":
-        yield LocalGate(endpoints, config.health)
+        yield LocalGate(endpoints, config.health, affinity)
         return
-    remote = RemoteGate(endpoints, config.health)
+    remote = RemoteGate(endpoints, config.health, affinity)
     try:
         yield remote
     finally:
@@ -78,12 +79,13 @@ def _gate(config: CampaignConfig, endpoints: Sequence[Endpoint]) -> Iterator[Run
 @contextmanager
 def _evaluator(config: CampaignConfig, task_llm: LLMClient, archive: Archive) -> Iterator[Evaluator]:
     ev = config.evaluation
+    lanes = len(task_llm.endpoints) if ev.prefix_affinity else None
     if ev.backend == "threads":
-        evaluator: Evaluator = ThreadEvaluator(task_llm, (ev.workers or 1) * ev.concurrency)
+        evaluator: Evaluator = ThreadEvaluator(task_llm, (ev.workers or 1) * ev.concurrency, lanes)
     else:
         role = config.models.task
         spec = LLMSpec(task_llm.endpoints, role.sampling, role.timeout_s, role.max_attempts, task_llm.gate)
-        evaluator = RayEvaluator(spec, archive.url, ev.workers, ev.concurrency)
+        evaluator = RayEvaluator(spec, archive.url, ev.workers, ev.concurrency, lanes)
     try:
         yield evaluator
     finally:

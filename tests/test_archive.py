@@ -16,7 +16,7 @@ from agentopt.archive import queries
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.models import Campaign, Candidate, LLMCall, Result
 from agentopt.archive.stats import bootstrap_ci
-from agentopt.archive.store import Archive, ExampleOutcome, database_url
+from agentopt.archive.store import Archive, ExampleOutcome, Paid, database_url
 
 
 def outcome(example_id: str, score: float | None, error: str | None = None) -> ExampleOutcome:
@@ -79,7 +79,7 @@ def test_sql_call_cache_round_trip_and_ledger(db_url: str) -> None:
     cache.put("k", {"model": "m"}, Completion("other", 3, 1, 0.2), Payer("c1", "task"))  # first write wins
     cache.put("p", {"model": "m"}, Completion("idea", 20, 8, 0.2), Payer("c1", "proposer"))
     assert cache.get("k") == Completion("hi", 3, 1, 0.2, "length")
-    assert archive.spend("c1") == {"task": (1, 3, 1), "proposer": (1, 20, 8)}  # what the budget resumes from
+    assert archive.spend("c1") == {"task": Paid(1, 3, 1), "proposer": Paid(1, 20, 8)}  # what the budget resumes from
     assert archive.spend("other") == {}
 
 

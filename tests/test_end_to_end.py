@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentopt.agents.local_model import SERVER_SCRIPT
 from processes import (
     agentopt,
     assert_installed_and_replayed,
@@ -60,7 +61,7 @@ def test_campaign_runs_on_ray_with_the_real_model(campaign: tuple[Path, list[dic
 
 
 def test_ctrl_c_stops_the_real_campaign_and_leaves_no_process(tmp_path: Path) -> None:
-    watched = ("llama_cpp.server", "raylet", "gcs_server")
+    watched = (SERVER_SCRIPT.name, "raylet", "gcs_server")
     before = {name: pids_running(name) for name in watched}
     (tmp_path / "tiny.yaml").write_text(TINY)
     interrupt_campaign(tmp_path / "tiny.yaml", tmp_path / "a.db", after_results=2, timeout=300)

@@ -17,13 +17,14 @@ from processes import AGENTOPT, agentopt, pids_running, stored_results, wait_unt
 from test_end_to_end import TINY
 
 from agentopt.agents.errors import LLMUnavailable
-from agentopt.agents.local_model import LocalModelServers, free_port
+from agentopt.agents.llm import LLMClient, MemoryCache, Sampling
+from agentopt.agents.local_model import SERVER_SCRIPT, LocalModelServers, free_port
 
 pytestmark = pytest.mark.local_model
 
 
 def server_pids(port: int) -> set[int]:
-    return pids_running("llama_cpp.server", str(port))
+    return pids_running(SERVER_SCRIPT.name, str(port))
 
 
 def ready(port: int) -> bool:
@@ -122,7 +123,7 @@ CAMPAIGN = TINY.replace("local_model: {servers: 1}", "local_model: {servers: 1, 
 
 def llama_children(pid: int) -> set[int]:
     """The llama.cpp servers that process ``pid`` started."""
-    return {p for p in pids_running("llama_cpp.server") if _parent(p) == pid}
+    return {p for p in pids_running(SERVER_SCRIPT.name) if _parent(p) == pid}
 
 
 def _parent(pid: int) -> int | None:
@@ -203,3 +204,15 @@ def test_servers_that_keep_dying_stop_the_campaign_and_resume_finishes_it(tmp_pa
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     with sqlite3.connect(db) as conn:
         assert conn.execute("select status from campaigns").fetchall() == [("finished",)]
+
+
+def test_the_bundled_server_reports_the_prompt_tokens_its_kv_cache_served() -> None:
+    instruction = "You name the larger of two animals. Reply with the animal's name only, in one word. " * 3
+    with LocalModelServers(n_servers=1, threads=1) as servers:
+        llm = LLMClient(servers.endpoints, MemoryCache(), Sampling(max_tokens=4))
+        first, second = (llm.chat([{"role": "system", "content": instruction}, {"role": "user", "content": pair}])
+                         for pair in ("cat or whale?", "ant or horse?"))
+        other = llm.chat([{"role": "user", "content": "Name a colour."}])
+    assert second.cached_tokens >= 50, "the shared system prompt came from the KV cache"
+    assert second.cached_tokens < second.prompt_tokens and second.prompt_saved_s > 0
+    assert first.cached_tokens < 10 and other.cached_tokens < 10, "only the chat template's opening is shared"
