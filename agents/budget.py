@@ -31,7 +31,8 @@ class Price(BaseModel):
     def cost(self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0) -> float:
         """``cached_tokens`` are the part of ``prompt_tokens`` served from the endpoint's prompt cache."""
         cached_rate = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
-        return ((prompt_tokens - cached_tokens) * self.input_per_mtok + cached_tokens * cached_rate
+        cached = min(cached_tokens, prompt_tokens)
+        return ((prompt_tokens - cached) * self.input_per_mtok + cached * cached_rate
                 + completion_tokens * self.output_per_mtok) / 1e6
 
 

@@ -16,9 +16,10 @@ processed (llama.cpp re-uses the KV cache of its last prompt; vLLM, SGLang and t
 prefixes across requests). Each call brings its prompt as a :func:`prefix_chain`; the gate remembers
 the chain it last admitted to each endpoint and sends a call where the longest part of its prompt is
 already known, as far as load balance allows: never while another endpoint idles, and with at
-most ``IMBALANCE - 1`` more calls in flight than the least loaded one. A call whose prefix only a
-full endpoint holds waits for it, unless another endpoint would otherwise idle: then it goes there
-(work stealing), which then holds that prefix too.
+most ``IMBALANCE - 1`` more calls in flight than the least loaded one. A call whose prefix (at
+least ``WAIT_BLOCKS`` of it) only an endpoint at its concurrency limit holds waits for it, unless
+another endpoint would otherwise idle: then it goes there (work stealing), which then holds that
+prefix too.
 """
 
 import hashlib
@@ -37,6 +38,7 @@ ENDPOINT_DOWN = "endpoint_down"
 BLOCK_CHARS = 32  # prefix granularity: a few tokens
 MAX_BLOCKS = 512  # prompts agree or differ within their first 16k characters
 IMBALANCE = 2  # an endpoint holding a call's prefix gets it while it has fewer than this many more in flight
+WAIT_BLOCKS = 4  # a call waits for a full endpoint only when it holds this much of the prompt (128 characters)
 
 
 def prefix_chain(messages: Sequence[Mapping[str, str]]) -> tuple[int, ...]:
@@ -52,13 +54,16 @@ def prefix_chain(messages: Sequence[Mapping[str, str]]) -> tuple[int, ...]:
 
 
 def shared(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading blocks two prefix chains have in common."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    """How many leading blocks two prefix chains have in common. Entry k hashes all blocks up to
+    k, so two chains that agree at k agree before it: a binary search finds the first difference."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[mid - 1] == b[mid - 1]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 class Endpoint(BaseModel):
@@ -173,8 +178,12 @@ class EndpointState:
         if e.tokens_per_min:
             self.tokens = Bucket(e.tokens_per_min, e.tokens_per_min / 60)
 
+    @property
+    def full(self) -> bool:
+        return self.endpoint.max_concurrency is not None and self.in_flight >= self.endpoint.max_concurrency
+
     def wait(self, tokens: float, now: float) -> float:
-        if self.endpoint.max_concurrency is not None and self.in_flight >= self.endpoint.max_concurrency:
+        if self.full:
             return float("inf")  # until a call on it finishes
         waits = [b.wait_for(n, now) for b, n in ((self.requests, 1), (self.tokens, tokens)) if b is not None]
         return max(waits, default=0.0)
@@ -309,10 +318,11 @@ class Admission:
         ready = [s for s, w in zip(up, waits, strict=True) if w == 0.0]
         if not ready:
             return min(waits + [self._next_probe(states, now)])
-        chosen = self._choose(ready, up, tuple(prefix))
+        chain = tuple(prefix)
+        chosen = self._choose(ready, up, chain)
         if chosen is None:
             return min([w for w in waits if w > 0] + [self._next_probe(states, now)])
-        chosen.prefix = tuple(prefix)
+        chosen.prefix = chain
         chosen.in_flight += 1
         chosen.served += 1
         if chosen.requests:
@@ -332,9 +342,8 @@ class Admission:
         if shared(best.prefix, prefix):
             idle_elsewhere = least.in_flight == 0 < best.in_flight
             return least if idle_elsewhere or best.in_flight - least.in_flight >= IMBALANCE else best
-        free = {id(s) for s in ready}
-        held_elsewhere = any(shared(s.prefix, prefix) for s in up if id(s) not in free)
-        return None if held_elsewhere and least.in_flight > 0 else least
+        held_by_full = any(s.full and shared(s.prefix, prefix) >= WAIT_BLOCKS for s in up)
+        return None if held_by_full and least.in_flight > 0 else least
 
     def _check_stops(self, role: str, ledger: Ledger, estimate: Spend, now: float) -> None:
         if self.halted is not None:
@@ -383,11 +392,11 @@ class Admission:
         probe costs no budget. A late release of a reclaimed lease still books what the call used."""
         ledger = self.ledgers.setdefault(role, Ledger())
         held = self.held.pop(lease_id, None)
+        tokens = None if used is None else Used(*used)
         if held is None or not held.probe:
             if held is not None:
-                self._free(held, used)
-            if used is not None:
-                tokens = Used(*used)
+                self._free(held, tokens)
+            if tokens is not None:
                 ledger.spent += Spend.of_call(tokens.prompt_tokens, tokens.completion_tokens, ledger.price,
                                               tokens.cached_tokens)
         if held is None or self.health is None:
@@ -401,12 +410,12 @@ class Admission:
             return self.issued
         return None
 
-    def _free(self, held: Held, used: tuple[int, ...] | None) -> None:
+    def _free(self, held: Held, used: Used | None) -> None:
         state = self.endpoints[held.url]
         state.in_flight -= 1
         self.ledgers.setdefault(held.role, Ledger()).reserved -= held.reserved
         if state.tokens:  # settle the token bucket with what the call really used
-            state.tokens.level += held.tokens - sum(Used(*used)[:2] if used else (0, 0))
+            state.tokens.level += held.tokens - (used.prompt_tokens + used.completion_tokens if used else 0)
 
 
 class LocalGate:

@@ -2,27 +2,23 @@
 cache saved.
 
 llama.cpp keeps the KV cache of the last prompt and evaluates only what follows the longest prefix
-the next prompt shares with it, but its Python server does not say so. Run as a script (only
-llama-cpp-python is imported), this module starts the same server, with each completion's
-``usage`` reporting, like OpenAI's API:
+the next prompt shares with it, but its Python server does not say so. Run as a script, this
+module starts the same server, with each completion's ``usage`` reporting, like OpenAI's API:
 
 - ``prompt_tokens_details.cached_tokens``: prompt tokens taken from the KV cache;
-- ``prompt_seconds_saved``: what evaluating them would have cost, at the marginal time per prompt
-  token fitted to this server's own evaluations so far (llama.cpp's performance counters).
+- ``prompt_seconds_saved``: what evaluating them would have cost, at the time per prompt token of
+  this server's own long prompt evaluations so far (llama.cpp's performance counters).
 
-Answers are unchanged: the cache is used exactly as before, only counted.
+Answers are unchanged: the cache is used exactly as before, only counted. The counting reads
+llama-cpp-python internals (pinned in constraints.txt); where they differ, the server runs and
+reports nothing extra. llama_cpp is imported only by the server, not by whoever imports the
+counting rules below.
 """
 
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired
-
-import llama_cpp
-from llama_cpp import Llama, llama_types
-
-_generate = Llama.generate
-_create_completion = Llama.create_completion
 
 
 def reused_tokens(previous: Sequence[int], tokens: Sequence[int], exact_ready: bool) -> int:
@@ -41,66 +37,60 @@ def reused_tokens(previous: Sequence[int], tokens: Sequence[int], exact_ready: b
 
 @dataclass
 class PromptCost:
-    """Prompt evaluation time as ``a + b * tokens``, fitted by least squares to this server's
-    evaluations; ``b`` is what each token served from the KV cache saved. The mean time per token
-    would overstate it: the few tokens after a cached prefix still pay for a whole pass."""
+    """Seconds per prompt token, from this server's evaluations of at least ``LONG`` tokens: what
+    a token served from the KV cache saved. Short evaluations (the few tokens after a cached
+    prefix) are left out: each pays for a whole pass, which would overstate the per-token cost."""
 
-    n: int = 0
-    sx: float = 0.0
-    sy: float = 0.0
-    sxx: float = 0.0
-    sxy: float = 0.0
+    LONG = 64
+    tokens: int = 0
+    seconds: float = 0.0
 
     def add(self, tokens: int, seconds: float) -> None:
-        self.n += 1
-        self.sx, self.sy = self.sx + tokens, self.sy + seconds
-        self.sxx, self.sxy = self.sxx + tokens * tokens, self.sxy + tokens * seconds
+        if tokens >= self.LONG:
+            self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
 
     def per_token(self) -> float:
-        spread = self.n * self.sxx - self.sx * self.sx
-        if self.n < 2 or spread <= 0:
-            return self.sy / self.sx if self.sx else 0.0
-        return max((self.n * self.sxy - self.sx * self.sy) / spread, 0.0)
-
-
-COST = PromptCost()
-
-
-def _prompt_counters(llama: Llama) -> tuple[int, float]:
-    """Prompt tokens evaluated so far and the seconds it took (llama.cpp's performance counters)."""
-    data = llama_cpp.llama_perf_context(llama._ctx.ctx)  # noqa: SLF001 - the context has no public accessor
-    return data.n_p_eval, data.t_p_eval_ms / 1000
-
-
-def generate(self: Llama, tokens: Sequence[int], *args: Any, **kwargs: Any) -> Iterator[int]:
-    tokens = list(tokens)
-    cached = 0
-    if kwargs.get("reset", True) and self.n_tokens > 0:
-        cached = reused_tokens(list(self._input_ids[: self.n_tokens]), tokens,  # noqa: SLF001
-                               not getattr(self, "_requires_eval", False))
-    self._agentopt_cached = cached  # type: ignore[attr-defined]
-    before, timed = _prompt_counters(self), False
-    for token in _generate(self, tokens, *args, **kwargs):
-        if not timed:  # the prompt is evaluated once the first token comes
-            after, timed = _prompt_counters(self), True
-            if after[0] > before[0]:
-                COST.add(after[0] - before[0], after[1] - before[1])
-        yield token
-
-
-def create_completion(self: Llama, *args: Any, **kwargs: Any) -> Any:
-    self._agentopt_cached = 0  # type: ignore[attr-defined]
-    result = _create_completion(self, *args, **kwargs)
-    if isinstance(result, dict) and isinstance(result.get("usage"), dict):
-        cached = self._agentopt_cached  # type: ignore[attr-defined]
-        result["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
-        result["usage"]["prompt_seconds_saved"] = round(cached * COST.per_token(), 4)
-    return result
+        return self.seconds / self.tokens if self.tokens else 0.0
 
 
 def install() -> None:
     """Count the KV cache's work in every completion. The server's response model drops keys its
     ``usage`` type does not declare, so the two are declared before the server module builds it."""
+    import llama_cpp
+    from llama_cpp import Llama, llama_types
+
+    original_generate, original_completion = Llama.generate, Llama.create_completion
+    cost = PromptCost()
+
+    def counters(llama: Llama) -> tuple[int, float]:
+        data = llama_cpp.llama_perf_context(llama._ctx.ctx)  # noqa: SLF001 - the context has no public accessor
+        return data.n_p_eval, data.t_p_eval_ms / 1000
+
+    def generate(self: Llama, tokens: Sequence[int], *args: Any, **kwargs: Any) -> Iterator[int]:
+        tokens = list(tokens)
+        cached, previous = 0, getattr(self, "_input_ids", None)
+        if kwargs.get("reset", True) and self.n_tokens > 0 and previous is not None:
+            cached = reused_tokens(list(previous[: self.n_tokens]), tokens, not getattr(self, "_requires_eval", False))
+        self._agentopt_cached = cached  # type: ignore[attr-defined]
+        before, timed = counters(self), False
+        for token in original_generate(self, tokens, *args, **kwargs):
+            if not timed:  # the prompt is evaluated once the first token comes
+                after, timed = counters(self), True
+                if after[0] > before[0]:
+                    cost.add(after[0] - before[0], after[1] - before[1])
+            yield token
+
+    def create_completion(self: Llama, *args: Any, **kwargs: Any) -> Any:
+        self._agentopt_cached = 0  # type: ignore[attr-defined]
+        result = original_completion(self, *args, **kwargs)
+        if isinstance(result, dict) and isinstance(result.get("usage"), dict):
+            cached = self._agentopt_cached  # type: ignore[attr-defined]
+            result["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
+            result["usage"]["prompt_seconds_saved"] = round(cached * cost.per_token(), 4)
+        return result
+
+    if not (hasattr(llama_cpp, "llama_perf_context") and hasattr(llama_types, "CompletionUsage")):
+        return
     usage = llama_types.CompletionUsage
     usage.__annotations__.update(prompt_tokens_details=NotRequired[dict[str, int]],
                                  prompt_seconds_saved=NotRequired[float])
@@ -110,6 +100,7 @@ def install() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.pop(0)  # this script's folder: its module names (tools, graph, wire...) must not shadow others
     install()
     from llama_cpp.server.__main__ import main
 

@@ -123,8 +123,6 @@ class Usage:
     completion_tokens: int = 0
     footprint_tokens: int = 0
     latency_s: float = 0.0
-    cached_tokens: int = 0  # of the paid prompt tokens, those the endpoint served from its prompt cache
-    prompt_saved_s: float = 0.0
     clamped: int = 0  # calls whose sampling overrides went past what the role allows
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -138,8 +136,6 @@ class Usage:
             self.prompt_tokens += completion.prompt_tokens
             self.completion_tokens += completion.completion_tokens
             self.latency_s += completion.latency_s
-            self.cached_tokens += completion.cached_tokens
-            self.prompt_saved_s += completion.prompt_saved_s
 
     def clamp(self) -> None:
         with self._lock:

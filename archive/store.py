@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 DEFAULT_DB = "agentopt.db"
 WAL_RETRY_S = 0.01  # converting a new file to WAL takes a few milliseconds
 PLANNED_TABLES = ("campaigns", "candidates", "evaluations", "lineage")  # what archive queries filter and rank
+
+
 class Paid(NamedTuple):
     """One role's paid calls in a campaign, from the ledger."""
 

@@ -18,9 +18,11 @@ Each workload is run by
   call to the least loaded server, the SQLite call cache (a fresh archive: every call is paid);
 - **agentopt after** (the default): the same, with prefix runs and prefix-affine dispatch.
 
-Every client keeps 2 requests in flight per server; temperature 0. On 2 servers, full and racing
-run ``--reps`` times (each time starting with another client) and the median counts: run-to-run
-noise on this shared 2-core machine is 10-15 %. The answers of the two agentopt runs are compared:
+Every client keeps 2 requests in flight per server; temperature 0. Each timed run starts after a
+pause of ``SETTLE_S``: an agentopt run's Ray workers exit in the background, and a run started
+at once would share the CPU with them (the first version of this script had no pause and always
+ran "after" right after "before"). On 2 servers, full and racing run ``--reps`` times (each time
+starting with another client) and the median counts. The answers of the two agentopt runs are compared:
 re-using a KV cache can change floating-point results slightly.
 
     .venv/bin/python experiments/bench_throughput.py [--out experiments/results/bench_throughput.md]
@@ -48,6 +50,7 @@ from agentopt.optimizer.tasks import Example, load_task
 from agentopt.optimizer.ui import table
 
 PER_SERVER = 2
+SETTLE_S = 5.0  # before each timed run: the previous run's Ray workers exit and new ones finish starting
 SAMPLING = Sampling(max_tokens=16)
 INSTRUCTIONS = (
     "Answer the following.",
@@ -123,7 +126,10 @@ async def raw(urls: Sequence[str], model: str, load: Workload, ideal: bool) -> t
             for i, job in enumerate(jobs):
                 queues[i % len(urls)].append(job)
         await asyncio.gather(*(worker(c, q) for c, q in zip(clients, queues, strict=True) for _ in range(PER_SERVER)))
-    return time.perf_counter() - started, answers
+    wall = time.perf_counter() - started
+    for client in clients:
+        await client.close()
+    return wall, answers
 
 
 def through_agentopt(servers: LocalModelServers, load: Workload, db: Path, affinity: bool) -> tuple[float, Answers]:
@@ -148,6 +154,7 @@ def through_agentopt(servers: LocalModelServers, load: Workload, db: Path, affin
     try:  # actors up before the clock starts
         evaluator.evaluate([Job(warm_id, "train", f"w{i}", f"warm up {i}", warm_agent.payload(), campaign)
                             for i in range(2 * n)], done)
+        time.sleep(SETTLE_S)
         started = time.perf_counter()
         for jobs in load.rounds:
             evaluator.evaluate([Job(ids[c], "val", e.id, e.input, load.agents[c].payload(), campaign) for c, e in jobs],
@@ -164,6 +171,7 @@ CLIENTS = ("raw (given order, round-robin)", "ideal (runs back to back)", "agent
 def run_once(servers: LocalModelServers, load: Workload, client: str, db: Path) -> tuple[float, Answers]:
     urls, model = [e.base_url for e in servers.endpoints], servers.endpoints[0].model
     if client in CLIENTS[:2]:
+        time.sleep(SETTLE_S)
         return asyncio.run(raw(urls, model, load, ideal=client == CLIENTS[1]))
     return through_agentopt(servers, load, db, affinity=client == CLIENTS[3])
 

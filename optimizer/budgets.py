@@ -118,13 +118,13 @@ def ledger(archive: Archive, campaign_id: str, prices: dict[str, Price]) -> dict
     """What each role of a campaign has paid for, from the archive alone; ``cached_tokens`` and
     ``prompt_saved_s`` say what the endpoints' prompt caches took off the bill and the clock."""
     spent = archive.spend(campaign_id)
-    return {role: {**_as_dict(_spend(spent.get(role), prices[role])),
-                   "prompt_saved_s": round(spent.get(role, Paid(0, 0, 0)).prompt_saved_s, 1)} for role in ROLES}
+    paid = {role: spent.get(role, Paid(0, 0, 0)) for role in ROLES}
+    return {role: {**_as_dict(_spend(row, prices[role])), "cached_tokens": row.cached_tokens,
+                   "prompt_saved_s": round(row.prompt_saved_s, 1)} for role, row in paid.items()}
 
 
 def _as_dict(spend: Spend) -> dict[str, float]:
-    return {"calls": int(spend.calls), "tokens": int(spend.tokens), "usd": round(spend.usd, 6),
-            "cached_tokens": int(spend.cached_tokens)}
+    return {"calls": int(spend.calls), "tokens": int(spend.tokens), "usd": round(spend.usd, 6)}
 
 
 def role_prices(config: CampaignConfig) -> dict[str, Price]:

@@ -122,7 +122,7 @@ class Dispatch(Protocol[H]):
 
 class Schedule(Protocol):
     """The order jobs start in: ``take`` the next one (``None`` once none is left), say when one
-    has ``finished``, and ``put_back`` one lost with its worker to run again soon."""
+    has ``finished``, and ``put_back`` one lost with its worker to run again."""
 
     def take(self) -> Job | None: ...
 
@@ -171,7 +171,7 @@ class PrefixRuns:
             runs.setdefault(job.candidate_id, deque()).append(job)
         self.unstarted = deque(runs.values())
         self.lanes = [Lane() for _ in range(max(lanes, 1))]
-        self.placed: dict[tuple[int, str, str], Lane] = {}
+        self.placed: dict[tuple[int, str, str], list[Lane]] = {}  # a list: a batch may list a job twice
 
     def take(self) -> Job | None:
         lane = min(self.lanes, key=lambda lane: lane.in_flight)
@@ -182,11 +182,11 @@ class PrefixRuns:
             return None
         job = lane.run.popleft()
         lane.in_flight += 1
-        self.placed[_key(job)] = lane
+        self.placed.setdefault(_key(job), []).append(lane)
         return job
 
     def finished(self, job: Job) -> None:
-        self.placed.pop(_key(job)).in_flight -= 1
+        self.placed[_key(job)].pop().in_flight -= 1
 
     def put_back(self, job: Job) -> None:
         self.unstarted.appendleft(deque([job]))
