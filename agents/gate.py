@@ -15,11 +15,13 @@ Prefix affinity: an endpoint answers a prompt faster when it starts with what th
 processed (llama.cpp re-uses the KV cache of its last prompt; vLLM, SGLang and the hosted APIs cache
 prefixes across requests). Each call brings its prompt as a :func:`prefix_chain`; the gate remembers
 the chain it last admitted to each endpoint and sends a call where the longest part of its prompt is
-already known, as far as load balance allows: never while another endpoint idles, and with at
-most ``IMBALANCE - 1`` more calls in flight than the least loaded one. A call whose prefix (at
-least ``WAIT_BLOCKS`` of it) only an endpoint at its concurrency limit holds waits for it, unless
-another endpoint would otherwise idle: then it goes there (work stealing), which then holds that
-prefix too.
+already known, as far as load balance allows: while it has a free slot and at most
+``IMBALANCE - 1`` more calls in flight than the least loaded one. (It keeps the call even while
+another endpoint is idle for a moment: between two calls of a run the next one is still on its way,
+and handing it to the idle endpoint would evict that endpoint's own run, then the next one's.)
+A call whose prefix (at least ``WAIT_BLOCKS`` of it) only an endpoint at its concurrency limit
+holds waits for it, unless another endpoint would otherwise idle: then it goes there (work
+stealing), which then holds that prefix too.
 """
 
 import hashlib
@@ -157,7 +159,7 @@ class EndpointHealth:
 class EndpointState:
     endpoint: Endpoint
     in_flight: int = 0
-    served: int = 0
+    last_lease: int = -1  # the newest lease admitted here: among equally loaded endpoints the oldest goes first
     requests: Bucket | None = None
     tokens: Bucket | None = None
     streak: int = 0  # consecutive failures (calls and probes, in admission order)
@@ -324,7 +326,7 @@ class Admission:
             return min([w for w in waits if w > 0] + [self._next_probe(states, now)])
         chosen.prefix = chain
         chosen.in_flight += 1
-        chosen.served += 1
+        chosen.last_lease = self.issued
         if chosen.requests:
             chosen.requests.take(1)
         if chosen.tokens:
@@ -334,14 +336,17 @@ class Admission:
 
     def _choose(self, ready: Sequence[EndpointState], up: Sequence[EndpointState],
                 prefix: tuple[int, ...]) -> EndpointState | None:
-        """The ready endpoint for a call, or ``None``: wait for the busy one that holds its prefix."""
-        least = min(ready, key=lambda s: (s.in_flight, s.served))
+        """The ready endpoint for a call, or ``None``: wait for the busy one that holds its prefix.
+
+        Among equally loaded endpoints the one admitted to longest ago goes first: when a run of
+        calls ends, its endpoint stops being admitted to, so a new prefix goes there and leaves the
+        runs still going where they are."""
+        least = min(ready, key=lambda s: (s.in_flight, s.last_lease))
         if not self.affinity or not prefix:
             return least
-        best = max(ready, key=lambda s: (shared(s.prefix, prefix), -s.in_flight, -s.served))
+        best = max(ready, key=lambda s: (shared(s.prefix, prefix), -s.in_flight, -s.last_lease))
         if shared(best.prefix, prefix):
-            idle_elsewhere = least.in_flight == 0 < best.in_flight
-            return least if idle_elsewhere or best.in_flight - least.in_flight >= IMBALANCE else best
+            return least if best.in_flight - least.in_flight >= IMBALANCE else best
         held_by_full = any(s.full and shared(s.prefix, prefix) >= WAIT_BLOCKS for s in up)
         return None if held_by_full and least.in_flight > 0 else least
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import (
     RetryError,
@@ -383,8 +384,8 @@ class LLMClient:
     def _request(self, client: openai.OpenAI, messages: list[Message], sampling: Sampling, sample: int) -> Completion:
         started = time.perf_counter()
         try:
-            response = client.chat.completions.create(
-                **completion_request(self.model, messages, sampling.model_dump(), sample))
+            response = client.post("/chat/completions", cast_to=ChatCompletion,
+                                   body=completion_request(self.model, messages, sampling.model_dump(), sample))
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
             raise LLMBadReply(f"{self.model}: malformed reply body ({type(exc).__name__})") from None
         latency = time.perf_counter() - started

@@ -23,7 +23,8 @@ pause of ``SETTLE_S``: an agentopt run's Ray workers exit in the background, and
 at once would share the CPU with them (the first version of this script had no pause and always
 ran "after" right after "before"). On 2 servers, full and racing run ``--reps`` times (each time
 starting with another client) and the median counts. The answers of the two agentopt runs are compared:
-re-using a KV cache can change floating-point results slightly.
+re-using a KV cache can change floating-point results slightly. The first workload runs once,
+untimed, on freshly started servers (their first requests were measured 10 % slower).
 
     .venv/bin/python experiments/bench_throughput.py [--out experiments/results/bench_throughput.md]
 """
@@ -198,6 +199,8 @@ def main() -> None:
     for n in (1, 2):
         with LocalModelServers(n_servers=n, threads=1, max_concurrency=PER_SERVER) as servers, \
                 tempfile.TemporaryDirectory() as tmp:
+            urls = [e.base_url for e in servers.endpoints]
+            asyncio.run(raw(urls, servers.endpoints[0].model, loads[0], ideal=False))  # untimed: fresh servers are slower
             for load in loads:
                 shares[(load.name, n)] = cache_share(servers, load)
                 reps = args.reps if n == 2 and load.name in ("full", "racing") else 1

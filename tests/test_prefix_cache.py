@@ -93,12 +93,30 @@ def test_a_call_waits_only_for_a_full_endpoint_holding_a_real_part_of_its_prompt
     assert isinstance(moved, Lease) and moved.url == "b", "a holder held back by its rate limit is not waited for"
 
 
-def test_a_busy_endpoint_holding_the_prefix_never_keeps_another_idle() -> None:
+def test_a_holder_with_a_free_slot_keeps_its_run_and_a_full_one_never_keeps_another_idle() -> None:
     gate = _gate(max_concurrency=2)
     first, second = _acquire(gate, A), _acquire(gate, A)
-    assert isinstance(first, Lease) and isinstance(second, Lease) and first.url != second.url
+    assert isinstance(first, Lease) and isinstance(second, Lease) and first.url == second.url, \
+        "the holder has a free slot: the run stays, though the other endpoint idles"
     third = _acquire(gate, A)
-    assert isinstance(third, Lease), "both endpoints now hold the prefix"
+    assert isinstance(third, Lease) and third.url != first.url, "the holder is full: the idle endpoint takes it"
+    fourth = _acquire(gate, A)
+    assert isinstance(fourth, Lease) and fourth.url == third.url, "both endpoints now hold the prefix"
+
+
+def test_a_new_prefix_goes_where_the_last_run_ended() -> None:
+    gate = _gate(max_concurrency=2)
+    a1, a2 = _acquire(gate, A), _acquire(gate, A)
+    assert isinstance(a1, Lease) and isinstance(a2, Lease)
+    gate.release("task", a1.id, Used(10, 2))
+    a3, b1 = _acquire(gate, A), _acquire(gate, B)  # A's last call; B's run starts elsewhere
+    assert isinstance(a3, Lease) and isinstance(b1, Lease) and a3.url == a1.url != b1.url
+    gate.release("task", a2.id, Used(10, 2))
+    b2 = _acquire(gate, B)
+    assert isinstance(b2, Lease) and b2.url == b1.url
+    gate.release("task", b1.id, Used(10, 2))  # one call in flight on each; A's endpoint has served more
+    c1 = _acquire(gate, C)
+    assert isinstance(c1, Lease) and c1.url == a1.url, "C goes where nothing was admitted for longest, not into B's run"
 
 
 def test_affinity_yields_to_load_balance_without_concurrency_limits() -> None:
