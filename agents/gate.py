@@ -239,12 +239,23 @@ class Lease(NamedTuple):
     seen: dict[str, Seen] | None = None
 
 
+Account = tuple[str, str | None]
+"""A budget ledger's key: (role, campaign). ``(role, None)`` is the total over every campaign on
+the gate: a sweep's budget, unlimited unless configured; a call made for a campaign is booked on
+both its campaign's ledger and the total."""
+
+
+def accounts(role: str, campaign: str | None) -> tuple[Account, ...]:
+    return ((role, campaign), (role, None)) if campaign is not None else ((role, None),)
+
+
 @dataclass(frozen=True)
 class Held:
     role: str
+    campaign: str | None
     url: str
     tokens: int
-    reserved: Spend
+    reserved: tuple[Spend, ...]  # on each of the call's accounts, in order
     expires: float
     probe: bool = False
 
@@ -262,25 +273,33 @@ class Admission:
         self.endpoints = {e.base_url: EndpointState(e) for e in endpoints}
         self.health = health
         self.affinity = affinity
-        self.ledgers: dict[str, Ledger] = {}
+        self.ledgers: dict[Account, Ledger] = {}
         self.held: dict[int, Held] = {}
         self.issued = 0  # leases so far; the next one's id
-        self.deadline: float | None = None
-        self.stopped: str | None = None
+        self.deadlines: dict[str | None, float] = {}  # per campaign; None: every campaign
+        self.stops: dict[str | None, str] = {}  # the limit that stopped a campaign (None: every campaign)
         self.halted: Halted | None = None
         self.clock = 0.0  # the latest time admission was asked for
 
-    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None:
-        ledger = self.ledgers.setdefault(role, Ledger())
+    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend, campaign: str | None = None) -> None:
+        """Set a campaign's ledger for ``role`` (``campaign=None``: the total over all campaigns)."""
+        ledger = self.ledgers.setdefault((role, campaign), Ledger())
         ledger.budget, ledger.price, ledger.spent = budget, price, spent
-        self.stopped = None
+        self.stops.pop(campaign, None)
 
-    def set_deadline(self, deadline: float | None) -> None:
-        self.deadline = deadline
-        self.stopped = None
+    def set_deadline(self, deadline: float | None, campaign: str | None = None) -> None:
+        if deadline is None:
+            self.deadlines.pop(campaign, None)
+        else:
+            self.deadlines[campaign] = deadline
+        self.stops.pop(campaign, None)
 
-    def spent(self, role: str) -> Spend:
-        return self.ledgers.get(role, Ledger()).spent
+    def spent(self, role: str, campaign: str | None = None) -> Spend:
+        return self.ledgers.get((role, campaign), Ledger()).spent
+
+    def stopped(self, campaign: str | None = None) -> str | None:
+        """The limit that stops a campaign's calls (``None``: the one that stops every campaign's)."""
+        return self.stops.get(None) or (self.stops.get(campaign) if campaign is not None else None)
 
     def halt(self, reason: str, detail: str) -> None:
         """Refuse every further call with ``reason``; budgets reconfigured later do not lift it."""
@@ -299,22 +318,22 @@ class Admission:
         return {url: one(s) for url, s in self.endpoints.items()}
 
     def try_acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
-                    now: float, prefix: Sequence[int] = ()) -> Lease | float:
+                    now: float, prefix: Sequence[int] = (), campaign: str | None = None) -> Lease | float:
         """A lease on an endpoint (or a probe lease), or seconds to wait before asking again;
-        ``prefix`` is the call's :func:`prefix_chain`."""
+        ``prefix`` is the call's :func:`prefix_chain`; ``campaign`` whose budget pays for it."""
         self.clock = now
-        for lease_id in [i for i, h in self.held.items() if h.expires <= now]:
-            self.release(self.held[lease_id].role, lease_id, None)
-        ledger = self.ledgers.setdefault(role, Ledger())
-        estimate = Spend.of_call(prompt_tokens, max_tokens, ledger.price)
-        self._check_stops(role, ledger, estimate, now)
+        for lease_id, held in [(i, h) for i, h in self.held.items() if h.expires <= now]:
+            self.release(held.role, lease_id, None, campaign=held.campaign)
+        ledgers = [self.ledgers.setdefault(a, Ledger()) for a in accounts(role, campaign)]
+        estimates = tuple(Spend.of_call(prompt_tokens, max_tokens, ledger.price) for ledger in ledgers)
+        self._check_stops(role, campaign, ledgers, estimates, now)
         states = [self.endpoints[u] for u in urls]
         up = [s for s in states if not self.down(s)]
         if not up:
             self._check_outage(role, states, now)
         due = [s for s in states if self.down(s) and not s.probing and s.probe_at <= now]
         if due:
-            return self._lease(due[0], role, urls, 0, Spend(), ttl_s, now, probe=True)
+            return self._lease(due[0], role, campaign, urls, 0, (), ttl_s, now, probe=True)
         tokens = prompt_tokens + max_tokens
         waits = [s.wait(tokens, now) for s in up]
         ready = [s for s, w in zip(up, waits, strict=True) if w == 0.0]
@@ -331,8 +350,9 @@ class Admission:
             chosen.requests.take(1)
         if chosen.tokens:
             chosen.tokens.take(tokens)
-        ledger.reserved += estimate
-        return self._lease(chosen, role, urls, tokens, estimate, ttl_s, now)
+        for ledger, estimate in zip(ledgers, estimates, strict=True):
+            ledger.reserved += estimate
+        return self._lease(chosen, role, campaign, urls, tokens, estimates, ttl_s, now)
 
     def _choose(self, ready: Sequence[EndpointState], up: Sequence[EndpointState],
                 prefix: tuple[int, ...]) -> EndpointState | None:
@@ -350,16 +370,23 @@ class Admission:
         held_by_full = any(s.full and shared(s.prefix, prefix) >= WAIT_BLOCKS for s in up)
         return None if held_by_full and least.in_flight > 0 else least
 
-    def _check_stops(self, role: str, ledger: Ledger, estimate: Spend, now: float) -> None:
+    def _check_stops(self, role: str, campaign: str | None, ledgers: Sequence[Ledger], estimates: Sequence[Spend],
+                     now: float) -> None:
+        """Raise once a limit of the call's campaign, or of all campaigns, is reached; it stays
+        reached for that campaign (or all) until its budget is configured again."""
         if self.halted is not None:
             raise self.halted
-        if self.deadline is not None and now >= self.deadline:
-            self.stopped = "wall_time_s"
-        what = (ledger.spent + ledger.reserved + estimate).over(ledger.budget)
-        if what is not None:
-            self.stopped = f"{role}.{what}"
-        if self.stopped:
-            raise BudgetExhausted(self.stopped)
+        for scope in {campaign, None}:
+            deadline = self.deadlines.get(scope)
+            if deadline is not None and now >= deadline:
+                self.stops.setdefault(scope, "wall_time_s")
+        for (_, scope), ledger, estimate in zip(accounts(role, campaign), ledgers, estimates, strict=True):
+            what = (ledger.spent + ledger.reserved + estimate).over(ledger.budget)
+            if what is not None:
+                self.stops.setdefault(scope, f"{role}.{what}")
+        stop = self.stopped(campaign)
+        if stop:
+            raise BudgetExhausted(stop)
 
     def _check_outage(self, role: str, states: Sequence[EndpointState], now: float) -> None:
         """Halt the run once a role has had no endpoint up for the outage limit."""
@@ -375,18 +402,18 @@ class Admission:
         waits = [max(s.probe_at - now, 0.0) for s in states if self.down(s) and not s.probing]
         return min(waits, default=float("inf"))
 
-    def _lease(self, state: EndpointState, role: str, urls: Sequence[str], tokens: int, reserved: Spend,
-               ttl_s: float, now: float, probe: bool = False) -> Lease:
+    def _lease(self, state: EndpointState, role: str, campaign: str | None, urls: Sequence[str], tokens: int,
+               reserved: tuple[Spend, ...], ttl_s: float, now: float, probe: bool = False) -> Lease:
         url = state.endpoint.base_url
         seen = None if self.health is None else {u: self.endpoints[u].seen for u in urls}
         lease = Lease(self.issued, url, probe, seen)
         self.issued += 1
         state.probing = state.probing or probe
-        self.held[lease.id] = Held(role, url, tokens, reserved, now + ttl_s, probe)
+        self.held[lease.id] = Held(role, campaign, url, tokens, reserved, now + ttl_s, probe)
         return lease
 
     def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None,
-                now: float | None = None) -> int | None:
+                now: float | None = None, campaign: str | None = None) -> int | None:
         """A call (or probe) finished: ``used`` is its :class:`Used` tokens if it answered;
         ``fault`` says why the endpoint failed it (connection error, timeout, 5xx); neither: it
         failed for another reason, which says nothing about the endpoint's health. ``now`` dates a
@@ -395,15 +422,16 @@ class Admission:
         For a fault, returns the id the next lease will get (an answer to it or a later one shows
         the endpoint working after the fault); ``None`` otherwise or without health tracking. A
         probe costs no budget. A late release of a reclaimed lease still books what the call used."""
-        ledger = self.ledgers.setdefault(role, Ledger())
         held = self.held.pop(lease_id, None)
         tokens = None if used is None else Used(*used)
         if held is None or not held.probe:
             if held is not None:
                 self._free(held, tokens)
             if tokens is not None:
-                ledger.spent += Spend.of_call(tokens.prompt_tokens, tokens.completion_tokens, ledger.price,
-                                              tokens.cached_tokens)
+                for account in accounts(role, campaign):
+                    ledger = self.ledgers.setdefault(account, Ledger())
+                    ledger.spent += Spend.of_call(tokens.prompt_tokens, tokens.completion_tokens, ledger.price,
+                                                  tokens.cached_tokens)
         if held is None or self.health is None:
             return None
         state = self.endpoints[held.url]
@@ -418,7 +446,8 @@ class Admission:
     def _free(self, held: Held, used: Used | None) -> None:
         state = self.endpoints[held.url]
         state.in_flight -= 1
-        self.ledgers.setdefault(held.role, Ledger()).reserved -= held.reserved
+        for account, reserved in zip(accounts(held.role, held.campaign), held.reserved):
+            self.ledgers.setdefault(account, Ledger()).reserved -= reserved
         if state.tokens:  # settle the token bucket with what the call really used
             state.tokens.level += held.tokens - (used.prompt_tokens + used.completion_tokens if used else 0)
 
@@ -430,22 +459,22 @@ class LocalGate:
         self._admission = Admission(endpoints, health, affinity)
         self._changed = threading.Condition()
 
-    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None:
+    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend, campaign: str | None = None) -> None:
         with self._changed:
-            self._admission.configure(role, budget, price, spent)
+            self._admission.configure(role, budget, price, spent, campaign)
             self._changed.notify_all()
 
-    def set_deadline(self, deadline: float | None) -> None:
+    def set_deadline(self, deadline: float | None, campaign: str | None = None) -> None:
         with self._changed:
-            self._admission.set_deadline(deadline)
+            self._admission.set_deadline(deadline, campaign)
 
-    def spent(self, role: str) -> Spend:
+    def spent(self, role: str, campaign: str | None = None) -> Spend:
         with self._changed:
-            return self._admission.spent(role)
+            return self._admission.spent(role, campaign)
 
-    def stopped(self) -> str | None:
+    def stopped(self, campaign: str | None = None) -> str | None:
         with self._changed:
-            return self._admission.stopped
+            return self._admission.stopped(campaign)
 
     def halt(self, reason: str, detail: str) -> None:
         """Stop the run: every waiting and later acquire raises :class:`Halted` (e.g. a local model
@@ -459,16 +488,18 @@ class LocalGate:
             return self._admission.report(time.time())
 
     def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
-                prefix: Sequence[int] = ()) -> Lease:
+                prefix: Sequence[int] = (), campaign: str | None = None) -> Lease:
         with self._changed:
             while True:
-                got = self._admission.try_acquire(role, urls, prompt_tokens, max_tokens, ttl_s, time.time(), prefix)
+                got = self._admission.try_acquire(role, urls, prompt_tokens, max_tokens, ttl_s, time.time(), prefix,
+                                                  campaign)
                 if isinstance(got, Lease):
                     return got
                 self._changed.wait(timeout=min(got, 1.0))
 
-    def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None) -> int | None:
+    def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None,
+                campaign: str | None = None) -> int | None:
         with self._changed:
-            tick = self._admission.release(role, lease_id, used, fault, time.time())
+            tick = self._admission.release(role, lease_id, used, fault, time.time(), campaign)
             self._changed.notify_all()
             return tick

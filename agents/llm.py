@@ -97,10 +97,10 @@ class Gate(Protocol):
     """Admits each uncached call to an endpoint and tracks endpoint health (see :mod:`agentopt.agents.gate`)."""
 
     def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
-                prefix: Sequence[int] = ()) -> Lease: ...
+                prefix: Sequence[int] = (), campaign: str | None = None) -> Lease: ...
 
     def release(self, role: str, lease_id: int, used: tuple[int, ...] | None,
-                fault: str | None = None) -> int | None: ...
+                fault: str | None = None, campaign: str | None = None) -> int | None: ...
 
 
 class MemoryCache:
@@ -318,20 +318,22 @@ class LLMClient:
         lease = self._lease(probe, prompt_estimate, max_tokens, prefix)
         attempts.settle(lease)
         if attempts.spent:  # the open faults turned out to be this call's own: give up with the last
-            self.gate.release(self.payer.role, lease.id, None)
+            self.gate.release(self.payer.role, lease.id, None, campaign=self.payer.campaign_id)
             assert attempts.last is not None  # spent only after a failure
             raise attempts.last
         try:
             completion = send(self._clients[lease.url])
         except _FAULTS as exc:
-            attempts.faulted(lease, self.gate.release(self.payer.role, lease.id, None, _describe(exc)), exc)
+            attempts.faulted(lease, self.gate.release(self.payer.role, lease.id, None, _describe(exc),
+                                                      campaign=self.payer.campaign_id), exc)
             raise
         except BaseException as exc:
-            self.gate.release(self.payer.role, lease.id, None)
+            self.gate.release(self.payer.role, lease.id, None, campaign=self.payer.campaign_id)
             attempts.failed(exc)
             raise
         self.gate.release(self.payer.role, lease.id,
-                          Used(completion.prompt_tokens, completion.completion_tokens, completion.cached_tokens))
+                          Used(completion.prompt_tokens, completion.completion_tokens, completion.cached_tokens),
+                          campaign=self.payer.campaign_id)
         return completion
 
     def _lease(self, probe: Callable[[openai.OpenAI], object], prompt_estimate: int, max_tokens: int,
@@ -339,7 +341,7 @@ class LLMClient:
         """A lease for this call, after sending whatever probes the gate hands out on the way."""
         while True:
             lease = self.gate.acquire(self.payer.role, list(self._clients), prompt_estimate, max_tokens,
-                                      self.timeout_s + LEASE_SLACK_S, prefix)
+                                      self.timeout_s + LEASE_SLACK_S, prefix, self.payer.campaign_id)
             if not lease.probe:
                 return lease
             self._probe(lease, probe)
@@ -357,7 +359,7 @@ class LLMClient:
         except Exception as exc:  # noqa: BLE001 - whatever a probe hits keeps the endpoint down, with its reason
             fault = _describe(exc)
         finally:
-            self.gate.release(self.payer.role, lease.id, used, fault)
+            self.gate.release(self.payer.role, lease.id, used, fault, campaign=self.payer.campaign_id)
 
     def _chat_probe(self, client: openai.OpenAI) -> object:
         return client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "Say OK."}],

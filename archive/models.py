@@ -33,6 +33,24 @@ class Campaign(Base):
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]  # refreshed by a live driver; stale means it died
     active_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # driven time, all runs
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the sweep it is a cell of, if any
+    sweep_cell: Mapped[str | None] = mapped_column(String(32))  # which cell: a resumed sweep finds it by this
+
+
+class Sweep(Base):
+    """A sweep: the file it was run from (the matrix is expanded from it again on resume), and
+    whether its driver is alive. Its campaigns point at it."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
 
 
 class Candidate(Base):

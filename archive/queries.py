@@ -25,7 +25,7 @@ from agentopt.archive.stats import bootstrap_ci
 from agentopt.archive.store import Archive
 
 __all__ = [
-    "SPLITS", "Filters", "campaigns", "compare", "diff", "label", "lineage", "notes", "pareto", "progress",
+    "SPLITS", "Filters", "campaigns", "compare", "diff", "example_scores", "label", "lineage", "notes", "pareto", "progress",
     "render_lineage", "show", "to_dot", "top",
     # the records the queries return, defined in agentopt.archive.records
     "CampaignRow", "CandidateRecord", "Comparison", "Diff", "NoteRecord", "PairedScores", "Progress", "Ranked",
@@ -190,7 +190,8 @@ def render_lineage(graph: nx.DiGraph, fmt: str) -> str:
 
 
 # --- diff ----------------------------------------------------------------------------------------------
-def _example_scores(archive: Archive, candidate_id: int) -> dict[tuple[str, str], float]:
+def example_scores(archive: Archive, candidate_id: int) -> dict[tuple[str, str], float]:
+    """A candidate's score on each (split, example) it was scored on without an error."""
     with archive.session() as s:
         rows = s.execute(select(Result.split, Result.example_id, Result.score)
                          .where(Result.candidate_id == candidate_id, Result.error.is_(None),
@@ -214,7 +215,7 @@ def diff(archive: Archive, a: int, b: int) -> Diff:
         else:
             changes[key] = {"A": pa.get(key), "B": pb.get(key)}
     ea, eb = archive.evaluations(a), archive.evaluations(b)
-    sa, sb = _example_scores(archive, a), _example_scores(archive, b)
+    sa, sb = example_scores(archive, a), example_scores(archive, b)
     splits = {}
     for split in SPLITS:
         shared = sorted(k for k in sa.keys() & sb.keys() if k[0] == split)

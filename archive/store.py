@@ -11,6 +11,7 @@ import os
 import sqlite3
 import time
 import uuid
+from datetime import datetime
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.archive import schema
-from agentopt.archive.models import Base, Campaign, Candidate, Evaluation, Lineage, LLMCall, Note, Result, utcnow
+from agentopt.archive.models import (Base, Campaign, Candidate, Evaluation, Lineage, LLMCall, Note, Result, Sweep,
+                                     utcnow)
 from agentopt.archive.stats import bootstrap_ci
 
 if TYPE_CHECKING:
@@ -43,6 +45,15 @@ class Paid(NamedTuple):
     completion_tokens: int
     cached_tokens: int = 0  # of the prompt tokens, served from the endpoint's prompt cache
     prompt_saved_s: float = 0.0  # prompt-evaluation time the endpoint says that saved
+
+
+class SweepCampaign(NamedTuple):
+    """A campaign run as one cell of a sweep."""
+
+    cell: str
+    id: str
+    status: str
+    heartbeat_at: datetime | None
 
 
 USAGE_COLUMNS = ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens", "latency_s")
@@ -186,12 +197,71 @@ class Archive:
             raise ArchiveError(describe_db_error(exc, self.url)) from None
 
     # --- campaigns ---------------------------------------------------------------------------
-    def create_campaign(self, name: str, task: str, strategy: str, config: dict[str, Any]) -> str:
+    def create_campaign(self, name: str, task: str, strategy: str, config: dict[str, Any],
+                        sweep: tuple[str, str] | None = None) -> str:
+        """A new campaign; ``sweep`` is the (sweep id, cell key) it runs as a cell of."""
         campaign_id = uuid.uuid4().hex[:12]
+        sweep_id, cell = sweep or (None, None)
         with self.session() as s:
             s.add(Campaign(id=campaign_id, name=name, task=task, strategy=strategy, config=config,
-                           heartbeat_at=utcnow()))
+                           heartbeat_at=utcnow(), sweep_id=sweep_id, sweep_cell=cell))
         return campaign_id
+
+    # --- sweeps ------------------------------------------------------------------------------
+    def create_sweep(self, name: str, config: dict[str, Any]) -> str:
+        sweep_id = "s" + uuid.uuid4().hex[:11]
+        with self.session() as s:
+            s.add(Sweep(id=sweep_id, name=name, config=config, heartbeat_at=utcnow()))
+        return sweep_id
+
+    def find_sweep(self, sweep_id: str) -> Sweep | None:
+        with self.session() as s:
+            row = s.get(Sweep, sweep_id)
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def sweep(self, sweep_id: str) -> Sweep:
+        row = self.find_sweep(sweep_id)
+        if row is None:
+            raise ArchiveError(f"no sweep {sweep_id!r} in this archive (see `agentopt archive sweeps`)")
+        return row
+
+    def sweeps(self) -> list[Sweep]:
+        with self.session() as s:
+            rows = list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc())))
+            s.expunge_all()
+            return rows
+
+    def beat_sweep(self, sweep_id: str) -> None:
+        """The sweep's driver is alive (and running it: a resumed sweep is running again)."""
+        with self.session() as s:
+            row = s.get_one(Sweep, sweep_id)
+            row.status, row.heartbeat_at, row.finished_at = "running", utcnow(), None
+
+    def finish_sweep(self, sweep_id: str, status: str, summary: dict[str, Any]) -> None:
+        with self.session() as s:
+            row = s.get_one(Sweep, sweep_id)
+            row.status, row.summary, row.finished_at = status, summary, utcnow()
+
+    def sweep_campaigns(self, sweep_id: str) -> list[SweepCampaign]:
+        """The sweep's campaigns, one per cell that has started (the newest, should a cell have two)."""
+        with self.session() as s:
+            rows = s.execute(select(Campaign.sweep_cell, Campaign.id, Campaign.status, Campaign.heartbeat_at)
+                             .where(Campaign.sweep_id == sweep_id).order_by(Campaign.created_at)).all()
+        return list({cell: SweepCampaign(cell, cid, status, beat) for cell, cid, status, beat in rows}.values())
+
+    def sweep_campaign(self, sweep_id: str, cell: str) -> str | None:
+        found = [c.id for c in self.sweep_campaigns(sweep_id) if c.cell == cell]
+        return found[0] if found else None
+
+    def sweep_spend(self, sweep_id: str) -> dict[str, Paid]:
+        """What all the sweep's campaigns paid for, per role: the sweep's budget ledger."""
+        total: dict[str, Paid] = {}
+        for campaign in self.sweep_campaigns(sweep_id):
+            for role, paid in self.spend(campaign.id).items():
+                total[role] = Paid(*(a + b for a, b in zip(total.get(role, Paid(0, 0, 0)), paid, strict=True)))
+        return total
 
     def claim(self, campaign_id: str) -> None:
         """A resumed campaign is running again, driven by this process."""

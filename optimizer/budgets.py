@@ -25,11 +25,13 @@ from agentopt.optimizer.tasks.judge import LLMJudge
 class GateControl(Protocol):
     """The control half of a gate (:class:`~agentopt.agents.gate.LocalGate` or the Ray one)."""
 
-    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None: ...
+    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend, campaign: str | None = None) -> None: ...
 
-    def set_deadline(self, deadline: float | None) -> None: ...
+    def set_deadline(self, deadline: float | None, campaign: str | None = None) -> None: ...
 
-    def spent(self, role: str) -> Spend: ...
+    def spent(self, role: str, campaign: str | None = None) -> Spend: ...
+
+    def stopped(self, campaign: str | None = None) -> str | None: ...
 
     def health(self) -> dict[str, EndpointHealth]: ...
 
@@ -84,8 +86,10 @@ class CampaignBudget:
     prices: dict[str, Price]
     test_reserve: Spend = Spend()
     judge_reserve: Spend = Spend()
+    campaign_id: str | None = None  # whose ledgers on the gate: set by begin
 
     def begin(self, archive: Archive, campaign_id: str, active_s: float, now: float) -> None:
+        self.campaign_id = campaign_id
         spent = archive.spend(campaign_id)
         reserves = {"task": self.test_reserve, "judge": self.judge_reserve}
         for role in ROLES:
@@ -93,22 +97,24 @@ class CampaignBudget:
             budget = getattr(self.config, role)
             if role in reserves and self.config.reserve_test:
                 budget = shrink(budget, reserves[role])
-            self.gate.configure(role, budget, price, _spend(spent.get(role), price))
+            self.gate.configure(role, budget, price, spend_of(spent.get(role), price), campaign_id)
         wall = self.config.wall_time_s
-        self.gate.set_deadline(None if wall is None else now + max(wall - active_s, 0))
+        self.gate.set_deadline(None if wall is None else now + max(wall - active_s, 0), campaign_id)
 
     def final_phase(self) -> None:
         """Release the reserves: the final test scoring may use the whole task and judge budgets."""
         for role in ("task", "judge"):
-            self.gate.configure(role, getattr(self.config, role), self.prices[role], self.gate.spent(role))
+            self.gate.configure(role, getattr(self.config, role), self.prices[role],
+                                self.gate.spent(role, self.campaign_id), self.campaign_id)
 
     def report(self) -> dict[str, Any]:
         """Spend against every limit, per role (for the summary and ``agentopt status``)."""
-        return {role: {"spent": _as_dict(self.gate.spent(role)), "limits": getattr(self.config, role).model_dump()}
+        return {role: {"spent": _as_dict(self.gate.spent(role, self.campaign_id)), "limits": getattr(self.config, role).model_dump()}
                 for role in ROLES}
 
 
-def _spend(row: Paid | None, price: Price) -> Spend:
+def spend_of(row: Paid | None, price: Price) -> Spend:
+    """What an archived ledger row costs at ``price``."""
     paid = row or Paid(0, 0, 0)
     return Spend(paid.calls, paid.prompt_tokens, paid.completion_tokens,
                  price.cost(paid.prompt_tokens, paid.completion_tokens, paid.cached_tokens), paid.cached_tokens)
@@ -119,7 +125,7 @@ def ledger(archive: Archive, campaign_id: str, prices: dict[str, Price]) -> dict
     ``prompt_saved_s`` say what the endpoints' prompt caches took off the bill and the clock."""
     spent = archive.spend(campaign_id)
     paid = {role: spent.get(role, Paid(0, 0, 0)) for role in ROLES}
-    return {role: {**_as_dict(_spend(row, prices[role])), "cached_tokens": row.cached_tokens,
+    return {role: {**_as_dict(spend_of(row, prices[role])), "cached_tokens": row.cached_tokens,
                    "prompt_saved_s": round(row.prompt_saved_s, 1)} for role, row in paid.items()}
 
 

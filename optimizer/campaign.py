@@ -69,12 +69,12 @@ HEARTBEAT_S = 5.0
 
 
 class Heartbeat:
-    """Tells the archive every few seconds that this driver is alive, and adds the time to the
-    campaign's active seconds (what a wall-time budget counts, across resumes); ``watch`` runs on
-    the same beat."""
+    """Tells the archive every few seconds that this driver is alive: ``beat(seconds)`` is handed
+    the time since the last beat (a campaign adds it to its active seconds, what a wall-time budget
+    counts across resumes); ``watch`` runs on the same beat."""
 
-    def __init__(self, archive: Archive, campaign_id: str, watch: Callable[[], None] = lambda: None) -> None:
-        self.archive, self.campaign_id, self.watch = archive, campaign_id, watch
+    def __init__(self, beat: Callable[[float], None], watch: Callable[[], None] = lambda: None) -> None:
+        self._record, self.watch = beat, watch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="agentopt-heartbeat", daemon=True)
         self._last = time.monotonic()
@@ -96,7 +96,7 @@ class Heartbeat:
 
     def beat(self) -> None:
         now = time.monotonic()
-        self.archive.beat(self.campaign_id, now - self._last)
+        self._record(now - self._last)
         self._last = now
 
 
@@ -123,6 +123,7 @@ class CampaignRun:
     embedder: LLMClient | None = None
     judge: LLMClient | None = None  # the model a judged metric grades with
     gate: GateControl | None = None  # watched for endpoint health
+    sweep: tuple[str, str] | None = None  # the (sweep id, cell key) this campaign is a cell of
 
     def run(self) -> CampaignReport:
         started = time.perf_counter()
@@ -132,7 +133,7 @@ class CampaignRun:
             task_info = {"name": self.task.name, "description": self.task.description, "metric": self.task.metric_name,
                          "inputs": list(self.task.inputs), "ref": self.task.ref}
             self.campaign_id = self.archive.create_campaign(self.name, self.task.name, self.strategy_name,
-                                                            {**self.config, "task": task_info})
+                                                            {**self.config, "task": task_info}, self.sweep)
         self.proposer = self.proposer.metered(self.campaign_id)
         if isinstance(self.task.metric, Judged):
             if self.judge is None:
@@ -144,7 +145,7 @@ class CampaignRun:
         self._failed: set[tuple[int, str, str]] = set()
         self._down: set[str] = set()
         try:
-            with Heartbeat(self.archive, self.campaign_id, self._watch):
+            with Heartbeat(partial(self.archive.beat, self.campaign_id), self._watch):
                 if self.budget is not None:
                     self.budget.begin(self.archive, self.campaign_id, self.archive.campaign(self.campaign_id).active_s,
                                       time.time())

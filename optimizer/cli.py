@@ -18,6 +18,7 @@ from typer.exceptions import TyperException
 from agentopt.agents.errors import AgentoptError, ConfigError
 from agentopt.archive import queries
 from agentopt.optimizer.cli_campaign import COMMANDS
+from agentopt.optimizer.cli_sweep import COMMANDS as SWEEP_COMMANDS
 from agentopt.optimizer.cli_common import (
     DbOption,
     JsonOption,
@@ -40,7 +41,7 @@ model_app = typer.Typer(help="The bundled local model (SmolLM2-135M-Instruct on 
 app.add_typer(archive_app, name="archive")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(model_app, name="model")
-for command in COMMANDS:
+for command in (*COMMANDS, *SWEEP_COMMANDS):
     app.command()(command)
 
 class Split(StrEnum):
@@ -269,16 +270,60 @@ def archive_campaigns(task: TaskFilter = None, db: DbOption = None, json_out: Js
     _campaign_table("Campaigns", queries.campaigns(open_archive(db), task), json_out)
 
 
+@archive_app.command("sweeps")
+def archive_sweeps(db: DbOption = None, json_out: JsonOption = False) -> None:
+    """Sweeps in the archive, newest first: id, name, status and how many campaigns have started."""
+    archive = open_archive(db)
+    rows = [{"id": s.id, "name": s.name, "status": s.status, "created_at": s.created_at,
+             "campaigns": len(archive.sweep_campaigns(s.id))} for s in archive.sweeps()]
+    if json_out:
+        print_json(rows)
+        return
+    out.print(table("Sweeps", ["id", "name", "status", "created", "campaigns started"],
+                    [[r["id"], r["name"], r["status"], f"{r['created_at']:%Y-%m-%dT%H:%M:%S}", r["campaigns"]]
+                     for r in rows]))
+
+
 @archive_app.command("compare")
 def archive_compare(
     campaign_ids: Annotated[list[str] | None, typer.Argument(help="Campaign ids (default: all on --task)")] = None,
     task: TaskFilter = None, db: DbOption = None, json_out: JsonOption = False,
+    sweep: Annotated[str | None, typer.Option("--sweep", help="Compare the strategies (arms) of a sweep, with "
+                                                              "intervals and significance tests")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="With --sweep: also write compare.md, "
+                                                               "compare.json and compare.png here")] = None,
 ) -> None:
-    """Campaigns on one task side by side; each best prompt vs the oldest one's, paired on test items."""
+    """Campaigns on one task side by side; each best prompt vs the oldest one's, paired on test items.
+    With --sweep: per task and arm the mean test score over seeds with a 95 % interval, every pair of
+    arms' paired difference (bootstrap interval, Wilcoxon test), significant wins/ties/losses, and cost."""
+    if sweep is not None:
+        _sweep_compare(open_archive(db), sweep, out_dir, json_out)
+        return
     if not campaign_ids and not task:
-        raise ConfigError("name campaign ids or pass --task")
+        raise ConfigError("name campaign ids or pass --task (or --sweep ID)")
     rows = queries.compare(open_archive(db), task, campaign_ids or ())
     _campaign_table(f"Campaigns on {rows[0].task}" if rows else "No campaigns", rows, json_out, compare=True)
+
+
+def _sweep_compare(archive: Any, sweep_id: str, out_dir: Path | None, json_out: bool) -> None:
+    from rich.markdown import Markdown
+
+    from agentopt.archive.sweep_stats import plot, to_markdown
+    from agentopt.optimizer.status import compare_sweep
+
+    result = compare_sweep(archive, sweep_id)
+    text = to_markdown(result)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "compare.md").write_text(text)
+        (out_dir / "compare.json").write_text(json.dumps(result.as_dict(), indent=2))
+        png = plot(result, out_dir / "compare.png")
+        err.print(f"wrote {out_dir}/compare.md, compare.json" + (", compare.png" if png else
+                                                                 " (no plot: pip install 'agentopt[plots]')"))
+    if json_out:
+        print_json(result.as_dict())
+    else:
+        out.print(Markdown(text))
 
 
 def _campaign_table(title: str, rows: Sequence[queries.CampaignRow], json_out: bool, compare: bool = False) -> None:
@@ -327,7 +372,7 @@ def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n
     except TyperException as exc:  # a usage error: bad option, value, or command
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":  # its message is the help text (typer tests it so too)
@@ -347,3 +392,5 @@ def main() -> None:
         err.print(Text.assemble(("internal error: ", "red"), f"{type(exc).__name__}: {exc}",
                                 " (set AGENTOPT_DEBUG=1 for the traceback)"))
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -164,14 +164,19 @@ def report(
 
 
 def status(
-    campaign_id: Annotated[str, typer.Argument(help="Campaign id")],
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id, or a sweep id")],
     db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Progress, spend against budgets and the best candidate so far, for a running or finished campaign."""
+    """Progress, spend against budgets and the best candidate so far, for a running or finished campaign;
+    for a sweep: its campaigns done, running and queued, spend, and the best per task so far."""
     from agentopt.optimizer.status import status as campaign_status
 
-    current = campaign_status(open_archive(db), campaign_id)
+    archive = open_archive(db)
+    if archive.find_sweep(campaign_id) is not None:
+        _sweep_status(archive, campaign_id, json_out)
+        return
+    current = campaign_status(archive, campaign_id)
     progress, spend, limits = current.progress, current.spend, current.limits
     report = current.as_dict()
     if json_out:
@@ -197,6 +202,29 @@ def status(
     if best:
         out.print(f"best so far: candidate {best.candidate_id} {pct(best.mean)} {ci(best.ci_low, best.ci_high)} "
                   f"on {best.split} (n={best.n}, {best.n_errors} errors): {best.payload.get('instruction', '')!r}")
+
+
+def _sweep_status(archive: Archive, sweep_id: str, json_out: bool) -> None:
+    from agentopt.optimizer.status import sweep_status
+
+    current = sweep_status(archive, sweep_id)
+    if json_out:
+        print_json(current.as_dict())
+        return
+    out.print(f"[bold]sweep {sweep_id}[/] {escape(current.name)}  status {escape(current.status)}")
+    out.print("campaigns: " + ", ".join(f"{n} {state}" for state, n in sorted(current.counts.items())))
+    out.print(table("Spend (all campaigns)", ["role", "calls", "tokens", "USD"],
+                    [[role, f"{v['calls']:,.0f}", f"{v['tokens']:,.0f}", f"{v['usd']:.4f}"]
+                     for role, v in current.spend.items()]))
+    out.print(table("Best per task so far (test when finished, else val)", ["task", "arm", "seed", "campaign",
+                                                                           "best val", "best test"],
+                    [[c.task, c.arm, c.seed, c.campaign_id, pct(c.best_val), pct(c.best_test)]
+                     for c in current.best.values()]))
+    out.print(table("Campaigns", ["task", "arm", "seed", "campaign", "status", "best val", "best test"],
+                    [[c.task, c.arm, c.seed, c.campaign_id or "-", c.status, pct(c.best_val), pct(c.best_test)]
+                     for c in current.cells]))
+    for key, why in current.failures.items():
+        out.print(escape(f"cell {key}: {why}"))
 
 
 def _stopped(report: dict[str, Any], campaign_id: str) -> str:

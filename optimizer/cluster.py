@@ -56,17 +56,18 @@ class RemoteGate:
         self.actor = actor.remote(endpoints, health, affinity)
 
     def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
-                prefix: Sequence[int] = ()) -> Lease:
+                prefix: Sequence[int] = (), campaign: str | None = None) -> Lease:
         import ray
 
         return Lease(*ray.get(self.actor.acquire.remote(role, list(urls), prompt_tokens, max_tokens, ttl_s,
-                                                        tuple(prefix))))
+                                                        tuple(prefix), campaign)))
 
-    def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None) -> int | None:
+    def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None,
+                campaign: str | None = None) -> int | None:
         """Fire and forget, except for a fault: the caller needs its answer to judge it later."""
         import ray
 
-        ref = self.actor.release.remote(role, lease_id, used, fault)
+        ref = self.actor.release.remote(role, lease_id, used, fault, campaign)
         return None if fault is None else ray.get(ref)  # type: ignore[no-any-return]
 
     def halt(self, reason: str, detail: str) -> None:
@@ -79,25 +80,25 @@ class RemoteGate:
 
         return ray.get(self.actor.health.remote())  # type: ignore[no-any-return]
 
-    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend) -> None:
+    def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend, campaign: str | None = None) -> None:
         import ray
 
-        ray.get(self.actor.configure.remote(role, budget, price, spent))
+        ray.get(self.actor.configure.remote(role, budget, price, spent, campaign))
 
-    def set_deadline(self, deadline: float | None) -> None:
+    def set_deadline(self, deadline: float | None, campaign: str | None = None) -> None:
         import ray
 
-        ray.get(self.actor.set_deadline.remote(deadline))
+        ray.get(self.actor.set_deadline.remote(deadline, campaign))
 
-    def spent(self, role: str) -> Spend:
+    def spent(self, role: str, campaign: str | None = None) -> Spend:
         import ray
 
-        return ray.get(self.actor.spent.remote(role))  # type: ignore[no-any-return]
+        return ray.get(self.actor.spent.remote(role, campaign))  # type: ignore[no-any-return]
 
-    def stopped(self) -> str | None:
+    def stopped(self, campaign: str | None = None) -> str | None:
         import ray
 
-        return ray.get(self.actor.stopped.remote())  # type: ignore[no-any-return]
+        return ray.get(self.actor.stopped.remote(campaign))  # type: ignore[no-any-return]
 
     def close(self) -> None:
         import ray

@@ -301,7 +301,11 @@ def task_ref(entry: "str | TaskFile") -> "str | dict[str, Any]":
 
 
 def load_config(path: str | Path) -> CampaignConfig:
-    path = Path(path)
+    return parse_config(load_yaml(Path(path)), str(path))
+
+
+def load_yaml(path: Path) -> object:
+    """A config file's contents; a missing, huge or malformed file is one line naming it."""
     if path.is_dir():
         raise ConfigError(f"{path} is a directory, not a config file")
     if not path.is_file():
@@ -316,7 +320,7 @@ def load_config(path: str | Path) -> CampaignConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
-    return parse_config(data, str(path))
+    return data
 
 
 __all__ = ["CampaignConfig", "RoleConfig", "load_config", "parse_config"]

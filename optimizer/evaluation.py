@@ -9,6 +9,7 @@ calls, the examples already running finish and are committed, and nothing new st
 """
 
 import itertools
+import os
 import sys
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -71,7 +72,16 @@ class Programs:
                 session[entry] = cloudpickle.dumps(program)
             except Exception:  # noqa: BLE001, S112 - any pickling failure: that program stays in the driver
                 continue
-        return cls(tuple(p for p in sys.path if p), session)
+        return cls(tuple(os.path.abspath(p) for p in sys.path), session)  # '' is the working directory
+
+    def install(self) -> None:
+        """In another process (a Ray actor): the driver's import path, then its session programs."""
+        from ray import cloudpickle
+
+        from agentopt.agents.program_runtime import SESSION_PROGRAMS
+
+        sys.path.extend(p for p in self.import_path if p not in sys.path)
+        SESSION_PROGRAMS.update({entry: cloudpickle.loads(blob) for entry, blob in self.session.items()})
 
 
 OnDone = Callable[[Job, ExampleOutcome], None]
@@ -274,14 +284,10 @@ def _make_worker_class() -> Any:
         """A Ray actor holding one LLM client with the archive-backed cache."""
 
         def __init__(self, spec: LLMSpec, db_url: str, programs: Programs) -> None:
-            from agentopt.agents.program_runtime import SESSION_PROGRAMS
             from agentopt.archive.cache import SqlCallCache
             from agentopt.archive.store import Archive
 
-            from ray import cloudpickle
-
-            sys.path.extend(p for p in programs.import_path if p not in sys.path)
-            SESSION_PROGRAMS.update({entry: cloudpickle.loads(blob) for entry, blob in programs.session.items()})
+            programs.install()
             cache = SqlCallCache(Archive(db_url, create=False))
             self.llm = LLMClient(spec.endpoints, cache, spec.sampling, spec.timeout_s, spec.max_attempts, spec.gate)
 

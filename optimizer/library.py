@@ -11,6 +11,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -195,14 +196,20 @@ def stored_config(archive: Archive, campaign_id: str) -> CampaignConfig:
 
 def check_resumable(archive: Archive, campaign_id: str, force: bool = False) -> None:
     """Refuse to resume a finished campaign, or one a live process still drives (unless ``force``)."""
+    campaign = archive.campaign(campaign_id)
+    check_driver_gone(f"campaign {campaign_id}", campaign.status, campaign.heartbeat_at, force)
+
+
+def check_driver_gone(what: str, status: str, heartbeat_at: datetime | None, force: bool) -> None:
+    """A campaign or sweep may be resumed: not finished, and not driven by a live process (its
+    heartbeat is stale) unless ``force``."""
     from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
 
-    campaign = archive.campaign(campaign_id)
-    if campaign.status == "finished":
-        raise ConfigError(f"campaign {campaign_id} already finished: nothing to resume")
-    age = heartbeat_age(campaign.heartbeat_at)
-    if campaign.status == "running" and age is not None and age < STALE_HEARTBEAT_S and not force:
-        raise ConfigError(f"campaign {campaign_id} is being run by a live process (heartbeat {age:.0f}s ago); "
+    if status == "finished":
+        raise ConfigError(f"{what} already finished: nothing to resume")
+    age = heartbeat_age(heartbeat_at)
+    if status == "running" and age is not None and age < STALE_HEARTBEAT_S and not force:
+        raise ConfigError(f"{what} is being run by a live process (heartbeat {age:.0f}s ago); "
                           "stop that process first, or pass force=True (--force) if it is gone")
 
 

@@ -3,8 +3,10 @@
 Every endpoint is checked before the archive is opened, so a start that fails writes nothing.
 """
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 from agentopt.agents.base import Checked, Rendered
@@ -62,53 +64,83 @@ def _check_seed(config: CampaignConfig, task: Task) -> None:
             raise ConfigError(f"seed_agent.template: {exc.args[0]} (task {task.name})") from None
 
 
+def check_campaign(config: CampaignConfig, task: Task) -> None:
+    """Everything about one campaign that can be checked before a model starts."""
+    preflight(task)
+    _check_seed(config, task)
+
+
 @contextmanager
-def _gate(config: CampaignConfig, endpoints: Sequence[Endpoint]) -> Iterator[RunGate]:
+def _gate(config: CampaignConfig, endpoints: Sequence[Endpoint], remote: bool) -> Iterator[RunGate]:
     """One gate for every endpoint of every role: a Ray actor when workers run on Ray."""
     affinity = config.evaluation.prefix_affinity
-    if config.evaluation.backend == "threads":
+    if not remote:
         yield LocalGate(endpoints, config.health, affinity)
         return
-    remote = RemoteGate(endpoints, config.health, affinity)
+    actor = RemoteGate(endpoints, config.health, affinity)
     try:
-        yield remote
+        yield actor
     finally:
-        remote.close()
+        actor.close()
 
 
-@contextmanager
-def _evaluator(config: CampaignConfig, task_llm: LLMClient, archive: Archive) -> Iterator[Evaluator]:
+def _evaluator(config: CampaignConfig, task_llm: LLMClient, archive: Archive) -> Evaluator:
     ev = config.evaluation
     lanes = len(task_llm.endpoints) if ev.prefix_affinity else None
     if ev.backend == "threads":
-        evaluator: Evaluator = ThreadEvaluator(task_llm, (ev.workers or 1) * ev.concurrency, lanes)
-    else:
-        role = config.models.task
-        spec = LLMSpec(task_llm.endpoints, role.sampling, role.timeout_s, role.max_attempts, task_llm.gate)
-        evaluator = RayEvaluator(spec, archive.url, ev.workers, ev.concurrency, lanes)
-    try:
-        yield evaluator
-    finally:
-        evaluator.close()
+        return ThreadEvaluator(task_llm, (ev.workers or 1) * ev.concurrency, lanes)
+    role = config.models.task
+    spec = LLMSpec(task_llm.endpoints, role.sampling, role.timeout_s, role.max_attempts, task_llm.gate)
+    return RayEvaluator(spec, archive.url, ev.workers, ev.concurrency, lanes)
 
 
-def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archive], reporter: Reporter,
-                  address: str | None = None, resume: str = "", tasks: Sequence[Task] = ()) -> list[CampaignReport]:
-    """Run one campaign per task, sharing model servers, workers, the gate and the cache; with
-    ``resume``, finish that one campaign (its config names its single task).
+@dataclass(frozen=True)
+class Services:
+    """What the campaigns of one run share: the archive, the gate over every endpoint, and the
+    bundled model's chat and embedding servers when a campaign uses them."""
 
-    ``tasks`` are the tasks as objects (from Python); by default the config's entries are loaded.
-    Every task's metric is checked before anything starts. ``archive`` may be a function that
-    opens it: it is called once every endpoint answered. A local model server that keeps dying
-    halts the gate, which stops the campaign as ``endpoint_down`` with the server's exit signal and
-    log tail."""
-    if address is not None and config.evaluation.backend != "ray":
+    archive: Archive
+    gate: RunGate
+    local: tuple[Endpoint, ...] = ()
+    embedding: tuple[Endpoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoleClients:
+    task: LLMClient
+    proposer: LLMClient
+    embedder: LLMClient | None
+    judge: LLMClient | None
+
+
+def _needs_embedder(config: CampaignConfig) -> bool:
+    return STRATEGIES[config.strategy.name].uses_embeddings(config.strategy.params)
+
+
+def role_clients(config: CampaignConfig, services: Services, judged: bool = False) -> RoleClients:
+    """The campaign's LLM clients, on the shared gate and the archive's call cache; the judge's
+    only when a task's metric grades with it (``judged``)."""
+    local, archive, gate = list(services.local), services.archive, services.gate
+    models = config.models
+    return RoleClients(
+        _client(models.task, "task", local, archive, gate), _client(models.proposer, "proposer", local, archive, gate),
+        _client(models.embedder, "embedder", list(services.embedding), archive, gate) if _needs_embedder(config)
+        else None,
+        _client(models.judge, "judge", local, archive, gate) if judged else None)
+
+
+@contextmanager
+def shared_services(configs: Sequence[CampaignConfig], tasks: Sequence[Task],
+                    archive: Archive | Callable[[], Archive], reporter: Reporter, address: str | None = None,
+                    remote: bool | None = None) -> Iterator[Services]:
+    """Start what the campaigns of ``configs`` need, once, and stop it afterwards: the bundled
+    model servers, Ray, the gate (a Ray actor if ``remote``; default: when a config evaluates on
+    Ray). Every endpoint is checked before ``archive`` (a function that opens it) is called."""
+    base = configs[0]
+    remote = any(c.evaluation.backend == "ray" for c in configs) if remote is None else remote
+    if address is not None and not remote:
         raise ConfigError("--address joins a Ray cluster, but this config evaluates on threads "
                           "(set evaluation.backend: ray)")
-    tasks = list(tasks) or [load_task(task_ref(ref), seed=config.task_seed) for ref in config.tasks]
-    for task in tasks:
-        preflight(task)
-        _check_seed(config, task)
     needs_judge = any(isinstance(task.metric, Judged) for task in tasks)
     gates: list[RunGate] = []
 
@@ -118,55 +150,77 @@ def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archiv
 
     with ExitStack() as stack:
         local: list[Endpoint] = []
-        if config.models.uses_local(needs_judge):
-            lm = config.local_model
+        if any(c.models.uses_local(needs_judge) for c in configs):
+            lm = base.local_model
             reporter.phase("starting the bundled local model", 0)
             local = stack.enter_context(LocalModelServers(lm.servers, lm.threads, lm.ctx_size,
                                                           max_concurrency=lm.max_concurrency,
                                                           on_give_up=give_up)).endpoints
-        if config.evaluation.backend == "ray":
+        if remote:
             reporter.phase("starting Ray" if address is None else f"joining the Ray cluster at {address}", 0)
             ensure_ray(address)
         embedding: list[Endpoint] = []
-        needs_embedder = STRATEGIES[config.strategy.name].uses_embeddings(config.strategy.params)
-        if needs_embedder and config.models.embedder.model == LOCAL:
+        embedders = [c for c in configs if _needs_embedder(c)]
+        if any(c.models.embedder.model == LOCAL for c in embedders):
             reporter.phase("starting the bundled model's embedding server", 0)
-            embedding = stack.enter_context(LocalModelServers(1, 1, config.local_model.ctx_size,
+            embedding = stack.enter_context(LocalModelServers(1, 1, base.local_model.ctx_size,
                                                               embedding=True, on_give_up=give_up)).endpoints
-        roles = [(config.models.task, config.models.task.pool(local)),
-                 (config.models.proposer, config.models.proposer.pool(local))]
-        if needs_embedder:
-            roles.append((config.models.embedder, config.models.embedder.pool(embedding)))
+        roles = {(id(c), name): (getattr(c.models, name), getattr(c.models, name).pool(local)) for c in configs
+                 for name in ("task", "proposer")}
+        roles |= {(id(c), "embedder"): (c.models.embedder, c.models.embedder.pool(embedding)) for c in embedders}
         if needs_judge:
-            roles.append((config.models.judge, config.models.judge.pool(local)))
-        _check_reachable(roles)
+            roles |= {(id(c), "judge"): (c.models.judge, c.models.judge.pool(local)) for c in configs}
+        checked = {json.dumps(role.model_dump(mode="json"), sort_keys=True): (role, pool)
+                   for role, pool in roles.values()}
+        _check_reachable(list(checked.values()))
         archive = archive if isinstance(archive, Archive) else archive()
-        endpoints = list({e.base_url: e for _, pool in roles for e in pool}.values())
-        gate = stack.enter_context(_gate(config, endpoints))
+        endpoints = list({e.base_url: e for _, pool in roles.values() for e in pool}.values())
+        gate = stack.enter_context(_gate(base, endpoints, remote))
         gates.append(gate)
-        task_llm = _client(config.models.task, "task", local, archive, gate)
-        proposer = _client(config.models.proposer, "proposer", local, archive, gate)
-        embedder = _client(config.models.embedder, "embedder", embedding, archive, gate) if needs_embedder else None
-        judge = _client(config.models.judge, "judge", local, archive, gate) if needs_judge else None
+        yield Services(archive, gate, tuple(local), tuple(embedding))
+
+
+def run_campaign(config: CampaignConfig, task: Task, services: Services, clients: RoleClients,
+                 evaluator: Evaluator, reporter: Reporter, resume: str = "",
+                 sweep: tuple[str, str] | None = None) -> CampaignReport:
+    """One campaign on shared services; ``sweep`` is the (sweep id, cell key) it belongs to."""
+    policy = config.dedup.functional
+    if policy != "off" and config.models.task.temperature > 0:
+        reporter.phase("functional dedup is off: the task model samples at temperature > 0", 0)
+        policy = "off"
+    seed_agent = config.seed_agent.agent()
+    budget = CampaignBudget(services.gate, config.budget, role_prices(config), test_reserve(config, task, seed_agent),
+                            judge_cost(config, task, test_examples(config, task)))
+    run = CampaignRun(
+        archive=services.archive, task=task, strategy_name=config.strategy.name,
+        strategy_params=config.strategy.params, seed_agent=seed_agent, proposer=clients.proposer,
+        evaluator=evaluator, reporter=reporter, config=config.model_dump(mode="json"),
+        name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
+        test_size=config.evaluation.test_size, test_top=config.evaluation.test_top, dedup_policy=policy,
+        probe_size=config.dedup.probe_size, budget=budget, campaign_id=resume, embedder=clients.embedder,
+        judge=clients.judge, gate=services.gate, sweep=sweep,
+    )
+    return run.run()
+
+
+def run_campaigns(config: CampaignConfig, archive: Archive | Callable[[], Archive], reporter: Reporter,
+                  address: str | None = None, resume: str = "", tasks: Sequence[Task] = ()) -> list[CampaignReport]:
+    """Run one campaign per task, one after another, sharing model servers, workers, the gate and
+    the cache; with ``resume``, finish that one campaign (its config names its single task).
+
+    ``tasks`` are the tasks as objects (from Python); by default the config's entries are loaded.
+    Every task's metric is checked before anything starts. ``archive`` may be a function that
+    opens it: it is called once every endpoint answered. A local model server that keeps dying
+    halts the gate, which stops the campaign as ``endpoint_down`` with the server's exit signal and
+    log tail."""
+    tasks = list(tasks) or [load_task(task_ref(ref), seed=config.task_seed) for ref in config.tasks]
+    for task in tasks:
+        check_campaign(config, task)
+    with shared_services([config], tasks, archive, reporter, address) as services:
+        clients = role_clients(config, services, any(isinstance(task.metric, Judged) for task in tasks))
         reporter.phase("starting evaluation workers", 0)
-        evaluator = stack.enter_context(_evaluator(config, task_llm, archive))
-        policy = config.dedup.functional
-        if policy != "off" and config.models.task.temperature > 0:
-            reporter.phase("functional dedup is off: the task model samples at temperature > 0", 0)
-            policy = "off"
-        reports = []
-        for task in tasks:
-            seed_agent = config.seed_agent.agent()
-            budget = CampaignBudget(gate, config.budget, role_prices(config), test_reserve(config, task, seed_agent),
-                                    judge_cost(config, task, test_examples(config, task)))
-            run = CampaignRun(
-                archive=archive, task=task, strategy_name=config.strategy.name,
-                strategy_params=config.strategy.params, seed_agent=seed_agent, proposer=proposer,
-                evaluator=evaluator, reporter=reporter, config=config.model_dump(mode="json"),
-                name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
-                test_size=config.evaluation.test_size, test_top=config.evaluation.test_top, dedup_policy=policy,
-                probe_size=config.dedup.probe_size,
-                budget=budget, campaign_id=resume, embedder=embedder, judge=judge, gate=gate,
-            )
-            reports.append(run.run())
-        return reports
+        evaluator = _evaluator(config, clients.task, services.archive)
+        try:
+            return [run_campaign(config, task, services, clients, evaluator, reporter, resume) for task in tasks]
+        finally:
+            evaluator.close()

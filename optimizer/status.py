@@ -3,12 +3,15 @@ budgets, endpoint health and whether its driver is still alive."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentopt.archive import queries
 from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import ledger, role_prices
 from agentopt.optimizer.library import stored_config
+
+if TYPE_CHECKING:
+    from agentopt.archive.sweep_stats import SweepComparison
 
 STALE_HEARTBEAT_S = 30.0  # six missed heartbeats: the driver is gone
 
@@ -65,3 +68,93 @@ def status(archive: Archive, campaign_id: str) -> Status:
                   config.budget.wall_time_s, campaign.summary.get("stopped_by"), campaign.summary.get("stop_detail"),
                   queries.progress(archive, campaign_id), health[-1].data if health else None, spend,
                   {role: getattr(config.budget, role).model_dump() for role in spend})
+
+
+@dataclass(frozen=True)
+class SweepCell(queries.Record):
+    key: str
+    task: str
+    arm: str
+    seed: int
+    campaign_id: str | None
+    status: str  # finished, running, stopped, failed, interrupted, or queued (no campaign yet)
+    best_val: float | None
+    best_test: float | None
+
+
+@dataclass(frozen=True)
+class SweepStatus(queries.Record):
+    id: str
+    name: str
+    status: str
+    created_at: datetime
+    counts: dict[str, int]  # campaigns per status, queued included
+    cells: tuple[SweepCell, ...]
+    spend: dict[str, dict[str, float]]  # role -> calls, tokens, usd over all the sweep's campaigns
+    best: dict[str, SweepCell]  # per task, the best campaign so far (test when finished, else val)
+    failures: dict[str, str]
+
+
+def _score(cell: SweepCell) -> float | None:
+    return cell.best_test if cell.best_test is not None else cell.best_val
+
+
+def sweep_status(archive: Archive, sweep_id: str) -> SweepStatus:
+    """Campaigns done, running and queued, spend, and the best per task so far."""
+    from agentopt.optimizer.sweep_config import labels
+
+    row = archive.sweep(sweep_id)
+    campaigns = {c.cell: c for c in archive.sweep_campaigns(sweep_id)}
+    rows = {r.id: r for r in queries.campaigns(archive, ids=[c.id for c in campaigns.values()])}
+    cells = []
+    for cell in labels(row.config):
+        stored = campaigns.get(cell.key)
+        found = rows.get(stored.id) if stored else None
+        state = found.status if found else "queued"
+        if state == "running" and (age := heartbeat_age(stored.heartbeat_at if stored else None)) is not None \
+                and age >= STALE_HEARTBEAT_S:
+            state = "driver lost"
+        cells.append(SweepCell(cell.key, cell.task, cell.arm, cell.seed, found.id if found else None, state,
+                               found.best_val if found else None, found.best_test if found else None))
+    counts: dict[str, int] = {}
+    for cell in cells:
+        counts[cell.status] = counts.get(cell.status, 0) + 1
+    scored = sorted((c for c in cells if _score(c) is not None), key=_score)  # type: ignore[arg-type, return-value]
+    best = {cell.task: cell for cell in scored}  # the last, highest, wins
+    spend: dict[str, dict[str, float]] = {}
+    for campaign_id in rows:
+        for role, figures in ledger(archive, campaign_id, role_prices(stored_config(archive, campaign_id))).items():
+            total = spend.setdefault(role, {"calls": 0, "tokens": 0, "usd": 0.0})
+            for what in total:
+                total[what] += figures[what]
+    state = row.status
+    age = heartbeat_age(row.heartbeat_at)
+    if state == "running":
+        state = (f"running (heartbeat {age:.0f}s ago)" if age is not None and age < STALE_HEARTBEAT_S else
+                 f"driver lost (no heartbeat for {ago(age)}): agentopt sweep resume {sweep_id}")
+    return SweepStatus(sweep_id, row.name, state, row.created_at, counts, tuple(cells), spend, best,
+                       dict(row.summary.get("failures") or {}))
+
+
+def compare_sweep(archive: Archive, sweep_id: str) -> "SweepComparison":
+    """The sweep's finished campaigns as cells (the winner's per-example test scores, cost), compared
+    by :func:`agentopt.archive.sweep_stats.compare_cells`; the rest are listed as left out."""
+    from agentopt.archive.sweep_stats import Cell, compare_cells
+    from agentopt.optimizer.sweep_config import labels
+
+    plan = {cell.key: cell for cell in labels(archive.sweep(sweep_id).config)}
+    cells, left_out = [], []
+    for stored in archive.sweep_campaigns(sweep_id):
+        campaign, cell = archive.campaign(stored.id), plan.get(stored.cell)
+        winner = campaign.summary.get("best_candidate_id")
+        if cell is None or campaign.status != "finished" or winner is None:
+            left_out.append(f"{stored.id} ({campaign.status})")
+            continue
+        scores = sorted((example, score) for (split, example), score in queries.example_scores(archive, winner).items()
+                        if split == "test")
+        spent = ledger(archive, stored.id, role_prices(stored_config(archive, stored.id)))
+        cells.append(Cell(cell.task, cell.arm, cell.seed, stored.id, tuple(e for e, _ in scores),
+                          tuple(s for _, s in scores), int(sum(r["calls"] for r in spent.values())),
+                          int(sum(r["tokens"] for r in spent.values())), float(sum(r["usd"] for r in spent.values())),
+                          float(campaign.summary.get("wall_s") or 0.0)))
+    return compare_cells(sweep_id, cells, left_out)

@@ -87,3 +87,52 @@ def test_real_model_campaign_killed_with_sigkill_resumes_to_the_end(tmp_path: Pa
     assert report["stats"]["task_llm_calls"] + report["stats"]["proposer_llm_calls"] == len(calls_after), \
         "the ledger counts each stored call once: nothing before the kill was paid again"
     assert report["best_test"]["n"] == 10
+
+
+RANDOM_TINY = {"n_subsamples": 2, "demos_per_subsample": 3, "samples_per_subsample": 2, "queries": 3, "batch": 2,
+               "dev_size": 4}
+
+
+def test_sweep_of_four_campaigns_on_a_two_node_cluster_overlaps_and_keeps_the_endpoint_limit(
+        tmp_path: Path, two_node_cluster: str, local_model: Any) -> None:
+    """The real model behind a counting proxy: the limit of 2 in flight holds across the campaigns."""
+    import httpx
+
+    from fakes import FakeEndpoint
+
+    target = local_model.endpoints[0]
+
+    def forward(body: dict[str, Any]) -> tuple[int, Any]:
+        reply = httpx.post(f"{target.base_url}/chat/completions", json={**body, "model": target.model}, timeout=120)
+        return reply.status_code, reply.json()
+
+    proxy = FakeEndpoint(forward)
+    role = {"model": target.model, "endpoints": [{"base_url": proxy.url, "max_concurrency": 2}], "max_attempts": 2}
+    sweep = {"name": "real", "tasks": ["larger_animal"],
+             "models": {"task": role, "proposer": {**role, "temperature": 0.9, "max_tokens": 48}},
+             "evaluation": {"backend": "threads", "workers": 1, "concurrency": 2, "val_size": 8, "test_size": 8},
+             "matrix": {"strategies": [{"name": "ape", "params": APE_TINY},
+                                       {"name": "random", "params": RANDOM_TINY}], "seeds": [0, 1]},
+             "sweep": {"concurrency": 4}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps(sweep))
+    db = tmp_path / "a.db"
+    try:
+        done = agentopt("sweep", str(path), "--db", str(db), "--address", two_node_cluster, "--json", timeout=1200)
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [o["status"] for o in report["campaigns"]] == ["finished"] * 4
+    with sqlite3.connect(db) as conn:
+        spans = conn.execute("select created_at, finished_at from campaigns order by created_at").fetchall()
+        nodes = {r[0].split("/")[0] for r in conn.execute("select worker from results where worker is not null")}
+    print("campaign start / end:", *spans, sep="\n  ")
+    starts, ends = sorted(s for s, _ in spans), sorted(e for _, e in spans)
+    assert starts[1] < ends[0], f"a second campaign started before the first ended: {spans}"
+    assert len(nodes) >= 2, f"campaign drivers ran on more than one node: {nodes}"
+    assert 0 < proxy.max_active <= 2, f"{proxy.max_active} requests at once on an endpoint limited to 2"
+    compared = agentopt("archive", "compare", "--sweep", report["sweep_id"], "--db", str(db), "--out",
+                        str(tmp_path / "cmp"))
+    assert compared.returncode == 0, compared.stderr
+    assert "Wilcoxon" in (tmp_path / "cmp" / "compare.md").read_text()

@@ -38,6 +38,9 @@ _WHERE = {
     "LLMJudge": "agentopt.optimizer.tasks.judge", "MetricFailed": "agentopt.optimizer.tasks.metrics",
     "MetricContractError": "agentopt.optimizer.tasks.metrics",
     "strategies": "agentopt.strategies",
+    "load_sweep": "agentopt.optimizer.sweep_config", "parse_sweep": "agentopt.optimizer.sweep_config",
+    "run_sweep": "agentopt.optimizer.sweep", "sweep_status": "agentopt.optimizer.status",
+    "compare_sweep": "agentopt.optimizer.status",
 }
 __all__ = sorted(_WHERE)
 
@@ -76,7 +79,9 @@ if TYPE_CHECKING:
     from agentopt.agents.local_model import LocalModelServers
     from agentopt.optimizer.budgets import estimate
     from agentopt.optimizer.library import Best, Result, export_agent, optimize, report, resume, run_config
-    from agentopt.optimizer.status import Status, status
+    from agentopt.optimizer.status import Status, compare_sweep, status, sweep_status
+    from agentopt.optimizer.sweep import run_sweep
+    from agentopt.optimizer.sweep_config import load_sweep, parse_sweep
     from agentopt.optimizer.tasks import Example, Metric, Score, Task, builtin_tasks, register_metric
     from agentopt.optimizer.tasks.judge import LLMJudge
     from agentopt.optimizer.tasks.metrics import MetricContractError, MetricFailed

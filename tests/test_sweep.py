@@ -1,0 +1,201 @@
+"""Sweeps: a matrix of campaigns run at once on Ray, sharing the gate's limits and one archive;
+resumable after the driver is killed; bad matrices refused before anything runs."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import FakeEndpoint, identity, task_aware_responder
+from processes import AGENTOPT, agentopt, wait_until
+from test_campaign import APE_SMALL
+from test_strategies import SMALL
+
+from agentopt.agents.errors import ConfigError
+from agentopt.archive.store import Archive, database_url
+from agentopt.optimizer.status import compare_sweep, sweep_status
+from agentopt.optimizer.sweep import run_sweep
+from agentopt.optimizer.sweep_config import parse_sweep
+from agentopt.optimizer.ui import SilentReporter
+
+LIMIT = 3  # requests in flight on the endpoint, across every campaign of the sweep
+
+
+def sweep_data(task: Path, url: str, **extra: Any) -> dict[str, Any]:
+    role = {"model": "fake", "endpoints": [{"base_url": url, "max_concurrency": LIMIT}], "max_attempts": 1}
+    return {"name": "sw", "tasks": [str(task)], "models": {"task": role, "proposer": {**role, "temperature": 0.9}},
+            "evaluation": {"backend": "threads", "workers": 1, "concurrency": 2},
+            "matrix": {"strategies": [{"name": "ape", "params": APE_SMALL}, {"name": "random", "params": SMALL["random"]}],
+                       "seeds": [0, 1]},
+            "sweep": {"concurrency": 4}, **extra}
+
+
+def _intervals(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select created_at, finished_at from campaigns where sweep_id is not null").fetchall()
+
+
+def _most_at_once(intervals: list[tuple[str, str]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_a_sweep_runs_its_campaigns_at_once_within_the_endpoint_limit_and_resumes_to_nothing(
+        tmp_path: Path, echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(task_aware_responder, delay_s=0.05)
+    db = tmp_path / "a.db"
+    archive = Archive(database_url(str(db)))
+    try:
+        plan = parse_sweep(sweep_data(echo_task_file, endpoint.url))
+        assert len(plan.cells) == 4 and len({c.arm for c in plan.cells}) == 2
+        result = run_sweep(plan, archive, SilentReporter())
+        assert result.status == "finished", result.outcomes
+        assert [o.status for o in result.outcomes] == ["finished"] * 4
+        assert endpoint.max_active <= LIMIT, f"{endpoint.max_active} requests at once, limit {LIMIT}"
+        intervals = _intervals(db)
+        print("campaign start / end:", *intervals, sep="\n  ")
+        assert _most_at_once(intervals) >= 2, f"campaigns overlapped in time: {intervals}"
+        calls = len(endpoint.requests)
+        again = run_sweep(plan, archive, SilentReporter(), sweep_id=result.sweep_id)
+        assert again.skipped == 4 and not again.outcomes and len(endpoint.requests) == calls
+    finally:
+        endpoint.close()
+    status = sweep_status(archive, result.sweep_id)
+    assert status.counts == {"finished": 4} and set(status.best) == {"echo"}
+    assert status.spend["task"]["calls"] + status.spend["proposer"]["calls"] == len(set(endpoint.identities()))
+    compared = compare_sweep(archive, result.sweep_id)
+    assert len(compared.pairs) == 1 and compared.pairs[0].cells == 2 and not compared.failed
+    assert {s.arm for s in compared.scores} == {c.arm for c in plan.cells}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+        per_campaign = conn.execute("select count(distinct c.id) from campaigns c join candidates k "
+                                    "on k.campaign_id = c.id join results r on r.candidate_id = k.id").fetchone()[0]
+    assert per_campaign == 4, "every concurrent writer's rows are there"
+
+
+def test_a_sweeps_budget_holds_over_all_its_campaigns(tmp_path: Path, echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(task_aware_responder)
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    try:
+        plan = parse_sweep(sweep_data(echo_task_file, endpoint.url, sweep={"concurrency": 2,
+                                                                           "budget": {"task_calls": 60}}))
+        result = run_sweep(plan, archive, SilentReporter())
+    finally:
+        endpoint.close()
+    assert result.status == "stopped"
+    spent = archive.sweep_spend(result.sweep_id)
+    assert spent["task"].calls <= 60, spent
+
+
+def test_one_failing_campaign_is_marked_failed_and_the_others_finish(tmp_path: Path, echo_task_file: Path) -> None:
+    (tmp_path / "strictmetric.py").write_text(  # passes the check before the start, then breaks its contract
+        "calls = [0]\n"
+        "def nan_after_first(output, target):\n"
+        "    calls[0] += 1\n"
+        "    return 1.0 if calls[0] == 1 else float('nan')\n")
+    endpoint = FakeEndpoint(task_aware_responder)
+    data = sweep_data(echo_task_file, endpoint.url)
+    data["matrix"] = {"tasks": [str(echo_task_file), {"path": str(echo_task_file), "name": "strict",
+                                                      "metric": "strictmetric:nan_after_first"}],
+                      "strategies": [{"name": "ape", "params": APE_SMALL}]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps(data))
+    db = tmp_path / "a.db"
+    try:
+        done = agentopt("sweep", str(path), "--db", str(db), "--json", cwd=tmp_path, timeout=600)
+    finally:
+        endpoint.close()
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    by_status = {o["status"]: o for o in report["campaigns"]}
+    assert report["status"] == "failed" and set(by_status) == {"finished", "failed"}
+    assert "MetricContractError" in by_status["failed"]["error"]
+    status = json.loads(agentopt("status", report["sweep_id"], "--db", str(db), "--json").stdout)
+    assert status["counts"] == {"failed": 1, "finished": 1}
+
+
+@pytest.mark.parametrize("matrix, message", [
+    ({}, "matrix: empty"),
+    ({"strategies": ["ape", {"name": "nope"}]}, "matrix.strategies.1: unknown strategy 'nope'"),
+    ({"seeds": [0, "one"]}, "matrix.seeds.1: Input should be a valid integer"),
+    ({"seeds": [0, 1.5]}, "matrix.seeds.1"),
+    ({"seeds": []}, "matrix.seeds: an empty list"),
+])
+def test_a_bad_matrix_is_one_line_before_anything_runs(tmp_path: Path, echo_task_file: Path,
+                                                       matrix: dict[str, Any], message: str) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps({**sweep_data(echo_task_file, "http://127.0.0.1:9/v1"), "matrix": matrix}))
+    done = agentopt("sweep", str(path), "--db", str(tmp_path / "a.db"))
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "a.db").exists()
+
+
+def test_a_cell_that_does_not_validate_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"matrix.strategies.0.params.nope: Extra inputs"):
+        parse_sweep({"tasks": ["larger_animal"], "matrix": {"strategies": [{"name": "opro", "params": {"nope": 1}}]}})
+    with pytest.raises(ConfigError, match=r"cell larger_animal / ape .*temperature.* / seed 0: models.task.temperature"):
+        parse_sweep({"tasks": ["larger_animal"], "matrix": {"models": [{}, {"task": {"temperature": 9}}]}})
+
+
+def test_sigkilled_sweep_driver_resumes_without_paying_twice(tmp_path: Path, echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(task_aware_responder, delay_s=0.1)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps(sweep_data(echo_task_file, endpoint.url, sweep={"concurrency": 2})))
+    db = tmp_path / "a.db"
+
+    def one_finished_one_going() -> bool:
+        try:
+            with sqlite3.connect(db) as conn:
+                counts = dict(conn.execute("select status, count(*) from campaigns group by status").fetchall())
+        except sqlite3.Error:
+            return False
+        return counts.get("finished", 0) >= 1 and counts.get("running", 0) >= 1
+
+    try:
+        proc = subprocess.Popen([AGENTOPT, "sweep", str(path), "--db", str(db), "--quiet"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert wait_until(one_finished_one_going, 300), "no campaign finished while another ran"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with sqlite3.connect(db) as conn:
+            sweep_id = conn.execute("select id from sweeps").fetchone()[0]
+            stored = {identity(r["messages"], r["sample"]) for r in
+                      (json.loads(row[0]) for row in conn.execute("select request from llm_calls"))}
+            unfinished = conn.execute("select count(*) from campaigns where status != 'finished'").fetchone()[0]
+        assert unfinished >= 1, "the kill came while a campaign ran"
+        refused = agentopt("sweep", "resume", sweep_id, "--db", str(db))
+        assert refused.returncode == 2 and "live process" in refused.stderr
+        seen_before = len(endpoint.requests)
+        resumed = agentopt("sweep", "resume", sweep_id, "--db", str(db), "--force", "--json", timeout=600)
+        assert resumed.returncode == 0, resumed.stderr
+    finally:
+        endpoint.close()
+    report = json.loads(resumed.stdout)
+    assert report["status"] == "finished" and report["skipped"] >= 1
+    after = [identity(r["messages"], r["sample"]) for r in endpoint.requests[seen_before:]]
+    repeated = set(after) & stored
+    assert not repeated, f"{len(repeated)} calls whose answers were stored were paid again"
+    status = json.loads(agentopt("status", sweep_id, "--db", str(db), "--json").stdout)
+    assert status["counts"] == {"finished": 4}
+
+
+def test_a_sweep_on_either_database(db_url: str, echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(task_aware_responder)
+    try:
+        data = sweep_data(echo_task_file, endpoint.url)
+        data["matrix"]["strategies"] = data["matrix"]["strategies"][:1]
+        archive = Archive(db_url)
+        result = run_sweep(parse_sweep(data), archive, SilentReporter())
+    finally:
+        endpoint.close()
+    assert result.status == "finished" and len(result.outcomes) == 2
+    assert sweep_status(archive, result.sweep_id).counts == {"finished": 2}
+    assert [s.id for s in archive.sweeps()] == [result.sweep_id]
