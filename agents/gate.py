@@ -278,6 +278,7 @@ class Admission:
         self.issued = 0  # leases so far; the next one's id
         self.deadlines: dict[str | None, float] = {}  # per campaign; None: every campaign
         self.stops: dict[str | None, str] = {}  # the limit that stopped a campaign (None: every campaign)
+        self.finishing: set[str] = set()  # campaigns scoring their finalists: past the total's limits
         self.halted: Halted | None = None
         self.clock = 0.0  # the latest time admission was asked for
 
@@ -299,7 +300,15 @@ class Admission:
 
     def stopped(self, campaign: str | None = None) -> str | None:
         """The limit that stops a campaign's calls (``None``: the one that stops every campaign's)."""
-        return self.stops.get(None) or (self.stops.get(campaign) if campaign is not None else None)
+        if campaign is None:
+            return self.stops.get(None)
+        return self.stops.get(campaign) or (None if campaign in self.finishing else self.stops.get(None))
+
+    def finish(self, campaign: str) -> None:
+        """The campaign has stopped searching and scores its finalists on the test split: only its
+        own budget (which kept a reserve for this) holds it now, not the total over all campaigns,
+        so a sweep's budget never leaves a running campaign without its test scores."""
+        self.finishing.add(campaign)
 
     def halt(self, reason: str, detail: str) -> None:
         """Refuse every further call with ``reason``; budgets reconfigured later do not lift it."""
@@ -325,7 +334,7 @@ class Admission:
         for lease_id, held in [(i, h) for i, h in self.held.items() if h.expires <= now]:
             self.release(held.role, lease_id, None, campaign=held.campaign)
         ledgers = [self.ledgers.setdefault(a, Ledger()) for a in accounts(role, campaign)]
-        estimates = tuple(Spend.of_call(prompt_tokens, max_tokens, ledger.price) for ledger in ledgers)
+        estimates = (Spend.of_call(prompt_tokens, max_tokens, ledgers[0].price),) * len(ledgers)  # the payer's price
         self._check_stops(role, campaign, ledgers, estimates, now)
         states = [self.endpoints[u] for u in urls]
         up = [s for s in states if not self.down(s)]
@@ -376,12 +385,13 @@ class Admission:
         reached for that campaign (or all) until its budget is configured again."""
         if self.halted is not None:
             raise self.halted
-        for scope in {campaign, None}:
+        scopes = {campaign} if campaign in self.finishing else {campaign, None}
+        for scope in scopes:
             deadline = self.deadlines.get(scope)
             if deadline is not None and now >= deadline:
                 self.stops.setdefault(scope, "wall_time_s")
         for (_, scope), ledger, estimate in zip(accounts(role, campaign), ledgers, estimates, strict=True):
-            what = (ledger.spent + ledger.reserved + estimate).over(ledger.budget)
+            what = (ledger.spent + ledger.reserved + estimate).over(ledger.budget) if scope in scopes else None
             if what is not None:
                 self.stops.setdefault(scope, f"{role}.{what}")
         stop = self.stopped(campaign)
@@ -424,14 +434,16 @@ class Admission:
         probe costs no budget. A late release of a reclaimed lease still books what the call used."""
         held = self.held.pop(lease_id, None)
         tokens = None if used is None else Used(*used)
+        campaign = held.campaign if held is not None else campaign
         if held is None or not held.probe:
             if held is not None:
                 self._free(held, tokens)
             if tokens is not None:
-                for account in accounts(role, campaign):
-                    ledger = self.ledgers.setdefault(account, Ledger())
-                    ledger.spent += Spend.of_call(tokens.prompt_tokens, tokens.completion_tokens, ledger.price,
-                                                  tokens.cached_tokens)
+                ledgers = [self.ledgers.setdefault(a, Ledger()) for a in accounts(role, campaign)]
+                cost = Spend.of_call(tokens.prompt_tokens, tokens.completion_tokens, ledgers[0].price,
+                                     tokens.cached_tokens)  # at the payer's price, on its ledger and the total
+                for ledger in ledgers:
+                    ledger.spent += cost
         if held is None or self.health is None:
             return None
         state = self.endpoints[held.url]
@@ -475,6 +487,11 @@ class LocalGate:
     def stopped(self, campaign: str | None = None) -> str | None:
         with self._changed:
             return self._admission.stopped(campaign)
+
+    def finish(self, campaign: str) -> None:
+        with self._changed:
+            self._admission.finish(campaign)
+            self._changed.notify_all()
 
     def halt(self, reason: str, detail: str) -> None:
         """Stop the run: every waiting and later acquire raises :class:`Halted` (e.g. a local model

@@ -233,11 +233,16 @@ class Archive:
             s.expunge_all()
             return rows
 
-    def beat_sweep(self, sweep_id: str) -> None:
-        """The sweep's driver is alive (and running it: a resumed sweep is running again)."""
+    def claim_sweep(self, sweep_id: str) -> None:
+        """This process drives the sweep (again, on a resume)."""
         with self.session() as s:
             row = s.get_one(Sweep, sweep_id)
             row.status, row.heartbeat_at, row.finished_at = "running", utcnow(), None
+
+    def beat_sweep(self, sweep_id: str) -> None:
+        """The sweep's driver is alive."""
+        with self.session() as s:
+            s.get_one(Sweep, sweep_id).heartbeat_at = utcnow()
 
     def finish_sweep(self, sweep_id: str, status: str, summary: dict[str, Any]) -> None:
         with self.session() as s:

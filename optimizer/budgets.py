@@ -33,6 +33,8 @@ class GateControl(Protocol):
 
     def stopped(self, campaign: str | None = None) -> str | None: ...
 
+    def finish(self, campaign: str) -> None: ...
+
     def health(self) -> dict[str, EndpointHealth]: ...
 
     def halt(self, reason: str, detail: str) -> None: ...
@@ -102,7 +104,10 @@ class CampaignBudget:
         self.gate.set_deadline(None if wall is None else now + max(wall - active_s, 0), campaign_id)
 
     def final_phase(self) -> None:
-        """Release the reserves: the final test scoring may use the whole task and judge budgets."""
+        """Release the reserves: the final test scoring may use the whole task and judge budgets
+        (and is no longer held by a sweep's total)."""
+        if self.campaign_id is not None:
+            self.gate.finish(self.campaign_id)
         for role in ("task", "judge"):
             self.gate.configure(role, getattr(self.config, role), self.prices[role],
                                 self.gate.spent(role, self.campaign_id), self.campaign_id)

@@ -314,6 +314,8 @@ def _sweep_compare(archive: Any, sweep_id: str, out_dir: Path | None, json_out: 
     result = compare_sweep(archive, sweep_id)
     text = to_markdown(result)
     if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir}: exists and is not a folder")
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "compare.md").write_text(text)
         (out_dir / "compare.json").write_text(json.dumps(result.as_dict(), indent=2))

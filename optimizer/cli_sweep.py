@@ -56,7 +56,8 @@ def sweep(
             result = run_sweep(plan, opener, reporter, address, sweep_id)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         err.print(f"interrupted: every finished campaign, result and LLM call is kept in {url}; "
-                  "`agentopt sweep resume SWEEP_ID` (see `agentopt archive sweeps`) finishes the sweep")
+                  f"`agentopt sweep resume SWEEP_ID --db {url}` finishes the sweep (its id: "
+                  f"`agentopt archive sweeps --db {url}`)")
         sys.exit(130)
     if json_out:
         print_json({"sweep_id": result.sweep_id, "status": result.status, "skipped": result.skipped,

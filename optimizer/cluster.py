@@ -100,6 +100,11 @@ class RemoteGate:
 
         return ray.get(self.actor.stopped.remote(campaign))  # type: ignore[no-any-return]
 
+    def finish(self, campaign: str) -> None:
+        import ray
+
+        ray.get(self.actor.finish.remote(campaign))
+
     def close(self) -> None:
         import ray
 

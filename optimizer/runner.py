@@ -170,8 +170,8 @@ def shared_services(configs: Sequence[CampaignConfig], tasks: Sequence[Task],
         roles |= {(id(c), "embedder"): (c.models.embedder, c.models.embedder.pool(embedding)) for c in embedders}
         if needs_judge:
             roles |= {(id(c), "judge"): (c.models.judge, c.models.judge.pool(local)) for c in configs}
-        checked = {json.dumps(role.model_dump(mode="json"), sort_keys=True): (role, pool)
-                   for role, pool in roles.values()}
+        checked = {json.dumps([role.model_dump(mode="json"), [e.base_url for e in pool]], sort_keys=True):
+                   (role, pool) for role, pool in roles.values()}
         _check_reachable(list(checked.values()))
         archive = archive if isinstance(archive, Archive) else archive()
         endpoints = list({e.base_url: e for _, pool in roles.values() for e in pool}.values())

@@ -105,7 +105,7 @@ def sweep_status(archive: Archive, sweep_id: str) -> SweepStatus:
 
     row = archive.sweep(sweep_id)
     campaigns = {c.cell: c for c in archive.sweep_campaigns(sweep_id)}
-    rows = {r.id: r for r in queries.campaigns(archive, ids=[c.id for c in campaigns.values()])}
+    rows = {r.id: r for r in queries.campaigns(archive, ids=[c.id for c in campaigns.values()])} if campaigns else {}
     cells = []
     for cell in labels(row.config):
         stored = campaigns.get(cell.key)

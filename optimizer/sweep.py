@@ -22,7 +22,8 @@ from typing import Any
 
 from agentopt.agents.llm import Endpoint
 from agentopt.archive.store import Archive
-from agentopt.optimizer.budgets import role_prices, spend_of
+from agentopt.agents.budget import Spend
+from agentopt.optimizer.budgets import spend_of
 from agentopt.optimizer.campaign import CampaignStopped, Heartbeat
 from agentopt.optimizer.config import ROLES, task_ref
 from agentopt.optimizer.evaluation import Programs, ThreadEvaluator
@@ -112,13 +113,14 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
     with shared_services(configs, list(tasks.values()), archive, reporter, address, remote=True) as services:
         store = services.archive
         sweep_id = sweep_id or store.create_sweep(sweep.name, sweep.record())
+        store.claim_sweep(sweep_id)
         before = {row.cell: row for row in store.sweep_campaigns(sweep_id)}
-        prices = role_prices(configs[0])
-        spent = store.sweep_spend(sweep_id)
-        for role in ROLES:
-            services.gate.configure(role, getattr(sweep.settings.budget, role), prices[role],
-                                    spend_of(spent.get(role), prices[role]))
-        wall = sweep.settings.budget.wall_time_s
+        configs_by_key = {cell.key: cell.config for cell in sweep.cells}
+        for role in ROLES:  # the total so far: each campaign's spend at its own model's price
+            spent = sum((spend_of(store.spend(row.id).get(role), configs_by_key[key].price(role))
+                         for key, row in before.items() if key in configs_by_key), Spend())
+            services.gate.configure(role, getattr(sweep.settings.budget, role), configs[0].price(role), spent)
+        wall = sweep.settings.budget.wall_time_s  # counted from this (re)start
         services.gate.set_deadline(None if wall is None else time.time() + wall)
         queue = deque(c for c in sweep.cells if getattr(before.get(c.key), "status", "") != "finished")
         skipped = len(sweep.cells) - len(queue)
@@ -127,9 +129,8 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
         driver, programs = _driver_class(), Programs.here()
         running: dict[Any, tuple[Cell, Any]] = {}
         outcomes: list[CellOutcome] = []
-        store.beat_sweep(sweep_id)
-        with Heartbeat(lambda _seconds: store.beat_sweep(sweep_id)):
-            try:
+        try:
+            with Heartbeat(lambda _seconds: store.beat_sweep(sweep_id)):
                 while queue or running:
                     while queue and len(running) < sweep.settings.concurrency and services.gate.stopped() is None:
                         cell = queue.popleft()
@@ -151,12 +152,12 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
                         ray.kill(actor)
                         outcomes.append(outcome)
                         reporter.advance(1, errors=int(outcome.status == "failed"))
-            except KeyboardInterrupt:
-                store.finish_sweep(sweep_id, "interrupted", {"failures": _failures(outcomes)})
-                raise
-            finally:
-                for _, actor in running.values():
-                    ray.kill(actor)
+        except KeyboardInterrupt:  # after the heartbeat's last beat, so the status stays "interrupted"
+            store.finish_sweep(sweep_id, "interrupted", {"failures": _failures(outcomes)})
+            raise
+        finally:
+            for _, actor in running.values():
+                ray.kill(actor)
         stopped = services.gate.stopped()
         status = ("stopped" if stopped or queue or any(o.status == "stopped" for o in outcomes) else
                   "failed" if any(o.status == "failed" for o in outcomes) else "finished")

@@ -26,8 +26,8 @@ from typing import Any, NamedTuple, TypeVar
 from pydantic import Field, StrictInt, ValidationError, field_validator
 
 from agentopt.agents.errors import ConfigError
-from agentopt.optimizer.config import (BudgetConfig, CampaignConfig, Frozen, StrategyConfig, first_error,
-                                       load_yaml, parse_config)
+from agentopt.optimizer.config import (LOCAL, ROLES, BudgetConfig, CampaignConfig, Frozen, StrategyConfig,
+                                       first_error, load_yaml, parse_config)
 
 F = TypeVar("F", bound=Frozen)
 
@@ -126,6 +126,14 @@ def _section(model: type[F], value: object, name: str, source: str) -> F:
         raise ConfigError(f"{source}: {name}{joint}{first_error(exc)}") from None
 
 
+def _priced(settings: SweepSettings, config: CampaignConfig, where: str) -> None:
+    """A dollar limit on the whole sweep needs a price for every model a cell pays for."""
+    for role in ROLES:
+        model = getattr(config.models, role).model
+        if getattr(settings.budget, role).usd is not None and model != LOCAL and model not in config.prices:
+            raise ConfigError(f"{where}: sweep.budget.{role}.usd needs a price for model {model!r} under prices")
+
+
 def parse_sweep(data: object, source: str = "sweep") -> Sweep:
     """The sweep's cells, each a validated campaign config; a bad matrix or cell is one line."""
     if not isinstance(data, dict):
@@ -142,7 +150,7 @@ def parse_sweep(data: object, source: str = "sweep") -> Sweep:
     if not tasks:
         raise ConfigError(f"{source}: matrix.tasks: no tasks (give them here or under tasks)")
     strategies = list(matrix.strategies or [_section(StrategyConfig, base.get("strategy"), "strategy", source)])
-    seeds = list(matrix.seeds or [int(base.get("seed", 0))])
+    seeds = list(matrix.seeds or [base.get("seed", 0)])  # validated with each cell's config
     variants: list[dict[str, Any] | None] = list(matrix.models or [None])
     name = str(base.get("name", "sweep"))
     cells = []
@@ -152,7 +160,7 @@ def parse_sweep(data: object, source: str = "sweep") -> Sweep:
                 arm = _arm(strategy, variant if len(variants) > 1 else None)
                 for seed in seeds:
                     label = f"{_task_name(task)} / {arm} / seed {seed}"
-                    cell = {**base, "name": f"{name}: {label}", "tasks": [task], "seed": seed,
+                    cell = {**base, "name": f"{name}: {label}"[:200], "tasks": [task], "seed": seed,
                             "strategy": strategy.model_dump()}
                     if variant:
                         cell["models"] = _merge(base.get("models") or {}, variant)
@@ -162,7 +170,8 @@ def parse_sweep(data: object, source: str = "sweep") -> Sweep:
                         raise ConfigError(str(exc)) from None
                     key = hashlib.sha256(json.dumps([task, strategy.model_dump(), variant, seed], sort_keys=True,
                                                     default=str).encode()).hexdigest()[:16]
-                    cells.append(Cell(key, _task_name(task), arm, seed, config))
+                    cells.append(Cell(key, _task_name(task), arm, config.seed, config))
+                    _priced(settings, config, f"{source}: cell {label}")
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{source}: matrix lists the same cell twice")
