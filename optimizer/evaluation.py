@@ -297,7 +297,7 @@ def _make_worker_class() -> Any:
     return EvalWorker
 
 
-def _round_robin_over_nodes(n: int) -> list[Any]:
+def round_robin_over_nodes(n: int) -> list[Any]:
     """One placement per worker, dealt over the live nodes in turn. Hard affinity: Ray's SPREAD and
     soft affinity are best effort and were seen to stack every zero-CPU actor on one node of a fresh
     cluster. A node that leaves before its actor starts fails that actor, and ``collect`` replaces it."""
@@ -324,7 +324,7 @@ class RayEvaluator:
         self._new_actor = lambda strategy: _make_worker_class().options(
             max_concurrency=concurrency, scheduling_strategy=strategy).remote(spec, db_url, programs)
         n = workers or int(ray.cluster_resources().get("CPU", 1))
-        self.actors = [self._new_actor(s) for s in _round_robin_over_nodes(n)]
+        self.actors = [self._new_actor(s) for s in round_robin_over_nodes(n)]
         self.concurrency = concurrency
         self.lanes = lanes
         self._next = itertools.count()

@@ -26,7 +26,7 @@ from agentopt.agents.budget import Spend
 from agentopt.optimizer.budgets import spend_of
 from agentopt.optimizer.campaign import CampaignStopped, Heartbeat
 from agentopt.optimizer.config import ROLES, task_ref
-from agentopt.optimizer.evaluation import Programs, ThreadEvaluator
+from agentopt.optimizer.evaluation import Programs, ThreadEvaluator, round_robin_over_nodes
 from agentopt.optimizer.runner import RunGate, Services, check_campaign, role_clients, run_campaign, shared_services
 from agentopt.optimizer.sweep_config import Cell, Sweep
 from agentopt.optimizer.tasks import Task, load_task
@@ -127,6 +127,7 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
         reporter.phase(f"sweep {sweep_id}: campaigns ({skipped} already finished)", len(sweep.cells))
         reporter.advance(skipped)
         driver, programs = _driver_class(), Programs.here()
+        places = iter(round_robin_over_nodes(len(queue)))  # SPREAD was seen to stack zero-CPU actors on one node
         running: dict[Any, tuple[Cell, Any]] = {}
         outcomes: list[CellOutcome] = []
         try:
@@ -135,7 +136,7 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
                     while queue and len(running) < sweep.settings.concurrency and services.gate.stopped() is None:
                         cell = queue.popleft()
                         resume = before[cell.key].id if cell.key in before else ""
-                        actor = driver.options(scheduling_strategy="SPREAD").remote()
+                        actor = driver.options(scheduling_strategy=next(places)).remote()
                         ref = actor.run.remote(cell, store.url, services.gate, services.local, services.embedding,
                                                sweep_id, resume, programs)
                         running[ref] = (cell, actor)
