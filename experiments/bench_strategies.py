@@ -1,39 +1,48 @@
-"""Strategies head to head at an equal task-model query budget, on the bundled local model.
+"""Strategies head to head at an equal task-model query budget, on the bundled local model, over seeds.
 
 Random search, APE, OPRO, INSTINCT and the Optuna (MIPRO-like) search each run one campaign per
-task with the same seed agent, the same validation and test items and the same hard budget of
-task-model calls (search plus the final test scoring). Each strategy gets its own archive, so no
-strategy is served answers another one paid for. Functional dedup is off, so every query is an
-example evaluation the strategy asked for.
+task and seed (by default the three built-in tasks with 50+ test items, seeds 0, 1 and 2) with the
+same seed agent, the same validation and test items and the same hard budget of task-model calls
+(search plus the final test scoring). Each strategy is one sweep with its own archive, so no strategy
+is served answers another one paid for; the campaigns of one seed see the same splits, so strategies
+are compared paired, by the statistics of ``agentopt archive compare --sweep``. Functional dedup is
+off, so every query is an example evaluation the strategy asked for.
 
-Printed: best test accuracy, the seed's, queries used, wall time. Saved: a markdown table and a PNG
-of best-so-far validation score (mean over the whole validation split, counted when a candidate has
-all of it) against task-model queries. The headline ratio: queries INSTINCT needed to reach APE's
-final validation score, over APE's queries.
+Printed and saved: the comparison (per task and strategy, mean test score over seeds with a two-level
+bootstrap interval; paired differences with Wilcoxon tests; significant wins; cost), one row per
+campaign, the queries INSTINCT and random search needed to reach APE's final validation score, and a
+PNG of best-so-far validation score (mean over seeds) against task-model queries.
 
-    .venv/bin/python experiments/bench_strategies.py [--tasks ...] [--budget 180] [--out DIR]
+    .venv/bin/python experiments/bench_strategies.py [--tasks ...] [--seeds 0 1 2] [--budget 120] [--test 80]
 """
 
 import argparse
+import json
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from rich.console import Console
 from sqlalchemy import select
 
-from agentopt.archive.models import Campaign, Candidate, Result
+from agentopt.archive.models import Candidate, Result
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.ui import SilentReporter, markdown, table
+from agentopt.archive.sweep_stats import Cell, compare_cells, plot as plot_comparison, to_markdown
+from agentopt.optimizer.status import sweep_cells
+from agentopt.optimizer.sweep import run_sweep
+from agentopt.optimizer.sweep_config import parse_sweep
+from agentopt.optimizer.ui import RichReporter, markdown, table
 
-TASKS = ["larger_animal", "singular_to_plural", "antonyms", "first_letter", "number_to_words"]
+TASKS = ["larger_animal", "number_to_words", "first_letter"]  # the built-in tasks with 50+ test items
 STRATEGY_ORDER = ["random", "ape", "opro", "instinct", "optuna"]
-RATIO_HEADERS = ["task", "APE final val", "APE queries", "INSTINCT queries", "INSTINCT / APE", "random queries",
-                 "random / APE"]
+HEADERS = ["task", "strategy", "seed", "seed test", "best test", "best val", "queries", "task calls", "proposer calls",
+           "wall s", "stopped by"]
+RATIO_HEADERS = ["task", "seeds", "APE final val (mean)", "APE queries (mean)", "INSTINCT / APE", "random / APE",
+                 "INSTINCT never", "random never"]
 
 
 def strategy_params(budget: int, n_val: int, subsamples: int) -> dict[str, dict[str, Any]]:
@@ -87,32 +96,68 @@ def first_reaching(points: list[tuple[int, float]], target: float) -> int | None
     return next((q for q, best in points if best >= target - 1e-9), None)
 
 
-def finished(db: Path, tasks: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The newest finished campaign per task in ``db``, with its stored report."""
-    if not db.exists():
-        return {}
-    archive = Archive(database_url(str(db)))
-    with archive.session() as s:
-        rows = s.execute(select(Campaign.task, Campaign.id, Campaign.summary).where(Campaign.status == "finished")
-                         .order_by(Campaign.created_at)).all()
-    return {task: (campaign_id, summary) for task, campaign_id, summary in rows if task in tasks}
-
-
-def run_strategy(name: str, params: dict[str, Any], args: argparse.Namespace, db: Path) -> None:
-    config = parse_config({
-        "name": f"bench-{name}", "tasks": args.tasks, "seed": 0, "local_model": {"servers": 2},
+def sweep_data(name: str, params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "name": f"bench-{name}", "tasks": args.tasks, "local_model": {"servers": 2},
         "models": {"task": {"model": "local", "max_tokens": 16},
                    "proposer": {"model": "local", "temperature": 0.9, "max_tokens": 48}},
-        "strategy": {"name": name, "params": params},
         "evaluation": {"backend": "threads", "workers": 2, "concurrency": 2, "val_size": args.val,
                        "test_size": args.test},
         "dedup": {"functional": "off"},
         "budget": {"task": {"calls": args.budget + 2 * args.test}},
-    })
-    run_campaigns(config, Archive(database_url(str(db))), SilentReporter())
+        "matrix": {"strategies": [{"name": name, "params": params}], "seeds": args.seeds},
+        "sweep": {"concurrency": 2},
+    }
 
 
-def plot(curves: dict[str, dict[str, list[tuple[int, float]]]], tasks: list[str], budget: int, path: Path) -> None:
+def run_arm(name: str, params: dict[str, Any], args: argparse.Namespace, console: Console) -> tuple[Archive, str]:
+    """The strategy's finished sweep: taken from its archive with ``--reuse`` when it is there and
+    has the same plan, otherwise run (resumed if a run of the same plan was cut short)."""
+    db = args.work / f"{name}.db"
+    plan = parse_sweep(sweep_data(name, params, args), f"bench {name}")
+    archive = Archive(database_url(str(db)))
+    same = [row for row in archive.sweeps() if row.config.get("source") == plan.source]  # newest first
+    if same and args.reuse and same[0].status == "finished":
+        return archive, same[0].id
+    started = time.perf_counter()
+    result = run_sweep(plan, archive, RichReporter(console), sweep_id=same[0].id if same and args.reuse else "")
+    console.print(f"{name}: sweep {result.sweep_id} {result.status} in {time.perf_counter() - started:.0f} s")
+    return archive, result.sweep_id
+
+
+def mean_curve(points: list[list[tuple[int, float]]], budget: int) -> tuple[list[int], list[float]]:
+    """Best-so-far validation score averaged over seeds at every query count (0 before a seed's first point)."""
+    xs = list(range(budget + 1))
+    ys = [mean(max((best for q, best in p if q <= x), default=0.0) for p in points) for x in xs]
+    return xs, ys
+
+
+def reach_ratios(curves: dict[tuple[str, str, int], list[tuple[int, float]]], used: dict[tuple[str, str, int], int],
+                 task: str, seeds: list[int]) -> list[str]:
+    """Per task, over seeds: queries INSTINCT and random search needed to reach APE's final
+    validation score of the same seed, over APE's queries (mean of the seeds where they reached it)."""
+    finals, ratios, never = [], defaultdict(list), defaultdict(int)
+    for seed in seeds:
+        ape = curves.get(("ape", task, seed))
+        if not ape:
+            continue
+        finals.append(ape[-1][1])
+        for name in ("instinct", "random"):
+            reached = first_reaching(curves.get((name, task, seed), []), ape[-1][1])
+            if reached is None:
+                never[name] += 1
+            else:
+                ratios[name].append(reached / used["ape", task, seed])
+    if not finals:
+        return [task, "0", "-", "-", "-", "-", "-", "-"]
+    return [task, str(len(finals)), f"{mean(finals):.2f}",
+            f"{mean(used['ape', task, s] for s in seeds if ('ape', task, s) in used):.0f}",
+            *(f"{mean(ratios[n]):.2f}" if ratios[n] else "-" for n in ("instinct", "random")),
+            *(str(never[n]) for n in ("instinct", "random"))]
+
+
+def plot(curves: dict[tuple[str, str, int], list[tuple[int, float]]], tasks: list[str], seeds: list[int],
+         budget: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,82 +167,88 @@ def plot(curves: dict[str, dict[str, list[tuple[int, float]]]], tasks: list[str]
     axes = list(grid[0])
     for ax, task in zip(axes, tasks, strict=True):
         for name in STRATEGY_ORDER:
-            points = curves.get(name, {}).get(task, [])
+            points = [curves[name, task, seed] for seed in seeds if curves.get((name, task, seed))]
             if points:
-                xs, ys = zip(*points, strict=True)
-                ax.step([0, *xs, budget], [ys[0] * 0, *ys, ys[-1]], where="post", label=name)
+                ax.step(*mean_curve(points, budget), where="post", label=name)
         ax.set_title(task)
         ax.set_xlabel("task-model queries")
         ax.set_xlim(0, budget)
-    axes[0].set_ylabel("best validation score so far")
+    axes[0].set_ylabel(f"best validation score so far\n(mean of {len(seeds)} seeds)")
     axes[-1].legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--strategies", nargs="+", default=STRATEGY_ORDER, choices=STRATEGY_ORDER)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="search seeds, one campaign each")
     parser.add_argument("--budget", type=int, default=120, help="task-model queries for the search, per campaign")
     parser.add_argument("--val", type=int, default=10, help="validation examples")
-    parser.add_argument("--test", type=int, default=20, help="test examples")
+    parser.add_argument("--test", type=int, default=80, help="test examples (fewer where a task has fewer)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/agentopt-bench-strategies"),
                         help="where the per-strategy archives go")
     parser.add_argument("--subsamples", type=int, default=6, help="demonstration subsamples for the proposal pool")
     parser.add_argument("--reuse", action="store_true",
-                        help="take a strategy's finished campaigns from its archive in --work instead of re-running it")
+                        help="take a strategy's finished sweep of the same plan from its archive in --work "
+                             "(and resume an unfinished one) instead of running it afresh")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     console = Console()
     args.work.mkdir(parents=True, exist_ok=True)
     params = strategy_params(args.budget, args.val, args.subsamples)
     rows: list[list[str]] = []
-    curves: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(dict)
-    used: dict[tuple[str, str], int] = {}
+    cells: list[Cell] = []
+    left_out: list[str] = []
+    curves: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
+    used: dict[tuple[str, str, int], int] = {}
     for name in args.strategies:
-        db = args.work / f"{name}.db"
-        if not (args.reuse and len(finished(db, args.tasks)) == len(args.tasks)):
-            db.unlink(missing_ok=True)
-            started = time.perf_counter()
-            run_strategy(name, params[name], args, db)
-            console.print(f"{name}: done in {time.perf_counter() - started:.0f} s")
-        archive = Archive(database_url(str(db)))
-        for task, (campaign_id, report) in finished(db, args.tasks).items():
-            curves[name][task] = curve(archive, campaign_id, args.val)
-            used[name, task] = queries_used(archive, campaign_id)
-            final = curves[name][task][-1][1] if curves[name][task] else float("nan")
+        archive, sweep_id = run_arm(name, params[name], args, console)
+        mine, missing = sweep_cells(archive, sweep_id)
+        left_out += missing
+        for cell in mine:
+            cell = replace(cell, arm=name)  # the strategy's name, not its parameters
+            cells.append(cell)
+            key = (name, cell.task, cell.seed)
+            curves[key] = curve(archive, cell.campaign_id, args.val)
+            used[key] = queries_used(archive, cell.campaign_id)
+            report = archive.campaign(cell.campaign_id).summary
             stats = report["stats"]
-            rows.append([task, name, f"{report['seed_test']['mean'] or 0:.2f}", f"{report['best_test']['mean'] or 0:.2f}",
-                         f"{final:.2f}", str(used[name, task]), str(stats["task_llm_calls"]),
-                         str(stats["proposer_llm_calls"]), f"{report['wall_s']:.0f}", report["stopped_by"] or ""])
-    rows.sort(key=lambda r: (args.tasks.index(r[0]), STRATEGY_ORDER.index(r[1])))
-    headers = ["task", "strategy", "seed test", "best test", "best val", "queries", "task calls", "proposer calls",
-               "wall s", "stopped by"]
-    console.print(table("Strategies at an equal task-model budget", headers, rows))
-    ratios = []
-    if {"ape", "instinct"} <= set(args.strategies):
-        for task in args.tasks:
-            ape_final = curves["ape"][task][-1][1] if curves["ape"].get(task) else None
-            row = [task, f"{ape_final:.2f}" if ape_final is not None else "-", str(used["ape", task])]
-            for name in ("instinct", "random"):
-                reached = first_reaching(curves[name].get(task, []), ape_final) if ape_final is not None else None
-                row += [str(reached) if reached is not None else "never",
-                        f"{reached / used['ape', task]:.2f}" if reached is not None else "-"]
-            ratios.append(row)
+            final = curves[key][-1][1] if curves[key] else float("nan")
+            rows.append([cell.task, name, str(cell.seed), f"{report['seed_test']['mean'] or 0:.2f}",
+                         f"{report['best_test']['mean'] or 0:.2f}", f"{final:.2f}", str(used[key]),
+                         str(stats["task_llm_calls"]), str(stats["proposer_llm_calls"]), f"{report['wall_s']:.0f}",
+                         report["stopped_by"] or ""])
+    rows.sort(key=lambda r: (args.tasks.index(r[0]), STRATEGY_ORDER.index(r[1]), int(r[2])))
+    comparison = compare_cells("bench_strategies", cells, left_out)
+    compared = to_markdown(comparison).split("\n", 1)[1].strip()
+    console.print(compared)
+    console.print(table("Campaigns at an equal task-model budget", HEADERS, rows))
+    ratios = [reach_ratios(curves, used, task, args.seeds) for task in args.tasks] \
+        if {"ape", "instinct", "random"} <= set(args.strategies) else []
+    if ratios:
         console.print(table("Queries to reach APE's final validation score (random search as the control)",
                             RATIO_HEADERS, ratios))
     args.out.mkdir(parents=True, exist_ok=True)
-    plot(curves, args.tasks, args.budget, args.out / "bench_strategies.png")
+    plot(curves, args.tasks, args.seeds, args.budget, args.out / "bench_strategies.png")
+    plot_comparison(comparison, args.out / "bench_strategies_scores.png")
+    (args.out / "bench_strategies.json").write_text(json.dumps(comparison.as_dict(), indent=2) + "\n")
     lines = [f"# bench_strategies ({date.today().isoformat()}, 2-core machine, SmolLM2-135M-Instruct)", "",
              f"Command: `.venv/bin/python experiments/bench_strategies.py --budget {args.budget} --val {args.val} "
-             f"--test {args.test} --subsamples {args.subsamples} --tasks {' '.join(args.tasks)} "
-             f"--strategies {' '.join(args.strategies)}`", "", *markdown(headers, rows)]
+             f"--test {args.test} --subsamples {args.subsamples} --seeds {' '.join(map(str, args.seeds))} "
+             f"--tasks {' '.join(args.tasks)} --strategies {' '.join(args.strategies)}`", "",
+             "Each strategy ran as one sweep (2 campaigns at once, so a campaign's wall time is shared) in its own "
+             "archive. Test scores are the winner's mean over the test items, errors left out.", "",
+             compared, "", "## Campaigns", "", *markdown(HEADERS, rows)]
     if ratios:
-        lines += ["", "Queries to reach APE's final validation score (random search as the control):", "",
+        lines += ["", "## Queries to reach APE's final validation score (random search as the control)", "",
+                  "Per seed: the queries a strategy needed until its best validation score reached APE's final one, "
+                  "over APE's queries; the mean over the seeds that reached it, and how many never did.", "",
                   *markdown(RATIO_HEADERS, ratios)]
     (args.out / "bench_strategies.md").write_text("\n".join(lines) + "\n")
-    console.print(f"wrote {args.out / 'bench_strategies.md'} and {args.out / 'bench_strategies.png'}")
+    console.print(f"wrote {args.out / 'bench_strategies.md'}, .json, .png and _scores.png")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,33 @@
-"""agentopt against DSPy's MIPROv2 and GEPA: the same model, tasks, splits and task-model budget.
+"""agentopt against DSPy's MIPROv2 and GEPA: the same model, tasks, splits, seeds and task-model budget.
 
 Every system optimises the same seed instruction ("Answer the following.") for the bundled
-SmolLM2-135M-Instruct, which is the task model and the proposer for all of them. All requests go to
-one llama.cpp server on loopback, so no system gets more compute than another. Each system gets the
-same train / validation / test examples and the same hard cap on task-model calls for its search.
-The final test scoring is counted apart, and every answer is scored by the same metric after the
-same answer clean-up.
+SmolLM2-135M-Instruct, which is the task model and the proposer for all of them. Each system gets the
+same train / validation / test examples (by default the three built-in tasks with 50+ test items,
+all of their test items up to 80), the same search seeds (0, 1, 2) and the same hard cap on task-model
+calls for its search. The final test scoring is counted apart, and every answer is scored by the same
+metric after the same answer clean-up; an error scores 0 for every system.
 
-DSPy runs in its own virtualenv (``--venv``, created on first use from the pinned
-``bench_vs_dspy.requirements.txt``) through ``dspy_runner.py``. agentopt runs in-process with its
-best strategy from ``bench_strategies`` (APE).
+agentopt's runs are bench_strategies' APE sweep (the same plan: budget, splits, seeds), taken from
+its archive when it is there (``--agentopt-work``) and run otherwise. DSPy runs in its own virtualenv
+(``--venv``, created on first use from the pinned ``bench_vs_dspy.requirements.txt``) through
+``dspy_runner.py``, one run per (optimizer, task, seed), two at a time against two llama.cpp servers on
+loopback (agentopt's sweep also runs two campaigns at once on two servers);
+a finished run's output is kept in ``--work`` and taken again with ``--reuse``, so an interrupted
+benchmark continues where it stopped. The systems are compared paired (same seed, same test
+examples) with the statistics of ``agentopt archive compare --sweep``.
 
-    .venv/bin/python experiments/bench_vs_dspy.py [--tasks ...] [--budget 120] [--val 10] [--test 20]
+    .venv/bin/python experiments/bench_vs_dspy.py [--tasks ...] [--seeds 0 1 2] [--budget 120] [--test 80] [--reuse]
 
-Prints one table and writes ``results/bench_vs_dspy.md``. Not part of the test suite: about an hour
-on 2 cores.
+Prints the comparison and one row per run and writes ``results/bench_vs_dspy.md`` (and ``.json``).
+Not part of the test suite: about five minutes per DSPy run on 2 cores.
 """
 
 import argparse
 import json
 import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
@@ -30,22 +36,24 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import func, select
 
+import bench_strategies
 from agentopt.agents.local_model import LOCAL_MODEL_NAME, LocalModelServers
 from agentopt.archive.models import Candidate, Result
-from agentopt.archive.store import Archive, EvalSummary, database_url
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.tasks import load_task
-from agentopt.optimizer.ui import SilentReporter, markdown, table
+from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
+from agentopt.optimizer.status import sweep_cells
+from agentopt.optimizer.tasks import Task, load_task
+from agentopt.optimizer.ui import markdown, table
 
 HERE = Path(__file__).parent
-TASKS = ["larger_animal", "singular_to_plural", "antonyms", "first_letter", "number_to_words"]
-SYSTEMS = ["agentopt", "miprov2", "gepa"]
+TASKS = bench_strategies.TASKS
+DSPY_SYSTEMS = ["miprov2", "gepa"]
+SYSTEMS = ["agentopt", *DSPY_SYSTEMS]
+AGENTOPT = "agentopt (APE)"
 SEED_INSTRUCTION = "Answer the following."
 TASK_MAX_TOKENS, PROPOSER_TEMPERATURE = 16, 0.9
-PROPOSER_MAX_TOKENS = {"agentopt": 48, "dspy": 256}  # APE asks for a bare instruction; DSPy's proposer prompts
-# want field markers and, for MIPROv2, a dataset summary first: capping them at 48 would truncate most replies
-HEADERS = ["task", "system", "seed test", "test", "task calls (search)", "task calls (test)", "proposer calls",
+PROPOSER_MAX_TOKENS = 256  # DSPy's proposer prompts want field markers and, for MIPROv2, a dataset summary
+# first: capping them at APE's 48 would truncate most replies
+HEADERS = ["task", "system", "seed", "test", "task calls (search)", "task calls (test)", "proposer calls",
            "tokens", "wall s", "demos", "format fallbacks", "evaluated on test"]
 
 
@@ -67,87 +75,94 @@ def split_rows(examples: tuple[Any, ...]) -> list[dict[str, str]]:
     return [{"input": e.input, "target": e.target} for e in examples]
 
 
-def run_dspy(python: Path, system: str, task_name: str, args: argparse.Namespace, base_url: str) -> dict[str, Any]:
-    task = load_task(task_name, seed=0)
-    spec = {"optimizer": system, "base_url": base_url, "model": LOCAL_MODEL_NAME,
+def run_dspy(python: Path, system: str, task: Task, seed: int, args: argparse.Namespace,
+             base_urls: list[str]) -> dict[str, Any]:
+    """One DSPy run's output, from ``--work`` with ``--reuse`` when that run finished before."""
+    name = f"{system}-{task.name}-seed{seed}"
+    spec_path, out_path = args.work / f"{name}.spec.json", args.work / f"{name}.out.json"
+    if args.reuse and out_path.exists():
+        return dict(json.loads(out_path.read_text()))
+    spec = {"optimizer": system, "base_urls": base_urls, "model": LOCAL_MODEL_NAME,
             "task": {"name": task.name, "description": task.description, "instruction": SEED_INSTRUCTION,
                      "metric": task.metric_name, "train": split_rows(task.train), "val": split_rows(task.val[:args.val]),
                      "test": split_rows(task.test[:args.test])},
-            "task_budget": args.budget, "task_max_tokens": TASK_MAX_TOKENS, "proposer_max_tokens": PROPOSER_MAX_TOKENS["dspy"],
-            "proposer_temperature": PROPOSER_TEMPERATURE, "seed": 0, "threads": 2,
-            "cache_dir": str(args.work / "dspy-cache" / f"{system}-{task_name}")}
-    spec_path, out_path = args.work / f"{system}-{task_name}.spec.json", args.work / f"{system}-{task_name}.out.json"
+            "task_budget": args.budget, "task_max_tokens": TASK_MAX_TOKENS, "proposer_max_tokens": PROPOSER_MAX_TOKENS,
+            "proposer_temperature": PROPOSER_TEMPERATURE, "seed": seed, "threads": 2,
+            "cache_dir": str(args.work / "dspy-cache" / name)}
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
     done = subprocess.run([str(python), str(HERE / "dspy_runner.py"), str(spec_path), str(out_path)],
                           capture_output=True, text=True, timeout=4 * 3600)
-    (args.work / f"{system}-{task_name}.log").write_text(done.stdout + done.stderr)
+    (args.work / f"{name}.log").write_text(done.stdout + done.stderr)
     if not out_path.exists():
         return {"notes": f"runner failed (exit {done.returncode}): {(done.stderr.strip().splitlines() or [''])[-1]}"}
-    return json.loads(out_path.read_text())
+    return dict(json.loads(out_path.read_text()))
 
 
-def accuracy(summary: EvalSummary) -> float:
-    """Mean score with errors counted as wrong, as the DSPy runner counts them (agentopt's own mean leaves
-    errors out, since they say nothing about the agent)."""
-    total = summary.n + summary.n_errors
-    return (summary.mean or 0.0) * summary.n / total if total else 0.0
+def dspy_cell(system: str, task: Task, seed: int, result: dict[str, Any], n_test: int) -> Cell | None:
+    """A DSPy run as a comparison cell; ``None`` when its runner failed (no per-example scores)."""
+    scores = result.get("test_scores")
+    if not scores:
+        return None
+    ids = tuple(e.id for e in task.test[:n_test])
+    return Cell(task.name, system, seed, f"dspy:{system}:{task.name}:{seed}", ids, tuple(float(x) for x in scores),
+                int(result.get("task_calls", 0) + result.get("test_calls", 0) + result.get("proposer_calls", 0)),
+                int(result.get("prompt_tokens", 0) + result.get("completion_tokens", 0)), 0.0,
+                float(result.get("wall_s", 0.0)))
 
 
-def run_agentopt(task_name: str, args: argparse.Namespace, base_url: str) -> dict[str, Any]:
-    """APE with bench_strategies' parameters, its search capped at the same task-model budget."""
-    db = args.work / f"agentopt-{task_name}.db"
-    db.unlink(missing_ok=True)
-    top_k = 3
-    role = {"model": LOCAL_MODEL_NAME, "base_url": base_url}
-    config = parse_config({
-        "name": f"vs-dspy-{task_name}", "tasks": [task_name], "seed": 0,
-        "seed_agent": {"instruction": SEED_INSTRUCTION},
-        "models": {"task": {**role, "max_tokens": TASK_MAX_TOKENS},
-                   "proposer": {**role, "temperature": PROPOSER_TEMPERATURE, "max_tokens": PROPOSER_MAX_TOKENS["agentopt"]}},
-        "strategy": {"name": "ape", "params": {
-            "n_subsamples": 6, "demos_per_subsample": 4, "samples_per_subsample": 2, "candidate_demos": 2,
-            "batch_size": 4, "pulls_per_round": 4, "racing_budget": args.budget - top_k * args.val, "mc_rounds": 0,
-            "top_k": top_k}},
-        "evaluation": {"backend": "threads", "workers": 2, "concurrency": 2, "val_size": args.val,
-                       "test_size": args.test},
-        "dedup": {"functional": "off"},
-        "budget": {"task": {"calls": args.budget + 2 * args.test}},
-    })
-    started = time.perf_counter()
-    archive = Archive(database_url(str(db)))
-    [report] = run_campaigns(config, archive, SilentReporter())
-    stats = report.stats
-    with archive.session() as s:
-        test_calls = s.scalar(select(func.coalesce(func.sum(Result.llm_calls), 0))
-                              .join(Candidate, Candidate.id == Result.candidate_id)
-                              .where(Candidate.campaign_id == report.campaign_id, Result.split == "test"))
-    return {"seed_test_accuracy": accuracy(report.seed_test), "test_accuracy": accuracy(report.best_test),
-            "task_calls": stats["task_llm_calls"] - test_calls, "test_calls": test_calls,
-            "proposer_calls": stats["proposer_llm_calls"], "tokens": stats["task_tokens"] + stats["proposer_tokens"],
-            "wall_s": time.perf_counter() - started, "n_demos": len(report.best_agent.get("demos", [])),
-            "final_instruction": report.best_agent.get("instruction", ""),
-            "notes": f"evaluated on test: APE's best (stopped by {report.stopped_by or 'its plan'})"}
+def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task],
+                   console: Console) -> list[tuple[Cell, dict[str, Any], tuple[int, int]]]:
+    """bench_strategies' APE sweep for this plan: each campaign as a cell (an example it answered
+    with an error scores 0, as in DSPy's runs), its stored report, and the task-model queries it
+    made in its search and on test (answers its archive already had count too: DSPy's cache is off)."""
+    plan = argparse.Namespace(tasks=args.tasks, seeds=args.seeds, budget=args.budget, val=args.val, test=args.test,
+                              subsamples=6, work=args.agentopt_work, reuse=True)
+    plan.work.mkdir(parents=True, exist_ok=True)
+    params = bench_strategies.strategy_params(args.budget, args.val, plan.subsamples)["ape"]
+    archive, sweep_id = bench_strategies.run_arm("ape", params, plan, console)
+    found, _ = sweep_cells(archive, sweep_id)
+    runs = []
+    for cell in found:
+        scored = dict(zip(cell.examples, cell.scores, strict=True))
+        ids = tuple(e.id for e in tasks[cell.task].test[:args.test])
+        with archive.session() as s:
+            tested = s.scalar(select(func.count(Result.id)).join(Candidate, Candidate.id == Result.candidate_id)
+                              .where(Candidate.campaign_id == cell.campaign_id, Result.split == "test"))
+        runs.append((replace(cell, arm=AGENTOPT, examples=ids, scores=tuple(scored.get(i, 0.0) for i in ids)),
+                     archive.campaign(cell.campaign_id).summary,
+                     (bench_strategies.queries_used(archive, cell.campaign_id), int(tested or 0))))
+    return runs
 
 
-def row(task: str, system: str, seed: float | None, result: dict[str, Any]) -> list[str]:
+def agentopt_row(cell: Cell, report: dict[str, Any], queries: tuple[int, int]) -> list[str]:
+    stats = report["stats"]
+    demos = len((report.get("best_agent") or {}).get("demos", []))
+    return [cell.task, AGENTOPT, str(cell.seed), f"{cell.mean:.2f}", str(queries[0]), str(queries[1]),
+            str(stats["proposer_llm_calls"] + stats["proposer_cache_hits"]),
+            str(stats["task_tokens"] + stats["proposer_tokens"]), f"{report['wall_s']:.0f}", str(demos), "n/a",
+            f"APE's best (stopped by {report.get('stopped_by') or 'its plan'})"]
+
+
+def dspy_row(task: str, system: str, seed: int | str, result: dict[str, Any]) -> list[str]:
     def num(key: str, fmt: str = "{:.0f}") -> str:
         return fmt.format(result[key]) if result.get(key) is not None else "-"
 
-    tokens = result.get("tokens", (result.get("prompt_tokens") or 0) + (result.get("completion_tokens") or 0))
+    tokens = (result.get("prompt_tokens") or 0) + (result.get("completion_tokens") or 0)
     how = result.get("notes", "").rsplit("evaluated on test: ", 1)[-1].split("|")[0].strip()
-    fallbacks = f"{result['parse_failures']}" if "parse_failures" in result else "n/a"
-    return [task, system, f"{seed:.2f}" if seed is not None else "-", num("test_accuracy", "{:.2f}"), num("task_calls"),
-            num("test_calls"), num("proposer_calls"), str(tokens), num("wall_s"), num("n_demos"), fallbacks, how[:80]]
+    return [task, system, str(seed), num("test_accuracy", "{:.2f}"), num("task_calls"), num("test_calls"),
+            num("proposer_calls"), str(tokens), num("wall_s"), num("n_demos"), str(result.get("parse_failures", "-")),
+            how[:80]]
 
 
-def prompts(found: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
-    """What each system ended with, clipped: the table's numbers are about these prompts."""
+def prompts(found: dict[tuple[str, str, int], dict[str, Any]]) -> list[str]:
+    """What each run ended with, clipped: the table's numbers are about these prompts."""
     lines = []
-    for (task, system), result in found.items():
-        instruction = " ".join(str(result.get("final_instruction", "")).split())
+    for (task, system, seed), result in found.items():
+        instruction = " ".join(str(result.get("final_instruction", result.get("instruction", ""))).split())
         clipped = instruction if len(instruction) <= 160 else instruction[:157] + "..."
-        lines.append(f"- {task} / {system} ({result.get('n_demos', 0)} demos): `{clipped}`")
+        demos = result.get("n_demos", len(result.get("demos", [])))
+        lines.append(f"- {task} / {system} / seed {seed} ({demos} demos): `{clipped}`")
     return lines
 
 
@@ -155,59 +170,79 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="search seeds, one run each")
     parser.add_argument("--budget", type=int, default=120, help="task-model calls for each system's search")
     parser.add_argument("--val", type=int, default=10, help="validation examples")
-    parser.add_argument("--test", type=int, default=20, help="test examples")
+    parser.add_argument("--test", type=int, default=80, help="test examples (fewer where a task has fewer)")
     parser.add_argument("--venv", type=Path, default=HERE.parent / ".venv-bench", help="DSPy's own virtualenv")
     parser.add_argument("--work", type=Path, default=Path("/tmp/agentopt-bench-vs-dspy"),
-                        help="archives, DSPy specs, outputs and logs")
+                        help="DSPy specs, outputs and logs")
+    parser.add_argument("--agentopt-work", type=Path, default=Path("/tmp/agentopt-bench-strategies"),
+                        help="bench_strategies' archives, where agentopt's APE sweep is taken from (or run)")
+    parser.add_argument("--reuse", action="store_true", help="take DSPy runs that finished before from --work")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="DSPy runs at once (agentopt's sweep runs 2 campaigns at once on the same 2 servers)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     console = Console()
     args.work.mkdir(parents=True, exist_ok=True)
-    python = ensure_venv(args.venv, console)
+    tasks = {name: load_task(name, seed=0) for name in args.tasks}
+    cells: list[Cell] = []
     rows: list[list[str]] = []
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    wins = {s: 0 for s in args.systems if s != "agentopt"}
-    with LocalModelServers(n_servers=1) as servers:
-        base_url = servers.endpoints[0].base_url
-        for task in args.tasks:
-            results: dict[str, dict[str, Any]] = {}
-            dspy_seed = run_dspy(python, "seed", task, args, base_url) if set(args.systems) - {"agentopt"} else {}
-            for system in args.systems:
-                started = time.perf_counter()
-                if system == "agentopt":
-                    results[system] = run_agentopt(task, args, base_url)
-                else:
-                    results[system] = run_dspy(python, system, task, args, base_url)
-                console.print(f"{task} / {system}: test {results[system].get('test_accuracy')} "
-                              f"in {time.perf_counter() - started:.0f} s")
-                seed = results[system].get("seed_test_accuracy", dspy_seed.get("test_accuracy"))
-                rows.append(row(task, system, seed, results[system]))
-                found[task, system] = results[system]
-            if "agentopt" in results:
-                mine = results["agentopt"].get("test_accuracy") or 0.0
-                for other in wins:
-                    wins[other] += mine >= (results[other].get("test_accuracy") or 0.0)
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
+    seed_scores: dict[str, dict[str, float]] = {name: {} for name in args.tasks}
+    if "agentopt" in args.systems:
+        for cell, report, queries in agentopt_cells(args, tasks, console):
+            cells.append(cell)
+            rows.append(agentopt_row(cell, report, queries))
+            found[cell.task, AGENTOPT, cell.seed] = report.get("best_agent") or {}
+            seed_scores[cell.task][AGENTOPT] = report["seed_test"]["mean"] or 0.0
+    systems = [s for s in args.systems if s in DSPY_SYSTEMS]
+    python = ensure_venv(args.venv, console) if systems else None
+    if python is not None:
+        with LocalModelServers(n_servers=2) as servers, ThreadPoolExecutor(args.concurrency) as pool:
+            base_urls = [endpoint.base_url for endpoint in servers.endpoints]
+            for name, task in tasks.items():  # the seed program answers greedily: once per task
+                seed_run = run_dspy(python, "seed", task, 0, args, base_urls)
+                seed_scores[name]["DSPy"] = seed_run.get("test_accuracy") or 0.0
+                rows.append(dspy_row(name, "DSPy seed program", "-", seed_run))
+            # seed by seed, so an interrupted benchmark leaves whole seeds behind
+            jobs = [(seed, name, system) for seed in args.seeds for name in tasks for system in systems]
+            futures = {job: pool.submit(run_dspy, python, job[2], tasks[job[1]], job[0], args, base_urls)
+                       for job in jobs}
+            for (seed, name, system), future in futures.items():
+                result = future.result()
+                console.print(f"{name} / {system} / seed {seed}: test {result.get('test_accuracy')} "
+                              f"in {result.get('wall_s', 0):.0f} s")
+                rows.append(dspy_row(name, system, seed, result))
+                found[name, system, seed] = result
+                cell = dspy_cell(system, tasks[name], seed, result, args.test)
+                if cell is not None:
+                    cells.append(cell)
+    comparison = compare_cells("bench_vs_dspy", cells)
+    compared = to_markdown(comparison).split("\n", 1)[1].strip()
+    console.print(compared)
     console.print(table("agentopt vs DSPy at an equal task-model budget", HEADERS, rows))
-    summary = [f"agentopt ≥ {name} on {count} of {len(args.tasks)} tasks" for name, count in wins.items()]
-    for line in summary:
-        console.print(line)
     args.out.mkdir(parents=True, exist_ok=True)
-    versions = {p: version(p) for p in ("agentopt", "llama_cpp_python")}
-    dspy_versions = subprocess.run([str(python), "-c", "import dspy, litellm, importlib.metadata as m; "
-                                    "print(f'dspy {dspy.__version__}, litellm {m.version(\"litellm\")}, "
-                                    "gepa {m.version(\"gepa\")}')"], capture_output=True, text=True).stdout.strip()
+    versions = [f"agentopt {version('agentopt')}", f"llama-cpp-python {version('llama_cpp_python')}"]
+    if python is not None:
+        versions.append(subprocess.run([str(python), "-c", "import dspy, importlib.metadata as m; "
+                                        "print(f'dspy {dspy.__version__}, litellm {m.version(\"litellm\")}, "
+                                        "gepa {m.version(\"gepa\")}')"], capture_output=True, text=True).stdout.strip())
+    seeds_line = "; ".join(f"{name}: " + ", ".join(f"{who} {score:.2f}" for who, score in scores.items())
+                           for name, scores in seed_scores.items())
+    (args.out / "bench_vs_dspy.json").write_text(json.dumps(comparison.as_dict(), indent=2) + "\n")
     lines = [f"# bench_vs_dspy ({date.today().isoformat()}, 2-core machine, {LOCAL_MODEL_NAME})", "",
-             f"Versions: agentopt {versions['agentopt']}, llama-cpp-python {versions['llama_cpp_python']}, "
-             f"{dspy_versions}.", "",
+             f"Versions: {', '.join(versions)}.", "",
              f"Command: `.venv/bin/python experiments/bench_vs_dspy.py --budget {args.budget} --val {args.val} "
-             f"--test {args.test} --tasks {' '.join(args.tasks)} --systems {' '.join(args.systems)}`", "",
-             *markdown(HEADERS, rows), "", *[f"- {line}" for line in summary], "",
+             f"--test {args.test} --seeds {' '.join(map(str, args.seeds))} --tasks {' '.join(args.tasks)} "
+             f"--systems {' '.join(args.systems)}`", "",
+             f"Seed prompt's test score (the same instruction, each system's own prompt format): {seeds_line}.", "",
+             compared, "", "## Runs", "", *markdown(HEADERS, rows), "",
              "Final instructions (DSPy's full outputs, call breakdowns and logs are in the --work folder):", "",
              *prompts(found)]
     (args.out / "bench_vs_dspy.md").write_text("\n".join(lines) + "\n")
-    console.print(f"wrote {args.out / 'bench_vs_dspy.md'}")
+    console.print(f"wrote {args.out / 'bench_vs_dspy.md'} and .json")
 
 
 if __name__ == "__main__":

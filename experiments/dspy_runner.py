@@ -9,6 +9,7 @@ SPEC.json::
 
     {"optimizer": "miprov2" | "gepa" | "seed",
      "base_url": "http://127.0.0.1:8080/v1", "model": "smollm2-135m-instruct",
+     # or "base_urls": [...]: replicas of the model, each request to the one with the fewest in flight
      "task": {"name", "description", "instruction", "metric", "train": [{"input", "target"}], "val", "test"},
      "task_budget": 200, "task_max_tokens": 32, "proposer_max_tokens": 256, "proposer_temperature": 0.9,
      "seed": 0, "cache_dir": "/some/dir",
@@ -227,10 +228,13 @@ class Meter:
 
 
 class Relay:
-    """``http://127.0.0.1:PORT/<role>/...`` -> ``base_url/...``; one counting point for every LM request."""
+    """``http://127.0.0.1:PORT/<role>/...`` -> ``base_url/...``; one counting point for every LM request,
+    and a least-busy balancer when the model has several replicas."""
 
-    def __init__(self, base_url: str, meter: Meter, timeout_s: float):
-        self.upstream = urllib.parse.urlsplit(base_url.rstrip("/"))
+    def __init__(self, base_urls: list[str], meter: Meter, timeout_s: float):
+        self.upstreams = [urllib.parse.urlsplit(url.rstrip("/")) for url in base_urls]
+        self.in_flight = [0] * len(self.upstreams)
+        self.lock = threading.Lock()
         self.meter = meter
         relay = self
 
@@ -267,13 +271,16 @@ class Relay:
                             "type": "invalid_request_error", "code": "budget_exhausted"}}).encode())
                         return
                     body = _fix_body(body, relay.meter.seed * 1_000_003 + nth if role == "proposer" else None)
-                path = relay.upstream.path + "/" + rest
+                with relay.lock:
+                    pick = min(range(len(relay.upstreams)), key=relay.in_flight.__getitem__)
+                    relay.in_flight[pick] += 1
+                upstream = relay.upstreams[pick]
+                path = upstream.path + "/" + rest
                 headers = {"Content-Type": self.headers.get("Content-Type", "application/json"),
                            "Authorization": self.headers.get("Authorization", "Bearer not-needed")}
                 t0 = time.time()
                 try:
-                    conn = http.client.HTTPConnection(relay.upstream.hostname, relay.upstream.port or 80,
-                                                      timeout=timeout_s)
+                    conn = http.client.HTTPConnection(upstream.hostname, upstream.port or 80, timeout=timeout_s)
                     conn.request(method, path, body=body if method == "POST" else None, headers=headers)
                     resp = conn.getresponse()
                     status, reply = resp.status, resp.read()
@@ -282,6 +289,9 @@ class Relay:
                     status = 502
                     reply = json.dumps({"error": {"message": f"relay: upstream failed: {exc}",
                                                   "type": "api_connection_error"}}).encode()
+                finally:
+                    with relay.lock:
+                        relay.in_flight[pick] -= 1
                 if counted:
                     relay.meter.record(role, phase, status, reply, body, time.time() - t0)
                 self._reply(status, reply)
@@ -341,7 +351,7 @@ class Runner:
         self.threads = int(spec.get("threads", 1))
         self.notes: list[str] = []
         self.meter = Meter(self.budget, self.seed)
-        self.relay = Relay(spec["base_url"], self.meter, float(spec.get("request_timeout_s", 600)))
+        self.relay = Relay(spec.get("base_urls") or [spec["base_url"]], self.meter, float(spec.get("request_timeout_s", 600)))
         self.parse_lock = threading.Lock()
         self.parse_failures: dict[str, int] = defaultdict(int)  # 'task' / 'proposer' / 'task_empty' ...
         self.plan: dict = {}
@@ -456,10 +466,10 @@ class Runner:
         t_opt = time.time() - _T0
 
         self.meter.phase = "test"
-        acc, n, errors = self._evaluate_test(program)
+        acc, n, errors, scores = self._evaluate_test(program)
         pred = program.predictors()[0]
         out = {
-            "test_accuracy": acc, "n_test": n, "test_errors": errors,
+            "test_accuracy": acc, "n_test": n, "test_errors": errors, "test_scores": scores,
             "final_instruction": pred.signature.instructions, "n_demos": len(pred.demos or []),
             "dspy_version": dspy.__version__,
             "final_demos": [{"input": d.get("input"), "answer": d.get("answer")} for d in (pred.demos or [])],
@@ -480,7 +490,9 @@ class Runner:
                 return best, "best program recorded before the failure"
             return self.seed_program, "seed program (fallback after optimizer failure)"
 
-    def _evaluate_test(self, program) -> tuple[float, int, int]:
+    def _evaluate_test(self, program) -> tuple[float, int, int, list[float]]:
+        """Accuracy, examples, errors, and each test example's score in the spec's order (paired
+        comparisons need them per example)."""
         from concurrent.futures import ThreadPoolExecutor
 
         dspy = self.dspy
@@ -499,7 +511,7 @@ class Runner:
         else:
             results = [one(e) for e in self.test]
         n = len(results)
-        return (sum(s for s, _ in results) / n if n else 0.0), n, sum(e for _, e in results)
+        return (sum(s for s, _ in results) / n if n else 0.0), n, sum(e for _, e in results), [s for s, _ in results]
 
     def _valset(self, size: int):
         import random

@@ -11,7 +11,7 @@ from agentopt.optimizer.budgets import ledger, role_prices
 from agentopt.optimizer.library import stored_config
 
 if TYPE_CHECKING:
-    from agentopt.archive.sweep_stats import SweepComparison
+    from agentopt.archive.sweep_stats import Cell, SweepComparison
 
 STALE_HEARTBEAT_S = 30.0  # six missed heartbeats: the driver is gone
 
@@ -136,10 +136,10 @@ def sweep_status(archive: Archive, sweep_id: str) -> SweepStatus:
                        dict(row.summary.get("failures") or {}))
 
 
-def compare_sweep(archive: Archive, sweep_id: str) -> "SweepComparison":
-    """The sweep's finished campaigns as cells (the winner's per-example test scores, cost), compared
-    by :func:`agentopt.archive.sweep_stats.compare_cells`; the rest are listed as left out."""
-    from agentopt.archive.sweep_stats import Cell, compare_cells
+def sweep_cells(archive: Archive, sweep_id: str) -> tuple[list["Cell"], list[str]]:
+    """The sweep's finished campaigns as cells (the winner's per-example test scores, cost), and the
+    rest as "id (status)": what a comparison pools, within one sweep or over several."""
+    from agentopt.archive.sweep_stats import Cell
     from agentopt.optimizer.sweep_config import labels
 
     plan = {cell.key: cell for cell in labels(archive.sweep(sweep_id).config)}
@@ -157,4 +157,12 @@ def compare_sweep(archive: Archive, sweep_id: str) -> "SweepComparison":
                           tuple(s for _, s in scores), int(sum(r["calls"] for r in spent.values())),
                           int(sum(r["tokens"] for r in spent.values())), float(sum(r["usd"] for r in spent.values())),
                           float(campaign.summary.get("wall_s") or 0.0)))
-    return compare_cells(sweep_id, cells, left_out)
+    return cells, left_out
+
+
+def compare_sweep(archive: Archive, sweep_id: str) -> "SweepComparison":
+    """The sweep's finished campaigns compared by :func:`agentopt.archive.sweep_stats.compare_cells`;
+    the rest are listed as left out."""
+    from agentopt.archive.sweep_stats import compare_cells
+
+    return compare_cells(sweep_id, *sweep_cells(archive, sweep_id))

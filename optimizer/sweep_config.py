@@ -5,7 +5,7 @@ sections::
 
     matrix:
       tasks: [larger_animal, antonyms]                 # default: the config's own tasks
-      strategies: [ape, {name: opro, params: {steps: 3}}]  # default: the config's strategy
+      strategies: [ape, {name: opro, params: {steps: 3}, label: opro-3}]  # default: the config's strategy
       seeds: [0, 1, 2]                                 # default: the config's seed
       models: [{}, {task: {temperature: 0.7}}]         # optional: overrides of `models`, one arm each
     sweep:
@@ -32,9 +32,15 @@ from agentopt.optimizer.config import (LOCAL, ROLES, BudgetConfig, CampaignConfi
 F = TypeVar("F", bound=Frozen)
 
 
+class Arm(StrategyConfig):
+    """A strategy of the matrix, with the name tables show it by (default: the name and its params)."""
+
+    label: str | None = Field(None, min_length=1, max_length=60)
+
+
 class Matrix(Frozen):
     tasks: tuple[Any, ...] | None = Field(None, description="task entries, as under `tasks` (default: the config's)")
-    strategies: tuple[StrategyConfig, ...] | None = Field(None, description="strategies, a name or {name, params}")
+    strategies: tuple[Arm, ...] | None = Field(None, description="strategies, a name or {name, params, label}")
     seeds: tuple[StrictInt, ...] | None = Field(None, description="search seeds (integers)")
     models: tuple[dict[str, Any], ...] | None = Field(None, description="overrides of `models`, one arm each")
 
@@ -104,9 +110,8 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def _arm(strategy: StrategyConfig, models: dict[str, Any] | None) -> str:
-    label = strategy.name
-    if strategy.params:
-        label += "(" + ", ".join(f"{k}={v}" for k, v in sorted(strategy.params.items())) + ")"
+    label = getattr(strategy, "label", None) or strategy.name + (
+        "(" + ", ".join(f"{k}={v}" for k, v in sorted(strategy.params.items())) + ")" if strategy.params else "")
     if models:
         label += " " + json.dumps(models, sort_keys=True, separators=(",", ":"))
     return label
@@ -153,22 +158,27 @@ def parse_sweep(data: object, source: str = "sweep") -> Sweep:
     seeds = list(matrix.seeds or [base.get("seed", 0)])  # validated with each cell's config
     variants: list[dict[str, Any] | None] = list(matrix.models or [None])
     name = str(base.get("name", "sweep"))
+    arms = [_arm(strategy, None) for strategy in strategies]
+    if len(set(arms)) != len(arms):
+        raise ConfigError(f"{source}: matrix.strategies: two strategies are both called "
+                          f"{next(a for a in arms if arms.count(a) > 1)!r}; give them different labels")
     cells = []
     for task in tasks:
         for strategy in strategies:
+            chosen = strategy.model_dump(include={"name", "params"})  # the label only names the arm
             for variant in variants:
                 arm = _arm(strategy, variant if len(variants) > 1 else None)
                 for seed in seeds:
                     label = f"{_task_name(task)} / {arm} / seed {seed}"
                     cell = {**base, "name": f"{name}: {label}"[:200], "tasks": [task], "seed": seed,
-                            "strategy": strategy.model_dump()}
+                            "strategy": chosen}
                     if variant:
                         cell["models"] = _merge(base.get("models") or {}, variant)
                     try:
                         config = parse_config(cell, f"{source}: cell {label}")
                     except ConfigError as exc:
                         raise ConfigError(str(exc)) from None
-                    key = hashlib.sha256(json.dumps([task, strategy.model_dump(), variant, seed], sort_keys=True,
+                    key = hashlib.sha256(json.dumps([task, chosen, variant, seed], sort_keys=True,
                                                     default=str).encode()).hexdigest()[:16]
                     cells.append(Cell(key, _task_name(task), arm, config.seed, config))
                     _priced(settings, config, f"{source}: cell {label}")
