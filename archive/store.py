@@ -260,14 +260,6 @@ class Archive:
         found = [c.id for c in self.sweep_campaigns(sweep_id) if c.cell == cell]
         return found[0] if found else None
 
-    def sweep_spend(self, sweep_id: str) -> dict[str, Paid]:
-        """What all the sweep's campaigns paid for, per role: the sweep's budget ledger."""
-        total: dict[str, Paid] = {}
-        for campaign in self.sweep_campaigns(sweep_id):
-            for role, paid in self.spend(campaign.id).items():
-                total[role] = Paid(*(a + b for a, b in zip(total.get(role, Paid(0, 0, 0)), paid, strict=True)))
-        return total
-
     def claim(self, campaign_id: str) -> None:
         """A resumed campaign is running again, driven by this process."""
         with self.session() as s:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from agentopt.agents.errors import ArchiveError
 from agentopt.archive import queries
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.cli_common import (
@@ -176,7 +177,11 @@ def status(
     if archive.find_sweep(campaign_id) is not None:
         _sweep_status(archive, campaign_id, json_out)
         return
-    current = campaign_status(archive, campaign_id)
+    try:
+        current = campaign_status(archive, campaign_id)
+    except ArchiveError:
+        raise ArchiveError(f"no campaign or sweep {campaign_id!r} in this archive "
+                           "(see `agentopt archive campaigns` and `agentopt archive sweeps`)") from None
     progress, spend, limits = current.progress, current.spend, current.limits
     report = current.as_dict()
     if json_out:

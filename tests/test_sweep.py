@@ -93,10 +93,10 @@ def test_a_sweeps_budget_holds_over_all_its_campaigns(tmp_path: Path, echo_task_
     finally:
         endpoint.close()
     assert result.status == "stopped" and len(result.outcomes) < len(plan.cells), "no campaign starts past the limit"
-    spent = archive.sweep_spend(result.sweep_id)
+    spent = sweep_status(archive, result.sweep_id).spend
     with archive.session() as s:
         test_answers = s.scalar(select(func.count(Result.id)).where(Result.split == "test"))
-    assert spent["task"].calls - test_answers <= 60, "the searches kept to the sweep's budget"
+    assert spent["task"]["calls"] - test_answers <= 60, "the searches kept to the sweep's budget"
     summaries = [archive.campaign(o.campaign_id).summary for o in result.outcomes]
     assert "task.calls" in [s["stopped_by"] for s in summaries]
     assert all(s["best_test"]["n"] > 0 for s in summaries), "a campaign the sweep's budget stopped still scored on test"
