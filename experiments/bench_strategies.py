@@ -163,16 +163,18 @@ def plot(curves: dict[tuple[str, str, int], list[tuple[int, float]]], tasks: lis
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    limit = max([budget, *(q for points in curves.values() for q, _ in points)])  # a few campaigns ran past it
     fig, grid = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), sharey=True, squeeze=False)
     axes = list(grid[0])
     for ax, task in zip(axes, tasks, strict=True):
         for name in STRATEGY_ORDER:
             points = [curves[name, task, seed] for seed in seeds if curves.get((name, task, seed))]
             if points:
-                ax.step(*mean_curve(points, budget), where="post", label=name)
+                ax.step(*mean_curve(points, limit), where="post", label=name)
+        ax.axvline(budget, color="grey", linestyle=":", linewidth=1)
         ax.set_title(task)
         ax.set_xlabel("task-model queries")
-        ax.set_xlim(0, budget)
+        ax.set_xlim(0, limit)
     axes[0].set_ylabel(f"best validation score so far\n(mean of {len(seeds)} seeds)")
     axes[-1].legend(loc="lower right", fontsize="small")
     fig.tight_layout()
