@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from agentopt.archive.records import Record
+from agentopt.archive.stats import N_BOOT, interval, two_level_means
 
-CONFIDENCE = 0.95
-N_BOOT = 4000
 METHOD = (
     "Per task and arm: mean over seeds of the winner's test mean, 95 % interval from a two-level bootstrap "
     f"({N_BOOT} resamples: seeds, then test examples within each seed). Per pair of arms: the difference of "
@@ -99,25 +98,6 @@ class SweepComparison(Record):
     pairs: tuple[PairResult, ...]
     costs: tuple[ArmCost, ...]
     failed: tuple[str, ...] = ()  # campaigns left out: failed, or not finished
-
-
-def two_level_means(groups: Sequence[Sequence[float]], n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
-    """Bootstrap replicates of the mean of group means: the groups (seeds) resampled, then the
-    values (test examples) within each picked group, independently for every pick."""
-    arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
-    if not arrays:
-        raise ValueError("no scores")
-    rng = np.random.default_rng(seed)
-    k = len(arrays)
-    inner = np.stack([a[rng.integers(0, len(a), size=(n_boot * k, len(a)))].mean(axis=1) for a in arrays])
-    picks = rng.integers(0, k, size=(n_boot, k))
-    return inner[picks, np.arange(n_boot * k).reshape(n_boot, k)].mean(axis=1)  # type: ignore[no-any-return]
-
-
-def interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(replicates, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def wilcoxon_p(differences: Sequence[float]) -> float | None:

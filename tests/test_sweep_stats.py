@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from agentopt.archive.sweep_stats import (Cell, compare_cells, interval, to_markdown, two_level_means,
-                                          wilcoxon_p)
+from agentopt.archive.stats import interval, two_level_means
+from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown, wilcoxon_p
 
 EXAMPLES = ("e1", "e2", "e3", "e4")
 
