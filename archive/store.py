@@ -302,9 +302,12 @@ class Archive:
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(f"ANALYZE {table}")
 
-    def campaign(self, campaign_id: str) -> Campaign:
+    def find_campaign(self, campaign_id: str) -> Campaign | None:
         with self.session() as s:
-            found = s.get(Campaign, campaign_id)
+            return s.get(Campaign, campaign_id)
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        found = self.find_campaign(campaign_id)
         if found is None:
             raise ArchiveError(f"no campaign {campaign_id!r} in {self.url}")
         return found

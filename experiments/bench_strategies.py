@@ -115,12 +115,15 @@ def run_arm(name: str, params: dict[str, Any], args: argparse.Namespace, console
     has the same plan, otherwise run (resumed if a run of the same plan was cut short)."""
     db = args.work / f"{name}.db"
     plan = parse_sweep(sweep_data(name, params, args), f"bench {name}")
+    if not args.reuse:  # afresh: an old archive's cache would answer the same requests again for free
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            path.unlink(missing_ok=True)
     archive = Archive(database_url(str(db)))
     same = [row for row in archive.sweeps() if row.config.get("source") == plan.source]  # newest first
     if same and args.reuse and same[0].status == "finished":
         return archive, same[0].id
     started = time.perf_counter()
-    result = run_sweep(plan, archive, RichReporter(console), sweep_id=same[0].id if same and args.reuse else "")
+    result = run_sweep(plan, archive, RichReporter(console), sweep_id=same[0].id if same else "")
     console.print(f"{name}: sweep {result.sweep_id} {result.status} in {time.perf_counter() - started:.0f} s")
     return archive, result.sweep_id
 

@@ -77,11 +77,10 @@ def split_rows(examples: tuple[Any, ...]) -> list[dict[str, str]]:
 
 def run_dspy(python: Path, system: str, task: Task, seed: int, args: argparse.Namespace,
              base_urls: list[str]) -> dict[str, Any]:
-    """One DSPy run's output, from ``--work`` with ``--reuse`` when that run finished before."""
+    """One DSPy run's output. With ``--reuse``, a run that finished before with the same spec (the
+    servers' ports aside) is taken from ``--work``; a failed one runs again."""
     name = f"{system}-{task.name}-seed{seed}"
     spec_path, out_path = args.work / f"{name}.spec.json", args.work / f"{name}.out.json"
-    if args.reuse and out_path.exists():
-        return dict(json.loads(out_path.read_text()))
     spec = {"optimizer": system, "base_urls": base_urls, "model": LOCAL_MODEL_NAME,
             "task": {"name": task.name, "description": task.description, "instruction": SEED_INSTRUCTION,
                      "metric": task.metric_name, "train": split_rows(task.train), "val": split_rows(task.val[:args.val]),
@@ -89,10 +88,17 @@ def run_dspy(python: Path, system: str, task: Task, seed: int, args: argparse.Na
             "task_budget": args.budget, "task_max_tokens": TASK_MAX_TOKENS, "proposer_max_tokens": PROPOSER_MAX_TOKENS,
             "proposer_temperature": PROPOSER_TEMPERATURE, "seed": seed, "threads": 2,
             "cache_dir": str(args.work / "dspy-cache" / name)}
+    if args.reuse and out_path.exists() and spec_path.exists():
+        before, done = json.loads(spec_path.read_text()), json.loads(out_path.read_text())
+        if {**before, "base_urls": base_urls} == spec and done.get("test_scores"):
+            return dict(done)
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
-    done = subprocess.run([str(python), str(HERE / "dspy_runner.py"), str(spec_path), str(out_path)],
-                          capture_output=True, text=True, timeout=4 * 3600)
+    try:
+        done = subprocess.run([str(python), str(HERE / "dspy_runner.py"), str(spec_path), str(out_path)],
+                              capture_output=True, text=True, timeout=4 * 3600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"notes": f"runner did not finish: {type(exc).__name__}: {exc}"}
     (args.work / f"{name}.log").write_text(done.stdout + done.stderr)
     if not out_path.exists():
         return {"notes": f"runner failed (exit {done.returncode}): {(done.stderr.strip().splitlines() or [''])[-1]}"}
@@ -112,16 +118,17 @@ def dspy_cell(system: str, task: Task, seed: int, result: dict[str, Any], n_test
 
 
 def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task],
-                   console: Console) -> list[tuple[Cell, dict[str, Any], tuple[int, int]]]:
-    """bench_strategies' APE sweep for this plan: each campaign as a cell (an example it answered
-    with an error scores 0, as in DSPy's runs), its stored report, and the task-model queries it
-    made in its search and on test (answers its archive already had count too: DSPy's cache is off)."""
+                   console: Console) -> tuple[list[tuple[Cell, dict[str, Any], tuple[int, int]]], list[str]]:
+    """bench_strategies' APE sweep for this plan: each finished campaign as a cell (an example it
+    answered with an error scores 0, as in DSPy's runs), its stored report, and the task-model
+    queries it made in its search and on test; and the campaigns left out. A cell's calls count
+    every query and proposal, answered by the server or by the archive's cache (DSPy's is off)."""
     plan = argparse.Namespace(tasks=args.tasks, seeds=args.seeds, budget=args.budget, val=args.val, test=args.test,
                               subsamples=6, work=args.agentopt_work, reuse=True)
     plan.work.mkdir(parents=True, exist_ok=True)
     params = bench_strategies.strategy_params(args.budget, args.val, plan.subsamples)["ape"]
     archive, sweep_id = bench_strategies.run_arm("ape", params, plan, console)
-    found, _ = sweep_cells(archive, sweep_id)
+    found, left_out = sweep_cells(archive, sweep_id)
     runs = []
     for cell in found:
         scored = dict(zip(cell.examples, cell.scores, strict=True))
@@ -129,10 +136,12 @@ def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task],
         with archive.session() as s:
             tested = s.scalar(select(func.count(Result.id)).join(Candidate, Candidate.id == Result.candidate_id)
                               .where(Candidate.campaign_id == cell.campaign_id, Result.split == "test"))
-        runs.append((replace(cell, arm=AGENTOPT, examples=ids, scores=tuple(scored.get(i, 0.0) for i in ids)),
-                     archive.campaign(cell.campaign_id).summary,
-                     (bench_strategies.queries_used(archive, cell.campaign_id), int(tested or 0))))
-    return runs
+        report = archive.campaign(cell.campaign_id).summary
+        queries = (bench_strategies.queries_used(archive, cell.campaign_id), int(tested or 0))
+        proposals = report["stats"]["proposer_llm_calls"] + report["stats"]["proposer_cache_hits"]
+        runs.append((replace(cell, arm=AGENTOPT, examples=ids, scores=tuple(scored.get(i, 0.0) for i in ids),
+                             calls=sum(queries) + proposals), report, queries))
+    return runs, [f"agentopt {item}" for item in left_out]
 
 
 def agentopt_row(cell: Cell, report: dict[str, Any], queries: tuple[int, int]) -> list[str]:
@@ -142,6 +151,12 @@ def agentopt_row(cell: Cell, report: dict[str, Any], queries: tuple[int, int]) -
             str(stats["proposer_llm_calls"] + stats["proposer_cache_hits"]),
             str(stats["task_tokens"] + stats["proposer_tokens"]), f"{report['wall_s']:.0f}", str(demos), "n/a",
             f"APE's best (stopped by {report.get('stopped_by') or 'its plan'})"]
+
+
+def errors_as_wrong(summary: dict[str, Any]) -> float:
+    """A stored test summary's mean with errors counted as wrong, as DSPy's runs count them."""
+    total = summary["n"] + summary["n_errors"]
+    return (summary["mean"] or 0.0) * summary["n"] / total if total else 0.0
 
 
 def dspy_row(task: str, system: str, seed: int | str, result: dict[str, Any]) -> list[str]:
@@ -191,12 +206,14 @@ def main() -> None:
     rows: list[list[str]] = []
     found: dict[tuple[str, str, int], dict[str, Any]] = {}
     seed_scores: dict[str, dict[str, float]] = {name: {} for name in args.tasks}
+    left_out: list[str] = []
     if "agentopt" in args.systems:
-        for cell, report, queries in agentopt_cells(args, tasks, console):
+        runs, left_out = agentopt_cells(args, tasks, console)
+        for cell, report, queries in runs:
             cells.append(cell)
             rows.append(agentopt_row(cell, report, queries))
             found[cell.task, AGENTOPT, cell.seed] = report.get("best_agent") or {}
-            seed_scores[cell.task][AGENTOPT] = report["seed_test"]["mean"] or 0.0
+            seed_scores[cell.task][AGENTOPT] = errors_as_wrong(report["seed_test"])
     systems = [s for s in args.systems if s in DSPY_SYSTEMS]
     python = ensure_venv(args.venv, console) if systems else None
     if python is not None:
@@ -217,9 +234,11 @@ def main() -> None:
                 rows.append(dspy_row(name, system, seed, result))
                 found[name, system, seed] = result
                 cell = dspy_cell(system, tasks[name], seed, result, args.test)
-                if cell is not None:
+                if cell is None:
+                    left_out.append(f"{system} / {name} / seed {seed} ({result.get('notes', 'no test scores')[:120]})")
+                else:
                     cells.append(cell)
-    comparison = compare_cells("bench_vs_dspy", cells)
+    comparison = compare_cells("bench_vs_dspy", cells, left_out)
     compared = to_markdown(comparison).split("\n", 1)[1].strip()
     console.print(compared)
     console.print(table("agentopt vs DSPy at an equal task-model budget", HEADERS, rows))

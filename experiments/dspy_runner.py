@@ -10,6 +10,7 @@ SPEC.json::
     {"optimizer": "miprov2" | "gepa" | "seed",
      "base_url": "http://127.0.0.1:8080/v1", "model": "smollm2-135m-instruct",
      # or "base_urls": [...]: replicas of the model, each request to the one with the fewest in flight
+     # (ties taken in turn)
      "task": {"name", "description", "instruction", "metric", "train": [{"input", "target"}], "val", "test"},
      "task_budget": 200, "task_max_tokens": 32, "proposer_max_tokens": 256, "proposer_temperature": 0.9,
      "seed": 0, "cache_dir": "/some/dir",
@@ -234,6 +235,7 @@ class Relay:
     def __init__(self, base_urls: list[str], meter: Meter, timeout_s: float):
         self.upstreams = [urllib.parse.urlsplit(url.rstrip("/")) for url in base_urls]
         self.in_flight = [0] * len(self.upstreams)
+        self.turn = 0  # ties go round the replicas: two runs sending one request at a time must not both pick the first
         self.lock = threading.Lock()
         self.meter = meter
         relay = self
@@ -272,8 +274,11 @@ class Relay:
                         return
                     body = _fix_body(body, relay.meter.seed * 1_000_003 + nth if role == "proposer" else None)
                 with relay.lock:
-                    pick = min(range(len(relay.upstreams)), key=relay.in_flight.__getitem__)
+                    n = len(relay.upstreams)
+                    order = [(relay.turn + i) % n for i in range(n)]
+                    pick = min(order, key=relay.in_flight.__getitem__)
                     relay.in_flight[pick] += 1
+                    relay.turn += 1
                 upstream = relay.upstreams[pick]
                 path = upstream.path + "/" + rest
                 headers = {"Content-Type": self.headers.get("Content-Type", "application/json"),

@@ -177,11 +177,10 @@ def status(
     if archive.find_sweep(campaign_id) is not None:
         _sweep_status(archive, campaign_id, json_out)
         return
-    try:
-        current = campaign_status(archive, campaign_id)
-    except ArchiveError:
+    if archive.find_campaign(campaign_id) is None:
         raise ArchiveError(f"no campaign or sweep {campaign_id!r} in this archive "
-                           "(see `agentopt archive campaigns` and `agentopt archive sweeps`)") from None
+                           "(see `agentopt archive campaigns` and `agentopt archive sweeps`)")
+    current = campaign_status(archive, campaign_id)
     progress, spend, limits = current.progress, current.spend, current.limits
     report = current.as_dict()
     if json_out:

@@ -14,7 +14,8 @@ sections::
 
 Each cell of the matrix becomes one campaign config of a single task, validated like any other, so
 a mistake in any cell is one line naming the cell before anything runs. An *arm* is what is being
-compared: the strategy with its params, plus the model settings when several are swept.
+compared: the strategy with its params, plus the model settings when several are swept; tables name
+it by the strategy's ``label`` when it has one.
 """
 
 import hashlib

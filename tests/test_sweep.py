@@ -153,7 +153,6 @@ def test_a_cell_that_does_not_validate_is_named() -> None:
         parse_sweep({"tasks": ["larger_animal"], "matrix": {"models": [{}, {"task": {"temperature": 9}}]}})
 
 
-
 def test_a_labelled_strategy_names_its_arm_and_keeps_its_cells() -> None:
     ape = {"name": "ape", "params": {"top_k": 2}}
     plain = parse_sweep({"tasks": ["larger_animal"], "matrix": {"strategies": [ape]}})
@@ -164,6 +163,7 @@ def test_a_labelled_strategy_names_its_arm_and_keeps_its_cells() -> None:
     with pytest.raises(ConfigError, match=r"matrix.strategies: two strategies are both called 'same'"):
         parse_sweep({"tasks": ["larger_animal"], "matrix": {"strategies": [{**ape, "label": "same"},
                                                                            {"name": "random", "label": "same"}]}})
+
 
 def test_sigkilled_sweep_driver_resumes_without_paying_twice(tmp_path: Path, echo_task_file: Path) -> None:
     endpoint = FakeEndpoint(task_aware_responder, delay_s=0.1)
