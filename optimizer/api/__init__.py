@@ -40,7 +40,7 @@ _WHERE = {
     "strategies": "agentopt.strategies",
     "load_sweep": "agentopt.optimizer.sweep_config", "parse_sweep": "agentopt.optimizer.sweep_config",
     "run_sweep": "agentopt.optimizer.sweep", "sweep_status": "agentopt.optimizer.status",
-    "compare_sweep": "agentopt.optimizer.status",
+    "compare_sweep": "agentopt.optimizer.status", "sweep_cells": "agentopt.optimizer.status",
 }
 __all__ = sorted(_WHERE)
 
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
     from agentopt.agents.local_model import LocalModelServers
     from agentopt.optimizer.budgets import estimate
     from agentopt.optimizer.library import Best, Result, export_agent, optimize, report, resume, run_config
-    from agentopt.optimizer.status import Status, compare_sweep, status, sweep_status
+    from agentopt.optimizer.status import Status, compare_sweep, status, sweep_cells, sweep_status
     from agentopt.optimizer.sweep import run_sweep
     from agentopt.optimizer.sweep_config import load_sweep, parse_sweep
     from agentopt.optimizer.tasks import Example, Metric, Score, Task, builtin_tasks, register_metric
