@@ -7,7 +7,9 @@ module starts the same server, with each completion's ``usage`` reporting, like 
 
 - ``prompt_tokens_details.cached_tokens``: prompt tokens taken from the KV cache;
 - ``prompt_seconds_saved``: what evaluating them would have cost, at the time per prompt token of
-  this server's own long prompt evaluations so far (llama.cpp's performance counters).
+  this server's own long prompt evaluations so far: the wall time from a prompt to its first
+  token, measured here because llama.cpp's performance counters time only part of a batch's work
+  under the server's threading (microseconds for 30 tokens).
 
 Answers are unchanged: the cache is used exactly as before, only counted. The counting reads
 llama-cpp-python internals (pinned in constraints.txt); where they differ, the server runs and
@@ -16,6 +18,7 @@ counting rules below.
 """
 
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired
@@ -56,15 +59,10 @@ class PromptCost:
 def install() -> None:
     """Count the KV cache's work in every completion. The server's response model drops keys its
     ``usage`` type does not declare, so the two are declared before the server module builds it."""
-    import llama_cpp
     from llama_cpp import Llama, llama_types
 
     original_generate, original_completion = Llama.generate, Llama.create_completion
     cost = PromptCost()
-
-    def counters(llama: Llama) -> tuple[int, float]:
-        data = llama_cpp.llama_perf_context(llama._ctx.ctx)  # noqa: SLF001 - the context has no public accessor
-        return data.n_p_eval, data.t_p_eval_ms / 1000
 
     def generate(self: Llama, tokens: Sequence[int], *args: Any, **kwargs: Any) -> Iterator[int]:
         tokens = list(tokens)
@@ -72,12 +70,11 @@ def install() -> None:
         if kwargs.get("reset", True) and self.n_tokens > 0 and previous is not None:
             cached = reused_tokens(list(previous[: self.n_tokens]), tokens, not getattr(self, "_requires_eval", False))
         self._agentopt_cached = cached  # type: ignore[attr-defined]
-        before, timed = counters(self), False
+        started, timed = time.perf_counter(), False
         for token in original_generate(self, tokens, *args, **kwargs):
-            if not timed:  # the prompt is evaluated once the first token comes
-                after, timed = counters(self), True
-                if after[0] > before[0]:
-                    cost.add(after[0] - before[0], after[1] - before[1])
+            if not timed:  # the first token comes once the uncached part of the prompt is evaluated
+                cost.add(len(tokens) - cached, time.perf_counter() - started)
+                timed = True
             yield token
 
     def create_completion(self: Llama, *args: Any, **kwargs: Any) -> Any:
@@ -89,7 +86,7 @@ def install() -> None:
             result["usage"]["prompt_seconds_saved"] = round(cached * cost.per_token(), 4)
         return result
 
-    if not (hasattr(llama_cpp, "llama_perf_context") and hasattr(llama_types, "CompletionUsage")):
+    if not hasattr(llama_types, "CompletionUsage"):
         return
     usage = llama_types.CompletionUsage
     usage.__annotations__.update(prompt_tokens_details=NotRequired[dict[str, int]],

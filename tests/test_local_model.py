@@ -214,5 +214,6 @@ def test_the_bundled_server_reports_the_prompt_tokens_its_kv_cache_served() -> N
                          for pair in ("cat or whale?", "ant or horse?"))
         other = llm.chat([{"role": "user", "content": "Name a colour."}])
     assert second.cached_tokens >= 50, "the shared system prompt came from the KV cache"
-    assert second.cached_tokens < second.prompt_tokens and second.prompt_saved_s > 0
+    assert second.cached_tokens < second.prompt_tokens
+    assert second.prompt_saved_s > 0.001, "72 tokens of a 135M model take milliseconds to evaluate, not microseconds"
     assert first.cached_tokens < 10 and other.cached_tokens < 10, "only the chat template's opening is shared"
