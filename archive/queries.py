@@ -237,16 +237,38 @@ def _best(archive: Archive, campaign_id: str, split: str) -> Ranked | None:
     return ranked[0] if ranked else None
 
 
-def campaigns(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) -> list[CampaignRow]:
-    """Campaigns, newest first, with size, best scores and spend: the table users compare runs with."""
+def _campaign_query(task: str | None, ids: Iterable[str], strategy: str | None, since: datetime | None,
+                    until: datetime | None) -> Select[Any]:
+    query = select(Campaign)
     wanted = list(ids)
-    query = select(Campaign).order_by(Campaign.created_at.desc())
     if task:
         query = query.where(Campaign.task == task)
     if wanted:
         query = query.where(Campaign.id.in_(wanted))
+    if strategy:
+        query = query.where(Campaign.strategy == strategy)
+    if since is not None:
+        query = query.where(Campaign.created_at >= since)
+    if until is not None:
+        query = query.where(Campaign.created_at < until)
+    return query
+
+
+def count_campaigns(archive: Archive, task: str | None = None, strategy: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None) -> int:
+    query = _campaign_query(task, (), strategy, since, until)
     with archive.session() as s:
-        rows = list(s.scalars(query))
+        return s.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+
+
+def campaigns(archive: Archive, task: str | None = None, ids: Iterable[str] = (), strategy: str | None = None,
+              since: datetime | None = None, until: datetime | None = None, limit: int | None = None,
+              offset: int = 0) -> list[CampaignRow]:
+    """Campaigns, newest first, with size, best scores and spend: the table users compare runs with.
+    ``limit`` and ``offset`` page through them in the database (the dashboard's campaign list)."""
+    query = _campaign_query(task, ids, strategy, since, until).order_by(Campaign.created_at.desc(), Campaign.id)
+    with archive.session() as s:
+        rows = list(s.scalars(query.limit(limit).offset(offset)))
         counts = dict(s.execute(select(Candidate.campaign_id, func.count(Candidate.id))
                                 .where(Candidate.campaign_id.in_([c.id for c in rows]))
                                 .group_by(Candidate.campaign_id)).tuples().all())

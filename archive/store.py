@@ -142,8 +142,18 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
             time.sleep(WAL_RETRY_S)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, read_only: bool = False) -> Engine:
+    """The archive's engine; ``read_only``: every connection refuses writes (the dashboard's), enforced
+    by the database itself rather than by the care of the code that reads."""
     engine = create_engine(url, pool_pre_ping=True)
+    if read_only and engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _pg_read_only(conn: Any, _record: Any) -> None:
+            with conn.cursor() as cursor:
+                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            conn.commit()
+
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -158,6 +168,8 @@ def make_engine(url: str) -> Engine:
             _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if read_only:
+                cursor.execute("PRAGMA query_only=ON")
             cursor.close()
 
     return engine
@@ -181,11 +193,11 @@ def upgrade_archive(url: str) -> tuple[str | None, str]:
 class Archive:
     """An archive at ``url``, checked to be at this agentopt's schema revision (see ``schema.ensure``)."""
 
-    def __init__(self, url: str, create: bool = True) -> None:
+    def __init__(self, url: str, create: bool = True, read_only: bool = False) -> None:
         self.url = url
         with database_errors(url):
-            self.engine = make_engine(url)
-            schema.ensure(self.engine, display_url(url), create)
+            self.engine = make_engine(url, read_only)
+            schema.ensure(self.engine, display_url(url), create and not read_only)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -371,6 +371,32 @@ def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `
     out.print(f"exported candidate {candidate_id} to {path} — install it with: pip install {path}")
 
 
+@app.command("dashboard", epilog="On a cluster, the dashboard stays on the head node's loopback; reach it with an "
+             "ssh tunnel: ssh -L 8765:127.0.0.1:8765 HEAD, then open http://127.0.0.1:8765 here (as with "
+             "`ray dashboard`). --host 0.0.0.0 exposes it to everyone who can reach the port: it has no login.")
+def dashboard(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Address to bind; loopback only by default.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8765,
+) -> None:
+    """Browse an archive in a web browser, read-only and offline: campaigns (live while they run), candidates
+    with their lineage and per-example results, comparisons, and exported packages to download."""
+    try:
+        from agentopt.optimizer.dashboard.app import serve
+    except ImportError as exc:
+        raise ConfigError(f"the dashboard needs its extra: pip install 'agentopt[dashboard]' ({exc.name} missing)") \
+            from None
+    from agentopt.archive.store import Archive, display_url
+
+    archive = Archive(checked_url(db), create=False, read_only=True)
+    stop_on_signals()
+    err.print(f"serving {escape(display_url(archive.url))} read-only at http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        serve(archive, host, port)
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:

@@ -1,0 +1,140 @@
+"""Paged and bounded reads for browsing an archive (the dashboard and its static report).
+
+Every query here is answered by the database's indexes and returns at most a page or a cap of rows,
+so a page of a million-candidate archive costs what a page of a small one does.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from agentopt.agents.kinds import label
+from agentopt.archive.models import Campaign, Candidate, Evaluation, LLMCall
+from agentopt.archive.records import Record
+from agentopt.archive.store import Archive
+
+SortKey = Literal["id", "val", "train", "test", "tokens"]
+SORT_KEYS: tuple[SortKey, ...] = ("id", "val", "train", "test", "tokens")
+POINTS_CAP = 20_000  # scored candidates drawn per campaign; beyond this the plots show the newest
+
+
+@dataclass(frozen=True)
+class CandidateRow(Record):
+    """One line of a campaign's candidate table."""
+
+    id: int
+    kind: str
+    strategy: str
+    label: str
+    twin_id: int | None
+    created_at: datetime
+    val: float | None
+    val_ci: tuple[float | None, float | None]
+    val_n: int | None
+    train: float | None
+    train_n: int | None
+    test: float | None
+    tokens: float | None
+
+
+@dataclass(frozen=True)
+class ScorePoint(Record):
+    """A candidate's score on one split when it was last updated: a racing estimate on train, a
+    validation score, or the final test score."""
+
+    candidate_id: int
+    strategy: str
+    split: str
+    mean: float
+    n: int
+    tokens: float | None
+    at: datetime
+
+
+def candidate_page(archive: Archive, campaign_id: str, sort: SortKey = "id", descending: bool = False,
+                   strategy: str | None = None, kind: str | None = None, offset: int = 0,
+                   limit: int = 50) -> tuple[list[CandidateRow], int]:
+    """One page of a campaign's candidates with their scores per split, and how many match."""
+    val, train, test = (aliased(Evaluation, name=split) for split in ("val", "train", "test"))
+    where = [Candidate.campaign_id == campaign_id]
+    if strategy:
+        where.append(Candidate.strategy == strategy)
+    if kind:
+        where.append(Candidate.kind == kind)
+    column = {"id": Candidate.id, "val": val.mean, "train": train.mean, "test": test.mean,
+              "tokens": val.tokens_mean}[sort]
+    order = [column.desc().nulls_last() if descending else column.asc().nulls_last(), Candidate.id]
+    query = (select(Candidate, val.mean, val.ci_low, val.ci_high, val.n, train.mean, train.n, test.mean,
+                    val.tokens_mean)
+             .outerjoin(val, (val.candidate_id == Candidate.id) & (val.split == "val"))
+             .outerjoin(train, (train.candidate_id == Candidate.id) & (train.split == "train"))
+             .outerjoin(test, (test.candidate_id == Candidate.id) & (test.split == "test"))
+             .where(*where).order_by(*order).offset(offset).limit(limit))
+    with archive.session() as s:
+        total = s.execute(select(func.count(Candidate.id)).where(*where)).scalar_one()
+        rows = s.execute(query).all()
+    return [CandidateRow(c.id, c.kind, c.strategy, label(c.payload), c.twin_id, c.created_at, v, (lo, hi), vn, tr, trn,
+                         te, tok) for c, v, lo, hi, vn, tr, trn, te, tok in rows], total
+
+
+def score_points(archive: Archive, campaign_id: str, cap: int = POINTS_CAP) -> list[ScorePoint]:
+    """Every score a campaign's candidates got, per split, oldest first (the newest ``cap``)."""
+    query = (select(Candidate.id, Candidate.strategy, Evaluation.split, Evaluation.mean, Evaluation.n,
+                    Evaluation.tokens_mean, Evaluation.updated_at)
+             .join(Evaluation, Evaluation.candidate_id == Candidate.id)
+             .where(Candidate.campaign_id == campaign_id, Evaluation.mean.is_not(None))
+             .order_by(Evaluation.updated_at.desc()).limit(cap))
+    with archive.session() as s:
+        rows = s.execute(query).all()
+    return [ScorePoint(*row) for row in reversed(rows)]
+
+
+def proposal_times(archive: Archive, campaign_id: str, cap: int = POINTS_CAP) -> list[datetime]:
+    """When each candidate was proposed, oldest first (the newest ``cap``)."""
+    with archive.session() as s:
+        times = s.scalars(select(Candidate.created_at).where(Candidate.campaign_id == campaign_id)
+                          .order_by(Candidate.created_at.desc()).limit(cap)).all()
+    return list(reversed(times))
+
+
+def paid_calls(archive: Archive, campaign_id: str) -> list[tuple[datetime, str, int, int, int]]:
+    """The campaign's ledger in time order: when, role, prompt, completion and prompt-cached tokens."""
+    with archive.session() as s:
+        return [tuple(row) for row in s.execute(  # type: ignore[misc]
+            select(LLMCall.created_at, LLMCall.role, LLMCall.prompt_tokens, LLMCall.completion_tokens,
+                   LLMCall.cached_tokens).where(LLMCall.campaign_id == campaign_id)
+            .order_by(LLMCall.created_at)).all()]
+
+
+def dedup_counts(archive: Archive, campaign_id: str) -> dict[str, int]:
+    """Candidates stored, those merged into a functional twin, and distinct behaviours fingerprinted."""
+    with archive.session() as s:
+        stored, twins, fingerprinted, behaviours = s.execute(
+            select(func.count(Candidate.id), func.count(Candidate.twin_id), func.count(Candidate.functional_hash),
+                   func.count(func.distinct(Candidate.functional_hash)))
+            .where(Candidate.campaign_id == campaign_id)).one()
+    return {"candidates": stored, "functional_twins": twins, "fingerprinted": fingerprinted,
+            "distinct_behaviours": behaviours}
+
+
+def twins_of(archive: Archive, campaign_id: str, candidate_id: int, limit: int = 50) -> list[int]:
+    """Candidates merged into this one because they behaved the same on the probes (twins are found
+    within a campaign, whose index the query uses)."""
+    with archive.session() as s:
+        return list(s.scalars(select(Candidate.id).where(Candidate.campaign_id == campaign_id,
+                                                          Candidate.twin_id == candidate_id)
+                              .order_by(Candidate.id).limit(limit)))
+
+
+def strategies(archive: Archive) -> list[str]:
+    """The strategy names campaigns ran with (the campaign list's filter)."""
+    with archive.session() as s:
+        return list(s.scalars(select(Campaign.strategy).distinct().order_by(Campaign.strategy)))
+
+
+def tasks(archive: Archive) -> list[str]:
+    with archive.session() as s:
+        return list(s.scalars(select(Campaign.task).distinct().order_by(Campaign.task)))

@@ -1,0 +1,236 @@
+"""``agentopt dashboard``: a read-only web app over an archive (Starlette, Jinja2, plotly.js).
+
+Read-only three times over: the database connection refuses writes, no route writes, and the one
+route that touches the file system (the export download) works in a temporary directory it removes.
+Everything shown was written by LLMs, so templates escape all of it, charts get escaped labels, and a
+Content-Security-Policy allows only the app's own scripts: an injected ``<script>`` could not run
+even if escaping failed somewhere.
+"""
+
+import io
+import re
+import socket
+import tarfile
+import tempfile
+from datetime import date, datetime, time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_by_name
+from pygments.util import ClassNotFound
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agentopt.agents.errors import AgentoptError, ConfigError
+from agentopt.archive import browse
+from agentopt.archive.models import Candidate
+from agentopt.archive.store import Archive
+from agentopt.optimizer.dashboard import views
+
+CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+POLL_MS = 2000
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def plotly_js() -> Path:
+    """plotly.js as the plotly package ships it: served from there, never from a CDN."""
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+
+
+def static_dir() -> Path:
+    return Path(str(resources.files("agentopt.optimizer.dashboard") / "static"))
+
+
+def code_html(code: str, language: str) -> Markup:
+    """Highlighted code; Pygments escapes the text it wraps in spans."""
+    try:
+        lexer = get_lexer_by_name(language)
+    except ClassNotFound:
+        lexer = TextLexer()
+    return Markup(highlight(code, lexer, HtmlFormatter(cssclass="code")))  # noqa: S704 - Pygments escapes
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}"
+
+
+def environment() -> Environment:
+    """The templates, autoescaped; shared with the static report."""
+    env = Environment(loader=PackageLoader("agentopt.optimizer.dashboard"), autoescape=select_autoescape(default=True))
+    env.filters.update(pct=percent, code=code_html)
+    env.globals["describe"] = views.describe
+    env.globals["code_css"] = HtmlFormatter(cssclass="code").get_style_defs(".code")
+    return env
+
+
+class SecurityHeaders:
+    """Adds the Content-Security-Policy and friends to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] += [(b"content-security-policy", CSP.encode()),
+                                       (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+            await send(message)
+
+        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
+
+
+def _int(request: Request, name: str, default: int, low: int = 1) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < low:
+        raise HTTPException(400, f"{name} must be a whole number ≥ {low}, not {raw!r}")
+    return int(raw)
+
+
+def _day(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name) or ""
+    if not raw:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(raw), time())
+    except ValueError:
+        raise HTTPException(400, f"{name} must be a date like 2026-11-30, not {raw!r}") from None
+
+
+def _campaign_id(request: Request) -> str:
+    campaign_id = request.path_params["campaign_id"]
+    if not CAMPAIGN_ID.match(campaign_id):
+        raise HTTPException(404, "not a campaign id")
+    return campaign_id
+
+
+def create_app(archive: Archive) -> Starlette:
+    """The dashboard over ``archive`` (open it read-only: ``Archive(url, create=False, read_only=True)``)."""
+    env = environment()
+
+    def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(static=False, poll_ms=POLL_MS, **context),
+                            status_code=status_code)
+
+    def known_campaign(request: Request) -> str:
+        campaign_id = _campaign_id(request)
+        if archive.find_campaign(campaign_id) is None:
+            raise HTTPException(404, f"no campaign {campaign_id!r} in this archive")
+        return campaign_id
+
+    def known_candidate(candidate_id: int) -> int:
+        with archive.session() as s:
+            if s.scalar(select(Candidate.id).where(Candidate.id == candidate_id)) is None:
+                raise HTTPException(404, f"no candidate {candidate_id} in this archive")
+        return candidate_id
+
+    def campaigns(request: Request) -> HTMLResponse:
+        task = request.query_params.get("task") or None
+        strategy = request.query_params.get("strategy") or None
+        since, until = _day(request, "since"), _day(request, "until")
+        data = views.campaign_list(archive, task, strategy, since, until, _int(request, "page", 1))
+        return render("campaigns.html", **data, task=task or "", strategy=strategy or "",
+                      since=request.query_params.get("since", ""), until=request.query_params.get("until", ""))
+
+    def campaign(request: Request) -> HTMLResponse:
+        campaign_id = known_campaign(request)
+        sort = request.query_params.get("sort", "id")
+        if sort not in browse.SORT_KEYS:
+            raise HTTPException(400, f"sort by one of {', '.join(browse.SORT_KEYS)}, not {sort!r}")
+        data = views.campaign_page(archive, campaign_id, sort, request.query_params.get("desc") == "1",  # type: ignore[arg-type]
+                                   request.query_params.get("strategy") or None,
+                                   request.query_params.get("kind") or None, _int(request, "page", 1))
+        return render("campaign.html", **data, live_url=f"/api/campaigns/{campaign_id}")
+
+    def campaign_json(request: Request) -> JSONResponse:
+        return JSONResponse(views.campaign_live(archive, known_campaign(request)))
+
+    def candidate(request: Request) -> HTMLResponse:
+        candidate_id = known_candidate(request.path_params["candidate_id"])
+        return render("candidate.html", **views.candidate_page(archive, candidate_id))
+
+    def export(request: Request) -> Response:
+        from agentopt.optimizer.library import export_agent
+
+        candidate_id = known_candidate(request.path_params["candidate_id"])
+        with tempfile.TemporaryDirectory(prefix="agentopt-dashboard-export-") as tmp:
+            try:
+                folder = export_agent(archive, candidate_id, Path(tmp) / "package")
+            except AgentoptError as exc:
+                raise HTTPException(409, f"candidate {candidate_id} cannot be exported: {exc}") from None
+            buffer = io.BytesIO()
+            name = f"agentopt-candidate-{candidate_id}"
+            with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+                tar.add(folder, arcname=name)
+        return Response(buffer.getvalue(), media_type="application/gzip",
+                        headers={"content-disposition": f'attachment; filename="{name}.tar.gz"'})
+
+    def compare(request: Request) -> HTMLResponse:
+        params = request.query_params
+        if params.get("a") or params.get("b"):
+            a, b = (known_candidate(_int(request, key, 0)) for key in ("a", "b"))
+            return render("compare_candidates.html", **views.compare_candidates(archive, a, b))
+        ids = [i for i in (params.get("campaigns") or "").split(",") if i]
+        if not params.get("task") and len(ids) < 2:
+            raise HTTPException(400, "compare two candidates (?a=ID&b=ID), the campaigns of a task (?task=NAME), "
+                                     "or campaigns by id (?campaigns=ID,ID)")
+        if any(not CAMPAIGN_ID.match(i) for i in ids):
+            raise HTTPException(404, "not a campaign id")
+        try:
+            rows = views.compare_campaigns(archive, params.get("task") or None, ids)
+        except AgentoptError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return render("compare_campaigns.html", rows=rows, task=params.get("task", ""))
+
+    def plotly(_request: Request) -> FileResponse:
+        return FileResponse(plotly_js(), media_type="text/javascript")
+
+    async def error(request: Request, exc: Exception) -> HTMLResponse:
+        code = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "the archive could not be read"
+        return render("error.html", status_code=code, code=code, detail=detail)
+
+    routes = [
+        Route("/", campaigns),
+        Route("/campaigns/{campaign_id:str}", campaign),
+        Route("/api/campaigns/{campaign_id:str}", campaign_json),
+        Route("/candidates/{candidate_id:int}", candidate),
+        Route("/candidates/{candidate_id:int}/export", export),
+        Route("/compare", compare),
+        Route("/static/plotly.min.js", plotly),
+        Mount("/static", StaticFiles(directory=static_dir()), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: error, AgentoptError: error})
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one line, before anything starts, when the address cannot be bound."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc} (pick another with --port)") \
+                from None
+
+
+def serve(archive: Archive, host: str, port: int) -> None:
+    import uvicorn
+
+    check_port(host, port)
+    uvicorn.run(create_app(archive), host=host, port=port, log_level="warning")

@@ -1,0 +1,354 @@
+"""What each dashboard page shows, as plain data: the web app renders it live, ``agentopt report``
+renders the same data frozen into a folder. Nothing here knows about HTTP or HTML, except that text
+bound for a chart's labels is escaped (plotly.js reads a little HTML in labels, and every label here
+is text an LLM wrote).
+"""
+
+import html
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import networkx as nx
+
+from agentopt.agents.budget import Price
+from agentopt.agents.errors import AgentoptError
+from agentopt.agents.kinds import kind_of, label
+from agentopt.archive import browse, queries
+from agentopt.archive.models import Campaign
+from agentopt.archive.store import Archive
+from agentopt.optimizer.budgets import role_prices
+from agentopt.optimizer.library import stored_config, stored_task
+from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age, status
+
+PAGE_SIZE = 50
+ROLES = ("task", "proposer", "judge")
+Lookup = Callable[[str], tuple[Any, str] | None]  # example id -> (inputs, target), None when unknown
+
+
+def aware(when: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they are stored in UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def chart_text(text: Any, width: int = 300) -> str:
+    """Text for a chart label or hover box, escaped (plotly.js renders some tags in labels)."""
+    shown = str(text)
+    return html.escape(shown if len(shown) <= width else shown[: width - 1] + "…")
+
+
+@dataclass(frozen=True)
+class Paging:
+    page: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+
+def live_state(stored: str, heartbeat_at: datetime | None, summary: dict[str, Any]) -> str:
+    """running, interrupted (its driver stopped beating), stopped by a budget, or the stored end state."""
+    if stored == "running":
+        age = heartbeat_age(heartbeat_at)
+        return "running" if age is not None and age < STALE_HEARTBEAT_S else "interrupted"
+    if summary.get("stopped_by"):
+        return f"stopped by {summary['stopped_by']} budget"
+    return stored
+
+
+# --- the campaign list ------------------------------------------------------------------------------
+def campaign_list(archive: Archive, task: str | None, strategy: str | None, since: datetime | None,
+                  until: datetime | None, page: int) -> dict[str, Any]:
+    total = queries.count_campaigns(archive, task, strategy, since, until)
+    paging = Paging(page, PAGE_SIZE, total)
+    rows = queries.campaigns(archive, task, strategy=strategy, since=since, until=until, limit=PAGE_SIZE,
+                             offset=paging.offset)
+    with archive.session() as s:
+        stored = {c.id: c for c in s.query(Campaign).filter(Campaign.id.in_([r.id for r in rows]))}
+    listed = []
+    for row in rows:
+        campaign = stored[row.id]
+        spend, limits = _spend_and_limits(archive, row.id)
+        listed.append({"row": row, "state": live_state(row.status, campaign.heartbeat_at, campaign.summary),
+                       "models": _models(campaign.config), "active_s": campaign.active_s,
+                       "gauges": gauges(spend, limits, campaign.active_s, _wall_limit(campaign.config))})
+    return {"campaigns": listed, "paging": paging, "tasks": browse.tasks(archive),
+            "strategies": browse.strategies(archive)}
+
+
+def _models(config: dict[str, Any]) -> str:
+    models = config.get("models") or {}
+    named = {role: (models.get(role) or {}).get("model", "local") for role in ("task", "proposer")}
+    return named["task"] if named["task"] == named["proposer"] else f"{named['task']} / {named['proposer']}"
+
+
+def _wall_limit(config: dict[str, Any]) -> float | None:
+    return (config.get("budget") or {}).get("wall_time_s")
+
+
+def _spend_and_limits(archive: Archive, campaign_id: str) -> tuple[dict[str, dict[str, float]],
+                                                                   dict[str, dict[str, float | None]]]:
+    from agentopt.optimizer.budgets import ledger
+
+    config = stored_config(archive, campaign_id)
+    return (ledger(archive, campaign_id, role_prices(config)),
+            {role: getattr(config.budget, role).model_dump() for role in ROLES})
+
+
+def gauges(spend: dict[str, dict[str, float]], limits: dict[str, dict[str, float | None]], active_s: float,
+           wall_limit_s: float | None) -> list[dict[str, Any]]:
+    """Spend against each limit that is set: calls, tokens and dollars per role, and wall time."""
+    out = []
+    for role in ROLES:
+        for what in ("calls", "tokens", "usd"):
+            limit = (limits.get(role) or {}).get(what)
+            if limit:
+                spent = spend.get(role, {}).get(what, 0)
+                out.append({"name": f"{role} {what}", "spent": spent, "limit": limit, "fraction": min(spent / limit, 1)})
+    if wall_limit_s:
+        out.append({"name": "wall time s", "spent": round(active_s), "limit": wall_limit_s,
+                    "fraction": min(active_s / wall_limit_s, 1)})
+    return out
+
+
+# --- one campaign ---------------------------------------------------------------------------------
+def timeline(start: datetime, calls: Sequence[tuple[datetime, str | None, int, int, int]], prices: dict[str, Price],
+             points: Sequence[browse.ScorePoint], proposals: Sequence[datetime]) -> dict[str, Any]:
+    """Every score and proposal placed at the LLM calls, dollars and seconds spent when it happened,
+    and the best validation score so far as a step line that runs to the campaign's last moment."""
+    times = [aware(c[0]) for c in calls]
+    spent, total = [], 0.0
+    for _, role, prompt, completion, cached in calls:
+        total += prices.get(role or "task", Price()).cost(prompt, completion, cached)
+        spent.append(total)
+    begin = aware(start)
+
+    def at(when: datetime) -> dict[str, float]:
+        i = bisect_right(times, aware(when))
+        return {"calls": i, "usd": round(spent[i - 1], 6) if i else 0.0,
+                "s": round((aware(when) - begin).total_seconds(), 1)}
+
+    series: dict[str, dict[str, list[Any]]] = {}
+    best: dict[str, list[Any]] = {"calls": [], "usd": [], "s": [], "best": [], "text": []}
+    top = float("-inf")
+    for p in points:
+        where = at(p.at)
+        line = series.setdefault(p.split, {"calls": [], "usd": [], "s": [], "mean": [], "n": [], "id": [], "text": []})
+        for axis in ("calls", "usd", "s"):
+            line[axis].append(where[axis])
+        line["mean"].append(round(p.mean, 4))
+        line["n"].append(p.n)
+        line["id"].append(p.candidate_id)
+        line["text"].append(chart_text(f"#{p.candidate_id} {p.strategy}: {100 * p.mean:.1f}% on {p.n} {p.split}"))
+        if p.split == "val" and p.mean > top:
+            top = p.mean
+            for axis in ("calls", "usd", "s"):
+                best[axis].append(where[axis])
+            best["best"].append(round(top, 4))
+            best["text"].append(chart_text(f"best so far: #{p.candidate_id}, {100 * top:.1f}%"))
+    ends = [aware(t) for t in (*times[-1:], *(p.at for p in points[-1:]), *proposals[-1:])]
+    if best["best"] and ends:
+        end = at(max(ends))
+        for axis in ("calls", "usd", "s"):
+            best[axis].append(end[axis])
+        best["best"].append(best["best"][-1])
+        best["text"].append(best["text"][-1])
+    placed = [at(t) for t in proposals]
+    return {"splits": series, "best": best, "usd_total": round(total, 6),
+            "proposals": {axis: [p[axis] for p in placed] for axis in ("calls", "usd", "s")}}
+
+
+def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
+    """What the campaign page redraws while the campaign runs (served as JSON every few seconds)."""
+    campaign = archive.campaign(campaign_id)
+    now = status(archive, campaign_id)
+    prices = role_prices(stored_config(archive, campaign_id))
+    points = browse.score_points(archive, campaign_id)
+    per_strategy: dict[str, list[float]] = {}
+    for p in points:
+        if p.split == "val":
+            per_strategy.setdefault(p.strategy, []).append(round(p.mean, 4))
+    front = {r.candidate_id for r in queries.pareto(archive, "val", queries.Filters(campaign=campaign_id))}
+    val = [p for p in points if p.split == "val" and p.tokens is not None]
+    progress = now.progress
+    return {
+        "state": live_state(campaign.status, campaign.heartbeat_at, campaign.summary),
+        "active_s": round(campaign.active_s),
+        "candidates": progress.candidates,
+        "examples": {split: v.evaluated for split, v in progress.examples.items()},
+        "errors": progress.errors,
+        "best": None if progress.best is None else {"id": progress.best.candidate_id, "split": progress.best.split,
+                                                    "mean": progress.best.mean},
+        "gauges": gauges(now.spend, now.limits, campaign.active_s, now.wall_time_limit_s),
+        "timeline": timeline(campaign.created_at, browse.paid_calls(archive, campaign_id), prices, points,
+                             browse.proposal_times(archive, campaign_id)),
+        "strategies": per_strategy,
+        "pareto": {"tokens": [round(p.tokens or 0, 1) for p in val], "mean": [round(p.mean, 4) for p in val],
+                   "id": [p.candidate_id for p in val], "front": [p.candidate_id in front for p in val],
+                   "text": [chart_text(f"#{p.candidate_id} {p.strategy}: {100 * p.mean:.1f}%, "
+                                       f"{p.tokens or 0:.0f} tokens/example") for p in val]},
+        "dedup": browse.dedup_counts(archive, campaign_id),
+    }
+
+
+def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, descending: bool, strategy: str | None,
+                  kind: str | None, page: int) -> dict[str, Any]:
+    campaign = archive.campaign(campaign_id)
+    config = stored_config(archive, campaign_id)
+    summary = campaign.summary
+    rows, total = browse.candidate_page(archive, campaign_id, sort, descending, strategy, kind,
+                                        (page - 1) * PAGE_SIZE, PAGE_SIZE)
+    return {
+        "campaign": campaign,
+        "live": campaign_live(archive, campaign_id),
+        "models": {role: getattr(config.models, role).model for role in ("task", "proposer", "judge")},
+        "facts": [("task", campaign.task), ("strategy", campaign.strategy), ("name", campaign.name),
+                  ("started", aware(campaign.created_at).strftime("%Y-%m-%d %H:%M:%S UTC")),
+                  ("sweep", campaign.sweep_id or "-")],
+        "seed_test": summary.get("seed_test"), "best_test": summary.get("best_test"),
+        "best_candidate_id": summary.get("best_candidate_id"),
+        "rows": rows, "paging": Paging(page, PAGE_SIZE, total),
+        "sort": sort, "descending": descending, "strategy": strategy or "", "kind": kind or "",
+        "top": queries.top(archive, 5, "val", queries.Filters(campaign=campaign_id)),
+    }
+
+
+# --- one candidate ----------------------------------------------------------------------------------
+def task_lookup(archive: Archive, campaign_id: str) -> Lookup:
+    """Inputs and targets of the campaign's task, loaded again the way its config named it; when
+    the task cannot be loaded here, examples are shown by id alone."""
+    try:
+        task = stored_task(archive, campaign_id)
+    except AgentoptError:
+        return lambda _example_id: None
+
+    def lookup(example_id: str) -> tuple[Any, str] | None:
+        try:
+            example = task.example(example_id)
+        except (AgentoptError, KeyError):
+            return None
+        return example.input, example.target
+
+    return lookup
+
+
+def describe(payload: dict[str, Any]) -> str:
+    """The kind's own description of the agent (markdown); a kind unknown here says so."""
+    try:
+        return kind_of(payload).describe(payload)
+    except AgentoptError:
+        return f"unknown agent kind {payload.get('kind')!r}"
+
+
+def agent_sections(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """The kind's own description, split into prose and code blocks (code is highlighted)."""
+    sections, fenced = [], describe(payload).split("```")
+    for i, part in enumerate(fenced):
+        if i % 2:
+            language, _, code = part.partition("\n")
+            sections.append({"type": "code", "language": language.strip() or "text", "text": code})
+        elif part.strip():
+            sections.append({"type": "text", "text": part.strip()})
+    return sections
+
+
+def layered(nodes: Sequence[Any], edges: Sequence[tuple[Any, Any]]) -> dict[Any, tuple[float, float]]:
+    """Positions for a DAG drawn left to right, one column per topological generation."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(edges)
+    positions = {}
+    for x, generation in enumerate(nx.topological_generations(graph)):
+        for y, node in enumerate(sorted(generation, key=str)):
+            positions[node] = (float(x), float(-y))
+    return positions
+
+
+def graph_drawing(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A graph agent's nodes and edges placed for drawing, with each node's template and tool."""
+    nodes, edges = payload.get("nodes"), payload.get("edges")
+    if not isinstance(nodes, list) or not nodes or not all(isinstance(n, dict) and "name" in n for n in nodes):
+        return None
+    names = [str(n["name"]) for n in nodes]
+    pairs = [(str(a), str(b)) for a, b in (edges or []) if str(a) in names and str(b) in names]
+    try:
+        where = layered(names, pairs)
+    except nx.NetworkXUnfeasible:
+        return None
+    return {"x": [where[n][0] for n in names], "y": [where[n][1] for n in names],
+            "label": [chart_text(n + (f" [{node.get('tool')}]" if node.get("tool") else ""))
+                      for n, node in zip(names, nodes, strict=True)],
+            "text": [chart_text(node.get("template", ""), 500) for node in nodes],
+            "edges": [[*where[a], *where[b]] for a, b in pairs]}
+
+
+def lineage_drawing(graph: nx.DiGraph, current: int) -> dict[str, Any]:
+    """Ancestors and descendants placed by generation; each node links to its page."""
+    where = layered(list(graph.nodes), list(graph.edges))
+    nodes = list(graph.nodes(data=True))
+    return {"id": [n for n, _ in nodes], "x": [where[n][0] for n, _ in nodes], "y": [where[n][1] for n, _ in nodes],
+            "label": [f"#{n}" + (f" {100 * d['val_score']:.0f}%" if "val_score" in d else "") for n, d in nodes],
+            "text": [chart_text(f"#{n} {d.get('strategy', '')}: {d.get('label', '')} | "
+                                f"why: {d.get('rationale') or 'seed'}", 600) for n, d in nodes],
+            "current": [n == current for n, _ in nodes],
+            "edges": [[*where[a], *where[b]] for a, b in graph.edges]}
+
+
+def candidate_page(archive: Archive, candidate_id: int) -> dict[str, Any]:
+    record = queries.show(archive, candidate_id)
+    lookup = task_lookup(archive, record.campaign_id)
+    results = []
+    for r in record.results:
+        found = lookup(r.example_id)
+        results.append({"result": r, "input": None if found is None else found[0],
+                        "target": None if found is None else found[1]})
+    return {"record": record, "label": label(record.payload), "sections": agent_sections(record.payload),
+            "graph": graph_drawing(record.payload),
+            "lineage": lineage_drawing(queries.lineage(archive, candidate_id, descendants=True), candidate_id),
+            "twins": browse.twins_of(archive, record.campaign_id, candidate_id), "results": results,
+            "exportable": _exportable(record.payload)}
+
+
+def _exportable(payload: dict[str, Any]) -> str | None:
+    """Why the candidate cannot be exported, or None when it can."""
+    try:
+        return kind_of(payload).unexportable(payload)
+    except AgentoptError as exc:
+        return str(exc)
+
+
+# --- comparisons ------------------------------------------------------------------------------------
+def compare_candidates(archive: Archive, a: int, b: int, limit: int = 50) -> dict[str, Any]:
+    """A against B: the payload diff, the paired scores per split, and the examples each gets right
+    where the other does not."""
+    diff = queries.diff(archive, a, b)
+    sa, sb = queries.example_scores(archive, a), queries.example_scores(archive, b)
+    shared = sorted(sa.keys() & sb.keys())
+    lookup = task_lookup(archive, archive.candidate(a).campaign_id)
+
+    def shown(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        return [{"split": split, "example_id": example, "a": sa[(split, example)], "b": sb[(split, example)],
+                 "input": (found[0] if (found := lookup(example)) else None)} for split, example in keys[:limit]]
+
+    a_only = [k for k in shared if sa[k] > sb[k]]
+    b_only = [k for k in shared if sb[k] > sa[k]]
+    return {"diff": diff, "a": _header(archive, a), "b": _header(archive, b),
+            "a_better": shown(a_only), "b_better": shown(b_only), "a_better_n": len(a_only), "b_better_n": len(b_only)}
+
+
+def _header(archive: Archive, candidate_id: int) -> dict[str, Any]:
+    candidate = archive.candidate(candidate_id)
+    return {"id": candidate.id, "campaign_id": candidate.campaign_id, "strategy": candidate.strategy,
+            "label": label(candidate.payload)}
+
+
+def compare_campaigns(archive: Archive, task: str | None, ids: Sequence[str]) -> list[queries.Comparison]:
+    return queries.compare(archive, task, ids)
