@@ -154,14 +154,15 @@ def resume(
 
 def report(
     campaign_id: Annotated[str, typer.Argument(help="Campaign id (see `agentopt archive campaigns`)")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for index.html and its PNG plots (created)")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for index.html and its scripts (created)")],
     db: DbOption = None,
 ) -> None:
-    """A static HTML report of a campaign: best score vs calls and cost, scores per strategy, lineage, top candidates."""
+    """A static HTML report of a campaign, readable offline: the dashboard's campaign page frozen (what the search
+    did against calls, time and dollars, scores per strategy, score against tokens, seed vs best on test)."""
     from agentopt.optimizer.library import report as write_report
 
     index = write_report(open_archive(db), campaign_id, out)
-    err.print(f"wrote {index} (open it in a browser; the PNG plots are next to it)")
+    err.print(f"wrote {index} (open it in a browser; its scripts are next to it)")
 
 
 def status(

@@ -161,11 +161,15 @@ class Result:
 
 
 def report(archive: Archive, campaign_id: str, out: str | Path) -> Path:
-    """``agentopt report``: a campaign's static HTML report (``index.html`` and its plots) in ``out``."""
-    from agentopt.optimizer.budgets import role_prices
-    from agentopt.optimizer.report import write_report
+    """``agentopt report``: a campaign's static HTML report (``index.html`` and its scripts) in ``out``:
+    the dashboard's campaign page, frozen."""
+    try:
+        from agentopt.optimizer.report import write_report
+    except ImportError as exc:
+        raise ConfigError(f"the report is drawn by the dashboard: pip install 'agentopt[dashboard]' "
+                          f"({exc.name} missing)") from None
 
-    return write_report(archive, campaign_id, Path(out), role_prices(stored_config(archive, campaign_id)))
+    return write_report(archive, campaign_id, Path(out))
 
 
 def export_agent(archive: Archive, candidate_id: int, out: Path, task: Task | None = None) -> Path:

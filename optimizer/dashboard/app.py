@@ -71,8 +71,12 @@ def environment() -> Environment:
     env = Environment(loader=PackageLoader("agentopt.optimizer.dashboard"), autoescape=select_autoescape(default=True))
     env.filters.update(pct=percent, code=code_html)
     env.globals["describe"] = views.describe
-    env.globals["code_css"] = HtmlFormatter(cssclass="code").get_style_defs(".code")
     return env
+
+
+def code_css() -> str:
+    """The colours of highlighted code (Pygments' default style)."""
+    return HtmlFormatter(cssclass="code").get_style_defs(".code")
 
 
 class SecurityHeaders:
@@ -199,6 +203,9 @@ def create_app(archive: Archive) -> Starlette:
     def plotly(_request: Request) -> FileResponse:
         return FileResponse(plotly_js(), media_type="text/javascript")
 
+    def code_style(_request: Request) -> Response:
+        return Response(code_css(), media_type="text/css")
+
     async def error(request: Request, exc: Exception) -> HTMLResponse:
         code = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "the archive could not be read"
@@ -212,6 +219,7 @@ def create_app(archive: Archive) -> Starlette:
         Route("/candidates/{candidate_id:int}/export", export),
         Route("/compare", compare),
         Route("/static/plotly.min.js", plotly),
+        Route("/static/code.css", code_style),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: error, AgentoptError: error})

@@ -109,7 +109,11 @@
       document.querySelectorAll('[data-live="' + name + '"]').forEach((el) => { el.textContent = text; });
     }
     const gauges = document.querySelector('[data-live="gauges"]');
-    if (gauges) {
+    if (gauges && !live.gauges.length) {
+      const none = document.createElement("span");
+      none.className = "muted"; none.textContent = "no limit set";
+      gauges.replaceChildren(none);
+    } else if (gauges) {
       gauges.replaceChildren(...live.gauges.map((g) => {
         const line = document.createElement("div"), meter = document.createElement("meter");
         line.className = "gauge-line";

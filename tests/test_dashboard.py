@@ -1,0 +1,137 @@
+"""`agentopt dashboard`: every page over a campaign's archive (SQLite and PostgreSQL), unknown ids as 404
+pages, hostile text escaped, a database session that cannot write, the export download, and the CLI's
+one-line errors. The real-model, real-browser test is in test_dashboard_local.py."""
+
+import io
+import socket
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from fakes import FakeEndpoint
+from processes import agentopt
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+from test_campaign import config
+
+from agentopt.agents.prompt import PromptAgent
+from agentopt.archive.models import Candidate
+from agentopt.archive.store import Archive, ExampleOutcome
+from agentopt.optimizer.config import parse_config
+from agentopt.optimizer.dashboard.app import create_app
+from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.ui import SilentReporter
+
+HOSTILE = ('<script>window.__pwned = 1; alert("script")</script> <img src=x onerror="window.__pwned = 2; '
+           'alert(\'img\')"> <a href="javascript:window.__pwned = 3">click me</a>')
+
+
+def add_hostile_candidate(archive: Archive, campaign_id: str, parent: int) -> int:
+    """A candidate whose instruction, rationale, answers and notes are all hostile markup."""
+    agent = PromptAgent(instruction=f"Echo the word. {HOSTILE}")
+    candidate_id, _ = archive.add_candidate(campaign_id, agent, "ape", [parent], rationale=f"because {HOSTILE}")
+    for i, split in enumerate(("train", "val")):
+        archive.add_result(candidate_id, split, ExampleOutcome(f"{split}-{i}", HOSTILE, 1.0, None, {}))
+        archive.update_evaluation(candidate_id, split)
+    archive.add_result(candidate_id, "val", ExampleOutcome("val-x", None, None, f"failed: {HOSTILE}", {}))
+    archive.add_note(campaign_id, "loss", {"loss": HOSTILE, "link": "javascript:alert(1)"}, candidate_id)
+    return candidate_id
+
+
+@pytest.fixture
+def archive_with_campaign(db_url: str, fake_endpoint: FakeEndpoint, echo_task_file: Path) -> tuple[str, str, int, int]:
+    archive = Archive(db_url)
+    [report] = run_campaigns(parse_config(config(echo_task_file, fake_endpoint.url)), archive, SilentReporter())
+    hostile = add_hostile_candidate(archive, report.campaign_id, report.best_candidate_id)
+    archive.engine.dispose()
+    return db_url, report.campaign_id, report.best_candidate_id, hostile
+
+
+@pytest.fixture
+def client(archive_with_campaign: tuple[str, str, int, int]) -> TestClient:
+    return TestClient(create_app(Archive(archive_with_campaign[0], create=False, read_only=True)))
+
+
+def test_every_page_answers_and_unknown_ids_are_404_pages(client: TestClient,
+                                                           archive_with_campaign: tuple[str, str, int, int]) -> None:
+    _, campaign_id, best, hostile = archive_with_campaign
+    pages = {"/": "Campaigns", f"/campaigns/{campaign_id}": "What the search did",
+             f"/campaigns/{campaign_id}?sort=val&desc=1&page=1": "Candidates", f"/candidates/{best}": "Lineage",
+             f"/compare?a={best}&b={hostile}": "Where B does better", "/compare?task=echo": "test vs reference",
+             f"/?task=echo&strategy=ape&since=2020-01-01": campaign_id}
+    for url, marker in pages.items():
+        page = client.get(url)
+        assert page.status_code == 200 and marker in page.text, url
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+    live = client.get(f"/api/campaigns/{campaign_id}").json()
+    assert live["state"] == "finished" and live["timeline"]["best"]["best"][-1] == 1.0
+    assert live["candidates"] == 7 and live["dedup"]["functional_twins"] >= 1
+    for url in ("/campaigns/nope", "/candidates/999999", "/candidates/abc", "/campaigns/..%2F..%2Fetc",
+                "/api/campaigns/nope", "/nowhere"):
+        page = client.get(url)
+        assert page.status_code == 404 and "not found" in page.text and "Traceback" not in page.text, url
+    for url in ("/?page=x", "/?since=yesterday", f"/campaigns/{campaign_id}?sort=payload", "/compare"):
+        page = client.get(url)
+        assert page.status_code == 400 and "Traceback" not in page.text, url
+    assert client.get("/static/plotly.min.js").status_code == 200
+
+
+def test_hostile_text_is_inert_on_every_page(client: TestClient,
+                                             archive_with_campaign: tuple[str, str, int, int]) -> None:
+    _, campaign_id, best, hostile = archive_with_campaign
+    for url in (f"/candidates/{hostile}", f"/campaigns/{campaign_id}", f"/compare?a={best}&b={hostile}",
+                f"/candidates/{best}"):
+        text = client.get(url).text
+        assert "<script>window" not in text and "<img src=x" not in text and 'href="javascript:' not in text, url
+    page = client.get(f"/candidates/{hostile}").text
+    assert page.count("&lt;script&gt;window.__pwned") >= 4, "instruction, rationale, answers, error and note shown"
+    live = client.get(f"/api/campaigns/{campaign_id}").text
+    assert "<script>" not in live and "\\u003cscript" not in live, "chart labels are escaped for plotly.js too"
+
+
+def test_the_dashboards_session_cannot_write(archive_with_campaign: tuple[str, str, int, int]) -> None:
+    url, campaign_id, _, _ = archive_with_campaign
+    writer = Archive(url)
+    with writer.session() as s:
+        before = s.scalar(select(func.count(Candidate.id)))
+    reader = Archive(url, create=False, read_only=True)
+    with pytest.raises(Exception, match="(?i)read.only|readonly"):
+        reader.add_candidate(campaign_id, PromptAgent(instruction="sneaked in"), "ape")
+    with writer.session() as s:
+        assert s.scalar(select(func.count(Candidate.id))) == before
+    reader.engine.dispose()
+    writer.engine.dispose()
+
+
+def test_the_export_download_is_a_package_built_in_a_removed_temp_dir(
+        client: TestClient, archive_with_campaign: tuple[str, str, int, int]) -> None:
+    _, _, best, _ = archive_with_campaign
+    before = set(Path(tempfile.gettempdir()).glob("agentopt-dashboard-export-*"))
+    download = client.get(f"/candidates/{best}/export")
+    assert download.status_code == 200 and download.headers["content-type"] == "application/gzip"
+    assert f'filename="agentopt-candidate-{best}.tar.gz"' in download.headers["content-disposition"]
+    with tarfile.open(fileobj=io.BytesIO(download.content)) as tar:
+        names = tar.getnames()
+    assert f"agentopt-candidate-{best}/pyproject.toml" in names and any(n.endswith("README.md") for n in names)
+    assert set(Path(tempfile.gettempdir()).glob("agentopt-dashboard-export-*")) == before
+
+
+def test_dashboard_cli_errors_are_one_line(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database")
+    for args in (("--db", str(notes)), ("--db", str(tmp_path / "missing.db")), ("--port", "0")):
+        done = agentopt("dashboard", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    db = tmp_path / "a.db"
+    Archive(f"sqlite:///{db}").engine.dispose()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = agentopt("dashboard", "--db", str(db), "--port", str(port))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+    help_text = agentopt("dashboard", "--help").stdout
+    assert "ssh -L" in help_text and "127.0.0.1" in help_text
