@@ -41,10 +41,11 @@ def agent_from_payload(payload: Mapping[str, Any]) -> Agent:
 
 
 def label(payload: Mapping[str, Any]) -> str:
-    """The kind's one-line label; a kind this process does not know is shown by its name."""
+    """The kind's one-line label; a kind this process does not know, or a payload its kind cannot read
+    (written by another version), is shown by its kind's name."""
     try:
         return kind_of(payload).label(payload)
-    except AgentoptError:
+    except (AgentoptError, KeyError, TypeError, ValueError):
         return str(payload.get("kind"))
 
 

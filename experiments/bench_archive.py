@@ -8,6 +8,8 @@ val evaluation per candidate, a parent per candidate (lineage chains up to a few
 a test evaluation for each campaign's winner. Queries go through the same functions the CLI uses;
 each latency is the median of repeated runs with different arguments, after one warm-up.
 Targets (issue 3): top-k, a filtered query and a depth-20 lineage each under 50 ms.
+Then every page of `agentopt dashboard` is fetched over HTTP (the app in-process, rendering included,
+on a read-only session as the dashboard opens it). Target (issue 22): each under 1 s.
 """
 
 import argparse
@@ -97,6 +99,38 @@ def median_ms(fn: Callable[[Any], Any], args: list[Any]) -> float:
     return statistics.median(times)
 
 
+def dashboard_pages(url: str, campaign_ids: list[str], depth20: list[int], n: int,
+                    rng: random.Random) -> list[list[str]]:
+    """Each dashboard page's median latency, fetched through the app as a browser would."""
+    from starlette.testclient import TestClient
+
+    from agentopt.optimizer.dashboard.app import create_app
+
+    client = TestClient(create_app(Archive(url, create=False, read_only=True)))
+
+    def get(path: str) -> None:
+        answer = client.get(path)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{path}: {answer.status_code}")
+
+    pages: list[tuple[str, list[str]]] = [
+        ("/ (campaigns, newest 50)", ["/"] * 5),
+        ("/ filtered by task + strategy + dates",
+         [f"/?task={t}&strategy=ape&since=2026-01-01&until=2026-12-31&page=1" for t in TASKS[:5]]),
+        ("/campaigns/ID (1,000 candidates)", [f"/campaigns/{c}" for c in campaign_ids[:10]]),
+        ("/campaigns/ID sorted by val, page 5", [f"/campaigns/{c}?sort=val&desc=1&page=5" for c in campaign_ids[:10]]),
+        ("/api/campaigns/ID (the live update)", [f"/api/campaigns/{c}" for c in campaign_ids[:10]]),
+        ("/candidates/ID (depth-20 lineage)", [f"/candidates/{c}" for c in rng.sample(depth20, min(10, len(depth20)))]),
+        ("/compare?a=ID&b=ID", [f"/compare?a={rng.randrange(1, n)}&b={rng.randrange(1, n)}" for _ in range(10)]),
+        ("/compare?task=NAME (50 campaigns)", [f"/compare?task={t}" for t in rng.sample(TASKS, 5)]),
+    ]
+    rows = []
+    for name, paths in pages:
+        ms = median_ms(get, paths)
+        rows.append([name, f"{ms:.0f}", "< 1000", "yes" if ms < 1000 else "NO"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="candidates to insert")
@@ -145,6 +179,8 @@ def main() -> None:
                       f"{args.n - n_campaigns:,} lineage edges in {n_campaigns:,} campaigns; "
                       f"insert rate {rate:,.0f} candidates/s; planner statistics refreshed in {analyze_s:.2f} s")
         console.print(table("Query latency (median ms)", ["query", "ms", "target", "met"], rows))
+        console.print(table("Dashboard pages (median ms over HTTP, rendering included)", ["page", "ms", "target", "met"],
+                            dashboard_pages(url, campaign_ids, depth20, args.n, rng)))
         archive.engine.dispose()
 
 

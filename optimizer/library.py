@@ -172,6 +172,16 @@ def report(archive: Archive, campaign_id: str, out: str | Path) -> Path:
     return write_report(archive, campaign_id, Path(out))
 
 
+def dashboard_app(archive: "str | Archive | None" = None) -> Any:
+    """``agentopt dashboard`` as an ASGI app, to serve with any ASGI server or mount in your own: the
+    archive (a URL, a path, or an open archive whose URL is used) is opened again on a read-only session."""
+    from agentopt.archive.paths import checked_url
+    from agentopt.optimizer.dashboard.app import create_app
+
+    url = archive.url if isinstance(archive, Archive) else checked_url(archive)
+    return create_app(Archive(url, create=False, read_only=True))
+
+
 def export_agent(archive: Archive, candidate_id: int, out: Path, task: Task | None = None) -> Path:
     """Export a candidate as a package; its inputs for the regression test come from ``task``, or
     from the task its campaign was run on (loaded again the way the config named it)."""

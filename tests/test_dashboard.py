@@ -135,3 +135,11 @@ def test_dashboard_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert f"cannot serve on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
     help_text = agentopt("dashboard", "--help").stdout
     assert "ssh -L" in help_text and "127.0.0.1" in help_text
+
+
+def test_the_python_api_serves_the_same_app(archive_with_campaign: tuple[str, str, int, int]) -> None:
+    import agentopt
+
+    url, campaign_id, _, _ = archive_with_campaign
+    page = TestClient(agentopt.dashboard_app(url)).get(f"/campaigns/{campaign_id}")
+    assert page.status_code == 200 and "What the search did" in page.text

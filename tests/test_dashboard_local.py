@@ -99,11 +99,10 @@ def test_the_dashboard_in_chromium_over_a_real_campaign(tmp_path: Path, local_mo
         assert browser.dialogs == []
 
         archive = Archive(f"sqlite:///{db}")
-        best = archive.campaign(campaign_id).summary["best_candidate_id"]
-        hostile = add_hostile_candidate(archive, campaign_id, best)
-        archive.engine.dispose()
+        summary = archive.campaign(campaign_id).summary
+        best, seed = summary["best_candidate_id"], summary["seed_test"]["candidate_id"]
         pages = {"campaigns": ("/", 0), "campaign": (f"/campaigns/{campaign_id}", 3),
-                 "candidate": (f"/candidates/{best}", 1), "compare": (f"/compare?a={hostile}&b={best}", 0),
+                 "candidate": (f"/candidates/{best}", 1), "compare": (f"/compare?a={seed}&b={best}", 0),
                  "compare-task": ("/compare?task=singular_to_plural", 0)}
         for name, (path, charts) in pages.items():
             browser.open(url + path)
@@ -114,6 +113,8 @@ def test_the_dashboard_in_chromium_over_a_real_campaign(tmp_path: Path, local_mo
         browser.eval("document.querySelector('[data-axis=s]').click()")
         assert browser.eval("document.getElementById('timeline').layout.xaxis.title.text") == "seconds since the start"
 
+        hostile = add_hostile_candidate(archive, campaign_id, best)
+        archive.engine.dispose()
         browser.open(f"{url}/candidates/{hostile}")
         text = browser.eval("document.body.innerText")
         assert "<script>window.__pwned" in text and "onerror=" in text, "the hostile text is shown as text"

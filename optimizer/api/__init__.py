@@ -30,7 +30,7 @@ _WHERE = {
     "Best": "agentopt.optimizer.library", "Result": "agentopt.optimizer.library",
     "export_agent": "agentopt.optimizer.library", "optimize": "agentopt.optimizer.library",
     "resume": "agentopt.optimizer.library", "run_config": "agentopt.optimizer.library",
-    "report": "agentopt.optimizer.library", "status": "agentopt.optimizer.status", "Status": "agentopt.optimizer.status",
+    "report": "agentopt.optimizer.library", "dashboard_app": "agentopt.optimizer.library", "status": "agentopt.optimizer.status", "Status": "agentopt.optimizer.status",
     "estimate": "agentopt.optimizer.budgets", "LocalModelServers": "agentopt.agents.local_model",
     "builtin_tasks": "agentopt.optimizer.tasks",
     "Example": "agentopt.optimizer.tasks", "Metric": "agentopt.optimizer.tasks", "Score": "agentopt.optimizer.tasks",
@@ -78,7 +78,8 @@ if TYPE_CHECKING:
     from agentopt.optimizer.config import RoleConfig as Role
     from agentopt.agents.local_model import LocalModelServers
     from agentopt.optimizer.budgets import estimate
-    from agentopt.optimizer.library import Best, Result, export_agent, optimize, report, resume, run_config
+    from agentopt.optimizer.library import (Best, Result, dashboard_app, export_agent, optimize, report, resume,
+                                            run_config)
     from agentopt.optimizer.status import Status, compare_sweep, status, sweep_cells, sweep_status
     from agentopt.optimizer.sweep import run_sweep
     from agentopt.optimizer.sweep_config import load_sweep, parse_sweep

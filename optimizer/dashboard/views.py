@@ -5,6 +5,7 @@ is text an LLM wrote).
 """
 
 import html
+import json
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -241,11 +242,12 @@ def task_lookup(archive: Archive, campaign_id: str) -> Lookup:
 
 
 def describe(payload: dict[str, Any]) -> str:
-    """The kind's own description of the agent (markdown); a kind unknown here says so."""
+    """The kind's own description of the agent (markdown); a kind unknown here, or a payload its kind
+    cannot read, is shown as stored."""
     try:
         return kind_of(payload).describe(payload)
-    except AgentoptError:
-        return f"unknown agent kind {payload.get('kind')!r}"
+    except (AgentoptError, KeyError, TypeError, ValueError) as exc:
+        return f"(not described: {exc!r}); as stored:\n\n```json\n{json.dumps(payload, indent=1)}\n```"
 
 
 def agent_sections(payload: dict[str, Any]) -> list[dict[str, str]]:
