@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from browser import Browser
 from processes import AGENTOPT, assert_installed_and_replayed, install_exported, wait_until
 from test_dashboard import add_hostile_candidate
+from test_end_to_end import TINY
 
 from agentopt.agents.local_model import LocalModelServers, free_port
 from agentopt.archive.store import Archive
@@ -21,21 +23,18 @@ from agentopt.archive.store import Archive
 pytestmark = pytest.mark.local_model
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CAMPAIGN = """
-name: watched
-tasks: [singular_to_plural]
-models:
-  task: {model: local, max_tokens: 16}
-  proposer: {model: local, temperature: 0.9, max_tokens: 40}
-local_model: {servers: 1}
-strategy:
-  name: ape
-  params: {n_subsamples: 3, demos_per_subsample: 4, samples_per_subsample: 2, candidate_demos: 2,
-           batch_size: 3, pulls_per_round: 2, racing_budget: 24, mc_rounds: 1, mc_top: 1, mc_samples: 1,
-           mc_budget: 3, top_k: 2}
-evaluation: {backend: threads, workers: 2, val_size: 8, test_size: 8}
-budget: {task: {calls: 2000}}
-"""
+
+
+def campaign_config() -> str:
+    """test_end_to_end's tiny campaign, racing longer (so it is seen running) on threads."""
+    config = yaml.safe_load(TINY)
+    config["name"] = "watched"
+    config["strategy"]["params"].update(n_subsamples=3, racing_budget=24)
+    config["evaluation"] = {"backend": "threads", "workers": 2, "val_size": 8, "test_size": 8}
+    config["budget"] = {"task": {"calls": 2000}}
+    return yaml.safe_dump(config)
+
+
 TRACED = "document.getElementById('timeline').data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0)"
 
 
@@ -52,7 +51,7 @@ def _campaign_started(db: Path) -> bool:
 @pytest.fixture
 def dashboard(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     """A campaign started in the background on the real model, and the dashboard serving its archive."""
-    (tmp_path / "c.yaml").write_text(CAMPAIGN)
+    (tmp_path / "c.yaml").write_text(campaign_config())
     db = tmp_path / "a.db"
     run = subprocess.Popen([AGENTOPT, "run", str(tmp_path / "c.yaml"), "--db", str(db), "--quiet"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
