@@ -143,3 +143,25 @@ def test_the_python_api_serves_the_same_app(archive_with_campaign: tuple[str, st
     url, campaign_id, _, _ = archive_with_campaign
     page = TestClient(agentopt.dashboard_app(url)).get(f"/campaigns/{campaign_id}")
     assert page.status_code == 200 and "What the search did" in page.text
+
+
+def test_code_is_highlighted_and_a_graph_agent_is_drawn_with_its_tools() -> None:
+    from agentopt.agents.code_agent import CodeAgent
+    from agentopt.agents.graph import GraphAgent, Node
+    from agentopt.optimizer.dashboard.app import code_html
+    from agentopt.optimizer.dashboard.views import agent_sections, graph_drawing
+
+    code = CodeAgent(name="solver", thought="adds <b>two</b> numbers", code="def forward(x):\n    return '<script>'\n")
+    sections = agent_sections(code.payload())
+    [block] = [s for s in sections if s["type"] == "code"]
+    rendered = str(code_html(block["text"], block["language"]))
+    assert block["language"] == "python" and '<span class="k">def</span>' in rendered
+    assert "&lt;script&gt;" in rendered and "<script>" not in rendered
+    assert graph_drawing(code.payload()) is None
+    graph = GraphAgent(nodes=(Node(name="expr", template="Write an expression for: {input}", tool="calculator"),
+                              Node(name="answer", template="Result {expr}. Answer <b>{input}</b>")),
+                       edges=(("expr", "answer"),), output="answer")
+    drawn = graph_drawing(graph.payload())
+    assert drawn is not None and drawn["label"] == ["expr [calculator]", "answer"]
+    assert drawn["x"] == [0.0, 1.0] and drawn["edges"] == [[0.0, 0.0, 1.0, 0.0]]
+    assert "&lt;b&gt;" in drawn["text"][1], "node templates are escaped for the chart's hover text"

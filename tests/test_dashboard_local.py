@@ -100,7 +100,7 @@ def test_the_dashboard_in_chromium_over_a_real_campaign(tmp_path: Path, local_mo
         archive = Archive(f"sqlite:///{db}")
         summary = archive.campaign(campaign_id).summary
         best, seed = summary["best_candidate_id"], summary["seed_test"]["candidate_id"]
-        pages = {"campaigns": ("/", 0), "campaign": (f"/campaigns/{campaign_id}", 3),
+        pages = {"campaigns": ("/", 0), "campaign": (f"/campaigns/{campaign_id}", 4),
                  "candidate": (f"/candidates/{best}", 1), "compare": (f"/compare?a={seed}&b={best}", 0),
                  "compare-task": ("/compare?task=singular_to_plural", 0)}
         for name, (path, charts) in pages.items():

@@ -1,8 +1,9 @@
 """`agentopt report`: the dashboard's campaign page frozen into a folder, rendered by headless Chromium from
-the file system: its three charts draw (plotly.js copied next to it), the header is a table rather than
+the file system: its four charts draw (the lineage of the top 5 labelled) (plotly.js copied next to it), the header is a table rather than
 a JSON dump, a free endpoint gets no dollar axis, and the seed is set against the best on test. A
 screenshot is saved for review (tests/artifacts/report.png)."""
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, campaign: tuple[Pat
               "--virtual-time-budget=10000"]
     dom = subprocess.run([*common, "--dump-dom", (out / "index.html").as_uri()], capture_output=True, text=True,
                          timeout=120, check=True).stdout
-    assert 'data-charts="3"' in dom, "the timeline, per-strategy and Pareto charts all drew"
-    assert dom.count('class="main-svg"') >= 3
+    assert 'data-charts="4"' in dom, "the timeline, per-strategy, Pareto and lineage charts all drew"
+    assert dom.count('class="main-svg"') >= 4
+    assert re.search(r'<g class="textpoint"[^>]*><text[^>]*>#\d+ \d+%</text>', dom), "lineage nodes carry id and score"
     assert '<table id="facts"' in dom and "{" not in dom.split('<table id="facts"')[1].split("</table>")[0]
     assert "no dollar axis" in dom, "a free endpoint gets no dollar axis"
     tests = dom.split('<table id="test-scores"')[1].split("</table>")[0]

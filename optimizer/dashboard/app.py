@@ -208,7 +208,7 @@ def create_app(archive: Archive) -> Starlette:
 
     async def error(request: Request, exc: Exception) -> HTMLResponse:
         code = exc.status_code if isinstance(exc, HTTPException) else 500
-        detail = exc.detail if isinstance(exc, HTTPException) else "the archive could not be read"
+        detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
         return render("error.html", status_code=code, code=code, detail=detail)
 
     routes = [

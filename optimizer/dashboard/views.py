@@ -99,7 +99,10 @@ def _spend_and_limits(archive: Archive, campaign_id: str) -> tuple[dict[str, dic
                                                                    dict[str, dict[str, float | None]]]:
     from agentopt.optimizer.budgets import ledger
 
-    config = stored_config(archive, campaign_id)
+    try:
+        config = stored_config(archive, campaign_id)
+    except AgentoptError:  # a config this version cannot read: the list still shows the campaign
+        return {}, {}
     return (ledger(archive, campaign_id, role_prices(config)),
             {role: getattr(config.budget, role).model_dump() for role in ROLES})
 
@@ -205,6 +208,7 @@ def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, desc
     campaign = archive.campaign(campaign_id)
     config = stored_config(archive, campaign_id)
     summary = campaign.summary
+    top = queries.top(archive, 5, "val", queries.Filters(campaign=campaign_id))
     rows, total = browse.candidate_page(archive, campaign_id, sort, descending, strategy, kind,
                                         (page - 1) * PAGE_SIZE, PAGE_SIZE)
     return {
@@ -218,7 +222,9 @@ def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, desc
         "best_candidate_id": summary.get("best_candidate_id"),
         "rows": rows, "paging": Paging(page, PAGE_SIZE, total),
         "sort": sort, "descending": descending, "strategy": strategy or "", "kind": kind or "",
-        "top": queries.top(archive, 5, "val", queries.Filters(campaign=campaign_id)),
+        "top": top,
+        "lineage": lineage_drawing(nx.compose_all([queries.lineage(archive, r.candidate_id) for r in top]),
+                                   {r.candidate_id for r in top}) if top else None,
     }
 
 
@@ -292,15 +298,15 @@ def graph_drawing(payload: dict[str, Any]) -> dict[str, Any] | None:
             "edges": [[*where[a], *where[b]] for a, b in pairs]}
 
 
-def lineage_drawing(graph: nx.DiGraph, current: int) -> dict[str, Any]:
-    """Ancestors and descendants placed by generation; each node links to its page."""
+def lineage_drawing(graph: nx.DiGraph, marked: set[int]) -> dict[str, Any]:
+    """A lineage placed by generation, ``marked`` nodes outlined; each node links to its page."""
     where = layered(list(graph.nodes), list(graph.edges))
     nodes = list(graph.nodes(data=True))
     return {"id": [n for n, _ in nodes], "x": [where[n][0] for n, _ in nodes], "y": [where[n][1] for n, _ in nodes],
             "label": [f"#{n}" + (f" {100 * d['val_score']:.0f}%" if "val_score" in d else "") for n, d in nodes],
             "text": [chart_text(f"#{n} {d.get('strategy', '')}: {d.get('label', '')} | "
                                 f"why: {d.get('rationale') or 'seed'}", 600) for n, d in nodes],
-            "current": [n == current for n, _ in nodes],
+            "current": [n in marked for n, _ in nodes],
             "edges": [[*where[a], *where[b]] for a, b in graph.edges]}
 
 
@@ -314,7 +320,7 @@ def candidate_page(archive: Archive, candidate_id: int) -> dict[str, Any]:
                         "target": None if found is None else found[1]})
     return {"record": record, "label": label(record.payload), "sections": agent_sections(record.payload),
             "graph": graph_drawing(record.payload),
-            "lineage": lineage_drawing(queries.lineage(archive, candidate_id, descendants=True), candidate_id),
+            "lineage": lineage_drawing(queries.lineage(archive, candidate_id, descendants=True), {candidate_id}),
             "twins": browse.twins_of(archive, record.campaign_id, candidate_id), "results": results,
             "exportable": _exportable(record.payload)}
 

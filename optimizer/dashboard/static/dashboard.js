@@ -97,6 +97,13 @@
     onClick(div);
   }
 
+  function drawLineage(lineage) {
+    if (lineage) {
+      network("lineage", lineage, lineage.current.map((c) => (c ? "#d1761d" : "#1d5fd1")),
+        lineage.current.map((c) => (c ? 22 : 14)));
+    }
+  }
+
   function setLive(live) {
     const fields = {
       state: live.state, active_s: String(live.active_s), candidates: String(live.candidates),
@@ -142,11 +149,10 @@
       axis = b.dataset.axis; timeline(data.live);
     }));
     drawCampaign(data.live);
+    drawLineage(data.lineage);
     if (data.live_url && data.live.state === "running") { window.setTimeout(poll, data.poll_ms); }
   } else if (data.page === "candidate") {
-    const lineage = data.lineage;
-    network("lineage", lineage, lineage.current.map((c) => (c ? "#d1761d" : "#1d5fd1")),
-      lineage.current.map((c) => (c ? 22 : 14)));
+    drawLineage(data.lineage);
     if (data.graph) { data.graph.id = data.graph.x.map(() => undefined); }
     network("agent-graph", data.graph, "#11632a", 18);
   }
