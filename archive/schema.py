@@ -96,6 +96,23 @@ def _too_new(url: str, current: str | None) -> SchemaError:
                        f"(newest: {head_revision()}); upgrade agentopt to use it (nothing was changed)")
 
 
+def check(engine: Engine, url: str) -> None:
+    """What :func:`ensure` says of an archive that is not at this agentopt's revision, without taking
+    the migration lock (a read-only session cannot): for readers such as the dashboard."""
+    current = state(engine).current
+    if current is None:
+        raise ArchiveError(f"archive {url} is empty (run a campaign first, or pass --db)")
+    if not _is_known(current):
+        raise _too_new(url, current)
+    if current != head_revision():
+        raise _old(url, current)
+
+
+def _old(url: str, current: str) -> SchemaError:
+    return SchemaError(f"archive {url} has schema revision {current}, this agentopt needs {head_revision()}: "
+                       f"run `agentopt archive upgrade --db {url}` (back it up first)")
+
+
 def ensure(engine: Engine, url: str, create: bool) -> None:
     """Make sure the archive is at this agentopt's revision, or raise one line saying why not.
 
@@ -116,8 +133,7 @@ def ensure(engine: Engine, url: str, create: bool) -> None:
         elif not _is_known(current):
             raise _too_new(url, current)
         elif current != head_revision():
-            raise SchemaError(f"archive {url} has schema revision {current}, this agentopt needs {head_revision()}: "
-                              f"run `agentopt archive upgrade --db {url}` (back it up first)")
+            raise _old(url, current)
 
 
 def _locked(connection: Connection) -> None:

@@ -165,7 +165,8 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
             conn.isolation_level = "IMMEDIATE"
             cursor = conn.cursor()
             cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_s() * 1000)}")
-            _use_wal(cursor)
+            if not read_only:  # a reader leaves the file's journal mode as its writers set it
+                _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             if read_only:
@@ -197,7 +198,10 @@ class Archive:
         self.url = url
         with database_errors(url):
             self.engine = make_engine(url, read_only)
-            schema.ensure(self.engine, display_url(url), create and not read_only)
+            if read_only:
+                schema.check(self.engine, display_url(url))
+            else:
+                schema.ensure(self.engine, display_url(url), create)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -121,6 +121,8 @@ def dashboard_pages(url: str, campaign_ids: list[str], depth20: list[int], n: in
         ("/campaigns/ID sorted by val, page 5", [f"/campaigns/{c}?sort=val&desc=1&page=5" for c in campaign_ids[:10]]),
         ("/api/campaigns/ID (the live update)", [f"/api/campaigns/{c}" for c in campaign_ids[:10]]),
         ("/candidates/ID (depth-20 lineage)", [f"/candidates/{c}" for c in rng.sample(depth20, min(10, len(depth20)))]),
+        ("/candidates/ID (a campaign's root: 999 descendants)",
+         [f"/candidates/{1 + 1000 * rng.randrange(max(n // 1000, 1))}" for _ in range(5)]),
         ("/compare?a=ID&b=ID", [f"/compare?a={rng.randrange(1, n)}&b={rng.randrange(1, n)}" for _ in range(10)]),
         ("/compare?task=NAME (50 campaigns)", [f"/compare?task={t}" for t in rng.sample(TASKS, 5)]),
     ]

@@ -165,3 +165,35 @@ def test_code_is_highlighted_and_a_graph_agent_is_drawn_with_its_tools() -> None
     assert drawn is not None and drawn["label"] == ["expr [calculator]", "answer"]
     assert drawn["x"] == [0.0, 1.0] and drawn["edges"] == [[0.0, 0.0, 1.0, 0.0]]
     assert "&lt;b&gt;" in drawn["text"][1], "node templates are escaped for the chart's hover text"
+
+
+def test_read_only_opening_changes_nothing_and_a_foreign_host_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    from agentopt.archive.schema import SchemaError, head_revision
+
+    db = tmp_path / "a.db"
+    Archive(f"sqlite:///{db}").engine.dispose()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute("UPDATE agentopt_version SET version_num = '0001'")
+    with pytest.raises(SchemaError, match="agentopt archive upgrade"):
+        Archive(f"sqlite:///{db}", create=False, read_only=True)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",), "a reader leaves the journal mode"
+        conn.execute("UPDATE agentopt_version SET version_num = ?", (head_revision(),))
+    reader = Archive(f"sqlite:///{db}", create=False, read_only=True)
+    guarded = TestClient(create_app(reader, hosts=["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8765")
+    assert guarded.get("/").status_code == 200
+    assert guarded.get("/", headers={"host": "attacker.example"}).status_code == 400, "DNS rebinding"
+
+
+def test_query_edge_cases_are_400_or_404(client: TestClient, archive_with_campaign: tuple[str, str, int, int]) -> None:
+    _, campaign_id, best, _ = archive_with_campaign
+    assert client.get(f"/compare?a={best}").status_code == 400, "b is missing"
+    assert client.get("/?page=²").status_code == 400 and client.get(f"/?page={2**70}").status_code == 400
+    assert client.get(f"/candidates/{2**70}").status_code == 404
+    assert client.get(f"/compare?campaigns={campaign_id},nope").status_code == 404
+    assert client.get("/compare?task=no_such_task").status_code == 404
+    today = client.get(f"/campaigns/{campaign_id}").text.split("started</th><td>")[1][:10]
+    assert campaign_id in client.get(f"/?since={today}&until={today}").text, "the 'to' day is included"

@@ -12,7 +12,8 @@ import re
 import socket
 import tarfile
 import tempfile
-from datetime import date, datetime, time
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from pygments.util import ClassNotFound
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -33,12 +35,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentopt.agents.errors import AgentoptError, ConfigError
-from agentopt.archive import browse
+from agentopt.archive import browse, queries
 from agentopt.archive.models import Candidate
 from agentopt.archive.store import Archive
 from agentopt.optimizer.dashboard import views
 
 CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_ID = 2**62  # ids and pages beyond this are not numbers any database column holds
 POLL_MS = 2000
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -96,22 +99,23 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
 
 
-def _int(request: Request, name: str, default: int, low: int = 1) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
+def _int(request: Request, name: str, default: int | None = None, low: int = 1) -> int:
+    raw = request.query_params.get(name) or ""
+    if not raw and default is not None:
         return default
-    if not raw.isdigit() or int(raw) < low:
-        raise HTTPException(400, f"{name} must be a whole number ≥ {low}, not {raw!r}")
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= MAX_ID:
+        raise HTTPException(400, f"{name} must be a whole number from {low} to {MAX_ID}, not {raw!r}")
     return int(raw)
 
 
-def _day(request: Request, name: str) -> datetime | None:
+def _day(request: Request, name: str, end: bool = False) -> datetime | None:
+    """The start of the day named in the query; ``end``: the start of the next, so the day is included."""
     raw = request.query_params.get(name) or ""
     if not raw:
         return None
     try:
-        return datetime.combine(date.fromisoformat(raw), time())
-    except ValueError:
+        return datetime.combine(date.fromisoformat(raw) + timedelta(days=int(end)), time())
+    except (ValueError, OverflowError):
         raise HTTPException(400, f"{name} must be a date like 2026-11-30, not {raw!r}") from None
 
 
@@ -122,9 +126,12 @@ def _campaign_id(request: Request) -> str:
     return campaign_id
 
 
-def create_app(archive: Archive) -> Starlette:
-    """The dashboard over ``archive`` (open it read-only: ``Archive(url, create=False, read_only=True)``)."""
+def create_app(archive: Archive, hosts: Sequence[str] | None = None) -> Starlette:
+    """The dashboard over ``archive`` (open it read-only: ``Archive(url, create=False, read_only=True)``).
+    ``hosts``: the Host headers to answer (a page on another site that rebinds its DNS name to
+    127.0.0.1 sends its own); ``None`` leaves that to whoever mounts the app."""
     env = environment()
+    lookups = views.Lookups(archive)
 
     def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(static=False, poll_ms=POLL_MS, **context),
@@ -137,6 +144,8 @@ def create_app(archive: Archive) -> Starlette:
         return campaign_id
 
     def known_candidate(candidate_id: int) -> int:
+        if not 1 <= candidate_id <= MAX_ID:
+            raise HTTPException(404, f"no candidate {candidate_id} in this archive")
         with archive.session() as s:
             if s.scalar(select(Candidate.id).where(Candidate.id == candidate_id)) is None:
                 raise HTTPException(404, f"no candidate {candidate_id} in this archive")
@@ -145,7 +154,7 @@ def create_app(archive: Archive) -> Starlette:
     def campaigns(request: Request) -> HTMLResponse:
         task = request.query_params.get("task") or None
         strategy = request.query_params.get("strategy") or None
-        since, until = _day(request, "since"), _day(request, "until")
+        since, until = _day(request, "since"), _day(request, "until", end=True)
         data = views.campaign_list(archive, task, strategy, since, until, _int(request, "page", 1))
         return render("campaigns.html", **data, task=task or "", strategy=strategy or "",
                       since=request.query_params.get("since", ""), until=request.query_params.get("until", ""))
@@ -165,7 +174,7 @@ def create_app(archive: Archive) -> Starlette:
 
     def candidate(request: Request) -> HTMLResponse:
         candidate_id = known_candidate(request.path_params["candidate_id"])
-        return render("candidate.html", **views.candidate_page(archive, candidate_id))
+        return render("candidate.html", **views.candidate_page(archive, candidate_id, lookups))
 
     def export(request: Request) -> Response:
         from agentopt.optimizer.library import export_agent
@@ -185,15 +194,18 @@ def create_app(archive: Archive) -> Starlette:
 
     def compare(request: Request) -> HTMLResponse:
         params = request.query_params
-        if params.get("a") or params.get("b"):
-            a, b = (known_candidate(_int(request, key, 0)) for key in ("a", "b"))
-            return render("compare_candidates.html", **views.compare_candidates(archive, a, b))
+        if "a" in params or "b" in params:
+            a, b = (known_candidate(_int(request, key)) for key in ("a", "b"))
+            return render("compare_candidates.html", **views.compare_candidates(archive, a, b, lookups))
         ids = [i for i in (params.get("campaigns") or "").split(",") if i]
         if not params.get("task") and len(ids) < 2:
             raise HTTPException(400, "compare two candidates (?a=ID&b=ID), the campaigns of a task (?task=NAME), "
                                      "or campaigns by id (?campaigns=ID,ID)")
-        if any(not CAMPAIGN_ID.match(i) for i in ids):
-            raise HTTPException(404, "not a campaign id")
+        for campaign_id in ids:
+            if not CAMPAIGN_ID.match(campaign_id) or archive.find_campaign(campaign_id) is None:
+                raise HTTPException(404, f"no campaign {campaign_id!r} in this archive")
+        if params.get("task") and not queries.count_campaigns(archive, params["task"]):
+            raise HTTPException(404, f"no campaign on task {params['task']!r} in this archive")
         try:
             rows = views.compare_campaigns(archive, params.get("task") or None, ids)
         except AgentoptError as exc:
@@ -224,12 +236,15 @@ def create_app(archive: Archive) -> Starlette:
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: error, AgentoptError: error})
     app.add_middleware(SecurityHeaders)
+    if hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
     return app
 
 
 def check_port(host: str, port: int) -> None:
     """Fail with one line, before anything starts, when the address cannot be bound."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -241,4 +256,5 @@ def serve(archive: Archive, host: str, port: int) -> None:
     import uvicorn
 
     check_port(host, port)
-    uvicorn.run(create_app(archive), host=host, port=port, log_level="warning")
+    hosts = ["*"] if host in ("0.0.0.0", "::", "") else [host, "127.0.0.1", "localhost", "[::1]"]
+    uvicorn.run(create_app(archive, hosts), host=host, port=port, log_level="warning")

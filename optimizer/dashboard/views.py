@@ -6,6 +6,7 @@ is text an LLM wrote).
 
 import html
 import json
+import re
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from agentopt.archive.models import Campaign
 from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import role_prices
 from agentopt.optimizer.library import stored_config, stored_task
-from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age, status
+from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
 
 PAGE_SIZE = 50
+LINEAGE_NODES = 300  # drawn around a candidate; a seed's descendants can be a whole campaign
+FENCED = re.compile(r"^```(?P<language>[\w+-]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 ROLES = ("task", "proposer", "judge")
 Lookup = Callable[[str], tuple[Any, str] | None]  # example id -> (inputs, target), None when unknown
 
@@ -85,14 +88,26 @@ def campaign_list(archive: Archive, task: str | None, strategy: str | None, sinc
             "strategies": browse.strategies(archive)}
 
 
-def _models(config: dict[str, Any]) -> str:
+def models_of(config: dict[str, Any]) -> dict[str, str]:
+    """Each role's model as the stored config names it (the default is the bundled local model)."""
     models = config.get("models") or {}
-    named = {role: (models.get(role) or {}).get("model", "local") for role in ("task", "proposer")}
+    return {role: str((models.get(role) or {}).get("model", "local")) for role in ("task", "proposer", "judge")}
+
+
+def _models(config: dict[str, Any]) -> str:
+    named = models_of(config)
     return named["task"] if named["task"] == named["proposer"] else f"{named['task']} / {named['proposer']}"
 
 
 def _wall_limit(config: dict[str, Any]) -> float | None:
     return (config.get("budget") or {}).get("wall_time_s")
+
+
+def _prices(archive: Archive, campaign_id: str) -> dict[str, Price]:
+    try:
+        return role_prices(stored_config(archive, campaign_id))
+    except AgentoptError:  # a config this version cannot read: its calls are shown unpriced
+        return {}
 
 
 def _spend_and_limits(archive: Archive, campaign_id: str) -> tuple[dict[str, dict[str, float]],
@@ -173,16 +188,15 @@ def timeline(start: datetime, calls: Sequence[tuple[datetime, str | None, int, i
 def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
     """What the campaign page redraws while the campaign runs (served as JSON every few seconds)."""
     campaign = archive.campaign(campaign_id)
-    now = status(archive, campaign_id)
-    prices = role_prices(stored_config(archive, campaign_id))
+    spend, limits = _spend_and_limits(archive, campaign_id)
     points = browse.score_points(archive, campaign_id)
     per_strategy: dict[str, list[float]] = {}
     for p in points:
         if p.split == "val":
-            per_strategy.setdefault(p.strategy, []).append(round(p.mean, 4))
+            per_strategy.setdefault(chart_text(p.strategy), []).append(round(p.mean, 4))
     front = {r.candidate_id for r in queries.pareto(archive, "val", queries.Filters(campaign=campaign_id))}
     val = [p for p in points if p.split == "val" and p.tokens is not None]
-    progress = now.progress
+    progress = queries.progress(archive, campaign_id)
     return {
         "state": live_state(campaign.status, campaign.heartbeat_at, campaign.summary),
         "active_s": round(campaign.active_s),
@@ -191,9 +205,11 @@ def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
         "errors": progress.errors,
         "best": None if progress.best is None else {"id": progress.best.candidate_id, "split": progress.best.split,
                                                     "mean": progress.best.mean},
-        "gauges": gauges(now.spend, now.limits, campaign.active_s, now.wall_time_limit_s),
-        "timeline": timeline(campaign.created_at, browse.paid_calls(archive, campaign_id), prices, points,
-                             browse.proposal_times(archive, campaign_id)),
+        "spent": {what: round(sum(role.get(what, 0) for role in spend.values()), 6)
+                  for what in ("calls", "tokens", "usd")},
+        "gauges": gauges(spend, limits, campaign.active_s, _wall_limit(campaign.config)),
+        "timeline": timeline(campaign.created_at, browse.paid_calls(archive, campaign_id),
+                             _prices(archive, campaign_id), points, browse.proposal_times(archive, campaign_id)),
         "strategies": per_strategy,
         "pareto": {"tokens": [round(p.tokens or 0, 1) for p in val], "mean": [round(p.mean, 4) for p in val],
                    "id": [p.candidate_id for p in val], "front": [p.candidate_id in front for p in val],
@@ -206,7 +222,6 @@ def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
 def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, descending: bool, strategy: str | None,
                   kind: str | None, page: int) -> dict[str, Any]:
     campaign = archive.campaign(campaign_id)
-    config = stored_config(archive, campaign_id)
     summary = campaign.summary
     top = queries.top(archive, 5, "val", queries.Filters(campaign=campaign_id))
     rows, total = browse.candidate_page(archive, campaign_id, sort, descending, strategy, kind,
@@ -214,7 +229,7 @@ def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, desc
     return {
         "campaign": campaign,
         "live": campaign_live(archive, campaign_id),
-        "models": {role: getattr(config.models, role).model for role in ("task", "proposer", "judge")},
+        "models": models_of(campaign.config),
         "facts": [("task", campaign.task), ("strategy", campaign.strategy), ("name", campaign.name),
                   ("started", aware(campaign.created_at).strftime("%Y-%m-%d %H:%M:%S UTC")),
                   ("sweep", campaign.sweep_id or "-")],
@@ -229,9 +244,24 @@ def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, desc
 
 
 # --- one candidate ----------------------------------------------------------------------------------
+class Lookups:
+    """Inputs and targets of each campaign's task, loaded again the way its config named it, once per
+    campaign (loading may read a task file or import a metric). A task that cannot be loaded here
+    shows examples by id alone."""
+
+    def __init__(self, archive: Archive, keep: int = 16) -> None:
+        self.archive, self.keep = archive, keep
+        self._loaded: dict[str, Lookup] = {}
+
+    def __call__(self, campaign_id: str) -> Lookup:
+        if campaign_id not in self._loaded:
+            if len(self._loaded) >= self.keep:
+                self._loaded.pop(next(iter(self._loaded)))
+            self._loaded[campaign_id] = task_lookup(self.archive, campaign_id)
+        return self._loaded[campaign_id]
+
+
 def task_lookup(archive: Archive, campaign_id: str) -> Lookup:
-    """Inputs and targets of the campaign's task, loaded again the way its config named it; when
-    the task cannot be loaded here, examples are shown by id alone."""
     try:
         task = stored_task(archive, campaign_id)
     except AgentoptError:
@@ -258,13 +288,14 @@ def describe(payload: dict[str, Any]) -> str:
 
 def agent_sections(payload: dict[str, Any]) -> list[dict[str, str]]:
     """The kind's own description, split into prose and code blocks (code is highlighted)."""
-    sections, fenced = [], describe(payload).split("```")
-    for i, part in enumerate(fenced):
-        if i % 2:
-            language, _, code = part.partition("\n")
-            sections.append({"type": "code", "language": language.strip() or "text", "text": code})
-        elif part.strip():
-            sections.append({"type": "text", "text": part.strip()})
+    text, sections, at = describe(payload), [], 0
+    for block in FENCED.finditer(text):
+        if text[at:block.start()].strip():
+            sections.append({"type": "text", "text": text[at:block.start()].strip()})
+        sections.append({"type": "code", "language": block["language"] or "text", "text": block["code"]})
+        at = block.end()
+    if text[at:].strip():
+        sections.append({"type": "text", "text": text[at:].strip()})
     return sections
 
 
@@ -298,6 +329,19 @@ def graph_drawing(payload: dict[str, Any]) -> dict[str, Any] | None:
             "edges": [[*where[a], *where[b]] for a, b in pairs]}
 
 
+def near(graph: nx.DiGraph, root: int, limit: int = LINEAGE_NODES) -> nx.DiGraph:
+    """The candidate's ancestors and its nearest descendants, generation by generation, up to ``limit``
+    nodes in all; ``graph.graph["hidden"]`` counts the descendants left out."""
+    keep = {root, *nx.ancestors(graph, root)}
+    for generation in nx.bfs_layers(graph, [root]):
+        if len(keep) + len(generation) > limit:
+            break
+        keep.update(generation)
+    kept = graph.subgraph(keep).copy()
+    kept.graph["hidden"] = len(graph) - len(kept)
+    return kept
+
+
 def lineage_drawing(graph: nx.DiGraph, marked: set[int]) -> dict[str, Any]:
     """A lineage placed by generation, ``marked`` nodes outlined; each node links to its page."""
     where = layered(list(graph.nodes), list(graph.edges))
@@ -306,13 +350,13 @@ def lineage_drawing(graph: nx.DiGraph, marked: set[int]) -> dict[str, Any]:
             "label": [f"#{n}" + (f" {100 * d['val_score']:.0f}%" if "val_score" in d else "") for n, d in nodes],
             "text": [chart_text(f"#{n} {d.get('strategy', '')}: {d.get('label', '')} | "
                                 f"why: {d.get('rationale') or 'seed'}", 600) for n, d in nodes],
-            "current": [n in marked for n, _ in nodes],
+            "current": [n in marked for n, _ in nodes], "hidden": graph.graph.get("hidden", 0),
             "edges": [[*where[a], *where[b]] for a, b in graph.edges]}
 
 
-def candidate_page(archive: Archive, candidate_id: int) -> dict[str, Any]:
+def candidate_page(archive: Archive, candidate_id: int, lookups: Lookups) -> dict[str, Any]:
     record = queries.show(archive, candidate_id)
-    lookup = task_lookup(archive, record.campaign_id)
+    lookup = lookups(record.campaign_id)
     results = []
     for r in record.results:
         found = lookup(r.example_id)
@@ -320,7 +364,8 @@ def candidate_page(archive: Archive, candidate_id: int) -> dict[str, Any]:
                         "target": None if found is None else found[1]})
     return {"record": record, "label": label(record.payload), "sections": agent_sections(record.payload),
             "graph": graph_drawing(record.payload),
-            "lineage": lineage_drawing(queries.lineage(archive, candidate_id, descendants=True), {candidate_id}),
+            "lineage": lineage_drawing(near(queries.lineage(archive, candidate_id, descendants=True), candidate_id),
+                                       {candidate_id}),
             "twins": browse.twins_of(archive, record.campaign_id, candidate_id), "results": results,
             "exportable": _exportable(record.payload)}
 
@@ -334,13 +379,13 @@ def _exportable(payload: dict[str, Any]) -> str | None:
 
 
 # --- comparisons ------------------------------------------------------------------------------------
-def compare_candidates(archive: Archive, a: int, b: int, limit: int = 50) -> dict[str, Any]:
+def compare_candidates(archive: Archive, a: int, b: int, lookups: Lookups, limit: int = 50) -> dict[str, Any]:
     """A against B: the payload diff, the paired scores per split, and the examples each gets right
     where the other does not."""
     diff = queries.diff(archive, a, b)
     sa, sb = queries.example_scores(archive, a), queries.example_scores(archive, b)
     shared = sorted(sa.keys() & sb.keys())
-    lookup = task_lookup(archive, archive.candidate(a).campaign_id)
+    lookup = lookups(archive.candidate(a).campaign_id)
 
     def shown(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
         return [{"split": split, "example_id": example, "a": sa[(split, example)], "b": sb[(split, example)],

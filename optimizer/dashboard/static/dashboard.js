@@ -107,6 +107,7 @@
   function setLive(live) {
     const fields = {
       state: live.state, active_s: String(live.active_s), candidates: String(live.candidates),
+      spent: live.spent.calls + " LLM calls, " + live.spent.tokens + " tokens, $" + live.spent.usd.toFixed(4),
       best: live.best ? "#" + live.best.id + ": " + (100 * live.best.mean).toFixed(1) + " % on " + live.best.split : "-",
       dedup: live.dedup.candidates + " candidates stored, " + live.dedup.functional_twins +
         " merged into a functional twin, " + live.dedup.distinct_behaviours + " distinct behaviours among " +
