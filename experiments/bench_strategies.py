@@ -18,6 +18,8 @@ PNG of best-so-far validation score (mean over seeds) against task-model queries
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -199,6 +201,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="take a strategy's finished sweep of the same plan from its archive in --work "
                              "(and resume an unfinished one) instead of running it afresh")
+    parser.add_argument("--note", default="", help="a paragraph under the title, e.g. which tasks are held out")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     console = Console()
@@ -241,9 +244,8 @@ def main() -> None:
     plot_comparison(comparison, args.out / "bench_strategies_scores.png")
     (args.out / "bench_strategies.json").write_text(json.dumps(comparison.as_dict(), indent=2) + "\n")
     lines = [f"# bench_strategies ({date.today().isoformat()}, 2-core machine, SmolLM2-135M-Instruct)", "",
-             f"Command: `.venv/bin/python experiments/bench_strategies.py --budget {args.budget} --val {args.val} "
-             f"--test {args.test} --subsamples {args.subsamples} --seeds {' '.join(map(str, args.seeds))} "
-             f"--tasks {' '.join(args.tasks)} --strategies {' '.join(args.strategies)}`", "",
+             *([args.note, ""] if args.note else []),
+             f"Command: `.venv/bin/python experiments/bench_strategies.py {shlex.join(sys.argv[1:])}`", "",
              "Each strategy ran as one sweep (2 campaigns at once, so a campaign's wall time is shared) in its own "
              "archive. Test scores are the winner's mean over the test items, errors left out.", "",
              compared, "", "## Campaigns", "", *markdown(HEADERS, rows)]

@@ -24,6 +24,7 @@ Not part of the test suite: about five minutes per DSPy run on 2 cores.
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -197,6 +198,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="take DSPy runs that finished before from --work")
     parser.add_argument("--concurrency", type=int, default=2,
                         help="DSPy runs at once (agentopt's sweep runs 2 campaigns at once on the same 2 servers)")
+    parser.add_argument("--note", default="", help="a paragraph under the title, e.g. which tasks are held out")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     console = Console()
@@ -253,9 +255,8 @@ def main() -> None:
     (args.out / "bench_vs_dspy.json").write_text(json.dumps(comparison.as_dict(), indent=2) + "\n")
     lines = [f"# bench_vs_dspy ({date.today().isoformat()}, 2-core machine, {LOCAL_MODEL_NAME})", "",
              f"Versions: {', '.join(versions)}.", "",
-             f"Command: `.venv/bin/python experiments/bench_vs_dspy.py --budget {args.budget} --val {args.val} "
-             f"--test {args.test} --seeds {' '.join(map(str, args.seeds))} --tasks {' '.join(args.tasks)} "
-             f"--systems {' '.join(args.systems)}`", "",
+             *([args.note, ""] if args.note else []),
+             f"Command: `.venv/bin/python experiments/bench_vs_dspy.py {shlex.join(sys.argv[1:])}`", "",
              f"Seed prompt's test score (the same instruction, each system's own prompt format): {seeds_line}.", "",
              compared, "", "## Runs", "", *markdown(HEADERS, rows), "",
              "Final instructions (DSPy's full outputs, call breakdowns and logs are in the --work folder):", "",

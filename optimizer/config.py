@@ -161,6 +161,10 @@ class BudgetConfig(Frozen):
     reserve_test: bool = Field(True, description="keep the estimated cost of the final test scoring out of the "
                                                  "search's share of the task budget")
 
+    def limits(self) -> dict[str, dict[str, float | None]]:
+        """Each role's limits (calls, tokens, usd; None where unset), as status and the dashboard show them."""
+        return {role: getattr(self, role).model_dump() for role in ROLES}
+
     @model_validator(mode="before")
     @classmethod
     def _flat_names(cls, data: Any) -> Any:

@@ -28,6 +28,7 @@ from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.paths import checked_url
 from agentopt.archive.store import Archive, EvalSummary
+from agentopt.optimizer.budgets import ledger, role_prices
 from agentopt.optimizer.campaign import CampaignReport
 from agentopt.optimizer.config import (
     LOCAL,
@@ -189,12 +190,7 @@ def export_agent(archive: Archive, candidate_id: int, out: Path, task: Task | No
 
     if task is None:
         task = stored_task(archive, archive.candidate(candidate_id).campaign_id)
-
-    def lookup(example_id: str) -> tuple[Inputs, str]:
-        example = task.example(example_id)
-        return example.input, example.target
-
-    return export_candidate(archive, candidate_id, out, lookup)
+    return export_candidate(archive, candidate_id, out, task.input_and_target)
 
 
 def stored_config(archive: Archive, campaign_id: str) -> CampaignConfig:
@@ -206,6 +202,11 @@ def stored_config(archive: Archive, campaign_id: str) -> CampaignConfig:
         return CampaignConfig.model_validate({**stored, "tasks": [ref or campaign.task]})
     except ValidationError as exc:
         raise ConfigError(f"campaign {campaign_id}: its stored config is not valid here ({first_error(exc)})") from None
+
+
+def stored_ledger(archive: Archive, campaign_id: str) -> dict[str, dict[str, float]]:
+    """What each role of a stored campaign has paid, priced at the prices its config set."""
+    return ledger(archive, campaign_id, role_prices(stored_config(archive, campaign_id)))
 
 
 def check_resumable(archive: Archive, campaign_id: str, force: bool = False) -> None:

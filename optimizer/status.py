@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from agentopt.archive import queries
 from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import ledger, role_prices
-from agentopt.optimizer.library import stored_config
+from agentopt.optimizer.library import stored_config, stored_ledger
 
 if TYPE_CHECKING:
     from agentopt.archive.sweep_stats import Cell, SweepComparison
@@ -67,7 +67,7 @@ def status(archive: Archive, campaign_id: str) -> Status:
     return Status(campaign_id, campaign.task, campaign.strategy, state, campaign.created_at, campaign.active_s,
                   config.budget.wall_time_s, campaign.summary.get("stopped_by"), campaign.summary.get("stop_detail"),
                   queries.progress(archive, campaign_id), health[-1].data if health else None, spend,
-                  {role: getattr(config.budget, role).model_dump() for role in spend})
+                  config.budget.limits())
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def sweep_status(archive: Archive, sweep_id: str) -> SweepStatus:
     best = {cell.task: cell for cell in scored}  # the last, highest, wins
     spend: dict[str, dict[str, float]] = {}
     for campaign_id in rows:
-        for role, figures in ledger(archive, campaign_id, role_prices(stored_config(archive, campaign_id))).items():
+        for role, figures in stored_ledger(archive, campaign_id).items():
             total = spend.setdefault(role, {"calls": 0, "tokens": 0, "usd": 0.0})
             for what in total:
                 total[what] += figures[what]
@@ -152,7 +152,7 @@ def sweep_cells(archive: Archive, sweep_id: str) -> tuple[list["Cell"], list[str
             continue
         scores = sorted((example, score) for (split, example), score in queries.example_scores(archive, winner).items()
                         if split == "test")
-        spent = ledger(archive, stored.id, role_prices(stored_config(archive, stored.id)))
+        spent = stored_ledger(archive, stored.id)
         cells.append(Cell(cell.task, cell.arm, cell.seed, stored.id, tuple(e for e, _ in scores),
                           tuple(s for _, s in scores), int(sum(r["calls"] for r in spent.values())),
                           int(sum(r["tokens"] for r in spent.values())), float(sum(r["usd"] for r in spent.values())),

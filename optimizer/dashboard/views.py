@@ -22,13 +22,13 @@ from agentopt.archive import browse, queries
 from agentopt.archive.models import Campaign
 from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import role_prices
-from agentopt.optimizer.library import stored_config, stored_task
+from agentopt.optimizer.config import ROLES
+from agentopt.optimizer.library import stored_config, stored_ledger, stored_task
 from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
 
 PAGE_SIZE = 50
 LINEAGE_NODES = 300  # drawn around a candidate; a seed's descendants can be a whole campaign
 FENCED = re.compile(r"^```(?P<language>[\w+-]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-ROLES = ("task", "proposer", "judge")
 Lookup = Callable[[str], tuple[Any, str] | None]  # example id -> (inputs, target), None when unknown
 
 
@@ -112,14 +112,10 @@ def _prices(archive: Archive, campaign_id: str) -> dict[str, Price]:
 
 def _spend_and_limits(archive: Archive, campaign_id: str) -> tuple[dict[str, dict[str, float]],
                                                                    dict[str, dict[str, float | None]]]:
-    from agentopt.optimizer.budgets import ledger
-
     try:
-        config = stored_config(archive, campaign_id)
+        return stored_ledger(archive, campaign_id), stored_config(archive, campaign_id).budget.limits()
     except AgentoptError:  # a config this version cannot read: the list still shows the campaign
         return {}, {}
-    return (ledger(archive, campaign_id, role_prices(config)),
-            {role: getattr(config.budget, role).model_dump() for role in ROLES})
 
 
 def gauges(spend: dict[str, dict[str, float]], limits: dict[str, dict[str, float | None]], active_s: float,
@@ -269,10 +265,9 @@ def task_lookup(archive: Archive, campaign_id: str) -> Lookup:
 
     def lookup(example_id: str) -> tuple[Any, str] | None:
         try:
-            example = task.example(example_id)
+            return task.input_and_target(example_id)
         except (AgentoptError, KeyError):
             return None
-        return example.input, example.target
 
     return lookup
 

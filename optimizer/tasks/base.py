@@ -83,6 +83,11 @@ class Task:
     def example(self, example_id: str) -> Example:
         return self._by_id[example_id]
 
+    def input_and_target(self, example_id: str) -> tuple[Inputs, str]:
+        """What an exported package's regression test and the dashboard show for a stored example id."""
+        example = self._by_id[example_id]
+        return example.input, example.target
+
     def score(self, example: Example, prediction: str) -> Score:
         """The metric's checked verdict; raises ``MetricFailed`` (store as the example's error) or
         ``MetricContractError`` (the metric is broken: stop)."""
