@@ -51,6 +51,7 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    active_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # driven time, all runs
 
 
 class Candidate(Base):

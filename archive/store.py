@@ -255,10 +255,11 @@ class Archive:
             row = s.get_one(Sweep, sweep_id)
             row.status, row.heartbeat_at, row.finished_at = "running", utcnow(), None
 
-    def beat_sweep(self, sweep_id: str) -> None:
-        """The sweep's driver is alive."""
+    def beat_sweep(self, sweep_id: str, active_s: float) -> None:
+        """The sweep's driver is alive and has driven it ``active_s`` more seconds."""
         with self.session() as s:
-            s.get_one(Sweep, sweep_id).heartbeat_at = utcnow()
+            row = s.get_one(Sweep, sweep_id)
+            row.heartbeat_at, row.active_s = utcnow(), row.active_s + active_s
 
     def finish_sweep(self, sweep_id: str, status: str, summary: dict[str, Any]) -> None:
         with self.session() as s:

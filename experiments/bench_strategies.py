@@ -1,12 +1,14 @@
 """Strategies head to head at an equal task-model query budget, on the bundled local model, over seeds.
 
 Random search, APE, OPRO, INSTINCT and the Optuna (MIPRO-like) search each run one campaign per
-task and seed (by default the three built-in tasks with 50+ test items, seeds 0, 1 and 2) with the
-same seed agent, the same validation and test items and the same hard budget of task-model calls
-(search plus the final test scoring). Each strategy is one sweep with its own archive, so no strategy
-is served answers another one paid for; the campaigns of one seed see the same splits, so strategies
-are compared paired, by the statistics of ``agentopt archive compare --sweep``. Functional dedup is
-off, so every query is an example evaluation the strategy asked for.
+task and seed (by default larger_animal, number_to_words and first_letter, the tasks its settings were
+chosen on, with 57-80 test items; seeds 0, 1 and 2) with the same seed agent, the same validation and
+test items and the same hard budget of task-model calls (search plus the final test scoring). Held-out
+tasks are run apart, with ``--tasks``, ``--work``, ``--out`` and a ``--note`` saying so. Each strategy
+is one sweep with its own archive, so no strategy is served answers another one paid for; the
+campaigns of one seed see the same splits, so strategies are compared paired, by the statistics of
+``agentopt archive compare --sweep``. Functional dedup is off, so every query is an example evaluation
+the strategy asked for.
 
 Printed and saved: the comparison (per task and strategy, mean test score over seeds with a two-level
 bootstrap interval; paired differences with Wilcoxon tests; significant wins; cost), one row per
@@ -39,7 +41,7 @@ from agentopt.optimizer.sweep import run_sweep
 from agentopt.optimizer.sweep_config import parse_sweep
 from agentopt.optimizer.ui import RichReporter, markdown, table
 
-TASKS = ["larger_animal", "number_to_words", "first_letter"]  # the built-in tasks with 50+ test items
+TASKS = ["larger_animal", "number_to_words", "first_letter"]  # its settings were chosen on these
 STRATEGY_ORDER = ["random", "ape", "opro", "instinct", "optuna"]
 HEADERS = ["task", "strategy", "seed", "seed test", "best test", "best val", "queries", "task calls", "proposer calls",
            "wall s", "stopped by"]

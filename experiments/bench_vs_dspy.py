@@ -2,8 +2,8 @@
 
 Every system optimises the same seed instruction ("Answer the following.") for the bundled
 SmolLM2-135M-Instruct, which is the task model and the proposer for all of them. Each system gets the
-same train / validation / test examples (by default the three built-in tasks with 50+ test items,
-all of their test items up to 80), the same search seeds (0, 1, 2) and the same hard cap on task-model
+same train / validation / test examples (by default bench_strategies' three tasks, all of their
+test items up to 80), the same search seeds (0, 1, 2) and the same hard cap on task-model
 calls for its search. The final test scoring is counted apart, and every answer is scored by the same
 metric after the same answer clean-up; an error scores 0 for every system.
 

@@ -120,8 +120,9 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
             spent = sum((spend_of(store.spend(row.id).get(role), configs_by_key[key].price(role))
                          for key, row in before.items() if key in configs_by_key), Spend())
             services.gate.configure(role, getattr(sweep.settings.budget, role), configs[0].price(role), spent)
-        wall = sweep.settings.budget.wall_time_s  # counted from this (re)start
-        services.gate.set_deadline(None if wall is None else time.time() + wall)
+        wall = sweep.settings.budget.wall_time_s
+        left = None if wall is None else wall - store.sweep(sweep_id).active_s  # over every run of the sweep
+        services.gate.set_deadline(None if left is None else time.time() + left)
         queue = deque(c for c in sweep.cells if getattr(before.get(c.key), "status", "") != "finished")
         skipped = len(sweep.cells) - len(queue)
         reporter.phase(f"sweep {sweep_id}: campaigns ({skipped} already finished)", len(sweep.cells))
@@ -131,9 +132,10 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
         running: dict[Any, tuple[Cell, Any]] = {}
         outcomes: list[CellOutcome] = []
         try:
-            with Heartbeat(lambda _seconds: store.beat_sweep(sweep_id)):
+            with Heartbeat(lambda seconds: store.beat_sweep(sweep_id, seconds)):
                 while queue or running:
-                    while queue and len(running) < sweep.settings.concurrency and services.gate.stopped() is None:
+                    while (queue and len(running) < sweep.settings.concurrency and services.gate.stopped() is None
+                           and (left is None or left > 0)):
                         cell = queue.popleft()
                         resume = before[cell.key].id if cell.key in before else ""
                         actor = driver.options(scheduling_strategy=next(places)).remote()
@@ -159,7 +161,7 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
         finally:
             for _, actor in running.values():
                 ray.kill(actor)
-        stopped = services.gate.stopped()
+        stopped = services.gate.stopped() or (None if left is None or left > 0 else "wall_time_s")
         status = ("stopped" if stopped or queue or any(o.status == "stopped" for o in outcomes) else
                   "failed" if any(o.status == "failed" for o in outcomes) else "finished")
         store.finish_sweep(sweep_id, status, {"stopped_by": stopped, "failures": _failures(outcomes),

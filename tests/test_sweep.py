@@ -102,6 +102,24 @@ def test_a_sweeps_budget_holds_over_all_its_campaigns(tmp_path: Path, echo_task_
     assert all(s["best_test"]["n"] > 0 for s in summaries), "a campaign the sweep's budget stopped still scored on test"
 
 
+def test_a_sweeps_wall_time_budget_counts_the_time_of_earlier_runs(tmp_path: Path, echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(task_aware_responder)
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    plan = parse_sweep(sweep_data(echo_task_file, endpoint.url, sweep={"budget": {"wall_time_s": 60}}))
+    sweep_id = archive.create_sweep(plan.name, plan.record())
+    archive.beat_sweep(sweep_id, 45.0)
+    archive.beat_sweep(sweep_id, 20.0)  # two earlier runs: 65 s driven, past the 60 s limit
+    archive.finish_sweep(sweep_id, "interrupted", {})
+    try:
+        result = run_sweep(plan, archive, SilentReporter(), sweep_id=sweep_id)
+    finally:
+        endpoint.close()
+    assert (result.status, result.outcomes) == ("stopped", ()), "no campaign starts past the sweep's wall time"
+    assert not archive.sweep_campaigns(sweep_id)
+    stored = archive.sweep(sweep_id)
+    assert stored.summary["stopped_by"] == "wall_time_s" and stored.active_s >= 65.0
+
+
 def test_one_failing_campaign_is_marked_failed_and_the_others_finish(tmp_path: Path, echo_task_file: Path) -> None:
     (tmp_path / "strictmetric.py").write_text(  # passes the check before the start, then breaks its contract
         "calls = [0]\n"
