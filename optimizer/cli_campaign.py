@@ -218,8 +218,10 @@ def _sweep_status(archive: Archive, sweep_id: str, json_out: bool) -> None:
         return
     out.print(f"[bold]sweep {sweep_id}[/] {escape(current.name)}  status {escape(current.status)}")
     out.print("campaigns: " + ", ".join(f"{n} {state}" for state, n in sorted(current.counts.items())))
-    out.print(table("Spend (all campaigns)", ["role", "calls", "tokens", "USD"],
-                    [[role, f"{v['calls']:,.0f}", f"{v['tokens']:,.0f}", f"{v['usd']:.4f}"]
+    wall = current.wall_time_limit_s
+    out.print(f"driven {current.active_s:.0f}s" + (f" of the sweep's {wall:.0f}s wall-time budget" if wall else ""))
+    out.print(table("Spend (all campaigns) against the sweep's budget", ["role", "calls", "tokens", "USD"],
+                    [[role, *(_against(v[what], current.limits[role][what]) for what in ("calls", "tokens", "usd"))]
                      for role, v in current.spend.items()]))
     out.print(table("Best per task so far (test when finished, else val)", ["task", "arm", "seed", "campaign",
                                                                            "best val", "best test"],

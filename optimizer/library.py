@@ -204,9 +204,11 @@ def stored_config(archive: Archive, campaign_id: str) -> CampaignConfig:
         raise ConfigError(f"campaign {campaign_id}: its stored config is not valid here ({first_error(exc)})") from None
 
 
-def stored_ledger(archive: Archive, campaign_id: str) -> dict[str, dict[str, float]]:
-    """What each role of a stored campaign has paid, priced at the prices its config set."""
-    return ledger(archive, campaign_id, role_prices(stored_config(archive, campaign_id)))
+def stored_ledger(archive: Archive, campaign_id: str,
+                  config: CampaignConfig | None = None) -> dict[str, dict[str, float]]:
+    """What each role of a stored campaign has paid, priced at the prices its config (``config``,
+    or the stored one) set."""
+    return ledger(archive, campaign_id, role_prices(config or stored_config(archive, campaign_id)))
 
 
 def check_resumable(archive: Archive, campaign_id: str, force: bool = False) -> None:

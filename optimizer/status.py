@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from agentopt.archive import queries
 from agentopt.archive.store import Archive
-from agentopt.optimizer.budgets import ledger, role_prices
 from agentopt.optimizer.library import stored_config, stored_ledger
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ def status(archive: Archive, campaign_id: str) -> Status:
     if state == "running":
         state = (f"running (heartbeat {age:.0f}s ago)" if age is not None and age < STALE_HEARTBEAT_S else
                  f"driver lost (no heartbeat for {ago(age)}): agentopt resume {campaign_id}")
-    spend = ledger(archive, campaign_id, role_prices(config))
+    spend = stored_ledger(archive, campaign_id, config)
     health = archive.notes(campaign_id, kind="endpoints")
     return Status(campaign_id, campaign.task, campaign.strategy, state, campaign.created_at, campaign.active_s,
                   config.budget.wall_time_s, campaign.summary.get("stopped_by"), campaign.summary.get("stop_detail"),
@@ -91,6 +90,9 @@ class SweepStatus(queries.Record):
     counts: dict[str, int]  # campaigns per status, queued included
     cells: tuple[SweepCell, ...]
     spend: dict[str, dict[str, float]]  # role -> calls, tokens, usd over all the sweep's campaigns
+    limits: dict[str, dict[str, float | None]]  # the sweep's own budget, per role
+    active_s: float  # the sweep's driven time, over every run
+    wall_time_limit_s: float | None
     best: dict[str, SweepCell]  # per task, the best campaign so far (test when finished, else val)
     failures: dict[str, str]
 
@@ -101,9 +103,10 @@ def _score(cell: SweepCell) -> float | None:
 
 def sweep_status(archive: Archive, sweep_id: str) -> SweepStatus:
     """Campaigns done, running and queued, spend, and the best per task so far."""
-    from agentopt.optimizer.sweep_config import labels
+    from agentopt.optimizer.sweep_config import SweepSettings, labels
 
     row = archive.sweep(sweep_id)
+    budget = SweepSettings.model_validate(row.config["source"].get("sweep") or {}).budget
     campaigns = {c.cell: c for c in archive.sweep_campaigns(sweep_id)}
     rows = {r.id: r for r in queries.campaigns(archive, ids=[c.id for c in campaigns.values()])} if campaigns else {}
     cells = []
@@ -132,8 +135,8 @@ def sweep_status(archive: Archive, sweep_id: str) -> SweepStatus:
     if state == "running":
         state = (f"running (heartbeat {age:.0f}s ago)" if age is not None and age < STALE_HEARTBEAT_S else
                  f"driver lost (no heartbeat for {ago(age)}): agentopt sweep resume {sweep_id}")
-    return SweepStatus(sweep_id, row.name, state, row.created_at, counts, tuple(cells), spend, best,
-                       dict(row.summary.get("failures") or {}))
+    return SweepStatus(sweep_id, row.name, state, row.created_at, counts, tuple(cells), spend, budget.limits(),
+                       row.active_s, budget.wall_time_s, best, dict(row.summary.get("failures") or {}))
 
 
 def sweep_cells(archive: Archive, sweep_id: str) -> tuple[list["Cell"], list[str]]:

@@ -121,8 +121,9 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
                          for key, row in before.items() if key in configs_by_key), Spend())
             services.gate.configure(role, getattr(sweep.settings.budget, role), configs[0].price(role), spent)
         wall = sweep.settings.budget.wall_time_s
-        left = None if wall is None else wall - store.sweep(sweep_id).active_s  # over every run of the sweep
-        services.gate.set_deadline(None if left is None else time.time() + left)
+        # driven time over every run of the sweep (existing sweeps start at 0 after migration 0009)
+        deadline = None if wall is None else time.time() + wall - store.sweep(sweep_id).active_s
+        services.gate.set_deadline(deadline)
         queue = deque(c for c in sweep.cells if getattr(before.get(c.key), "status", "") != "finished")
         skipped = len(sweep.cells) - len(queue)
         reporter.phase(f"sweep {sweep_id}: campaigns ({skipped} already finished)", len(sweep.cells))
@@ -135,7 +136,7 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
             with Heartbeat(lambda seconds: store.beat_sweep(sweep_id, seconds)):
                 while queue or running:
                     while (queue and len(running) < sweep.settings.concurrency and services.gate.stopped() is None
-                           and (left is None or left > 0)):
+                           and not _past(deadline)):
                         cell = queue.popleft()
                         resume = before[cell.key].id if cell.key in before else ""
                         actor = driver.options(scheduling_strategy=next(places)).remote()
@@ -161,12 +162,17 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
         finally:
             for _, actor in running.values():
                 ray.kill(actor)
-        stopped = services.gate.stopped() or (None if left is None or left > 0 else "wall_time_s")
+        stopped = services.gate.stopped() or ("wall_time_s" if queue and _past(deadline) else None)
         status = ("stopped" if stopped or queue or any(o.status == "stopped" for o in outcomes) else
                   "failed" if any(o.status == "failed" for o in outcomes) else "finished")
         store.finish_sweep(sweep_id, status, {"stopped_by": stopped, "failures": _failures(outcomes),
                                               "wall_s": round(time.perf_counter() - started, 1)})
         return SweepResult(sweep_id, status, tuple(outcomes), skipped, time.perf_counter() - started)
+
+
+def _past(deadline: float | None) -> bool:
+    """The sweep's wall time is spent: the gate stops calls at its deadline, and no cell starts after it."""
+    return deadline is not None and time.time() >= deadline
 
 
 def _failures(outcomes: Sequence[CellOutcome]) -> dict[str, str | None]:

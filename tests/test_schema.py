@@ -130,6 +130,21 @@ def test_revision_0005_archive_gains_feedback_keeping_every_row(db_url: str) -> 
     engine.dispose()
 
 
+def test_revision_0008_archive_gains_sweep_driven_time_keeping_every_row(db_url: str) -> None:
+    # a sweep stored before its driven time was kept: it starts from 0 s
+    engine, archive = upgraded_from(db_url, "0008", (
+        "INSERT INTO sweeps (id, name, config, status, summary, created_at) VALUES ('s1', 'old', "
+        "'{\"source\": {}, \"cells\": []}', 'interrupted', '{}', '2026-01-01 00:00:00')"))
+    assert (archive.sweep("s1").name, archive.sweep("s1").active_s) == ("old", 0.0)
+    archive.beat_sweep("s1", 12.5)
+    assert archive.sweep("s1").active_s == 12.5
+    downgraded_to(engine, archive, "0008")  # and back: the downgrade drops only the driven time
+    assert "active_s" not in {c["name"] for c in inspect(engine).get_columns("sweeps")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, status FROM sweeps")).all() == [("s1", "interrupted")]
+    engine.dispose()
+
+
 def test_newer_archive_is_refused_and_left_untouched(db_url: str) -> None:
     old_archive(db_url)
     engine = create_engine(db_url)

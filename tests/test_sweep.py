@@ -72,6 +72,7 @@ def test_a_sweep_runs_its_campaigns_at_once_within_the_endpoint_limit_and_resume
         endpoint.close()
     status = sweep_status(archive, result.sweep_id)
     assert status.counts == {"finished": 4} and set(status.best) == {"echo"}
+    assert status.active_s > 0, "the heartbeat counts the sweep's driven time"
     assert status.spend["task"]["calls"] + status.spend["proposer"]["calls"] == len(set(endpoint.identities()))
     compared = compare_sweep(archive, result.sweep_id)
     assert len(compared.pairs) == 1 and compared.pairs[0].cells == 2 and not compared.failed
@@ -118,6 +119,8 @@ def test_a_sweeps_wall_time_budget_counts_the_time_of_earlier_runs(tmp_path: Pat
     assert not archive.sweep_campaigns(sweep_id)
     stored = archive.sweep(sweep_id)
     assert stored.summary["stopped_by"] == "wall_time_s" and stored.active_s >= 65.0
+    status = sweep_status(archive, sweep_id)
+    assert (status.wall_time_limit_s, status.limits["task"]["calls"]) == (60, None)
 
 
 def test_one_failing_campaign_is_marked_failed_and_the_others_finish(tmp_path: Path, echo_task_file: Path) -> None:
@@ -145,6 +148,8 @@ def test_one_failing_campaign_is_marked_failed_and_the_others_finish(tmp_path: P
     assert "MetricContractError" in by_status["failed"]["error"]
     status = json.loads(agentopt("status", report["sweep_id"], "--db", str(db), "--json").stdout)
     assert status["counts"] == {"failed": 1, "finished": 1}
+    shown = agentopt("status", report["sweep_id"], "--db", str(db), cwd=tmp_path)
+    assert shown.returncode == 0 and "1 failed, 1 finished" in shown.stdout and "driven " in shown.stdout, shown.stdout
 
 
 @pytest.mark.parametrize("matrix, message", [

@@ -91,7 +91,7 @@ def campaign_list(archive: Archive, task: str | None, strategy: str | None, sinc
 def models_of(config: dict[str, Any]) -> dict[str, str]:
     """Each role's model as the stored config names it (the default is the bundled local model)."""
     models = config.get("models") or {}
-    return {role: str((models.get(role) or {}).get("model", "local")) for role in ("task", "proposer", "judge")}
+    return {role: str((models.get(role) or {}).get("model", "local")) for role in ROLES}
 
 
 def _models(config: dict[str, Any]) -> str:
@@ -113,9 +113,10 @@ def _prices(archive: Archive, campaign_id: str) -> dict[str, Price]:
 def _spend_and_limits(archive: Archive, campaign_id: str) -> tuple[dict[str, dict[str, float]],
                                                                    dict[str, dict[str, float | None]]]:
     try:
-        return stored_ledger(archive, campaign_id), stored_config(archive, campaign_id).budget.limits()
+        config = stored_config(archive, campaign_id)
     except AgentoptError:  # a config this version cannot read: the list still shows the campaign
         return {}, {}
+    return stored_ledger(archive, campaign_id, config), config.budget.limits()
 
 
 def gauges(spend: dict[str, dict[str, float]], limits: dict[str, dict[str, float | None]], active_s: float,

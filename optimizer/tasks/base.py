@@ -85,7 +85,7 @@ class Task:
 
     def input_and_target(self, example_id: str) -> tuple[Inputs, str]:
         """What an exported package's regression test and the dashboard show for a stored example id."""
-        example = self._by_id[example_id]
+        example = self.example(example_id)
         return example.input, example.target
 
     def score(self, example: Example, prediction: str) -> Score:
