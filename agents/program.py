@@ -19,7 +19,7 @@ from agentopt.agents import program_runtime
 from agentopt.agents.base import AgentKind, Payload, clip
 from agentopt.agents.errors import ConfigError
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.program_runtime import SESSION, SESSION_PROGRAMS, ChatAdapter, ProgramError
+from agentopt.agents.program_runtime import SESSION, SESSION_PROGRAMS, ChatAdapter, ForeignModelError, ProgramError
 from agentopt.agents.prompt_runtime import Inputs, runnable_inputs, template_fields
 
 
@@ -80,7 +80,8 @@ class ProgramAgent(BaseModel):
     def check(self, inputs: Inputs) -> None:
         """Import the program, for a chain compare its templates with ``params``, and run it once on
         ``inputs`` with a model that answers nothing and costs nothing: a variable the task does not
-        provide (a KeyError) is one :class:`ConfigError` line now, before anything is written or paid."""
+        provide (a KeyError), or a model of its own that it starts (refused, see ``ModelGuard``), is
+        one :class:`ConfigError` line now, before anything is written or paid."""
         try:
             program = program_runtime.load(self.entry)
             if isinstance(program, Runnable):
@@ -92,6 +93,8 @@ class ProgramAgent(BaseModel):
         except KeyError as exc:
             reason = str(exc.args[0] if exc.args else exc).splitlines()[0]
             raise ConfigError(f"program {self.entry!r} reads a field the task does not have: {reason}") from None
+        except ForeignModelError as exc:
+            raise ConfigError(f"program {self.entry!r}: {exc}") from None
         except Exception:  # noqa: BLE001, S110 - an empty reply may upset a program that works on real ones
             pass
 
@@ -118,7 +121,10 @@ def from_langchain(chain: "Runnable[Any, Any] | str", name: str | None = None) -
     ``chain`` is the Runnable or its ``module:attribute``. A Runnable found as a module attribute is
     named by it (Ray workers and exported packages import it); one that lives only in this session
     (a notebook, a script's ``__main__``) is kept here and shipped to this campaign's workers, and
-    cannot be exported. Raises :class:`ConfigError` for a chain agentopt cannot run as written.
+    cannot be exported. Raises :class:`ConfigError` for a chain agentopt cannot run as written. A
+    model the chain reaches where agentopt cannot see it (behind a method, a callable object, a
+    partial, a module attribute, or built inside a function) is refused when it starts: that example
+    fails with the step named, and the model never runs.
     """
     entry = chain if isinstance(chain, str) else _importable(chain)
     try:

@@ -3,18 +3,23 @@
 A program is either a function ``program(params, inputs, chat) -> str`` (``params`` maps each
 named text, its prompts, to its current value; ``chat(messages) -> str`` is the only way it should
 reach a model, so the cache, the budgets and the gate apply), or a langchain-core Runnable chain,
-whose prompt templates are the texts and whose chat model is swapped for ``chat``. The standard
-library and langchain-core only, because ``agentopt export`` copies this module into packages:
-the campaign and the shipped agent run the program with the very same code.
+whose prompt templates are the texts and whose chat model is swapped for ``chat``; any other model
+the program starts is refused (:class:`ModelGuard`). The standard library and langchain-core only,
+because ``agentopt export`` copies this module into packages: the campaign and the shipped agent run
+the program with the very same code.
 """
 
 import importlib
 import inspect
+import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from itertools import count
 from typing import Any
+from uuid import UUID
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -22,13 +27,15 @@ from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.runnables import (
     Runnable,
     RunnableAssign,
-        RunnableLambda,
+    RunnableLambda,
     RunnableParallel,
     RunnablePassthrough,
     RunnableSequence,
     RunnableWithFallbacks,
 )
 from langchain_core.runnables.base import RunnableBindingBase
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tracers.context import register_configure_hook
 
 Chat = Callable[..., str]
 """``chat(messages, **sampling_overrides) -> reply text``, messages as OpenAI-style dicts."""
@@ -36,10 +43,15 @@ SESSION = "session:"
 SESSION_PROGRAMS: dict[str, Any] = {}
 """Programs that live only in this Python session (a chain built in a notebook), by entry name."""
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
+_ADAPTER_TYPE = "agentopt"
 
 
 class ProgramError(ValueError):
     """A program agentopt cannot run or optimise; the message names the step and the reason."""
+
+
+class ForeignModelError(ProgramError):
+    """The program started a model other than agentopt's: refused before it ran."""
 
 
 def load(entry: str) -> Any:
@@ -72,7 +84,7 @@ class ChatAdapter(BaseChatModel):
 
     @property
     def _llm_type(self) -> str:
-        return "agentopt"
+        return _ADAPTER_TYPE
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
@@ -200,11 +212,92 @@ def as_text(output: Any) -> str:
     return str(output.content) if isinstance(output, BaseMessage) else str(output)
 
 
+class ModelGuard(BaseCallbackHandler):
+    """Refuses every model start that is not agentopt's adapter, at the callback manager all LangChain
+    model calls pass through. :func:`bind` replaces only the models it can see as steps; one reached
+    through a bound method, a callable object, a partial, a module attribute or built inside a
+    function would otherwise run uncached, unbudgeted and outside the gate. Installed by a configure
+    hook rather than the chain's config, so a call that passes its own callbacks is guarded too."""
+
+    raise_error = True  # langchain-core only logs a handler's exception otherwise, and the model runs
+
+    def __init__(self, program: str | None) -> None:
+        self.program = program  # a function program's entry; None for a chain, whose step is named instead
+        self.runs: dict[UUID, tuple[UUID | None, str, str]] = {}  # run -> its parent, step and name
+        self.refused: ForeignModelError | None = None
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                       tags: list[str] | None = None, **kwargs: Any) -> None:
+        # the tags a sequence and a parallel give their steps: named as _map names them
+        steps = [tag.split(":", 2) for tag in tags or () if tag.startswith(("seq:step:", "map:key:"))]
+        step = next((str(int(key) - 1) if kind == "seq" else key for kind, _, key in steps), "")
+        self.runs[run_id] = (parent_run_id, step, str(kwargs.get("name") or ""))
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
+                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        if (kwargs.get("invocation_params") or {}).get("_type") != _ADAPTER_TYPE:
+            self._refuse(serialized, parent_run_id)
+
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                     **kwargs: Any) -> None:
+        self._refuse(serialized, parent_run_id)  # agentopt's adapter is a chat model: any LLM is foreign
+
+    def _refuse(self, serialized: Any, parent: UUID | None) -> None:
+        model = ((serialized or {}).get("id") or ["a model"])[-1]
+        if self.program:
+            reason = f"program {self.program!r} calls {model} itself; a program reaches a model only through chat"
+        else:
+            reason = (f"{self._step(parent)} calls {model}, a model agentopt could not replace (it would run "
+                      "uncached, unbudgeted and outside the gate); make the chat model a step of the chain itself")
+        self.refused = self.refused or ForeignModelError(reason)
+        raise ForeignModelError(reason)
+
+    def _step(self, parent: UUID | None) -> str:
+        if parent is None:  # a call with callbacks of its own: its step is the function running it
+            parent = getattr((var_child_runnable_config.get() or {}).get("callbacks"), "parent_run_id", None)
+        path: list[str] = []
+        name = ""
+        while parent in self.runs:
+            parent, step, run_name = self.runs[parent]
+            name = name or run_name
+            path += [step] if step else []
+        return f"step {'.'.join(reversed(path)) or 0}" + (f" ({name})" if name else "")
+
+    def raise_refusal(self) -> None:
+        """A program that caught the refusal must not pass off what it did instead as its answer."""
+        if self.refused is not None:
+            raise self.refused
+
+
+class _QuietGuard(logging.Filter):
+    """langchain-core logs a handler's exception before raising it; the refusal is already the
+    example's recorded error, and a worker's log would repeat it on the console for every example."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.args, tuple) and record.args[:1] == (ModelGuard.__name__,))
+
+
+_GUARD: ContextVar[ModelGuard | None] = ContextVar("agentopt_model_guard", default=None)
+register_configure_hook(_GUARD, inheritable=True)
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_QuietGuard())
+
+
 def answer(payload: Mapping[str, Any], inputs: Any, chat: Chat) -> str:
-    """The program's answer with the payload's texts (what exported packages call)."""
+    """The program's answer with the payload's texts (what exported packages call), every model it
+    starts other than ``chat`` refused (:class:`ModelGuard`)."""
     program = load(payload["entry"])
     params = dict(payload["params"])
-    if isinstance(program, Runnable):
-        chain = bind(program, params, ChatAdapter(chat=chat))
-        return as_text(chain.invoke(chain_input(inputs)))
-    return str(program(params, inputs, chat))
+    guard = ModelGuard(None if isinstance(program, Runnable) else str(payload["entry"]))
+    token = _GUARD.set(guard)
+    try:
+        if isinstance(program, Runnable):
+            output = as_text(bind(program, params, ChatAdapter(chat=chat)).invoke(chain_input(inputs)))
+        else:
+            output = str(program(params, inputs, chat))
+    except Exception:
+        guard.raise_refusal()
+        raise
+    finally:
+        _GUARD.reset(token)
+    guard.raise_refusal()
+    return output

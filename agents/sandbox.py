@@ -33,10 +33,14 @@ this order, before any agent code exists in its process:
 * seccomp (x86_64, aarch64): no processes but threads, no signals except to itself, no pidfds, no
   sockets, no ptrace, no new executable mappings (so no native code can be loaded), no mount,
   namespace, chroot, module, key or rlimit-raising calls, no device nodes, no re-prioritising.
+* ctypes out of reach. The layers above need it; once they are set up, its modules leave
+  ``sys.modules`` and its classes, which ``_ctypes`` never frees, leave their bases' subclass
+  registries, so neither an import nor ``object.__subclasses__()`` leads an agent to them (a child
+  whose set-up left one reachable stops before any agent code).
 * Interpreter lock-down. The agent's ``print`` goes to a capped in-memory buffer (the protocol has
-  its own descriptors); ctypes is dropped from ``sys.modules``; ``_imp``'s native loaders now raise
-  ImportError (the stdlib extensions an agent may use were loaded first); the unaudited
-  ``os.pidfd_open``/``mknod``/``mkfifo``/``chroot`` and ``signal.pidfd_send_signal`` are deleted.
+  its own descriptors); ``_imp``'s native loaders now raise ImportError (the stdlib extensions an
+  agent may use were loaded first); the unaudited ``os.pidfd_open``/``mknod``/``mkfifo``/``chroot``
+  and ``signal.pidfd_send_signal`` are deleted.
 * Audit hook (``sys.addaudithook``, installed last, cannot be removed). Refuses process creation,
   signals, sockets, ctypes, sub-interpreters, sqlite/dbm, links, rlimit changes, bytecode loading,
   tracing and heap walking; reads only under the stdlib and the work directory, writes only under
@@ -62,18 +66,21 @@ it.
 
 What it does not protect against. Audit hooks are not a security boundary: the agent shares the
 interpreter with the hook, and a determined attacker can corrupt it from pure Python (interpreter
-bugs; ``_ctypes`` stays loaded after the set-up, so its types remain reachable through
-``object.__subclasses__()`` and give raw memory access). Such an agent is still held by the kernel
-layers above: no network, no other processes, no signals, no new native code, rlimits, a session
-the parent kills, and, where namespaces are permitted, a root in which nothing but the stdlib and
-its own directory exists. Where namespaces are refused (an unprivileged user, most default Docker
-profiles), files are guarded by the audit hook alone, so an attacker who defeats it can read what
-the parent's user can read, ``/proc/<parent>/environ`` included. Without seccomp (other
-architectures, or where it is refused) the hook and the replaced loaders are all that stand between
-an agent and native code. ``os.stat`` is not audited, so an agent can learn whether a path exists. Disk use
-inside the work directory is limited per file (``max_file_mb``), not in total. Timing side channels
-and CPU contention are out of scope. The LLM request dict is agent-controlled: the handler must
-choose the model and cap parameters itself.
+bugs; ``_ctypes``' classes stay in memory after the set-up, unreachable without the heap walks the
+hook refuses). Such an agent is still held by the kernel layers above: no network, no other
+processes, no signals, no new native code, rlimits, a session the parent kills, and, where
+namespaces are permitted, a root in which nothing but the stdlib and its own directory exists. Where
+namespaces are refused (an unprivileged user, most default Docker profiles), files are guarded by
+the audit hook alone, so an attacker who defeats it can read what the parent's user can read,
+``/proc/<parent>/environ`` included. Without seccomp (other architectures, or where it is refused)
+the hook and the replaced loaders are all that stand between an agent and native code. ``os.stat``
+is not audited, so an agent can learn whether a path exists. Disk use inside the work directory is
+limited per file (``max_file_mb``), not in total. Secrets are masked by value, so only those the
+process knows of: variables named like secrets, the password of a URL in any variable, and what
+:func:`register_secret` was given (the keys of a code agent's own model are registered as it runs);
+a secret an agent learnt and re-encoded passes. Timing side channels and CPU contention are out of
+scope. The LLM request dict is agent-controlled: the handler must choose the model and cap
+parameters itself.
 
 What still remains possible for a candidate being graded. It can answer with values its entry never
 computed (forged ``result`` or ``return`` messages): that is returning them, and is graded as such;
@@ -101,7 +108,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -126,7 +135,13 @@ _CHILD_KINDS = frozenset({"memory", "output", "exception"})
 _SLACK_BYTES = 12 * STDOUT_TAIL_CHARS + 4_096
 _EXIT_GRACE_S = 2.0
 _STDERR_TAIL_BYTES = 4_096
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASS|AUTH|CREDENTIAL", re.IGNORECASE)
+# The password of a URL such as postgresql://user:password@host/db (SQLAlchemy's reading: up to the '@').
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:([^\s@]+)@")
+# Shorter values are not masked: they would rewrite ordinary words in answers, and are guessable anyway.
+_MIN_SECRET_CHARS = 8
+_registered: set[str] = set()
+_registered_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -254,12 +269,27 @@ def _child(code: str, entry: str, args: Sequence[Any], llm: LLMHandler | None, l
                                     env=_child_env(workdir), start_new_session=True)
         except OSError as exc:
             raise SandboxError(f"cannot start the sandbox interpreter: {exc}") from exc
-        session = _Session(proc, llm, limits, _Redactor.from_environment(), serve)
+        session = _Session(proc, llm, limits, _Redactor.current(), serve)
         try:
             session.start(job)
             yield session
         finally:
             session.end()
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` in everything the sandboxes this process starts from now on are given and
+    give back, as the secret-looking environment variables are: for a secret the parent holds
+    outside its environment (an API key read from a variable with any name, an archive URL given
+    in Python). A URL registers its password, not itself (the rest of it is no secret)."""
+    with _registered_lock:
+        _registered.update(_url_passwords(value) or [value])
+
+
+def _url_passwords(text: str) -> list[str]:
+    """The passwords of the URLs in ``text``, as written and percent-decoded (the form a database
+    driver, and so a leak, would use)."""
+    return [form for match in _URL_PASSWORD.finditer(text) for form in (match[1], urllib.parse.unquote(match[1]))]
 
 
 def _job(code: str, entry: str, args: Sequence[Any], limits: Limits, workdir: str, root: str,
@@ -279,16 +309,25 @@ def _child_env(workdir: str) -> dict[str, str]:
 
 
 class _Redactor:
-    """Last line of defence for secrets: the parent's secret-looking environment values are masked
-    in everything it passes to the child (LLM replies and errors) and reads back from it."""
+    """Last line of defence for secrets: every secret the parent holds is masked, by value, in
+    everything it passes to the child (LLM replies and errors) and reads back from it (requests,
+    prints, return values, errors). It masks the text as it is, and in JSON-escaped form; a secret
+    the agent has re-encoded (reversed, base64) passes, which is why none is given to it."""
 
     def __init__(self, secrets: list[str]) -> None:
         forms = {form for s in secrets for form in (s, json.dumps(s)[1:-1], json.dumps(s, ensure_ascii=False)[1:-1])}
         self._pattern = re.compile("|".join(map(re.escape, sorted(forms, key=len, reverse=True)))) if forms else None
 
     @classmethod
-    def from_environment(cls) -> _Redactor:
-        return cls([v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8])
+    def current(cls) -> _Redactor:
+        """Variables whose names look secret, the password of a URL in any variable (a database URL
+        in ``AGENTOPT_DB`` or ``DATABASE_URL`` is named like any other setting) and what
+        :func:`register_secret` was given, as they are now."""
+        with _registered_lock:
+            registered = list(_registered)
+        named = [v for k, v in os.environ.items() if _SECRET_NAME.search(k)]
+        passwords = [p for v in os.environ.values() for p in _url_passwords(v)]
+        return cls([s for s in (*named, *passwords, *registered) if len(s) >= _MIN_SECRET_CHARS])
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub("[redacted]", text) if self._pattern else text

@@ -2,11 +2,12 @@
 
 The parent starts this file as ``python -I -S -B sandbox_child.py``: it imports the standard library
 only (never the package it sits in), so an agent can neither import agentopt nor anything installed
-beside it. Before any agent code exists in the process, and in this order, it: asks to die with the
-parent, loads the stdlib extension modules agents may use, lowers its rlimits, enters new network and
-mount namespaces and a minimal root (where the kernel permits), installs a seccomp filter, swaps
-stdout/stderr for a capped buffer, takes native-code loading away and finally installs the audit
-hook. Why each layer exists, and what none of them stops, is in the parent module's docstring.
+beside it. Before any agent code exists in the process, and in this order, it: loads the stdlib
+extension modules agents may use, asks to die with the parent, lowers its rlimits, enters new
+network and mount namespaces and a minimal root (where the kernel permits), installs a seccomp
+filter, makes ctypes (which those steps need) unreachable, swaps stdout/stderr for a capped buffer,
+takes native-code loading away and finally installs the audit hook. Why each layer exists, and what
+none of them stops, is in the parent module's docstring.
 
 Protocol, one JSON object per line. Parent to child on stdin: the job, then ``{"ok": true, "text":
 ...}`` or ``{"ok": false, "error": ...}`` per LLM request. Child to parent on a duplicate of the
@@ -27,9 +28,11 @@ import _imp
 import _json
 import _signal
 import _thread
+import _weakref
 import builtins
 import collections
 import collections.abc
+import gc
 import io
 import json
 import math
@@ -263,15 +266,24 @@ def _stdlib_roots() -> tuple[str, ...]:
 
 
 def _confine(job: dict[str, object], read_roots: tuple[str, ...]) -> None:
-    """The kernel-enforced layers; each is best effort except the rlimits, because a kernel or
-    container may refuse namespaces or seccomp while the hook and the other layers still hold."""
-    import ctypes  # only the set-up may see ctypes: _lock_interpreter drops it
+    """The kernel-enforced layers, set up through ctypes, which is then made unreachable. The
+    extension modules are loaded first, so that the only classes the set-up adds are ctypes' own."""
+    _preload()
+    known = _classes()
+    _kernel_layers(job, read_roots)
+    _forget_ctypes(known)
+    gc.collect()  # what is left of ctypes is cyclic garbage (modules, classes, the libc handle)
+
+
+def _kernel_layers(job: dict[str, object], read_roots: tuple[str, ...]) -> None:
+    """Each layer is best effort except the rlimits, because a kernel or container may refuse
+    namespaces or seccomp while the hook and the other layers still hold."""
+    import ctypes  # only the set-up may see ctypes: _forget_ctypes makes it unreachable
 
     libc = ctypes.CDLL(None, use_errno=True)
     _prctl(libc, _PR_SET_PDEATHSIG, _SIGKILL)
     if os.getppid() != job["parent_pid"]:
         os._exit(1)  # the parent died before the death signal was armed
-    _preload()
     try:  # glibc dlopens it lazily to unwind exiting threads: map it before the filter forbids that
         ctypes.CDLL("libgcc_s.so.1")
     except OSError:
@@ -289,6 +301,44 @@ def _preload() -> None:
                 __import__(name)
             except ImportError:
                 pass
+
+
+def _classes() -> dict[int, type]:
+    """Every class ``object.__subclasses__()`` leads to, directly or not, by id."""
+    found: dict[int, type] = {}
+    stack = [object]
+    while stack:
+        for sub in type.__subclasses__(stack.pop()):
+            if id(sub) not in found:
+                found[id(sub)] = sub
+                stack.append(sub)
+    return found
+
+
+def _forget_ctypes(known: dict[int, type]) -> None:
+    """Leave no way from Python to the classes the set-up added (``known`` is every class before).
+
+    Dropping ctypes from ``sys.modules`` is not enough: ``_ctypes`` is an extension whose classes
+    are static, so they are never freed, and ``object.__subclasses__()`` would still lead an agent
+    to ``_ctypes._Pointer``, whose indexing reads and writes any address without an audit event
+    (the route to disabling the hook). Each class is listed in its bases' subclass registries,
+    ``{id(cls): weakref(cls)}`` dicts found here through the weak references; removing it there
+    hides it from ``__subclasses__`` alone (the interpreter also walks them to invalidate caches
+    when a base changes, and these bases, builtins and ctypes' own, never change). After this, only
+    walking the heap, which the hook refuses, or re-importing ctypes, refused too, would find them.
+    Fails closed: a run whose set-up left one reachable never gets to agent code."""
+    for name in [n for n in sys.modules if n.split(".")[0] in ("ctypes", "_ctypes")]:
+        del sys.modules[name]
+    added = {key: cls for key, cls in _classes().items() if key not in known}
+    refs = [ref for cls in added.values() for ref in _weakref.getweakrefs(cls)]
+    for holder in gc.get_referrers(*refs):
+        if type(holder) is dict:
+            for key in [k for k in holder if type(k) is int and k in added]:
+                if type(holder[key]) is _weakref.ReferenceType and holder[key]() is added[key]:
+                    del holder[key]
+    left = [cls.__qualname__ for key, cls in _classes().items() if key not in known]
+    if left:
+        raise RuntimeError(f"classes added by the set-up are still reachable: {', '.join(left)}")
 
 
 def _lower_rlimits(job: dict[str, object]) -> None:
@@ -410,10 +460,8 @@ def _bpf(table: _Syscalls, pid: int) -> bytes:
 
 
 def _lock_interpreter(workdir: str) -> None:
-    """Remove, before the hook is installed, what it could not see being used: ctypes (kept by the
-    set-up), the loaders of native modules, and the few posix calls that no audit event covers."""
-    for name in [n for n in sys.modules if n.split(".")[0] in ("ctypes", "_ctypes")]:
-        del sys.modules[name]
+    """Remove, before the hook is installed, what it could not see being used: the loaders of native
+    modules, and the few posix calls that no audit event covers."""
     _imp.create_dynamic = _imp.create_builtin = _refuse_native
     for module, names in ((os, ("pidfd_open", "mknod", "mkfifo", "chroot")),
                           (posix, ("pidfd_open", "mknod", "mkfifo", "chroot")),
