@@ -6,19 +6,22 @@ so a page of a million-candidate archive costs what a page of a small one does.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from agentopt.agents.kinds import label
-from agentopt.archive.models import Campaign, Candidate, Evaluation, LLMCall
+from agentopt.agents.errors import AgentoptError
+from agentopt.agents.kinds import agent_from_payload, label
+from agentopt.archive.models import Campaign, Candidate, Evaluation, LLMCall, Result
 from agentopt.archive.records import Record
 from agentopt.archive.store import Archive
 
 SortKey = Literal["id", "val", "train", "test", "tokens"]
 SORT_KEYS: tuple[SortKey, ...] = ("id", "val", "train", "test", "tokens")
 POINTS_CAP = 20_000  # scored candidates drawn per campaign; beyond this the plots show the newest
+RESULT_TEXTS = ("output", "feedback", "error", "trace")  # the texts a page clips and serves whole on request
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,35 @@ class ScorePoint(Record):
     at: datetime
 
 
+def payload_problem(payload: Any) -> str | None:
+    """What is wrong with a stored payload, or None when its kind reads it as an agent. Readers show a
+    payload through its kind (label, description, drawing) only once the kind accepts it: a row written
+    by a bug or by hand (a list, a graph with a cycle) must cost its own line, not the whole page."""
+    if not isinstance(payload, dict):
+        return f"its payload is a JSON {json_type(payload)}, not an object"
+    try:
+        agent_from_payload(payload)
+    except ValidationError as exc:
+        reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    except AgentoptError as exc:
+        reason = str(exc)
+    else:
+        return None
+    return f"its payload is not a valid {payload.get('kind', 'prompt')} agent: {' '.join(reason.split())[:300]}"
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a stored value's type, as an error message about it should say it."""
+    names = {list: "array", dict: "object", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
+
+
+def shown_label(payload: Any) -> str:
+    """The kind's one-line label, or what is wrong with a payload its kind cannot read."""
+    problem = payload_problem(payload)
+    return label(payload) if problem is None else f"(damaged: {problem})"
+
+
 def candidate_page(archive: Archive, campaign_id: str, sort: SortKey = "id", descending: bool = False,
                    strategy: str | None = None, kind: str | None = None, offset: int = 0,
                    limit: int = 50) -> tuple[list[CandidateRow], int]:
@@ -76,8 +108,8 @@ def candidate_page(archive: Archive, campaign_id: str, sort: SortKey = "id", des
     with archive.session() as s:
         total = s.execute(select(func.count(Candidate.id)).where(*where)).scalar_one()
         rows = s.execute(query).all()
-    return [CandidateRow(c.id, c.kind, c.strategy, label(c.payload), c.twin_id, c.created_at, v, (lo, hi), vn, tr, trn,
-                         te, tok) for c, v, lo, hi, vn, tr, trn, te, tok in rows], total
+    return [CandidateRow(c.id, c.kind, c.strategy, shown_label(c.payload), c.twin_id, c.created_at, v, (lo, hi), vn,
+                         tr, trn, te, tok) for c, v, lo, hi, vn, tr, trn, te, tok in rows], total
 
 
 def score_points(archive: Archive, campaign_id: str, cap: int = POINTS_CAP) -> list[ScorePoint]:
@@ -127,6 +159,15 @@ def twins_of(archive: Archive, campaign_id: str, candidate_id: int, limit: int =
         return list(s.scalars(select(Candidate.id).where(Candidate.campaign_id == campaign_id,
                                                           Candidate.twin_id == candidate_id)
                               .order_by(Candidate.id).limit(limit)))
+
+
+def result_text(archive: Archive, candidate_id: int, split: str, example_id: str, field: str) -> Any:
+    """One stored text of one example's result (``field``: one of ``RESULT_TEXTS``), found by its
+    unique key; None when there is no such result or it has no such text."""
+    column = {"output": Result.output, "feedback": Result.feedback, "error": Result.error, "trace": Result.trace}[field]
+    with archive.session() as s:
+        return s.scalar(select(column).where(Result.candidate_id == candidate_id, Result.split == split,
+                                             Result.example_id == example_id))
 
 
 def strategies(archive: Archive) -> list[str]:

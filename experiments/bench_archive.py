@@ -106,7 +106,7 @@ def dashboard_pages(url: str, campaign_ids: list[str], depth20: list[int], n: in
 
     from agentopt.optimizer.dashboard.app import create_app
 
-    client = TestClient(create_app(Archive(url, create=False, read_only=True)))
+    client = TestClient(create_app(Archive(url, create=False, read_only=True)), base_url="http://127.0.0.1")
 
     def get(path: str) -> None:
         answer = client.get(path)

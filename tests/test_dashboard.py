@@ -50,7 +50,8 @@ def archive_with_campaign(db_url: str, fake_endpoint: FakeEndpoint, echo_task_fi
 
 @pytest.fixture
 def client(archive_with_campaign: tuple[str, str, int, int]) -> TestClient:
-    return TestClient(create_app(Archive(archive_with_campaign[0], create=False, read_only=True)))
+    return TestClient(create_app(Archive(archive_with_campaign[0], create=False, read_only=True)),
+                      base_url="http://127.0.0.1")
 
 
 def test_every_page_answers_and_unknown_ids_are_404_pages(client: TestClient,
@@ -105,8 +106,16 @@ def test_the_dashboards_session_cannot_write(archive_with_campaign: tuple[str, s
 
 
 def test_the_export_download_is_a_package_built_in_a_removed_temp_dir(
-        client: TestClient, archive_with_campaign: tuple[str, str, int, int]) -> None:
-    _, _, best, _ = archive_with_campaign
+        tmp_path: Path, fake_endpoint: FakeEndpoint, client: TestClient,
+        archive_with_campaign: tuple[str, str, int, int]) -> None:
+    _, _, on_file_task, _ = archive_with_campaign
+    refused = client.get(f"/candidates/{on_file_task}/export")
+    assert refused.status_code == 409 and "agentopt export" in refused.text, "a task file is not opened to export"
+    url = f"sqlite:///{tmp_path / 'builtin.db'}"
+    [report] = run_campaigns(parse_config(config(Path("singular_to_plural"), fake_endpoint.url)), Archive(url),
+                             SilentReporter())
+    best = report.best_candidate_id
+    client = TestClient(create_app(Archive(url, create=False, read_only=True)), base_url="http://127.0.0.1")
     before = set(Path(tempfile.gettempdir()).glob("agentopt-dashboard-export-*"))
     download = client.get(f"/candidates/{best}/export")
     assert download.status_code == 200 and download.headers["content-type"] == "application/gzip"
@@ -141,7 +150,7 @@ def test_the_python_api_serves_the_same_app(archive_with_campaign: tuple[str, st
     import agentopt
 
     url, campaign_id, _, _ = archive_with_campaign
-    page = TestClient(agentopt.dashboard_app(url)).get(f"/campaigns/{campaign_id}")
+    page = TestClient(agentopt.dashboard_app(url), base_url="http://127.0.0.1").get(f"/campaigns/{campaign_id}")
     assert page.status_code == 200 and "What the search did" in page.text
 
 

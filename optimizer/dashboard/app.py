@@ -2,12 +2,15 @@
 
 Read-only three times over: the database connection refuses writes, no route writes, and the one
 route that touches the file system (the export download) works in a temporary directory it removes.
+No route reads a file or imports a module that archive content names (see ``views``): the export
+download is offered only for built-in tasks.
 Everything shown was written by LLMs, so templates escape all of it, charts get escaped labels, and a
 Content-Security-Policy allows only the app's own scripts: an injected ``<script>`` could not run
 even if escaping failed somewhere.
 """
 
 import io
+import math
 import re
 import socket
 import tarfile
@@ -29,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,6 +48,9 @@ MAX_ID = 2**62  # ids and pages beyond this are not numbers any database column 
 POLL_MS = 2000
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# The static report carries the policy in a <meta> tag, where browsers ignore (and warn about) frame-ancestors.
+META_CSP = "; ".join(part for part in CSP.split("; ") if not part.startswith("frame-ancestors"))
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
 def plotly_js() -> Path:
@@ -66,14 +72,16 @@ def code_html(code: str, language: str) -> Markup:
 
 
 def percent(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{100 * value:.{digits}f}"
+    if value is None:
+        return "-"
+    return f"{100 * value:.{digits}f}" if math.isfinite(value) else f"not a score ({value})"
 
 
 def environment() -> Environment:
     """The templates, autoescaped; shared with the static report."""
     env = Environment(loader=PackageLoader("agentopt.optimizer.dashboard"), autoescape=select_autoescape(default=True))
     env.filters.update(pct=percent, code=code_html)
-    env.globals["describe"] = views.describe
+    env.globals.update(describe=views.describe, clip_chars=views.CLIP_CHARS, meta_csp=META_CSP)
     return env
 
 
@@ -99,12 +107,12 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
 
 
-def _int(request: Request, name: str, default: int | None = None, low: int = 1) -> int:
+def _int(request: Request, name: str, default: int | None = None, low: int = 1, high: int = MAX_ID) -> int:
     raw = request.query_params.get(name) or ""
     if not raw and default is not None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= MAX_ID:
-        raise HTTPException(400, f"{name} must be a whole number from {low} to {MAX_ID}, not {raw!r}")
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise HTTPException(400, f"{name} must be a whole number from {low} to {high}, not {raw!r}")
     return int(raw)
 
 
@@ -126,12 +134,12 @@ def _campaign_id(request: Request) -> str:
     return campaign_id
 
 
-def create_app(archive: Archive, hosts: Sequence[str] | None = None) -> Starlette:
+def create_app(archive: Archive, hosts: Sequence[str] | None = LOOPBACK) -> Starlette:
     """The dashboard over ``archive`` (open it read-only: ``Archive(url, create=False, read_only=True)``).
-    ``hosts``: the Host headers to answer (a page on another site that rebinds its DNS name to
-    127.0.0.1 sends its own); ``None`` leaves that to whoever mounts the app."""
+    ``hosts``: the Host headers to answer, loopback names by default as ``agentopt dashboard`` has
+    them (a page on another site that rebinds its DNS name to 127.0.0.1 sends its own); ``None``
+    leaves that to whoever mounts the app."""
     env = environment()
-    lookups = views.Lookups(archive)
 
     def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(static=False, poll_ms=POLL_MS, **context),
@@ -155,7 +163,8 @@ def create_app(archive: Archive, hosts: Sequence[str] | None = None) -> Starlett
         task = request.query_params.get("task") or None
         strategy = request.query_params.get("strategy") or None
         since, until = _day(request, "since"), _day(request, "until", end=True)
-        data = views.campaign_list(archive, task, strategy, since, until, _int(request, "page", 1))
+        data = views.campaign_list(archive, task, strategy, since, until,
+                                  _int(request, "page", 1, high=views.MAX_PAGE))
         return render("campaigns.html", **data, task=task or "", strategy=strategy or "",
                       since=request.query_params.get("since", ""), until=request.query_params.get("until", ""))
 
@@ -166,7 +175,8 @@ def create_app(archive: Archive, hosts: Sequence[str] | None = None) -> Starlett
             raise HTTPException(400, f"sort by one of {', '.join(browse.SORT_KEYS)}, not {sort!r}")
         data = views.campaign_page(archive, campaign_id, sort, request.query_params.get("desc") == "1",  # type: ignore[arg-type]
                                    request.query_params.get("strategy") or None,
-                                   request.query_params.get("kind") or None, _int(request, "page", 1))
+                                   request.query_params.get("kind") or None,
+                                   _int(request, "page", 1, high=views.MAX_PAGE))
         return render("campaign.html", **data, live_url=f"/api/campaigns/{campaign_id}")
 
     def campaign_json(request: Request) -> JSONResponse:
@@ -174,12 +184,28 @@ def create_app(archive: Archive, hosts: Sequence[str] | None = None) -> Starlett
 
     def candidate(request: Request) -> HTMLResponse:
         candidate_id = known_candidate(request.path_params["candidate_id"])
-        return render("candidate.html", **views.candidate_page(archive, candidate_id, lookups))
+        return render("candidate.html", **views.candidate_page(archive, candidate_id))
+
+    def stored_text(request: Request) -> PlainTextResponse:
+        """A text the pages clip, whole, as plain text (never rendered as HTML)."""
+        candidate_id = known_candidate(request.path_params["candidate_id"])
+        params = request.query_params
+        field = params.get("field", "")
+        note = _int(request, "note") if field == "note" else None
+        text = views.stored_text(archive, candidate_id, field, params.get("split", ""), params.get("example", ""),
+                                 note)
+        if text is None:
+            raise HTTPException(404, f"candidate {candidate_id} has no such stored text")
+        return PlainTextResponse(text)
 
     def export(request: Request) -> Response:
         from agentopt.optimizer.library import export_agent
 
         candidate_id = known_candidate(request.path_params["candidate_id"])
+        record = archive.candidate(candidate_id)
+        refused = browse.payload_problem(record.payload) or views.task_unloadable(archive, record.campaign_id)
+        if refused:
+            raise HTTPException(409, f"candidate {candidate_id} cannot be exported here: {refused}")
         with tempfile.TemporaryDirectory(prefix="agentopt-dashboard-export-") as tmp:
             try:
                 folder = export_agent(archive, candidate_id, Path(tmp) / "package")
@@ -196,7 +222,7 @@ def create_app(archive: Archive, hosts: Sequence[str] | None = None) -> Starlett
         params = request.query_params
         if "a" in params or "b" in params:
             a, b = (known_candidate(_int(request, key)) for key in ("a", "b"))
-            return render("compare_candidates.html", **views.compare_candidates(archive, a, b, lookups))
+            return render("compare_candidates.html", **views.compare_candidates(archive, a, b))
         ids = [i for i in (params.get("campaigns") or "").split(",") if i]
         if not params.get("task") and len(ids) < 2:
             raise HTTPException(400, "compare two candidates (?a=ID&b=ID), the campaigns of a task (?task=NAME), "
@@ -229,6 +255,7 @@ def create_app(archive: Archive, hosts: Sequence[str] | None = None) -> Starlett
         Route("/api/campaigns/{campaign_id:str}", campaign_json),
         Route("/candidates/{candidate_id:int}", candidate),
         Route("/candidates/{candidate_id:int}/export", export),
+        Route("/candidates/{candidate_id:int}/text", stored_text),
         Route("/compare", compare),
         Route("/static/plotly.min.js", plotly),
         Route("/static/code.css", code_style),
@@ -256,5 +283,5 @@ def serve(archive: Archive, host: str, port: int) -> None:
     import uvicorn
 
     check_port(host, port)
-    hosts = ["*"] if host in ("0.0.0.0", "::", "") else [host, "127.0.0.1", "localhost", "[::1]"]
+    hosts = ["*"] if host in ("0.0.0.0", "::", "") else [host, *LOOPBACK]
     uvicorn.run(create_app(archive, hosts), host=host, port=port, log_level="warning")

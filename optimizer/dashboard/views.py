@@ -2,13 +2,18 @@
 renders the same data frozen into a folder. Nothing here knows about HTTP or HTML, except that text
 bound for a chart's labels is escaped (plotly.js reads a little HTML in labels, and every label here
 is text an LLM wrote).
+
+Pages are drawn from what the archive stores and nothing else: an archive is shared data, so a page
+never loads the task its config names (that would read any file the path points at and import the
+metric module it names). A damaged record is shown with what is wrong with it, never as a failed page.
 """
 
 import html
 import json
+import math
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,19 +22,25 @@ import networkx as nx
 
 from agentopt.agents.budget import Price
 from agentopt.agents.errors import AgentoptError
-from agentopt.agents.kinds import kind_of, label
+from agentopt.agents.kinds import kind_of
 from agentopt.archive import browse, queries
 from agentopt.archive.models import Campaign
+from agentopt.archive.records import NoteRecord, ResultRecord
 from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import role_prices
 from agentopt.optimizer.config import ROLES
-from agentopt.optimizer.library import stored_config, stored_ledger, stored_task
+from agentopt.optimizer.library import stored_config, stored_ledger
 from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
+from agentopt.optimizer.tasks import BUILTIN, EXTERNAL
 
 PAGE_SIZE = 50
+MAX_PAGE = 2**62 // PAGE_SIZE  # its row offset still fits the 64-bit integer SQLite and PostgreSQL bind
+CLIP_CHARS = 4000  # of one stored text on a page: a 1 MB answer made a page a browser could not lay out
+DIFF_LINES = 200  # of one payload field's diff on the comparison page
 LINEAGE_NODES = 300  # drawn around a candidate; a seed's descendants can be a whole campaign
 FENCED = re.compile(r"^```(?P<language>[\w+-]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-Lookup = Callable[[str], tuple[Any, str] | None]  # example id -> (inputs, target), None when unknown
+DRAWING_ERRORS = (AgentoptError, AttributeError, KeyError, TypeError, ValueError, nx.NetworkXException)
+"""What reading a damaged record raises: a kind's label of a payload it cannot read, or a cycle in a lineage."""
 
 
 def aware(when: datetime) -> datetime:
@@ -194,7 +205,7 @@ def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
     front = {r.candidate_id for r in queries.pareto(archive, "val", queries.Filters(campaign=campaign_id))}
     val = [p for p in points if p.split == "val" and p.tokens is not None]
     progress = queries.progress(archive, campaign_id)
-    return {
+    return finite({
         "state": live_state(campaign.status, campaign.heartbeat_at, campaign.summary),
         "active_s": round(campaign.active_s),
         "candidates": progress.candidates,
@@ -213,7 +224,19 @@ def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
                    "text": [chart_text(f"#{p.candidate_id} {p.strategy}: {100 * p.mean:.1f}%, "
                                        f"{p.tokens or 0:.0f} tokens/example") for p in val]},
         "dedup": browse.dedup_counts(archive, campaign_id),
-    }
+    })
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN number as None: JSON has no such numbers (Starlette refuses
+    them, and ``JSON.parse`` in the page would too), and a score of inf is a damaged row, not a best."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
 
 
 def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, descending: bool, strategy: str | None,
@@ -223,6 +246,15 @@ def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, desc
     top = queries.top(archive, 5, "val", queries.Filters(campaign=campaign_id))
     rows, total = browse.candidate_page(archive, campaign_id, sort, descending, strategy, kind,
                                         (page - 1) * PAGE_SIZE, PAGE_SIZE)
+    problems: list[str] = []
+    lineage = None
+    if top:
+        try:
+            lineage = lineage_drawing(nx.compose_all([queries.lineage(archive, r.candidate_id) for r in top]),
+                                      {r.candidate_id for r in top})
+        except DRAWING_ERRORS as exc:
+            problems.append(f"the lineage of the top candidates is not drawn: a record in it is damaged "
+                            f"({type(exc).__name__}: {str(exc)[:300]})")
     return {
         "campaign": campaign,
         "live": campaign_live(archive, campaign_id),
@@ -234,56 +266,36 @@ def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, desc
         "best_candidate_id": summary.get("best_candidate_id"),
         "rows": rows, "paging": Paging(page, PAGE_SIZE, total),
         "sort": sort, "descending": descending, "strategy": strategy or "", "kind": kind or "",
-        "top": top,
-        "lineage": lineage_drawing(nx.compose_all([queries.lineage(archive, r.candidate_id) for r in top]),
-                                   {r.candidate_id for r in top}) if top else None,
+        "top": top, "lineage": lineage, "problems": problems,
     }
 
 
 # --- one candidate ----------------------------------------------------------------------------------
-class Lookups:
-    """Inputs and targets of each campaign's task, loaded again the way its config named it, once per
-    campaign (loading may read a task file or import a metric). A task that cannot be loaded here
-    shows examples by id alone."""
-
-    def __init__(self, archive: Archive, keep: int = 16) -> None:
-        self.archive, self.keep = archive, keep
-        self._loaded: dict[str, Lookup] = {}
-
-    def __call__(self, campaign_id: str) -> Lookup:
-        if campaign_id not in self._loaded:
-            if len(self._loaded) >= self.keep:
-                self._loaded.pop(next(iter(self._loaded)))
-            self._loaded[campaign_id] = task_lookup(self.archive, campaign_id)
-        return self._loaded[campaign_id]
-
-
-def task_lookup(archive: Archive, campaign_id: str) -> Lookup:
-    try:
-        task = stored_task(archive, campaign_id)
-    except AgentoptError:
-        return lambda _example_id: None
-
-    def lookup(example_id: str) -> tuple[Any, str] | None:
-        try:
-            return task.input_and_target(example_id)
-        except (AgentoptError, KeyError):
-            return None
-
-    return lookup
-
-
-def describe(payload: dict[str, Any]) -> str:
+def describe(payload: Any) -> str:
     """The kind's own description of the agent (markdown); a kind unknown here, or a payload its kind
     cannot read, is shown as stored."""
-    try:
-        return kind_of(payload).describe(payload)
-    except (AgentoptError, KeyError, TypeError, ValueError) as exc:
-        return f"(not described: {exc!r}); as stored:\n\n```json\n{json.dumps(payload, indent=1)}\n```"
+    problem = browse.payload_problem(payload)
+    if problem is None:
+        try:
+            return kind_of(payload).describe(payload)
+        except DRAWING_ERRORS as exc:
+            problem = repr(exc)
+    return f"(not described: {problem}); as stored:\n\n```json\n{stored_json(payload)}\n```"
 
 
-def agent_sections(payload: dict[str, Any]) -> list[dict[str, str]]:
-    """The kind's own description, split into prose and code blocks (code is highlighted)."""
+def stored_json(value: Any) -> str:
+    """A stored JSON value as text, whatever it holds (a damaged row may hold anything JSON can)."""
+    return json.dumps(value, indent=1, ensure_ascii=False, default=str)
+
+
+def clipped(text: str, limit: int = CLIP_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def agent_sections(payload: Any) -> list[dict[str, Any]]:
+    """The kind's own description, split into prose and code blocks (code is highlighted), each
+    clipped (``clipped``: the page links to the whole payload)."""
     text, sections, at = describe(payload), [], 0
     for block in FENCED.finditer(text):
         if text[at:block.start()].strip():
@@ -292,7 +304,7 @@ def agent_sections(payload: dict[str, Any]) -> list[dict[str, str]]:
         at = block.end()
     if text[at:].strip():
         sections.append({"type": "text", "text": text[at:].strip()})
-    return sections
+    return [{**s, "text": clipped(s["text"]), "clipped": len(s["text"]) > CLIP_CHARS} for s in sections]
 
 
 def layered(nodes: Sequence[Any], edges: Sequence[tuple[Any, Any]]) -> dict[Any, tuple[float, float]]:
@@ -307,8 +319,10 @@ def layered(nodes: Sequence[Any], edges: Sequence[tuple[Any, Any]]) -> dict[Any,
     return positions
 
 
-def graph_drawing(payload: dict[str, Any]) -> dict[str, Any] | None:
+def graph_drawing(payload: Any) -> dict[str, Any] | None:
     """A graph agent's nodes and edges placed for drawing, with each node's template and tool."""
+    if not isinstance(payload, dict):
+        return None
     nodes, edges = payload.get("nodes"), payload.get("edges")
     if not isinstance(nodes, list) or not nodes or not all(isinstance(n, dict) and "name" in n for n in nodes):
         return None
@@ -350,20 +364,79 @@ def lineage_drawing(graph: nx.DiGraph, marked: set[int]) -> dict[str, Any]:
             "edges": [[*where[a], *where[b]] for a, b in graph.edges]}
 
 
-def candidate_page(archive: Archive, candidate_id: int, lookups: Lookups) -> dict[str, Any]:
+def candidate_page(archive: Archive, candidate_id: int) -> dict[str, Any]:
+    """Everything stored about one candidate. Example inputs and targets are not stored (they live in
+    the task, which pages never load), so each result shows its example id, answer, score, error,
+    feedback and trace; every damaged part of the record is listed in ``problems``."""
     record = queries.show(archive, candidate_id)
-    lookup = lookups(record.campaign_id)
-    results = []
-    for r in record.results:
-        found = lookup(r.example_id)
-        results.append({"result": r, "input": None if found is None else found[0],
-                        "target": None if found is None else found[1]})
-    return {"record": record, "label": label(record.payload), "sections": agent_sections(record.payload),
-            "graph": graph_drawing(record.payload),
-            "lineage": lineage_drawing(near(queries.lineage(archive, candidate_id, descendants=True), candidate_id),
-                                       {candidate_id}),
-            "twins": browse.twins_of(archive, record.campaign_id, candidate_id), "results": results,
-            "exportable": _exportable(record.payload)}
+    damaged = browse.payload_problem(record.payload)
+    problems = [] if damaged is None else [damaged]
+    problems += [f"its {split} mean is {e.mean}, not a score from 0 to 1" for split, e in record.evaluations.items()
+                 if e.mean is not None and not 0 <= e.mean <= 1]
+    results = [result_view(r) for r in record.results]
+    problems += [f"{x['problem']} ({x['result'].split} example {x['result'].example_id})" for x in results
+                 if x["problem"]]
+    notes = [note_view(n) for n in record.notes]
+    problems += [n["problem"] for n in notes if n["problem"]]
+    try:
+        lineage = lineage_drawing(near(queries.lineage(archive, candidate_id, descendants=True), candidate_id),
+                                  {candidate_id})
+    except DRAWING_ERRORS as exc:
+        lineage = None
+        problems.append(f"its lineage is not drawn: a record in it is damaged ({type(exc).__name__}: {str(exc)[:300]})")
+    return {"record": record, "label": browse.shown_label(record.payload), "sections": agent_sections(record.payload),
+            "graph": None if damaged else graph_drawing(record.payload), "lineage": lineage,
+            "twins": browse.twins_of(archive, record.campaign_id, candidate_id), "results": results, "notes": notes,
+            "problems": problems,
+            "exportable": damaged or _exportable(record.payload) or task_unloadable(archive, record.campaign_id)}
+
+
+def result_view(result: ResultRecord) -> dict[str, Any]:
+    """One example's outcome, with its trace as text and what is wrong with a damaged score."""
+    score = result.score
+    problem = None if score is None or 0 <= score <= 1 else f"score {score} is not a number from 0 to 1"
+    return {"result": result, "problem": problem,
+            "trace": None if result.trace is None else stored_json(result.trace),
+            "steps": len(result.trace) if isinstance(result.trace, list) else None}
+
+
+def note_view(note: NoteRecord) -> dict[str, Any]:
+    """A note's fields as text; note data that is not an object is shown as stored, and said to be damaged."""
+    if not isinstance(note.data, dict):
+        return {"id": note.id, "kind": note.kind, "fields": [("as stored", stored_json(note.data))],
+                "problem": f"note {note.id}'s data is a JSON {browse.json_type(note.data)}, not an object"}
+    fields = [(str(k), v if isinstance(v, str) else stored_json(v)) for k, v in note.data.items()]
+    return {"id": note.id, "kind": note.kind, "fields": fields, "problem": None}
+
+
+def task_unloadable(archive: Archive, campaign_id: str) -> str | None:
+    """Why the dashboard will not load a campaign's task to export its candidates, or None when it
+    will: only a built-in task, whose examples and metric are agentopt's own. A task file or metric
+    named in the archive would have the server read that path and import that module."""
+    campaign = archive.campaign(campaign_id)
+    info = campaign.config.get("task") if isinstance(campaign.config, dict) else None
+    ref = info.get("ref", campaign.task) if isinstance(info, dict) else campaign.task
+    if isinstance(ref, str) and (ref in BUILTIN or ref in EXTERNAL):
+        return None
+    return ("its task is a file or metric the archive names, which the dashboard does not open; "
+            "export it from the command line (agentopt export)")
+
+
+def stored_text(archive: Archive, candidate_id: int, field: str, split: str, example_id: str,
+                note_id: int | None) -> str | None:
+    """One stored text of a candidate, whole (pages clip them): its payload, rationale, a note, or an
+    example's output, feedback, error or trace. None: no such text."""
+    if field in browse.RESULT_TEXTS:
+        found = browse.result_text(archive, candidate_id, split, example_id, field)
+        return found if found is None or isinstance(found, str) else stored_json(found)
+    if field not in ("payload", "rationale", "note"):
+        return None
+    record = queries.show(archive, candidate_id)
+    if field == "payload":
+        return stored_json(record.payload)
+    if field == "rationale":
+        return record.rationale
+    return next((stored_json(n.data) for n in record.notes if n.id == note_id), None)
 
 
 def _exportable(payload: dict[str, Any]) -> str | None:
@@ -375,28 +448,47 @@ def _exportable(payload: dict[str, Any]) -> str | None:
 
 
 # --- comparisons ------------------------------------------------------------------------------------
-def compare_candidates(archive: Archive, a: int, b: int, lookups: Lookups, limit: int = 50) -> dict[str, Any]:
+def compare_candidates(archive: Archive, a: int, b: int, limit: int = 50) -> dict[str, Any]:
     """A against B: the payload diff, the paired scores per split, and the examples each gets right
-    where the other does not."""
-    diff = queries.diff(archive, a, b)
+    where the other does not (by example id: inputs are not stored)."""
+    problems = [f"candidate #{c}: {p}" for c in (a, b) if (p := browse.payload_problem(archive.candidate(c).payload))]
+    diff = None if problems else queries.diff(archive, a, b)
     sa, sb = queries.example_scores(archive, a), queries.example_scores(archive, b)
     shared = sorted(sa.keys() & sb.keys())
-    lookup = lookups(archive.candidate(a).campaign_id)
 
     def shown(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        return [{"split": split, "example_id": example, "a": sa[(split, example)], "b": sb[(split, example)],
-                 "input": (found[0] if (found := lookup(example)) else None)} for split, example in keys[:limit]]
+        return [{"split": split, "example_id": example, "a": sa[(split, example)], "b": sb[(split, example)]}
+                for split, example in keys[:limit]]
 
     a_only = [k for k in shared if sa[k] > sb[k]]
     b_only = [k for k in shared if sb[k] > sa[k]]
-    return {"diff": diff, "a": _header(archive, a), "b": _header(archive, b),
+    return {"diff": diff, "changes": [] if diff is None else shown_changes(diff.payload_changes),
+            "a": _header(archive, a), "b": _header(archive, b), "problems": problems,
             "a_better": shown(a_only), "b_better": shown(b_only), "a_better_n": len(a_only), "b_better_n": len(b_only)}
+
+
+def shown_changes(changes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each payload change clipped for the page: at most ``DIFF_LINES`` lines or items, each clipped."""
+    shown = []
+    for key, change in changes.items():
+        if isinstance(change, dict) and "added" in change:
+            items = {side: [clipped(x if isinstance(x, str) else stored_json(x)) for x in change[side][:DIFF_LINES]]
+                     for side in ("removed", "added")}
+            more = max(len(change["removed"]), len(change["added"])) - DIFF_LINES
+            shown.append({"key": key, "type": "items", **items, "more": max(more, 0)})
+        elif isinstance(change, dict):
+            shown.append({"key": key, "type": "values", "A": clipped(stored_json(change["A"])),
+                          "B": clipped(stored_json(change["B"])), "more": 0})
+        else:
+            shown.append({"key": key, "type": "lines", "lines": [clipped(line) for line in change[:DIFF_LINES]],
+                          "more": max(len(change) - DIFF_LINES, 0)})
+    return shown
 
 
 def _header(archive: Archive, candidate_id: int) -> dict[str, Any]:
     candidate = archive.candidate(candidate_id)
     return {"id": candidate.id, "campaign_id": candidate.campaign_id, "strategy": candidate.strategy,
-            "label": label(candidate.payload)}
+            "label": browse.shown_label(candidate.payload)}
 
 
 def compare_campaigns(archive: Archive, task: str | None, ids: Sequence[str]) -> list[queries.Comparison]:
