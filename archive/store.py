@@ -12,18 +12,20 @@ import sqlite3
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Engine, create_engine, event, func, make_url, select
+from sqlalchemy import URL, Engine, create_engine, event, func, make_url, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agentopt.agents.errors import ArchiveError
+from agentopt.agents.sandbox import register_secret
 from agentopt.archive import schema
 from agentopt.archive.models import (Base, Campaign, Candidate, Evaluation, Lineage, LLMCall, Note, Result, Sweep,
                                      utcnow)
@@ -99,6 +101,13 @@ def lock_timeout_s() -> float:
     return float(os.environ.get("AGENTOPT_DB_TIMEOUT", "60"))
 
 
+def _password(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
+
+
 def display_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -113,8 +122,8 @@ def describe_db_error(exc: Exception, url: str) -> str:
         hint = "use a postgresql+psycopg:// URL" if exc.name == "psycopg2" else "pip install 'agentopt[postgres]'"
         return f"archive {where} needs the {exc.name} driver: {hint}"
     if isinstance(exc, (ArgumentError, NoSuchModuleError)):
-        return (f"not a usable database URL: {where!r} (use a SQLite path, sqlite:///PATH or "
-                "postgresql+psycopg://USER@HOST:PORT/DB)")
+        return (f"not a usable database URL: {where!r} (an archive is SQLite or PostgreSQL: use a SQLite path, "
+                "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB)")
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     detail_line = detail[0] if detail else type(exc).__name__
     if "database is locked" in detail_line:
@@ -142,19 +151,37 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
             time.sleep(WAL_RETRY_S)
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+def _sqlite_read_only_url(url: str) -> URL:
+    """The same file opened ``mode=ro``: SQLite itself refuses every write on it, and it never creates
+    the file (``PRAGMA query_only`` alone is a setting any statement can turn off)."""
+    parsed = make_url(url)
+    path = Path(parsed.database or "").resolve()
+    return parsed.set(database=path.as_uri(), query={**parsed.query, "mode": "ro", "uri": "true"})
+
+
 def make_engine(url: str, read_only: bool = False) -> Engine:
     """The archive's engine; ``read_only``: every connection refuses writes (the dashboard's), enforced
     by the database itself rather than by the care of the code that reads."""
-    engine = create_engine(url, pool_pre_ping=True)
-    if read_only and engine.dialect.name == "postgresql":
+    backend = make_url(url).get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:  # before SQLAlchemy asks for a driver we would then suggest installing
+        raise ArgumentError(f"{backend} is not supported")
+    if read_only and backend == "postgresql":
+        # Read-only by connection option, so no statement (nor a pooling proxy resetting the session)
+        # can turn it off; each transaction also says so, for a proxy that drops start-up options.
+        engine = create_engine(url, pool_pre_ping=True,
+                               connect_args={"options": "-c default_transaction_read_only=on"})
 
-        @event.listens_for(engine, "connect")
-        def _pg_read_only(conn: Any, _record: Any) -> None:
-            with conn.cursor() as cursor:
-                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-            conn.commit()
+        @event.listens_for(engine, "begin")
+        def _pg_read_only(conn: Any) -> None:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
-    if engine.dialect.name == "sqlite":
+        return engine
+    engine = create_engine(_sqlite_read_only_url(url) if read_only and backend == "sqlite" else url,
+                           pool_pre_ping=True)
+    if backend == "sqlite":
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: sqlite3.Connection, _record: Any) -> None:
@@ -196,6 +223,8 @@ class Archive:
 
     def __init__(self, url: str, create: bool = True, read_only: bool = False) -> None:
         self.url = url
+        if password := _password(url):
+            register_secret(password)  # a sandboxed agent's output never shows it, however it got it
         with database_errors(url):
             self.engine = make_engine(url, read_only)
             if read_only:

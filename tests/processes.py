@@ -22,6 +22,14 @@ def agentopt(*args: str, cwd: Path | None = None, env: dict[str, str] | None = N
                           env={**os.environ, **(env or {})})
 
 
+def raw_bytes(paths: list[Path]) -> bytes:
+    """The bytes of ``paths``, read by a child process: a test holding archive connections must not
+    open and close a descriptor of the file itself (that drops its process's SQLite locks)."""
+    script = "import sys; [sys.stdout.buffer.write(open(p, 'rb').read()) for p in sys.argv[1:]]"
+    return subprocess.run([sys.executable, "-c", script, *map(str, paths)], capture_output=True, check=True,
+                          timeout=60).stdout
+
+
 def pids_running(*needles: str) -> set[int]:
     """Processes whose command line has each of ``needles`` as a word, or as a word's file name."""
     found = set()

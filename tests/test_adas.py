@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeEndpoint
+from processes import raw_bytes
 from sqlalchemy import text
 from test_campaign import config
 
@@ -90,7 +91,7 @@ def test_hostile_generations_are_contained_and_no_secret_reaches_the_archive(
     finally:
         endpoint.close()
     assert report.stats["failed generations"] == 2, "the killer and the reader are stopped; the env dump runs"
-    stored = b"".join(p.read_bytes() for p in tmp_path.glob("a.db*"))
+    stored = raw_bytes(sorted(tmp_path.glob("a.db*")))
     assert b"sk-secret-123" not in stored and b"blocked" in stored
 
 

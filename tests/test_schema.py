@@ -212,6 +212,7 @@ def test_locked_sqlite_archive_is_one_line_and_loses_nothing(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("url, message", [
     ("foo://nowhere", "not a usable database URL"),
+    ("mysql://agentopt@127.0.0.1/x", "an archive is SQLite or PostgreSQL"),
     ("postgresql+psycopg://agentopt@127.0.0.1:1/x", "Connection refused"),
     ("postgresql+psycopg2://agentopt@127.0.0.1/x", "use a postgresql+psycopg:// URL"),
 ])
