@@ -2,7 +2,8 @@
 
 A budget is checked *before* a call starts, against what is already spent plus what calls in
 flight have reserved, so once it is reached no new call starts anywhere in the cluster. Calls
-count completed requests (failed attempts cost no tokens and are bounded by ``max_attempts``).
+count what the endpoints were asked to do: every request one received, answered or not (a failed
+attempt is billed by some APIs, and a timed-out one may have run to the end).
 """
 
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class RoleBudget(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    calls: int | None = Field(None, ge=1, description="completed LLM requests")
+    calls: int | None = Field(None, ge=1, description="LLM requests an endpoint received, failed attempts included")
     tokens: int | None = Field(None, ge=1, description="prompt + completion tokens")
     usd: float | None = Field(None, gt=0, description="US dollars, from the model's price in `prices`")
 

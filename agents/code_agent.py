@@ -8,7 +8,6 @@ back, should it have got hold of it anyway). Whatever goes wrong in the agent is
 """
 
 import json
-import os
 from typing import Any, Literal
 
 from langchain_core.runnables import Runnable, RunnableLambda
@@ -19,7 +18,7 @@ from agentopt.agents.base import AgentKind, Payload, clip
 from agentopt.agents.code_framework import run_agent_code
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
-from agentopt.agents.sandbox import Limits, register_secret
+from agentopt.agents.sandbox import Limits
 from agentopt.archive.hashing import code_canonical
 
 
@@ -39,20 +38,11 @@ class CodeAgent(BaseModel):
         return json.dumps({"kind": self.kind, "code": code_canonical(self.code)})
 
     def run(self, inputs: Inputs, llm: LLMClient, limits: Limits = Limits()) -> str:
-        _register_keys(llm)
         return run_agent_code(self.code, inputs, lambda messages, **params: llm.chat(messages, **params).text, limits)
 
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
         """A langchain-core Runnable taking a string or a mapping of input fields."""
         return RunnableLambda(lambda x: self.run(runnable_inputs(x), llm))
-
-
-def _register_keys(llm: LLMClient) -> None:
-    """The sandbox masks variables named like secrets; a key may sit in a variable of any name."""
-    for endpoint in llm.endpoints:
-        key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
-        if key:
-            register_secret(key)
 
 
 def _describe(payload: Payload) -> str:

@@ -35,12 +35,19 @@ class LLMBadReply(LLMError):
     """The endpoint answered, but with no usable text (empty, missing or malformed body)."""
 
 
+class LLMRefused(LLMError):
+    """The endpoint answered, and would answer the same again: it refused the request (401, 403 or
+    another 4xx but 429) or replied without a message. Never retried: another try is paid for
+    nothing, so a campaign does not run the example again either."""
+
+
 class ArchiveError(AgentoptError):
     """An archive lookup failed: unknown id, or a database that cannot be opened."""
 
 
-class LLMEmptyReply(LLMBadReply):
-    """The model answered with nothing; deterministic, so it is recorded rather than retried."""
+class LLMEmptyReply(LLMBadReply, LLMRefused):
+    """The endpoint answered with nothing (an empty message, or a completion without one);
+    deterministic, so it is recorded rather than retried."""
 
 
 class BudgetExhausted(AgentoptError):

@@ -83,7 +83,8 @@ class Endpoint(BaseModel):
 
 
 class Health(BaseModel):
-    """When an endpoint counts as down, how it is probed back, and how long a run waits for one."""
+    """When an endpoint counts as down, how it is probed back, how long a run waits for one, and how
+    many failed calls a campaign goes on through (the gate reads the first four, the campaign the last two)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -93,6 +94,13 @@ class Health(BaseModel):
     probe_max_s: float = Field(15.0, gt=0, description="longest wait between probes")
     outage_limit_s: float = Field(300.0, gt=0, description="seconds a role may have no endpoint up before the run "
                                                            "stops as endpoint_down (resume finishes it)")
+    max_error_rate: float = Field(0.5, ge=0.0, le=1.0, description="share of a campaign's latest `error_window` "
+                                  "examples that may fail because an LLM call failed for good (refused, no "
+                                  "usable reply, retries spent); past it the campaign stops as error_rate "
+                                  "(resume finishes it; 1: never)")
+    error_window: int = Field(20, ge=1, description="examples the error rate is measured over; a campaign whose "
+                                                    "examples have all failed, for any reason, stops as error_rate "
+                                                    "once it has run this many (or at the end of its search)")
 
 
 class Halted(BudgetExhausted):
@@ -424,8 +432,10 @@ class Admission:
 
     def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None,
                 now: float | None = None, campaign: str | None = None) -> int | None:
-        """A call (or probe) finished: ``used`` is its :class:`Used` tokens if it answered;
-        ``fault`` says why the endpoint failed it (connection error, timeout, 5xx); neither: it
+        """A call (or probe) finished: ``used`` is its :class:`Used` tokens if the endpoint received
+        it (booked: an answer's tokens, a refused or failed request as a call, a timeout as what it
+        was asked for, which may have been billed); ``fault`` says why the endpoint failed it
+        (connection error, timeout, 5xx); ``used`` alone: it answered, so it is up; neither: it
         failed for another reason, which says nothing about the endpoint's health. ``now`` dates a
         fault (default: the last admission's time).
 
@@ -448,11 +458,11 @@ class Admission:
             return None
         state = self.endpoints[held.url]
         state.probing = state.probing and not held.probe
-        if used is not None:
-            state.answered(lease_id)
-        elif fault is not None:
+        if fault is not None:
             state.failed(self.issued, fault, held.probe, self.health, self.clock if now is None else now)
             return self.issued
+        if used is not None:
+            state.answered(lease_id)
         return None
 
     def _free(self, held: Held, used: Used | None) -> None:

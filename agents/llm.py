@@ -2,11 +2,15 @@
 
 Every call is keyed on (model, messages, every sampling parameter, sample index). A hit returns the
 stored completion without touching the network, so a repeated or resumed run pays for nothing twice.
-Transport failures are retried a bounded number of times and then raised as :class:`LLMUnavailable`;
-an unusable body becomes :class:`LLMBadReply`. Neither is ever turned into an empty answer. A failure
-caused by an endpoint outage is not the call's: it waits for the endpoint and tries again (see
-:class:`Attempts`). The role decides sampling: a caller may only lower ``max_tokens`` and pick a
-temperature in the role's range (see :func:`bounded`).
+Transport failures are retried a bounded number of times and then raised as :class:`LLMUnavailable`
+(after the wait a 429's ``Retry-After`` asks for, when it asks for more than the backoff); an answer
+another try would repeat (401/403, another 4xx, a completion without a message) is raised at once
+as :class:`LLMRefused`. None is ever turned into an empty answer. A failure caused by an endpoint
+outage is not the call's: it waits for the endpoint and tries again (see :class:`Attempts`); a
+timeout is always the call's, since the endpoint may have done, and billed, the work, and a request
+is sent at most ``max_attempts`` times in all, however often it is asked for (see :class:`TimedOut`). Every attempt
+the endpoint received is booked on the gate's ledger, answered or not. The role decides sampling: a
+caller may only lower ``max_tokens`` and pick a temperature in the role's range (see :func:`bounded`).
 """
 
 import hashlib
@@ -16,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import openai
@@ -30,8 +35,9 @@ from tenacity import (
 )
 
 from agentopt.agents.budget import Used, estimate_prompt_tokens
-from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLMError, LLMUnavailable
+from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLMError, LLMRefused, LLMUnavailable
 from agentopt.agents.gate import Endpoint, Lease, LocalGate, prefix_chain
+from agentopt.agents.sandbox import register_secret
 from agentopt.agents import wire
 from agentopt.agents.wire import completion_request
 
@@ -39,6 +45,7 @@ Message = dict[str, str]
 LEASE_SLACK_S = 30.0  # a lease outlives its request's timeout by this much before it is reclaimed
 SAVED_FIELD = "prompt_seconds_saved"  # the bundled server's usage extension (see agents/llama_server.py)
 OUTAGES_RIDDEN = 3  # outages one call may wait out; after that its faults are charged like any failure
+RETRY_AFTER_MAX_S = 60.0  # a longer Retry-After is waited this long (the openai client's own cap)
 
 _RETRIABLE = (
     openai.APITimeoutError,
@@ -125,6 +132,9 @@ class Usage:
     footprint_tokens: int = 0
     latency_s: float = 0.0
     clamped: int = 0  # calls whose sampling overrides went past what the role allows
+    failed: int = 0  # calls that raised an LLMError: retries spent, or an answer another try would repeat
+    refused: int = 0  # of those, the ones another try would repeat (LLMRefused): running them again cannot help
+    last_error: str | None = None  # the latest failure, for the person told about them
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, completion: Completion) -> None:
@@ -142,9 +152,15 @@ class Usage:
         with self._lock:
             self.clamped += 1
 
+    def fail(self, exc: LLMError) -> None:
+        with self._lock:
+            self.failed += 1
+            self.refused += isinstance(exc, LLMRefused)
+            self.last_error = _describe(exc)
+
     def as_dict(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens",
-                                                "latency_s", "clamped")}
+                                                "latency_s", "clamped", "failed", "refused")}
 
 
 @dataclass
@@ -162,6 +178,7 @@ class Attempts:
 
     limit: int
     charged: int = 0
+    timeouts: int = 0
     ridden: int = 0
     open: list[tuple[str, int, int]] = field(default_factory=list)  # (url, outages at admission, fault's tick)
     last: BaseException | None = None
@@ -174,6 +191,10 @@ class Attempts:
     def failed(self, exc: BaseException) -> None:
         self.charged += 1
         self.last, self.judging = exc, False
+
+    def timed_out(self, exc: BaseException) -> None:
+        self.timeouts += 1
+        self.failed(exc)
 
     def faulted(self, lease: Lease, tick: int | None, exc: BaseException) -> None:
         """``tick``: what the gate answered to the fault's release (``None``: it tracks no health)."""
@@ -199,6 +220,25 @@ class Attempts:
                 still.append((url, outages, tick))
         self.open = still
         self.ridden += excused
+
+
+@dataclass
+class TimedOut:
+    """Attempts that timed out, per request key, over a client's life (its views share it). The
+    endpoint may have run, and billed, each one, so a request that timed out is sent at most
+    ``max_attempts`` times in all, even when a campaign asks for it again (a second pass, another
+    trial on the same example). Per process: a Ray worker keeps its own."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            return self.counts.get(key, 0)
+
+    def add(self, key: str, n: int) -> None:
+        with self._lock:
+            self.counts[key] = self.counts.get(key, 0) + n
 
 
 def cache_key(model: str, messages: Sequence[Message], sampling: Sampling, sample: int) -> str:
@@ -238,6 +278,7 @@ class LLMClient:
         self.gate: Gate = gate or LocalGate(endpoints)
         self.payer = Payer(role=role)
         self.usage = Usage()
+        self.timed_out = TimedOut()
         self._clients = {
             e.base_url: openai.OpenAI(base_url=e.base_url, api_key=_api_key(e), timeout=timeout_s, max_retries=0)
             for e in endpoints
@@ -290,19 +331,28 @@ class LLMClient:
         if hit is not None:
             completion = replace(hit, cached=True)
         else:
-            completion = self._call_with_retries(send, probe, prompt_estimate, max_tokens, prefix)
+            try:
+                completion = self._call_with_retries(key, send, probe, prompt_estimate, max_tokens, prefix)
+            except LLMError as exc:
+                self.usage.fail(exc)
+                raise
             self.cache.put(key, request, completion, self.payer)
         self.usage.add(completion)
         return completion
 
-    def _call_with_retries(self, send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object],
-                           prompt_estimate: int, max_tokens: int, prefix: tuple[int, ...]) -> Completion:
-        attempts = Attempts(self.max_attempts)
+    def _call_with_retries(self, key: str, send: Callable[[openai.OpenAI], Completion],
+                           probe: Callable[[openai.OpenAI], object], prompt_estimate: int, max_tokens: int,
+                           prefix: tuple[int, ...]) -> Completion:
+        attempts = Attempts(self.max_attempts, charged=self.timed_out.get(key))
+        if attempts.spent:
+            raise LLMUnavailable(f"{self.model}: not sent again: it timed out {attempts.charged} times already "
+                                 f"(APITimeoutError; max_attempts {self.max_attempts})")
         backoff = wait_exponential_jitter(initial=0.5, max=8.0)
         retrying = Retrying(
             stop=lambda _: attempts.spent,
-            wait=lambda state: 0.0 if attempts.judging else backoff(state),
-            retry=retry_if_exception_type(_RETRIABLE) & retry_if_not_exception_type(LLMEmptyReply),
+            wait=lambda state: 0.0 if attempts.judging else max(
+                backoff(state), retry_after(state.outcome.exception() if state.outcome else None)),
+            retry=retry_if_exception_type(_RETRIABLE) & retry_if_not_exception_type(LLMRefused),
         )
         try:
             return retrying(self._call_once, send, probe, prompt_estimate, max_tokens, prefix, attempts)
@@ -311,7 +361,10 @@ class LLMClient:
             raise LLMUnavailable(f"{self.model}: gave up after {attempts.charged} attempts: "
                                  f"{_describe(last)}") from None
         except openai.APIStatusError as exc:
-            raise LLMError(f"{self.model}: endpoint refused the request: {_describe(exc)}") from None
+            raise LLMRefused(f"{self.model}: endpoint refused the request: {_describe(exc)}") from None
+        finally:
+            if attempts.timeouts:
+                self.timed_out.add(key, attempts.timeouts)
 
     def _call_once(self, send: Callable[[openai.OpenAI], Completion], probe: Callable[[openai.OpenAI], object],
                    prompt_estimate: int, max_tokens: int, prefix: tuple[int, ...], attempts: Attempts) -> Completion:
@@ -321,19 +374,28 @@ class LLMClient:
             self.gate.release(self.payer.role, lease.id, None, campaign=self.payer.campaign_id)
             assert attempts.last is not None  # spent only after a failure
             raise attempts.last
+        role, campaign = self.payer.role, self.payer.campaign_id
         try:
             completion = send(self._clients[lease.url])
-        except _FAULTS as exc:
-            attempts.faulted(lease, self.gate.release(self.payer.role, lease.id, None, _describe(exc),
-                                                      campaign=self.payer.campaign_id), exc)
+        except openai.APITimeoutError as exc:  # the endpoint got it and may bill all it was asked for
+            self.gate.release(role, lease.id, Used(prompt_estimate, max_tokens), _describe(exc), campaign=campaign)
+            attempts.timed_out(exc)
             raise
-        except BaseException as exc:
-            self.gate.release(self.payer.role, lease.id, None, campaign=self.payer.campaign_id)
+        except _FAULTS as exc:
+            asked = Used(0, 0) if isinstance(exc, openai.APIStatusError) else None  # a 5xx was received
+            attempts.faulted(lease, self.gate.release(role, lease.id, asked, _describe(exc), campaign=campaign), exc)
+            raise
+        except (openai.APIStatusError, LLMBadReply) as exc:  # it answered: received, and up
+            self.gate.release(role, lease.id, Used(0, 0), campaign=campaign)
             attempts.failed(exc)
             raise
-        self.gate.release(self.payer.role, lease.id,
+        except BaseException as exc:
+            self.gate.release(role, lease.id, None, campaign=campaign)
+            attempts.failed(exc)
+            raise
+        self.gate.release(role, lease.id,
                           Used(completion.prompt_tokens, completion.completion_tokens, completion.cached_tokens),
-                          campaign=self.payer.campaign_id)
+                          campaign=campaign)
         return completion
 
     def _lease(self, probe: Callable[[openai.OpenAI], object], prompt_estimate: int, max_tokens: int,
@@ -393,7 +455,7 @@ class LLMClient:
         latency = time.perf_counter() - started
         choices = getattr(response, "choices", None)
         if not choices or choices[0].message is None or choices[0].message.content is None:
-            raise LLMBadReply(f"{self.model}: reply has no message content")
+            raise LLMEmptyReply(f"{self.model}: reply has no message content")
         text = choices[0].message.content
         if not text.strip():
             raise LLMEmptyReply(f"{self.model}: empty reply")
@@ -425,7 +487,25 @@ def _api_key(endpoint: Endpoint) -> str:
     key = os.environ.get(endpoint.api_key_env)
     if not key:
         raise ConfigError(f"environment variable {endpoint.api_key_env} (API key for {endpoint.base_url}) is not set")
+    register_secret(key)  # masked by value in sandboxes, whatever its variable is called
     return key
+
+
+def retry_after(exc: BaseException | None) -> float:
+    """Seconds the endpoint asked to be left alone (``retry-after-ms``, or ``Retry-After`` in
+    seconds or as a date) on the reply that failed, at most ``RETRY_AFTER_MAX_S``; 0 if it did not say."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    seconds = 0.0
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            seconds = float(ms) / 1000
+        elif (value := headers.get("retry-after")) is not None:
+            seconds = float(value) if value.strip().replace(".", "", 1).isdigit() else \
+                parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):  # a header that says nothing usable: the backoff decides
+        return 0.0
+    return min(seconds, RETRY_AFTER_MAX_S) if seconds > 0 else 0.0  # NaN and the past: no wait
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -8,7 +8,9 @@ what makes re-runs and concurrent writers safe.
 import hashlib
 import json
 import os
+import signal
 import sqlite3
+import threading
 import time
 import uuid
 from datetime import datetime
@@ -16,6 +18,7 @@ from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import URL, Engine, create_engine, event, func, make_url, select
@@ -203,6 +206,32 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     return engine
 
 
+def _new_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    path = Path(parsed.database or "")
+    return parsed.get_backend_name() == "sqlite" and (not path.is_file() or path.stat().st_size == 0)
+
+
+@contextmanager
+def _ctrl_c_deferred(defer: bool) -> Iterator[None]:
+    """With ``defer``, a Ctrl-C in the block takes effect when it ends: a new SQLite archive is created
+    whole (a few tens of milliseconds) rather than left as a table-less file that read commands refuse.
+    Only the main thread receives signals, so elsewhere there is nothing to defer."""
+    if not defer or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[FrameType | None] = []
+    previous = signal.signal(signal.SIGINT, lambda _signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, caught[0])
+        elif caught and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 @contextmanager
 def database_errors(url: str) -> Iterator[None]:
     """Any failure to reach or use the database becomes one :class:`ArchiveError` line."""
@@ -230,7 +259,8 @@ class Archive:
             if read_only:
                 schema.check(self.engine, display_url(url))
             else:
-                schema.ensure(self.engine, display_url(url), create)
+                with _ctrl_c_deferred(_new_sqlite_file(url) and create):
+                    schema.ensure(self.engine, display_url(url), create)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

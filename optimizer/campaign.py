@@ -8,7 +8,8 @@ proposer calls come back from the cache, its candidates are found by content has
 examples are found in the archive, so the replay pays only for work that never finished.
 
 A spent budget ends the search and the winner is still scored; a halted gate (endpoints down past
-the outage limit, or a model server given up) cannot be worked around, so the campaign stops
+the outage limit, or a model server given up) cannot be worked around, and neither can endpoints
+that answer but fail the calls (see :mod:`agentopt.optimizer.failures`), so the campaign stops
 unfinished (status ``stopped``) and ``agentopt resume`` completes it once the endpoints answer.
 """
 
@@ -22,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from agentopt.agents.errors import AgentoptError, BudgetExhausted, ConfigError
-from agentopt.agents.gate import Halted
+from agentopt.agents.gate import Halted, Health
 from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.base import Agent
@@ -32,6 +33,7 @@ from agentopt.optimizer.budgets import CampaignBudget, GateControl
 from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.dedup import FunctionalDedup, Policy
 from agentopt.optimizer.evaluation import Evaluator, Job
+from agentopt.optimizer.failures import FailureWatch
 from agentopt.optimizer.strategies import StrategyContext, Trial, TrialResult, make_strategy
 from agentopt.optimizer.strategies.base import Answer
 from agentopt.optimizer.tasks import Task
@@ -66,6 +68,7 @@ class CampaignStopped(AgentoptError):
 
 
 HEARTBEAT_S = 5.0
+LOST_NOTE = "proposals_lost"  # the note `agentopt status` reads the campaign's lost proposals from
 
 
 class Heartbeat:
@@ -123,6 +126,7 @@ class CampaignRun:
     embedder: LLMClient | None = None
     judge: LLMClient | None = None  # the model a judged metric grades with
     gate: GateControl | None = None  # watched for endpoint health
+    health: Health = field(default_factory=Health)  # its error limits stop a campaign whose calls keep failing
     sweep: tuple[str, str] | None = None  # the (sweep id, cell key) this campaign is a cell of
 
     def run(self) -> CampaignReport:
@@ -143,7 +147,11 @@ class CampaignRun:
         self.stopped_by: str | None = None
         self._seen: set[int] = set()
         self._failed: set[tuple[int, str, str]] = set()
+        self._refused: set[tuple[int, str, str]] = set()  # failed with an answer another try would repeat
         self._down: set[str] = set()
+        self.failures = FailureWatch(self.health)
+        lost = self.archive.notes(self.campaign_id, kind=LOST_NOTE)
+        self._lost_before = int(lost[-1].data["lost"]) if lost else 0  # by this campaign's earlier runs
         try:
             with Heartbeat(partial(self.archive.beat, self.campaign_id), self._watch):
                 if self.budget is not None:
@@ -187,9 +195,14 @@ class CampaignRun:
                 break
             if not trials:
                 break
+            self._count_lost()
             results = self._run_trials(trials)
             if self.stopped_by is None:  # a trial cut short by the budget is never told as if complete
                 strategy.tell(results)
+        self._count_lost()
+        self.failures.ended()
+        usage = self.proposer.usage
+        self.failures.proposals(usage.failed, usage.calls + usage.cache_hits, usage.last_error)
         if self.budget is not None:
             self.budget.final_phase()
         finalists, notes = self._finalists(len(ctx.val))
@@ -199,10 +212,14 @@ class CampaignRun:
             [Trial(self.baseline, "test", test_ids, rationale="seed")]
             + [Trial(agent_from_payload(self.archive.candidate(c).payload), "test", test_ids) for c in finalists],
             strategy_label="final")
+        self.failures.ended()
         for label, result in (("seed", seed_result), ("best", best_result)):
             if result.summary.n < len(test_ids):
                 notes.append(f"{label} test score covers {result.summary.n} of {len(test_ids)} examples "
                              f"({result.summary.n_errors} errors)")
+        if self.stats.proposals_lost:
+            notes.append(f"{self.stats.proposals_lost} proposer calls failed for good, so their proposals were "
+                         f"lost; the last: {self.proposer.usage.last_error}")
         return CampaignReport(self.campaign_id, self.task.name, seed_result.summary, best_result.summary, best_id,
                               self.archive.candidate(best_id).payload, self._final_stats(),
                               time.perf_counter() - started, self.stopped_by, tuple(notes))
@@ -287,7 +304,7 @@ class CampaignRun:
                     if example_id not in own:  # the duplicate would have had to run it itself
                         self.stats.examples_served_by_twin += 1
                         self.stats.llm_calls_saved += self.archive.calls_for(target, trial.split, example_id)
-                elif key not in jobs:
+                elif key not in jobs and key not in self._refused:
                     jobs[key] = Job(target, trial.split, example_id, self.task.example(example_id).input, payload,
                                     self.campaign_id)
         splits = ", ".join(sorted({t.split for t in trials}))
@@ -303,9 +320,10 @@ class CampaignRun:
         return results
 
     def _evaluate(self, jobs: list[Job]) -> None:
-        """Run ``jobs``, then once more those that failed (the client has already retried each call
-        with backoff; a second pass gives a struggling endpoint time). A spent budget ends it; a
-        halted gate ends the campaign."""
+        """Run ``jobs``, then once more those that failed, unless another try would get the same
+        answer (the client has already retried each call with backoff; a second pass gives a
+        struggling endpoint time). A spent budget ends it; a halted gate, or failures past the
+        error limits, end the campaign."""
         self._failed.clear()
         try:
             self.evaluator.evaluate(jobs, self._commit)
@@ -330,13 +348,16 @@ class CampaignRun:
         self.archive.add_result(job.candidate_id, job.split, outcome)
         self.stats.clamped += int(outcome.usage.get("clamped", 0))
         key = (job.candidate_id, job.split, job.example_id)
-        if outcome.error is None:
+        if outcome.error is not None and outcome.usage.get("refused"):  # not run again in this run
+            self._refused.add(key)
+        if outcome.error is None or key in self._refused:
             self._failed.discard(key)
         else:
             self._failed.add(key)
         self.reporter.advance(errors=int(outcome.error is not None))
-        if stop is not None:
+        if stop is not None:  # left unscored by a spent budget: nothing failed
             raise stop
+        self.failures.add(outcome.error, bool(outcome.usage.get("failed")))
 
     def _scored(self, outcome: ExampleOutcome) -> ExampleOutcome:
         """The outcome with the metric's score and feedback; a metric that fails on this example
@@ -348,6 +369,17 @@ class CampaignRun:
             self.stats.metric_errors += 1
             return replace(outcome, error=str(exc))
         return replace(outcome, score=score.value, feedback=score.feedback)
+
+    def _count_lost(self) -> None:
+        """Proposer calls that failed for good lose their proposals: say so where errors are shown
+        (the progress line, and `agentopt status` through a note)."""
+        usage = self.proposer.usage
+        if usage.failed == self.stats.proposals_lost:
+            return
+        self.reporter.lost(usage.failed - self.stats.proposals_lost)
+        self.stats.proposals_lost = usage.failed
+        self.archive.add_note(self.campaign_id, LOST_NOTE, {"lost": self._lost_before + usage.failed,
+                                                            "last_error": usage.last_error})
 
     def _watch(self) -> None:
         """When an endpoint goes down or comes back, tell the person watching and note it in the

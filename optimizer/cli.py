@@ -382,13 +382,14 @@ def dashboard(
     """Browse an archive in a web browser, read-only and offline: campaigns (live while they run), candidates
     with their lineage and per-example results, comparisons, and exported packages to download."""
     try:
-        from agentopt.optimizer.dashboard.app import serve
+        from agentopt.optimizer.dashboard.app import check_port, serve
     except ImportError as exc:
         raise ConfigError(f"the dashboard needs its extra: pip install 'agentopt[dashboard]' ({exc.name} missing)") \
             from None
     from agentopt.archive.store import Archive, display_url
 
     archive = Archive(checked_url(db), create=False, read_only=True)
+    check_port(host, port)  # before saying it serves: a port in use is the one line printed
     stop_on_signals()
     err.print(f"serving {escape(display_url(archive.url))} read-only at http://{host}:{port}/ (Ctrl-C to stop)")
     try:

@@ -4,6 +4,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,16 +13,16 @@ from rich.markup import escape
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.archive import queries
-from agentopt.archive.store import Archive, database_url
+from agentopt.archive.store import Archive, display_url
 from agentopt.optimizer.cli_common import (
     DbOption,
     JsonOption,
+    TwoStepInterrupt,
     checked_url,
     err,
     open_archive,
     out,
     print_json,
-    stop_on_signals,
 )
 from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, endpoints_line, pct, table
 
@@ -89,20 +90,55 @@ def summary_table(reports: list["CampaignReport"]) -> None:
         out.print(f"Average gain over the seed: {100 * sum(deltas) / len(deltas):+.1f} points")
 
 
+class Interrupted:
+    """Which campaigns a Ctrl-C'd run leaves to resume: the one named ``resume``, or those of this
+    config started since this run began and not ended (a finished task's campaign needs nothing)."""
+
+    def __init__(self, url: str, name: str, resume: str, archive: Archive | Callable[[], Archive]) -> None:
+        self.url, self.name, self.resume = url, name, resume
+        self.started = datetime.now(UTC)
+        self.archive = archive if isinstance(archive, Archive) else None
+        self._open = archive
+
+    def opened(self) -> Archive:
+        """The archive, opened (by the run, once its endpoints answered) and remembered for the lookup."""
+        if self.archive is None:
+            self.archive = self._open() if callable(self._open) else self._open
+        return self.archive
+
+    def kept(self) -> str:
+        return f"interrupted: every finished result and LLM call is kept in {display_url(self.url)}"
+
+    def line(self) -> str:
+        if self.archive is None:
+            return f"interrupted before the archive was opened: nothing was stored in {display_url(self.url)}"
+        ids = [self.resume] if self.resume else [
+            c.id for c in queries.campaigns(self.archive, since=self.started)
+            if c.name == self.name and c.status in ("running", "interrupted")]
+        if not ids:
+            return "interrupted before a campaign started: nothing to resume"
+        db = f" --db {display_url(self.url)}"
+        return self.kept() + "; " + "; ".join(
+            f"`agentopt resume {i}{db}` finishes campaign {i} without paying for them again" for i in ids)
+
+    def fallback(self) -> str:
+        return self.kept() + f"; `agentopt archive campaigns --db {display_url(self.url)}` lists the campaign to resume"
+
+
 def _drive(cfg: "CampaignConfig", archive: Archive | Callable[[], Archive], url: str, address: str | None,
            json_out: bool, quiet: bool, resume: str = "", tasks: Sequence["Task"] = ()) -> None:
     """Run the campaigns; ``archive`` may be a function that opens it once every endpoint answered."""
     from agentopt.optimizer.runner import run_campaigns
 
-    stop_on_signals()
+    interrupted = Interrupted(url, cfg.name, resume, archive)
+    interrupt = TwoStepInterrupt(interrupted.line, interrupted.fallback())
     reporter = SilentReporter() if quiet or json_out else RichReporter(err)
     started = time.perf_counter()
     try:
         with contextlib.closing(reporter):
-            reports = run_campaigns(cfg, archive, reporter, address, resume, tasks)
+            reports = run_campaigns(cfg, interrupted.opened, reporter, address, resume, tasks)
     except KeyboardInterrupt:
-        err.print(f"interrupted: every finished result and LLM call is kept in {url}; "
-                  "`agentopt resume CAMPAIGN_ID` finishes a campaign without paying for them again")
+        err.print(interrupt.line())
         sys.exit(130)
     if json_out:
         print_json([r.as_dict() for r in reports])
@@ -194,7 +230,8 @@ def status(
               + _stopped(report, campaign_id))
     examples = ", ".join(f"{split} {v.evaluated} ({v.errors} errors)" for split, v in progress.examples.items())
     out.print(f"{progress.candidates} candidates ({progress.twins} functional twins); "
-              f"examples: {examples or 'none'}; {progress.errors} errors so far")
+              f"examples: {examples or 'none'}; {progress.errors} errors so far"
+              + (f", {current.proposals_lost} proposals lost to proposer errors" if current.proposals_lost else ""))
     endpoints = report["endpoints"]
     out.print(escape(f"endpoints as of {endpoints['at']}: {endpoints_line(endpoints['endpoints'])}") if endpoints
               else "endpoints: no outage seen")

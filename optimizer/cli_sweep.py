@@ -2,16 +2,18 @@
 
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from agentopt.agents.errors import ConfigError
-from agentopt.archive.store import Archive
+from agentopt.archive.store import Archive, display_url
 from agentopt.optimizer.cli_campaign import AddressOption, QuietOption
-from agentopt.optimizer.cli_common import (DbOption, JsonOption, checked_url, err, open_archive, out, print_json,
-                                           stop_on_signals)
+from agentopt.optimizer.cli_common import (DbOption, JsonOption, TwoStepInterrupt, checked_url, err, open_archive,
+                                           out, print_json)
 from agentopt.optimizer.ui import RichReporter, SilentReporter, table
 
 
@@ -41,7 +43,7 @@ def sweep(
         archive = open_archive(db)
         check_sweep_resumable(archive, what[1], force)
         plan = parse_sweep(archive.sweep(what[1]).config["source"], f"sweep {what[1]}")
-        opener: Archive | object = archive
+        opener: Archive | Callable[[], Archive] = archive
         url, sweep_id = archive.url, what[1]
     else:
         if len(what) != 1:
@@ -49,15 +51,30 @@ def sweep(
         plan = load_sweep(what[0])
         url = checked_url(db or plan.cells[0].config.db, must_exist=False)
         opener, sweep_id = (lambda: Archive(url, create=True)), ""
-    stop_on_signals()
+    opened: list[Archive] = []  # for the Ctrl-C line: the new sweep's id is looked up in it
+    started, shown = datetime.now(UTC), display_url(url)
+
+    def open_once() -> Archive:
+        opened.append(opener() if callable(opener) else opener)
+        return opened[-1]
+
+    def farewell() -> str:
+        """Which sweep to resume: the one named, or the one this run started (looked up by name and time)."""
+        ids = [sweep_id] if sweep_id else [
+            s.id for s in (opened[0].sweeps() if opened else []) if s.name == plan.name and s.created_at >= started]
+        if not ids:
+            return "interrupted before the sweep started: nothing to resume"
+        return (f"interrupted: every finished campaign, result and LLM call is kept in {shown}; "
+                + "; ".join(f"`agentopt sweep resume {i} --db {shown}` finishes sweep {i}" for i in ids))
+
+    interrupt = TwoStepInterrupt(farewell, f"interrupted: every finished campaign, result and LLM call is kept in "
+                                           f"{shown}; `agentopt archive sweeps --db {shown}` lists the sweep to resume")
     reporter = SilentReporter() if quiet or json_out else RichReporter(err)
     try:
         with contextlib.closing(reporter):
-            result = run_sweep(plan, opener, reporter, address, sweep_id)  # type: ignore[arg-type]
+            result = run_sweep(plan, open_once, reporter, address, sweep_id)
     except KeyboardInterrupt:
-        err.print(f"interrupted: every finished campaign, result and LLM call is kept in {url}; "
-                  f"`agentopt sweep resume SWEEP_ID --db {url}` finishes the sweep (its id: "
-                  f"`agentopt archive sweeps --db {url}`)")
+        err.print(interrupt.line())
         sys.exit(130)
     if json_out:
         print_json({"sweep_id": result.sweep_id, "status": result.status, "skipped": result.skipped,

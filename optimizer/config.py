@@ -4,12 +4,13 @@ Every mistake in a config (a typo'd key, a bad value, an unknown task or strateg
 one line naming the field, before a database is opened or a model started.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from agentopt.agents.budget import Price, RoleBudget
@@ -18,14 +19,39 @@ from agentopt.agents.errors import AgentoptError, ConfigError, TaskError
 from agentopt.agents.gate import Health
 from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import Endpoint, Sampling
-from agentopt.optimizer.tasks import TaskFile
+from agentopt.optimizer.tasks import Name, TaskFile
 from agentopt.optimizer.tasks.files import read_utf8
 
 LOCAL = "local"
 MAX_CONFIG_BYTES = 1 << 20
 """A campaign config is settings and a few demonstrations; parsing YAML builds Python objects at a few
 MB per second at best, so a bigger file is refused at once rather than parsed for a minute."""
-YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's scanner when PyYAML was built with it
+YamlParser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's scanner when PyYAML was built with it
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping. YAML keeps the last one, so a second ``budget:`` would
+    silently drop every limit of the first."""
+
+
+class YamlLoader(YamlParser):  # type: ignore[misc,valid-type]
+    """The safe loader, refusing a key repeated in one mapping (keys a ``<<`` merge brings in may
+    still be overridden: that is what a merge is for)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                continue  # a complex key: the base class refuses it; a merge: its keys may be overridden
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise DuplicateKey(None, None, f"key {key!r} is given twice in one mapping (first on line "
+                                               f"{seen[key]}); YAML would keep only the last, so give it once",
+                                   key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
 
 
 def _http_url(value: str) -> str:
@@ -37,6 +63,10 @@ def _http_url(value: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+TaskEntry = Annotated[Annotated[str, Tag("name")] | Annotated[TaskFile, Tag("file")],
+                      Discriminator(lambda value: "file" if isinstance(value, Mapping | TaskFile) else "name")]
+"""A task by name or path, or a task file entry: a mapping's mistake is reported against the entry's
+fields, not as "should be a valid string" from the other side of the union."""
 
 
 class Frozen(BaseModel):
@@ -234,8 +264,8 @@ class SeedAgentConfig(Frozen):
 
 
 class CampaignConfig(Frozen):
-    name: str = "campaign"
-    tasks: tuple[str | TaskFile, ...] = Field(min_length=1, description="built-in names, .jsonl/.csv paths, or "
+    name: Name = "campaign"
+    tasks: tuple[TaskEntry, ...] = Field(min_length=1, description="built-in names, .jsonl/.csv paths, or "
                                                                        "task file entries (path, inputs, target, metric)")
     task_seed: int = 0
     seed: int = 0
@@ -323,7 +353,9 @@ def load_yaml(path: Path) -> object:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = getattr(exc, "problem", None) or exc
+        what = problem if isinstance(exc, DuplicateKey) else f"malformed YAML ({problem})"
+        raise ConfigError(f"{path}{where}: {what}") from None
     return data
 
 

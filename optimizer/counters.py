@@ -12,9 +12,11 @@ LABELS = {
     "examples_retried": "examples retried after an error", "clamped": "sampling overrides clamped",
     "functional_dedup": "functional dedup", "failed_generations": "failed generations",
     "bootstrapped_demonstrations": "bootstrapped demonstrations", "metric_errors": "examples the metric could not score",
+    "proposals_lost": "proposals lost to proposer errors",
 }
 """Each counter's name in summaries and the archive (the names campaigns have always been stored with)."""
-SHOWN_WHEN_COUNTED = ("failed_generations", "bootstrapped_demonstrations", "metric_errors", "rollbacks")
+SHOWN_WHEN_COUNTED = ("failed_generations", "bootstrapped_demonstrations", "metric_errors", "rollbacks",
+                      "proposals_lost")
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Counters:
     bootstrapped_demonstrations: int = 0
     metric_errors: int = 0
     rollbacks: int = 0
+    proposals_lost: int = 0  # proposer calls that failed for good in this run
     functional_dedup: str = "off"
     rejected: dict[str, int] = field(default_factory=dict)  # why proposals were refused -> how many
     refused_edits: dict[str, int] = field(default_factory=dict)  # symbolic learning: optimizer -> edits refused

@@ -198,7 +198,7 @@ def run_campaign(config: CampaignConfig, task: Task, services: Services, clients
         name=config.name, seed=config.seed, val_size=config.evaluation.val_size,
         test_size=config.evaluation.test_size, test_top=config.evaluation.test_top, dedup_policy=policy,
         probe_size=config.dedup.probe_size, budget=budget, campaign_id=resume, embedder=clients.embedder,
-        judge=clients.judge, gate=services.gate, sweep=sweep,
+        judge=clients.judge, gate=services.gate, health=config.health, sweep=sweep,
     )
     return run.run()
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentopt.archive import queries
 from agentopt.archive.store import Archive
+from agentopt.optimizer.campaign import LOST_NOTE
 from agentopt.optimizer.library import stored_config, stored_ledger
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Status(queries.Record):
     stop_detail: str | None
     progress: queries.Progress
     endpoints: dict[str, Any] | None  # the latest endpoint-health note
+    proposals_lost: int  # proposer calls that failed for good, so their proposals never existed
     spend: dict[str, dict[str, float]]  # role -> calls, tokens, usd
     limits: dict[str, dict[str, float | None]]
 
@@ -63,10 +65,11 @@ def status(archive: Archive, campaign_id: str) -> Status:
                  f"driver lost (no heartbeat for {ago(age)}): agentopt resume {campaign_id}")
     spend = stored_ledger(archive, campaign_id, config)
     health = archive.notes(campaign_id, kind="endpoints")
+    lost = archive.notes(campaign_id, kind=LOST_NOTE)
     return Status(campaign_id, campaign.task, campaign.strategy, state, campaign.created_at, campaign.active_s,
                   config.budget.wall_time_s, campaign.summary.get("stopped_by"), campaign.summary.get("stop_detail"),
-                  queries.progress(archive, campaign_id), health[-1].data if health else None, spend,
-                  config.budget.limits())
+                  queries.progress(archive, campaign_id), health[-1].data if health else None,
+                  int(lost[-1].data["lost"]) if lost else 0, spend, config.budget.limits())
 
 
 @dataclass(frozen=True)

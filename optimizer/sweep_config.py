@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from pydantic import Field, StrictInt, ValidationError, field_validator
+from pydantic import Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from agentopt.agents.errors import ConfigError
 from agentopt.optimizer.config import (LOCAL, ROLES, BudgetConfig, CampaignConfig, Frozen, StrategyConfig,
                                        first_error, load_yaml, parse_config)
+from agentopt.optimizer.tasks import Name
 
 F = TypeVar("F", bound=Frozen)
 
@@ -158,7 +159,10 @@ def parse_sweep(data: object, source: str = "sweep") -> Sweep:
     strategies = list(matrix.strategies or [_section(StrategyConfig, base.get("strategy"), "strategy", source)])
     seeds = list(matrix.seeds or [base.get("seed", 0)])  # validated with each cell's config
     variants: list[dict[str, Any] | None] = list(matrix.models or [None])
-    name = str(base.get("name", "sweep"))
+    try:  # each cell's name has a label after it, so the sweep's own name is checked here
+        name = TypeAdapter(Name).validate_python(str(base.get("name", "sweep")))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: name: {first_error(exc)}") from None
     arms = [_arm(strategy, None) for strategy in strategies]
     if len(set(arms)) != len(arms):
         raise ConfigError(f"{source}: matrix.strategies: two strategies are both called "

@@ -22,6 +22,9 @@ class Reporter(Protocol):
     def endpoints(self, health: Mapping[str, EndpointHealth]) -> None:
         """An endpoint went down or came back."""
 
+    def lost(self, n: int) -> None:
+        """``n`` more proposer calls failed for good: their proposals are lost."""
+
     def close(self) -> None: ...
 
 
@@ -31,6 +34,8 @@ class SilentReporter:
     def advance(self, n: int = 1, errors: int = 0) -> None: ...
 
     def endpoints(self, health: Mapping[str, EndpointHealth]) -> None: ...
+
+    def lost(self, n: int) -> None: ...
 
     def close(self) -> None: ...
 
@@ -61,6 +66,7 @@ class RichReporter:
         self._text = "starting"
         self.errors = 0
         self.down = 0
+        self.proposals_lost = 0
 
     def phase(self, text: str, total: int) -> None:
         self._text = text
@@ -80,11 +86,19 @@ class RichReporter:
         waiting = "; calls to a down endpoint wait for it" if self.down else ""
         self.console.print(f"endpoints: {escape(endpoints_line({u: asdict(h) for u, h in health.items()}))}{waiting}")
 
+    def lost(self, n: int) -> None:
+        self.proposals_lost += n
+        self.progress.update(self._bar, description=self._describe())
+        if not self.console.is_terminal:
+            self.console.print(f"{self._text}: {self.proposals_lost} proposals lost to proposer errors so far")
+
     def _errors_so_far(self) -> str:
-        return f", {self.errors} errors so far" if self.errors else ""
+        lost = f", {self.proposals_lost} proposals lost" if self.proposals_lost else ""
+        return (f", {self.errors} errors so far" if self.errors else "") + lost
 
     def _describe(self) -> str:
         notes = [f"{self.errors} errors"] if self.errors else []
+        notes += [f"{self.proposals_lost} proposals lost"] if self.proposals_lost else []
         notes += [f"{self.down} endpoint(s) down"] if self.down else []
         return self._text + (f" [{', '.join(notes)}]" if notes else "")
 

@@ -2,7 +2,8 @@
 
 It speaks real HTTP, so the tests exercise the real openai client, retries and caching; only the
 model is fake. ``responder(body) -> (status, reply)`` decides each answer: a string reply becomes a
-chat completion, a dict is sent as the raw JSON body, bytes are sent as they are (a malformed body).
+chat completion, a dict is sent as the raw JSON body, bytes are sent as they are (a malformed body);
+``(status, reply, headers)`` adds response headers (a 429's ``Retry-After``).
 It records every request, how many were in flight at most, and when each arrived. ``close()``
 takes it off the network (connections are refused) and ``reopen()`` brings it back on the same
 port, as a crashed server restarted by a supervisor would be.
@@ -17,7 +18,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Responder = Callable[[dict[str, Any]], tuple[int, str | bytes | dict[str, Any]]]
+Reply = str | bytes | dict[str, Any]
+Responder = Callable[[dict[str, Any]], tuple[int, Reply] | tuple[int, Reply, dict[str, str]]]
 
 
 def completion(text: str) -> dict[str, Any]:
@@ -42,8 +44,10 @@ class FakeEndpoint:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: bytes) -> None:
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -61,7 +65,7 @@ class FakeEndpoint:
                     endpoint.max_active = max(endpoint.max_active, endpoint.active)
                 try:
                     time.sleep(endpoint.delay_s)
-                    status, reply = endpoint.responder(body)
+                    status, reply, *headers = endpoint.responder(body)
                 finally:
                     with endpoint._lock:
                         endpoint.active -= 1
@@ -70,7 +74,7 @@ class FakeEndpoint:
                 payload = reply if isinstance(reply, bytes) else (
                     reply.encode() if isinstance(reply, str) else json.dumps(reply).encode())
                 try:
-                    self._send(status, payload)
+                    self._send(status, payload, *headers)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
 

@@ -15,6 +15,7 @@ from fakes import FakeEndpoint
 from processes import agentopt
 from test_export import archived, first_word
 
+MORE_JSONL = b'{"input": "f", "target": "g"}\n{"input": "h", "target": "i"}\n'  # enough rows but for the bad one
 TASK_FILES: dict[str, tuple[bytes, str]] = {
     "latin1.jsonl": (b'{"input": "a", "target": "b"}\n{"input": "caf\xe9", "target": "c"}\n',
                      "latin1.jsonl:2: not UTF-8 text (byte 0xe9)"),
@@ -32,6 +33,15 @@ TASK_FILES: dict[str, tuple[bytes, str]] = {
                           "repeat_pinned.csv:5: repeats the input of line 2 (train and test would share it)"),
     "repeat_in_split.csv": (b"input,target,split\na,1,train\nb,2,val\nc,3,test\nb,2,val\n",
                             "repeat_in_split.csv:5: repeats the input of line 3 (val would count it twice)"),
+    "nul.csv": (b"input,target\na,b\nc\x00d,e\nf,g\nh,i\n", "nul.csv:3: a NUL byte (0x00), which text never holds"),
+    "nul_escaped.jsonl": (b'{"input": "a", "target": "b"}\n{"input": "c\\u0000d", "target": "e"}\n' + MORE_JSONL,
+                          "nul_escaped.jsonl:2: field 'input' holds a NUL character"),
+    "huge.jsonl": (b'{"input": "a", "target": "b"}\n{"input": "' + b"x" * 1_000_000 + b'", "target": "c"}\n' + MORE_JSONL,
+                   "huge.jsonl:2: field 'input' is 1,000,000 characters; a field may have at most 100,000"),
+    "long.csv": (b"input,target\na,b\nc," + b"y" * 100_001 + b"\nf,g\nh,i\n",
+                 "long.csv:3: field 'target' is 100,001 characters; a field may have at most 100,000"),
+    "huge.csv": (b"input,target\na,b\n" + b"x" * 1_000_000 + b",c\nf,g\nh,i\n",
+                 "huge.csv:3: a field is longer than 100,000 characters"),
 }
 
 
@@ -175,3 +185,50 @@ def test_output_folder_that_cannot_be_written(tmp_path: Path, scored: tuple[Path
                         "--db", str(db))
     assert_refused(done, f"cannot write {out}: ", message)
     assert out.is_file() or not out.exists(), "no folder was made"
+
+
+BAD_CONFIGS = {
+    "duplicate key": ("tasks: [antonyms]\nbudget: {task_calls: 100}\nseed: 1\nbudget: {proposer_calls: 5}\n",
+                      "c.yaml:4: key 'budget' is given twice in one mapping (first on line 2)"),
+    "nested duplicate key": ("tasks: [antonyms]\nmodels:\n  task: local\n  proposer: local\n  task: local\n",
+                             "c.yaml:5: key 'task' is given twice in one mapping (first on line 3)"),
+    "flow duplicate key": ("tasks: [antonyms]\nevaluation: {backend: threads, backend: ray}\n",
+                           "c.yaml:2: key 'backend' is given twice"),
+    "empty name": ("name: ''\ntasks: [antonyms]\n", "c.yaml: name: is empty; leave it out to use the default"),
+    "blank name": ("name: '   '\ntasks: [antonyms]\n", "c.yaml: name: is empty"),
+    "long name": (f"name: {'n' * 201}\ntasks: [antonyms]\n", "c.yaml: name: String should have at most 200"),
+    "empty task name": ("tasks: [{path: t.jsonl, name: ''}]\n", "c.yaml: tasks.0.file.name: is empty"),
+    "task folder": ("tasks: [data]\n", "c.yaml: task 'data' is a directory; name a .jsonl or .csv file in it"),
+    "task folder with a suffix": ("tasks: [folder.jsonl]\n", "c.yaml: task file folder.jsonl is a directory"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_config_is_one_line_and_writes_nothing(tmp_path: Path, name: str) -> None:
+    text, message = BAD_CONFIGS[name]
+    (tmp_path / "c.yaml").write_text(text)
+    (tmp_path / "t.jsonl").write_text("".join(f'{{"input": "w{i}", "target": "w{i}"}}\n' for i in range(6)))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.jsonl").write_text("")
+    (tmp_path / "folder.jsonl").mkdir()
+    with nothing_written(tmp_path):
+        assert_refused(agentopt("run", "c.yaml", "--db", "new.db", cwd=tmp_path), message)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    """A `<<` merge is how YAML shares settings: overriding a merged key is its point, not a duplicate."""
+    (tmp_path / "c.yaml").write_text("tasks: [antonyms]\nmodels:\n  task: &m {model: local, max_tokens: 8}\n"
+                                     "  proposer: {<<: *m, max_tokens: 16}\n")
+    done = agentopt("run", "c.yaml", "--dry-run", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("tasks: [antonyms]\nmatrix: {seeds: [0, 1]}\nmatrix: {seeds: [2]}\n",
+     "s.yaml:3: key 'matrix' is given twice in one mapping (first on line 2)"),
+    ("name: ''\ntasks: [antonyms]\nmatrix: {seeds: [0, 1]}\n", "s.yaml: name: is empty"),
+])
+def test_bad_sweep_file_is_one_line_and_writes_nothing(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "s.yaml").write_text(text)
+    with nothing_written(tmp_path):
+        assert_refused(agentopt("sweep", "s.yaml", "--db", "new.db", cwd=tmp_path), message)

@@ -42,10 +42,21 @@ def test_persistent_failure_is_a_typed_error_after_bounded_attempts() -> None:
 
 
 def test_malformed_body_is_retried_and_never_an_empty_answer() -> None:
-    endpoint = scripted((200, {"choices": []}))
+    endpoint = scripted((200, b"<html>proxy error"))  # a proxy's page: the next try may reach the model
     try:
-        with pytest.raises(LLMUnavailable, match="no message content"):
+        with pytest.raises(LLMUnavailable, match="malformed reply body"):
             client(endpoint).chat(MESSAGES)
+        assert len(endpoint.requests) == 3
+    finally:
+        endpoint.close()
+
+
+def test_a_completion_without_a_message_is_an_error_without_retry() -> None:
+    endpoint = scripted((200, {"choices": []}))  # the endpoint's answer: another try gets the same
+    try:
+        with pytest.raises(LLMEmptyReply, match="no message content"):
+            client(endpoint).chat(MESSAGES)
+        assert len(endpoint.requests) == 1
     finally:
         endpoint.close()
 

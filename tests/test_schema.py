@@ -1,6 +1,8 @@
 """Schema migrations and the one-line refusals: older, legacy and newer schemas, locked files; and
 Optuna studies sharing the archive's database (each keeps its Alembic revision in its own table)."""
 
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -16,6 +18,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from agentopt.archive import schema
 from agentopt.archive.models import Base
+from agentopt.archive.paths import checked_url
 from agentopt.archive.store import Archive, ExampleOutcome, make_engine
 
 OLD_ROWS = [
@@ -242,3 +245,28 @@ def test_opening_a_new_sqlite_archive_waits_while_another_process_converts_it(tm
     with archive.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     archive.engine.dispose()
+
+
+def test_ctrl_c_while_a_new_archive_is_created_leaves_a_whole_archive(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C that lands after SQLite created the file but before the schema is in used to leave a
+    table-less file that every read command refused; the interrupt now waits the few milliseconds
+    until the archive is whole."""
+    real_ensure = schema.ensure
+
+    def interrupted(engine: Engine, where: str, create: bool) -> None:
+        with engine.connect():
+            pass  # the file exists from here on
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the signal arrives here
+        real_ensure(engine, where, create)
+
+    monkeypatch.setattr(schema, "ensure", interrupted)
+    db = tmp_path / "a.db"
+    with pytest.raises(KeyboardInterrupt):
+        Archive(f"sqlite:///{db}")
+    monkeypatch.setattr(schema, "ensure", real_ensure)
+    assert checked_url(str(db)) == f"sqlite:///{db}", "read commands accept it"
+    reopened = Archive(f"sqlite:///{db}", create=False)
+    assert schema.state(reopened.engine).current == schema.head_revision()
+    reopened.engine.dispose()

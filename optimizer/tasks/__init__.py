@@ -2,9 +2,11 @@
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from agentopt.agents.errors import TaskError
 from agentopt.optimizer.tasks.base import SPLITS, Example, Task
@@ -13,6 +15,17 @@ from agentopt.optimizer.tasks.external import EXTERNAL
 from agentopt.optimizer.tasks.files import load_task_file
 from agentopt.optimizer.tasks.metrics import METRICS, Metric, Score, get_metric, register_metric
 from agentopt.optimizer.tasks.scoring import resolve_metric
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_name", "is empty; leave it out to use the default")
+    return value
+
+
+Name = Annotated[str, Field(max_length=200), AfterValidator(_not_blank)]
+"""A campaign's or task's name: every table shows it (a blank one leaves a row nobody can pick out),
+and the archive stores it in 200 characters."""
 
 
 class TaskFile(BaseModel):
@@ -25,7 +38,7 @@ class TaskFile(BaseModel):
     target: str | tuple[str, ...] = Field("target", description="answer field, or several (any acceptable)")
     metric: str = Field("exact_match", description="built-in name, module:function, or judge")
     rubric: str | None = Field(None, description="what the judge checks (metric: judge)")
-    name: str | None = Field(None, description="task name (default: the file's stem)")
+    name: Name | None = Field(None, description="task name (default: the file's stem)")
     description: str = ""
 
 
@@ -54,11 +67,13 @@ def load_task(ref: TaskRef, seed: int = 0) -> Task:
         task = EXTERNAL[ref](seed)
     elif ref in BUILTIN:
         task = make_builtin(ref, seed)
+    elif Path(ref).is_dir():
+        raise TaskError(f"task {ref!r} is a directory; name a .jsonl or .csv file in it")
     else:
         known = ", ".join(builtin_tasks())
         raise TaskError(f"unknown task {ref!r}; built-in tasks: {known} (or a .jsonl/.csv path)")
     return replace(task, ref=ref, seed=seed)
 
 
-__all__ = ["BUILTIN", "EXTERNAL", "METRICS", "SPLITS", "Example", "Metric", "Score", "Task", "TaskFile", "TaskRef",
-           "builtin_tasks", "get_metric", "load_task", "load_task_file", "register_metric", "resolve_metric"]
+__all__ = ["BUILTIN", "EXTERNAL", "METRICS", "SPLITS", "Example", "Metric", "Name", "Score", "Task", "TaskFile",
+           "TaskRef", "builtin_tasks", "get_metric", "load_task", "load_task_file", "register_metric", "resolve_metric"]

@@ -7,8 +7,9 @@ An optional ``split`` field (train / val / test) pins a row to a split; otherwis
 a seeded shuffle. Every input must appear once: a repeated input could sit in train and in test,
 so the test score would reward memorising train; such a file is refused (not silently deduplicated),
 because only its author knows which of the rows is right. Files are UTF-8 (a leading BOM, as
-spreadsheets write it, is fine). Any bad row raises :class:`TaskError` naming the file and line (or
-the record's index), so the user can fix it at once.
+spreadsheets write it, is fine) without NUL bytes, and a field holds at most ``MAX_FIELD_CHARS``
+(100,000) characters. Any bad row raises :class:`TaskError` naming the file and line (or the
+record's index), so the user can fix it at once.
 """
 
 import csv
@@ -27,6 +28,9 @@ from agentopt.optimizer.tasks.scoring import resolve_metric
 
 Row = tuple[str, dict[str, object]]
 """A raw row and where it came from ("data.jsonl:3", "row 2") for messages about it."""
+MAX_FIELD_CHARS = 100_000
+"""About 25,000 tokens, past the context of most task models: a longer field is a file mistake (a
+whole document pasted into a cell, a runaway quote), and every prompt would carry it, paid per call."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,15 @@ def read_utf8(path: Path, error: type[AgentoptError]) -> str:
     except OSError as exc:
         raise error(f"{path}: cannot read it ({exc.strerror})") from None
     try:
-        return data.decode("utf-8").removeprefix("\ufeff")  # not utf-8-sig: its error offsets skip the BOM
+        text = data.decode("utf-8").removeprefix("\ufeff")  # not utf-8-sig: its error offsets skip the BOM
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise error(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    if (nul := data.find(b"\0")) >= 0:  # valid UTF-8, but no text holds it: UTF-16 without a BOM, or binary
+        line = data.count(b"\n", 0, nul) + 1
+        raise error(f"{path}:{line}: a NUL byte (0x00), which text never holds; is the file binary, or UTF-16? "
+                    "save it as UTF-8 text")
+    return text
 
 
 def _jsonl_rows(path: Path) -> list[Row]:
@@ -73,10 +82,14 @@ def _jsonl_rows(path: Path) -> list[Row]:
 
 def _csv_rows(path: Path, columns: Sequence[str]) -> list[Row]:
     reader = csv.DictReader(io.StringIO(read_utf8(path, TaskError), newline=""))
-    missing = [c for c in columns if c not in (reader.fieldnames or ())]
-    if missing:
-        raise TaskError(f"{path}:1: CSV header lacks column(s) {', '.join(missing)}")
-    return [(f"{path}:{reader.line_num}", dict(row)) for row in reader]
+    try:
+        missing = [c for c in columns if c not in (reader.fieldnames or ())]
+        if missing:
+            raise TaskError(f"{path}:1: CSV header lacks column(s) {', '.join(missing)}")
+        return [(f"{path}:{reader.line_num}", dict(row)) for row in reader]
+    except csv.Error as exc:  # the csv module's own cap on a field (131,072 characters) is above ours
+        too_long = f"a field is longer than {MAX_FIELD_CHARS:,} characters" if "field limit" in str(exc) else exc
+        raise TaskError(f"{path}:{reader.line_num + 1}: {too_long}") from None  # line_num: the rows read whole
 
 
 def _text(where: str, name: str, value: object) -> str:
@@ -85,9 +98,15 @@ def _text(where: str, name: str, value: object) -> str:
         raise TaskError(f"{where}: field {name!r} must be a string or number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise TaskError(f"{where}: field {name!r} must be a finite number, got {value!r}")
-    if not str(value).strip():
+    text = str(value)
+    if not text.strip():
         raise TaskError(f"{where}: field {name!r} is empty")
-    return str(value)
+    if len(text) > MAX_FIELD_CHARS:
+        raise TaskError(f"{where}: field {name!r} is {len(text):,} characters; a field may have at most "
+                        f"{MAX_FIELD_CHARS:,}")
+    if "\0" in text:  # a JSON \u0000: PostgreSQL refuses it in text, and a C tokenizer stops at it
+        raise TaskError(f"{where}: field {name!r} holds a NUL character (\\u0000)")
+    return text
 
 
 def _field(where: str, row: dict[str, object], name: str) -> str:
@@ -183,6 +202,8 @@ def load_task_file(path: str | Path, metric: MetricSpec = "exact_match", seed: i
     """Read ``path`` (``.jsonl`` or ``.csv``) into a Task named after the file; ``ref`` is how a
     campaign loads it again (default: the path, which holds for default columns and metric)."""
     path = Path(path)
+    if path.is_dir():
+        raise TaskError(f"task file {path} is a directory; name a .jsonl or .csv file in it")
     if not path.is_file():
         raise TaskError(f"task file not found: {path}")
     resolved = resolve_metric(metric)
