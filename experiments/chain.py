@@ -5,7 +5,9 @@ The chain first copies the sentence that answers the question, then answers from
 texts (each template's system and human message) are what the strategies rewrite (OPRO one text
 per step, APE's proposals spread over the texts in turn). The
 winner and the seed chain are scored on the same sealed test examples, so gains are paired (the
-bootstrap CI and sign test of ``multifield.py``).
+bootstrap CI and sign test of ``multifield.py``). Answers are scored by ``first_named`` (the first pet
+or color the answer names), not ``contains``: a chain that copies the context, or lists every option,
+would contain the answer on every example.
 
     .venv/bin/python experiments/chain.py [--db /tmp/agentopt-chain.db] [--out experiments/results/chain.md]
 """

@@ -28,6 +28,7 @@ from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, endpoints_li
 
 if TYPE_CHECKING:
     from agentopt.optimizer.campaign import CampaignReport
+    from agentopt.archive.store import EvalSummary
     from agentopt.optimizer.config import CampaignConfig
     from agentopt.optimizer.tasks import Task
 
@@ -61,6 +62,12 @@ def best_agent_line(agent: dict[str, Any], candidate_id: int) -> str:
     return f"best {agent.get('kind', 'prompt')} agent: {queries.label(agent)} (`agentopt archive show {candidate_id}`)"
 
 
+def _errors(summary: "EvalSummary") -> str:
+    """A mean over the examples that could be scored says how many could not (an unreadable judge
+    reply, a failed call): 0.71 over 7 of 12 examples is not 0.71 over 12."""
+    return f" ({summary.n} scored, {summary.n_errors} errors)" if summary.n_errors else ""
+
+
 def summary_table(reports: list["CampaignReport"]) -> None:
     rows = []
     for r in reports:
@@ -68,7 +75,8 @@ def summary_table(reports: list["CampaignReport"]) -> None:
         calls = s["task_llm_calls"] + s["proposer_llm_calls"] + s.get("judge_llm_calls", 0)
         hits = s["task_cache_hits"] + s["proposer_cache_hits"]
         delta = None if r.best_test.mean is None or r.seed_test.mean is None else r.best_test.mean - r.seed_test.mean
-        rows.append([r.task, pct(r.seed_test.mean), f"{pct(r.best_test.mean)} {ci(r.best_test.ci_low, r.best_test.ci_high)}",
+        rows.append([r.task, pct(r.seed_test.mean) + _errors(r.seed_test),
+                     f"{pct(r.best_test.mean)} {ci(r.best_test.ci_low, r.best_test.ci_high)}{_errors(r.best_test)}",
                      "-" if delta is None else f"{100 * delta:+.1f}", f"{calls} ({s['proposer_llm_calls']} proposer)",
                      f"{100 * hits / max(calls + hits, 1):.0f}%", s["task_tokens"] + s["proposer_tokens"],
                      f"{r.wall_s:.0f}s", f"{r.campaign_id}/{r.best_candidate_id}"])

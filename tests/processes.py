@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,37 @@ def raw_bytes(paths: list[Path]) -> bytes:
     script = "import sys; [sys.stdout.buffer.write(open(p, 'rb').read()) for p in sys.argv[1:]]"
     return subprocess.run([sys.executable, "-c", script, *map(str, paths)], capture_output=True, check=True,
                           timeout=60).stdout
+
+
+class Repeated:
+    """``step`` over and over in a thread while the block runs; counts runs and keeps the failures
+    it returns (a step returns ``None`` when all went well)."""
+
+    def __init__(self, step: Callable[[], str | None], pause_s: float = 0.3) -> None:
+        self.step, self.pause_s, self.runs, self.failures = step, pause_s, 0, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.pause_s):
+            failure = self.step()
+            self.runs += 1
+            if failure:
+                self.failures.append(failure)
+
+    def __enter__(self) -> "Repeated":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=600)
+
+
+def archive_query(db: str) -> str | None:
+    """A CLI query: a process that opens the archive, reads and closes it; its error, if any."""
+    done = agentopt("archive", "campaigns", "--db", db, "--json", timeout=300)
+    return None if done.returncode == 0 else done.stderr.strip()
 
 
 def pids_running(*needles: str) -> set[int]:

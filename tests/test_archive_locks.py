@@ -6,11 +6,10 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
-from processes import agentopt as agentopt_cli
+from processes import Repeated, archive_query
 
 from agentopt.archive.store import Archive, ExampleOutcome
 
@@ -119,33 +118,6 @@ def test_archive_objects_opened_and_closed_in_a_writing_process_lose_nothing(tmp
     assert integrity_and_results(db) == ("ok", written)
 
 
-class CliQueries:
-    """``agentopt archive campaigns`` run again and again while the block runs: processes that open the
-    archive, read and close it, as a user checking on a campaign does."""
-
-    def __init__(self, db: Path) -> None:
-        self.db, self.stop, self.failures, self.runs = db, threading.Event(), [], 0
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self.stop.wait(1.0):
-            if not self.db.exists():
-                continue
-            done = agentopt_cli("archive", "campaigns", "--db", str(self.db), timeout=300)
-            self.runs += 1
-            if done.returncode != 0:
-                self.failures.append(done.stderr.strip())
-
-    def __enter__(self) -> "CliQueries":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=300)
-        assert self.runs > 0 and not self.failures, self.failures
-
-
 TINY_APE = dict(n_subsamples=2, demos_per_subsample=4, samples_per_subsample=2, candidate_demos=2, batch_size=3,
                 pulls_per_round=2, racing_budget=12, mc_rounds=1, mc_top=1, mc_samples=1, mc_budget=3, top_k=2)
 
@@ -174,12 +146,13 @@ def test_two_campaigns_in_one_process_on_ray_keep_every_row(tmp_path: Path) -> N
                              proposer=agentopt.Role(model="local", temperature=0.9, max_tokens=40))
     evaluation = agentopt.Evaluation(backend="ray", workers=2, val_size=6, test_size=6)
     results, rows = [], {}
-    with CliQueries(db):
+    with Repeated(lambda: archive_query(str(db)) if db.exists() else None, pause_s=1.0) as queries:
         for task in ("singular_to_plural", "antonyms"):
             result = agentopt.optimize(task, strategy=agentopt.strategies.APE(**TINY_APE), models=models,
                                        archive=f"sqlite:///{db}", evaluation=evaluation, progress=False)
             results.append(result)
             rows[result.campaign_id] = stored_rows(db, result.campaign_id)
+    assert queries.runs > 0 and not queries.failures, queries.failures
     with sqlite3.connect(db) as conn:
         assert conn.execute("select status from campaigns order by created_at").fetchall() == [("finished",)] * 2
     for result in results:

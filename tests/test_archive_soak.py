@@ -6,7 +6,6 @@ is there. The figures are printed (run with -s to see them)."""
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import yaml
 from fakes import FakeEndpoint, task_aware_responder
-from processes import AGENTOPT, wait_until
+from processes import AGENTOPT, Repeated, archive_query, wait_until
 from sqlalchemy import create_engine, text
 from test_campaign import config
 
@@ -22,36 +21,6 @@ from agentopt.agents.local_model import free_port
 
 WRITERS, ROUNDS, PACE_S, CAMPAIGNS = 3, 20, 1.5, 3
 WRITER = Path(__file__).with_name("archive_writer.py")
-
-
-class Repeated:
-    """``step`` over and over in a thread until the block ends; counts runs and keeps failures."""
-
-    def __init__(self, step: Callable[[], str | None]) -> None:
-        self.step, self.stop, self.runs, self.failures = step, threading.Event(), 0, []
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self.stop.wait(0.3):
-            failure = self.step()
-            self.runs += 1
-            if failure:
-                self.failures.append(failure)
-
-    def __enter__(self) -> "Repeated":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=600)
-
-
-def _query(url: str) -> str | None:
-    """A CLI query: a process that opens the archive, reads and closes it."""
-    done = subprocess.run([AGENTOPT, "archive", "campaigns", "--db", url, "--json"], capture_output=True,
-                          text=True, timeout=300)
-    return None if done.returncode == 0 else done.stderr.strip()
 
 
 def _page(url: str) -> str | None:
@@ -134,7 +103,7 @@ def test_a_soak_of_writers_campaigns_dashboard_and_queries_loses_no_row(db_url: 
         first = subprocess.run([sys.executable, str(WRITER), db_url, str(tmp_path / "w-init.log"), "1", "init", "0"],
                                capture_output=True, text=True, timeout=300)
         assert first.returncode == 0, first.stderr[-2000:]
-        with (Repeated(lambda: _query(db_url)) as queries, Repeated(lambda: _dashboard_session(db_url)) as pages,
+        with (Repeated(lambda: archive_query(db_url)) as queries, Repeated(lambda: _dashboard_session(db_url)) as pages,
               Repeated(_campaigns(db_url, configs)) as campaigns):
             writers = [subprocess.Popen([sys.executable, str(WRITER), db_url, str(tmp_path / f"w{i}.log"), str(ROUNDS),
                                          f"w{i}", str(PACE_S)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -140,8 +140,9 @@ def test_dashboard_cli_errors_are_one_line(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = agentopt("dashboard", "--db", str(db), "--port", str(port))
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.strip().splitlines() == [f"error: cannot serve on 127.0.0.1:{port}: Address already in use "
+                                                "(pick another with --port)"], "only the error, no 'serving' first"
     help_text = agentopt("dashboard", "--help").stdout
     assert "ssh -L" in help_text and "127.0.0.1" in help_text
 

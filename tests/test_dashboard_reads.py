@@ -7,12 +7,10 @@ use is one line of error."""
 import html
 import math
 import re
-import socket
 import sys
 from pathlib import Path
 
 import pytest
-from processes import agentopt
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from test_dashboard import archive_with_campaign  # noqa: F401 - a fixture
@@ -171,16 +169,3 @@ def test_the_static_report_carries_the_dashboards_csp(tmp_path: Path,
     [meta] = [line for line in index.splitlines() if 'http-equiv="Content-Security-Policy"' in line]
     assert "script-src &#39;self&#39;" in meta and "object-src &#39;none&#39;" in meta
     assert "frame-ancestors" not in meta, "a <meta> policy cannot set it; browsers warn about it"
-
-
-def test_a_port_in_use_prints_only_the_error(tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
-    Archive(f"sqlite:///{db}").engine.dispose()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        done = agentopt("dashboard", "--db", str(db), "--port", str(port))
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.strip().splitlines() == [done.stderr.strip()], f"one line, no 'serving': {done.stderr!r}"
-    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr and "serving" not in done.stderr

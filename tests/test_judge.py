@@ -24,8 +24,7 @@ def Ex(example_id: str, inputs: str | dict[str, str], targets: tuple[str, ...] =
     ("Score: 7", 0.7), ("score:7", 0.7), ("Score: **8**", 0.8), ("Score: 8/10", 0.8), ("The score is 9.", 0.9),
     ("Score: 7.5", 0.75), ("7/10", 0.7), ("I give it 3 out of 10.", 0.3), ("10", 1.0), ("0", 0.0),
     ("8\nThe answer matches.", 0.8), ("yes", 1.0), ("Yes, it is.", 1.0), ("No.", 0.0), ("True", 1.0),
-    ("The answer is correct.", 1.0), ("The answer is incorrect.", 0.0), ("This is not correct.", 0.0),
-    ("Wrong answer.", 0.0), ("Score: 4, the answer is correct", 0.4), ("Score: 11 or Score: 6", 0.6),
+    ("Score: 4, the answer is correct", 0.4), ("Score: 11 or Score: 6", 0.6),
 ])
 def test_parse_verdict_reads_many_reply_shapes(reply: str, value: float) -> None:
     assert parse_verdict(reply, 10) == pytest.approx(value)
@@ -33,6 +32,7 @@ def test_parse_verdict_reads_many_reply_shapes(reply: str, value: float) -> None
 
 @pytest.mark.parametrize("reply", [
     "Score: 11", "Score: -2", "", "   ", "gibberish", "asdf qwer", "11", "-3", "3/5", "2 + 2 = 4", "7th", "Score:",
+    "The answer is correct.", "The answer is incorrect.", "This is not correct.", "Wrong answer.",
 ])
 def test_parse_verdict_finds_no_verdict(reply: str) -> None:
     assert parse_verdict(reply, 10) is None
@@ -67,7 +67,7 @@ def test_a_bound_judge_scores_with_its_reply_as_feedback(judge_fake: tuple[FakeE
     system, user = request["messages"]
     assert system["role"] == "system" and "strict grader" in system["content"]
     for part in ("Grade the capital city.", "What is the capital of France?", "- Paris", "- paris, France",
-                 "Candidate answer: Paris.", '"Score: N"', "0 (wrong) to 10 (correct)"):
+                 "\nParis.\n</answer-", '"Score: N"', "0 (wrong) to 10 (correct)"):
         assert part in user["content"]
 
 

@@ -3,6 +3,7 @@ metrics as code (their feedback, their failures, their contract), and ``optimize
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -308,7 +309,7 @@ def judging_responder(body: dict[str, Any]) -> tuple[int, str | dict[str, Any]]:
     if system.startswith("You are a strict grader"):
         user = body["messages"][-1]["content"]
         reference = user.split("\n- ")[1].split("\n")[0] if "\n- " in user else user.split("Reference answer: ")[1]
-        candidate = user.split("Candidate answer: ")[1].split("\n")[0]
+        candidate = re.search(r"\n<(answer-[0-9a-f]{16})>\n(.*)\n</\1>\n", user, re.S).group(2)
         return 200, "Score: 10" if candidate == reference else "Score: 0"
     return task_aware_responder(body)
 

@@ -81,7 +81,12 @@ def exact_match(prediction: str, target: str) -> float:
 
 
 def contains(prediction: str, target: str) -> float:
-    """1 when the normalised target occurs in the normalised prediction as whole words."""
+    """1 when the normalised target occurs in the normalised prediction as whole words.
+
+    It can be gamed: an answer that lists every option ("positive negative neutral"), or repeats
+    a context that holds the answer, scores 1 on every example. Use it only where the answer is
+    free text no list or echo covers; where a fixed set of options exists, score the option the
+    answer names first (as the README's examples do) or use ``exact_match``."""
     needle = normalise(target)
     if not needle:
         return float(not normalise(prediction))
