@@ -194,29 +194,23 @@ def test_retry_after_reads_seconds_milliseconds_and_dates_within_a_cap() -> None
     assert retry_after(_rate_limited({})) == 0.0 and retry_after(None) == 0.0
 
 
-def test_a_refusal_is_raised_at_once_and_booked_as_a_call() -> None:
-    endpoint = FakeEndpoint(lambda body: UNAUTHORIZED)
+@pytest.mark.parametrize(("reply", "error", "message"), [
+    (UNAUTHORIZED, LLMRefused, "refused the request: AuthenticationError"),
+    ((200, {"choices": []}), LLMEmptyReply, "no message content"),
+], ids=["401", "no message"])
+def test_an_answer_another_try_would_repeat_is_raised_at_once_and_booked_as_a_call(
+        reply: tuple[int, Any], error: type[Exception], message: str) -> None:
+    endpoint = FakeEndpoint(lambda body: reply)
     try:
         llm, gate = _client(endpoint, max_attempts=4, timeout_s=5)
-        with pytest.raises(LLMRefused, match="refused the request: AuthenticationError"):
+        with pytest.raises(error, match=message):
             llm.chat(MESSAGES)
     finally:
         endpoint.close()
     assert len(endpoint.requests) == 1
     assert gate.spent("task") == Spend(1, 0, 0, 0.0), "the endpoint was asked once, and the ledger says so"
     assert (llm.usage.failed, llm.usage.refused, llm.usage.calls) == (1, 1, 0)
-    assert gate.health()[endpoint.url].up, "a refusal is an answer: the endpoint is up"
-
-
-def test_a_reply_without_a_message_is_not_retried() -> None:
-    endpoint = FakeEndpoint(lambda body: (200, {"choices": []}))
-    try:
-        llm, gate = _client(endpoint, max_attempts=4, timeout_s=5)
-        with pytest.raises(LLMEmptyReply, match="no message content"):
-            llm.chat(MESSAGES)
-    finally:
-        endpoint.close()
-    assert len(endpoint.requests) == 1 and gate.spent("task").calls == 1
+    assert gate.health()[endpoint.url].up, "an answer, even a refusal, shows the endpoint is up"
 
 
 def test_every_timed_out_attempt_is_charged_and_booked_at_what_it_asked_for() -> None:
