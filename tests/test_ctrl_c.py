@@ -16,7 +16,7 @@ import pytest
 from fakes import FakeEndpoint, task_aware_responder
 from processes import AGENTOPT, stored_results, wait_until
 
-SLOW_S = 8.0  # each task call once the campaign has stored some results: the in-flight calls a Ctrl-C waits for
+SLOW_S = 20.0  # each task call once the campaign has stored some results: the in-flight calls a Ctrl-C waits for
 
 
 class Run:
@@ -78,7 +78,7 @@ def test_first_ctrl_c_says_it_is_finishing_and_names_the_campaign(slowing: tuple
     run, _, db = slowing
     stored = stored_results(db)
     run.proc.send_signal(signal.SIGINT)
-    assert wait_until(lambda: run.said("finishing in-flight calls"), 5), run.lines
+    assert wait_until(lambda: run.said("finishing in-flight calls"), SLOW_S / 2), run.lines
     assert run.proc.poll() is None, "it is still waiting for the slow call"
     assert run.said("Ctrl-C again to stop now")
     stderr = run.ended(SLOW_S * 4 + 60)
@@ -93,7 +93,7 @@ def test_second_ctrl_c_stops_at_once_and_loses_nothing(slowing: tuple[Run, FakeE
     run, _, db = slowing
     stored = stored_results(db)
     run.proc.send_signal(signal.SIGINT)
-    assert wait_until(lambda: run.said("Ctrl-C again to stop now"), 5), run.lines
+    assert wait_until(lambda: run.said("Ctrl-C again to stop now"), SLOW_S / 2), run.lines
     pressed = time.monotonic()
     run.proc.send_signal(signal.SIGINT)
     stderr = run.ended(SLOW_S * 4)
