@@ -2,7 +2,7 @@
 budgets, endpoint health and whether its driver is still alive."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agentopt.archive import queries
@@ -55,6 +55,20 @@ class Status(queries.Record):
         return {**plain, **self.progress.as_dict(), "errors": self.progress.errors}
 
 
+def _health_as_of(note: dict[str, Any], heartbeat: datetime | None) -> dict[str, Any]:
+    """The latest endpoint-health note with its outages carried to the driver's last heartbeat. The
+    note is written when an endpoint goes down or comes back, so the length it holds is the outage's
+    first moment; the heartbeat says how long the driver saw it go on."""
+    age, noted = heartbeat_age(heartbeat), heartbeat_age(datetime.fromisoformat(note["at"]))
+    if age is None or noted is None or noted <= age:
+        return note
+    later = noted - age
+    endpoints = {url: h if h["up"] or h.get("down_for_s") is None
+                 else {**h, "down_for_s": round(h["down_for_s"] + later, 1)} for url, h in note["endpoints"].items()}
+    at = datetime.now(UTC) - timedelta(seconds=age)
+    return {**note, "at": at.isoformat(timespec="seconds"), "endpoints": endpoints}
+
+
 def status(archive: Archive, campaign_id: str) -> Status:
     campaign = archive.campaign(campaign_id)
     config = stored_config(archive, campaign_id)
@@ -68,7 +82,8 @@ def status(archive: Archive, campaign_id: str) -> Status:
     lost = archive.notes(campaign_id, kind=LOST_NOTE)
     return Status(campaign_id, campaign.task, campaign.strategy, state, campaign.created_at, campaign.active_s,
                   config.budget.wall_time_s, campaign.summary.get("stopped_by"), campaign.summary.get("stop_detail"),
-                  queries.progress(archive, campaign_id), health[-1].data if health else None,
+                  queries.progress(archive, campaign_id), _health_as_of(health[-1].data, campaign.heartbeat_at)
+                  if health else None,
                   int(lost[-1].data["lost"]) if lost else 0, spend, config.budget.limits())
 
 

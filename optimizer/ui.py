@@ -1,14 +1,16 @@
 """What a person sees while a campaign runs: a live progress bar with errors so far and endpoint
 health, then result tables."""
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from agentopt.agents.gate import EndpointHealth
 
@@ -51,6 +53,15 @@ def endpoints_line(health: Mapping[str, Mapping[str, Any]]) -> str:
     return "; ".join(one(url, h) for url, h in health.items())
 
 
+class OutageColumn(ProgressColumn):
+    """How long the endpoints have been down, counted at each refresh: the health is reported when it
+    changes, so a length written then would stay at the outage's first second."""
+
+    def render(self, task: Task) -> Text:
+        since = task.fields.get("down_since")
+        return Text(f"down for {time.monotonic() - since:.0f}s", style="yellow") if since is not None else Text("")
+
+
 class RichReporter:
     """One bar per phase (racing round, validation, test) counting examples evaluated."""
 
@@ -58,7 +69,7 @@ class RichReporter:
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True,
+            OutageColumn(), console=console, transient=True,
         )
         self.progress.start()
         self._bar = self.progress.add_task("starting", total=None)
@@ -81,8 +92,11 @@ class RichReporter:
         self.progress.update(self._bar, advance=n, description=self._describe())
 
     def endpoints(self, health: Mapping[str, EndpointHealth]) -> None:
-        self.down = sum(not h.up for h in health.values())
-        self.progress.update(self._bar, description=self._describe())
+        was_down, self.down = self.down, sum(not h.up for h in health.values())
+        longest = max((h.down_for_s or 0.0 for h in health.values() if not h.up), default=0.0)
+        since = (time.monotonic() - longest) if self.down and not was_down else None
+        fields = {"down_since": since} if since is not None or not self.down else {}
+        self.progress.update(self._bar, description=self._describe(), **fields)
         waiting = "; calls to a down endpoint wait for it" if self.down else ""
         self.console.print(f"endpoints: {escape(endpoints_line({u: asdict(h) for u, h in health.items()}))}{waiting}")
 

@@ -6,6 +6,7 @@ endpoints on loopback that are really taken off the network (connections refused
 back on the same port.
 """
 
+import io
 import json
 import pickle
 import sqlite3
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from fakes import FakeEndpoint, task_aware_responder
 from processes import agentopt, stored_results, wait_until
 from test_campaign import config
@@ -27,7 +29,7 @@ from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.campaign import CampaignReport, CampaignStopped
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.ui import OutageColumn, RichReporter, SilentReporter
 
 REFUSED = "APIConnectionError: Connection error."
 QUICK = Health(probe_initial_s=0.2, probe_max_s=1.0)
@@ -268,6 +270,8 @@ def test_both_endpoints_down_past_the_limit_stop_the_campaign_and_resume_finishe
         status = json.loads(agentopt("status", stopped.campaign_id, "--db", str(db), "--json").stdout)
         assert status["stopped_by"] == "endpoint_down" and "no endpoint of role" in status["stop_detail"]
         assert status["errors"] == 0 and not any(h["up"] for h in status["endpoints"]["endpoints"].values())
+        assert all(h["down_for_s"] >= 3.0 for h in status["endpoints"]["endpoints"].values()), \
+            "the outage's length runs to the stop, not frozen at its first moment"
 
         a.reopen()
         b.reopen()
@@ -285,3 +289,18 @@ def test_a_run_that_cannot_reach_its_endpoint_writes_no_archive(tmp_path: Path, 
     failed = agentopt("run", str(path), "--db", str(tmp_path / "a.db"), "--quiet")
     assert failed.returncode == 2 and "cannot reach model endpoint http://127.0.0.1:9/v1" in failed.stderr
     assert not (tmp_path / "a.db").exists()
+
+
+def test_the_progress_bar_counts_an_outage_as_it_goes_on() -> None:
+    """Health is reported when it changes; the bar's length of the outage must keep counting."""
+    reporter = RichReporter(Console(file=io.StringIO(), force_terminal=True))
+    try:
+        reporter.endpoints({"a": EndpointHealth(up=False, down_for_s=12.0)})
+        [task] = reporter.progress.tasks
+        assert OutageColumn().render(task).plain == "down for 12s"
+        task.fields["down_since"] -= 30  # half a minute later, with no new report
+        assert OutageColumn().render(task).plain == "down for 42s"
+        reporter.endpoints({"a": EndpointHealth(up=True)})
+        assert OutageColumn().render(task).plain == ""
+    finally:
+        reporter.close()
