@@ -172,8 +172,10 @@ def interrupt_campaign(config: Path, db: Path, after_results: int, timeout: floa
             proc.kill()
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert "interrupted: every finished result and LLM call is kept" in stderr
+    assert "stopping: finishing in-flight calls" in stderr, "the first Ctrl-C says what it waits for"
     with sqlite3.connect(db) as conn:
-        assert conn.execute("select status from campaigns").fetchall() == [("interrupted",)]
+        [(campaign, status)] = conn.execute("select id, status from campaigns").fetchall()
+    assert status == "interrupted" and f"agentopt resume {campaign} " in stderr, "the line names the campaign"
     assert stored_results(db) >= after_results
 
 

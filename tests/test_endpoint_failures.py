@@ -273,3 +273,24 @@ def test_a_run_whose_examples_all_failed_stops_once_the_window_is_full_or_at_the
     with pytest.raises(Halted, match="all 3 proposer calls failed for good; the last: LLMRefused"):
         fine.proposals(3, 0, "LLMRefused: 401")
     fine.proposals(3, 1, "LLMRefused: 401")
+
+
+@pytest.mark.local_model
+def test_a_campaign_the_real_model_refuses_every_example_stops_with_exit_2(tmp_path: Path) -> None:
+    """Inputs longer than the bundled model's context: the server refuses every task call (a 4xx,
+    which another try would repeat), so the campaign stops as error_rate (exit 2, one line) instead
+    of reporting the seed as the winner, having sent each request once."""
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"]
+    rows = [{"input": f"{w}{i} " + "filler " * 6000, "target": f"{w}{i}"} for i in range(3) for w in words]
+    (tmp_path / "long.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "c.yaml").write_text(
+        "tasks: [long.jsonl]\nmodels:\n  task: {model: local, max_tokens: 8}\n"
+        "  proposer: {model: local, max_tokens: 16}\nlocal_model: {servers: 1}\n"
+        "strategy: {name: random, params: {queries: 2, n_subsamples: 1, samples_per_subsample: 1}}\n"
+        "evaluation: {backend: threads, workers: 2, val_size: 4, test_size: 4}\n")
+    done = agentopt("run", "c.yaml", "--db", "a.db", cwd=tmp_path, timeout=600)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(lines) == 1 and "error_rate" in lines[0], done.stderr[-2000:]
+    state, _, results, errors = _campaign(tmp_path / "a.db")
+    assert state == "stopped" and results == errors > 0, "every result is kept, as an error"
