@@ -3,36 +3,51 @@
 Each finished campaign of a sweep is a :class:`Cell`: one task, one *arm* (a strategy with its
 parameters and model settings), one seed, and its winner's score on every test example. Two sources
 of noise hide a real difference: the search itself (another seed finds another winner) and the
-finite test split (20 examples make one example worth 5 points). The method, stated in every output
-(:data:`METHOD`), accounts for both:
+finite test split (20 examples make one example worth 5 points). Every seed and every arm of a task
+is scored on the same test items, so the design is crossed, arm × seed × item, not nested: the
+items' share of the noise is common to all seeds and does not shrink with more seeds.
 
-- an arm on a task: the mean over seeds of the winner's test mean, with a 95 % interval from a
-  two-level bootstrap: seeds resampled, then the test examples within each;
-- two arms: for every (task, seed) both ran, the difference of their test means, which is paired
-  (the same test examples, the same seed); the mean difference with a paired bootstrap 95 %
-  interval over those cells and the Wilcoxon signed-rank test (two-sided, zero differences dropped);
-- wins, ties and losses per task: the same two-level bootstrap on the per-example differences of
-  that task; a win or a loss only when its 95 % interval excludes 0, a tie otherwise.
+The method, stated in every output (:data:`METHOD`):
+
+- an arm on a task: the mean of its seeds × items table, with a t interval from the crossed
+  variance of :func:`agentopt.archive.stats.crossed` (seeds' and items' mean squares, Satterthwaite's
+  degrees of freedom);
+- two arms on a task: the same on the table of per-example differences, paired by seed (the same
+  seed number) and by item;
+- two arms over all tasks: the equal-weight mean of the tasks' differences (stratified by task: the
+  tasks share neither items nor campaigns), Welch–Satterthwaite degrees of freedom;
+- two arms on one task alone (its interval and its win, tie or loss): the task's difference on the
+  containment degrees of freedom, seeds − 1, because with three seeds Satterthwaite's degrees of
+  freedom come out too high exactly when the seeds' mean square is low by chance;
+- p-values: two-sided, Student's t; Holm's correction over the pairs of the comparison, and over
+  every (pair, task) for the per-task wins, ties and losses: a win or a loss only when its Holm p is
+  below 0.05.
+
+Why not a bootstrap: a sweep has three seeds per cell, and ``experiments/calibrate_stats.py`` shows
+what the resampling methods cover in a simulation of this design; its table is in the README.
 """
 
 import itertools
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from agentopt.archive.records import Record
-from agentopt.archive.stats import N_BOOT, interval, two_level_means
+from agentopt.archive.stats import Estimate, crossed, holm, pooled
 
+ALPHA = 0.05
 METHOD = (
-    "Per task and arm: mean over seeds of the winner's test mean, 95 % interval from a two-level bootstrap "
-    f"({N_BOOT} resamples: seeds, then test examples within each seed). Per pair of arms: the difference of "
-    "test means in every (task, seed) cell both ran (paired: same seed, same test examples), its mean with a "
-    "paired bootstrap 95 % interval over cells and the two-sided Wilcoxon signed-rank p (zero differences "
-    "dropped). Wins / ties / losses per task count only when the two-level bootstrap 95 % interval of the "
-    "per-example differences on that task excludes 0."
+    "Scores are crossed (every seed and arm of a task scores the same test items). Per task and arm: the "
+    "mean of the seeds x items table, 95 % t interval on its crossed variance (seeds' and items' two-way "
+    "ANOVA mean squares, Satterthwaite df), clipped to [0, 1]. Per pair: per-example differences paired by "
+    "seed and item; over all tasks the equal-weight mean of the tasks' crossed estimates (stratified by "
+    "task, Welch-Satterthwaite df); per task alone the same estimate on seeds - 1 df (containment: "
+    "conservative with few seeds). p: two-sided Student's t (scipy.stats.t). Holm's correction over the "
+    "pairs (pooled) and over every pair x task (wins / ties / losses: a win or loss only at Holm p < 0.05); "
+    "intervals are not adjusted. Items an arm's seeds did not all score (errors) are left out of its table."
 )
 
 
@@ -61,23 +76,43 @@ class ArmScore(Record):
     task: str
     arm: str
     seeds: int
+    items: int
     mean: float
     ci: tuple[float, float]
+    df: float
+
+
+@dataclass(frozen=True)
+class TaskDiff(Record):
+    """``a`` minus ``b`` on one task; ``verdict`` is win, tie or loss for ``a`` at Holm p < 0.05."""
+
+    task: str
+    seeds: int
+    items: int
+    mean_diff: float
+    ci: tuple[float, float]
+    df: float
+    p: float
+    p_holm: float
+    verdict: str
 
 
 @dataclass(frozen=True)
 class PairResult(Record):
-    """``a`` minus ``b``; ``wins`` are tasks where ``a`` is significantly better."""
+    """``a`` minus ``b`` over the tasks both ran; ``wins`` are tasks where ``a`` is significantly better."""
 
     a: str
     b: str
     cells: int
     mean_diff: float
     ci: tuple[float, float]
-    wilcoxon_p: float | None
+    df: float
+    p: float
+    p_holm: float
     wins: int
     ties: int
     losses: int
+    tasks: tuple[TaskDiff, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,62 +134,93 @@ class SweepComparison(Record):
     costs: tuple[ArmCost, ...]
     failed: tuple[str, ...] = ()  # campaigns left out: failed, or not finished
 
-
-def wilcoxon_p(differences: Sequence[float]) -> float | None:
-    """Two-sided Wilcoxon signed-rank p, zero differences dropped (1.0 when all are zero);
-    ``None`` with fewer than 2 cells."""
-    from scipy.stats import wilcoxon
-
-    if len(differences) < 2:
-        return None
-    if not any(differences):
-        return 1.0
-    return float(wilcoxon(differences, zero_method="wilcox", alternative="two-sided").pvalue)
+    def __str__(self) -> str:
+        """The tables and the method, as ``agentopt archive compare --sweep`` prints them."""
+        return to_markdown(self)
 
 
-def _paired(a: Cell, b: Cell) -> list[float]:
-    """Per-example differences a - b on the test examples both were scored on."""
-    scores = dict(zip(b.examples, b.scores, strict=True))
-    return [x - scores[e] for e, x in zip(a.examples, a.scores, strict=True) if e in scores]
+def _tables(cells: Sequence[Cell]) -> tuple[list[int], list[str], dict[tuple[int, str], float]]:
+    """The seeds and the items every one of ``cells`` scored, and each (seed, item)'s score: the
+    complete crossed table that :func:`agentopt.archive.stats.crossed` needs."""
+    scored = [dict(zip(c.examples, c.scores, strict=True)) for c in cells]
+    items = [e for e in cells[0].examples if all(e in s for s in scored)]
+    return [c.seed for c in cells], items, {(c.seed, e): s[e] for c, s in zip(cells, scored) for e in items}
+
+
+def _arm_table(cells: Sequence[Cell]) -> np.ndarray:
+    seeds, items, score = _tables(cells)
+    return np.array([[score[s, e] for e in items] for s in seeds]).reshape(len(seeds), len(items))
+
+
+def _difference_table(mine: Sequence[Cell], theirs: Sequence[Cell]) -> np.ndarray:
+    """Per-example differences, paired by seed and item: rows are the seeds both ran."""
+    seeds, items, a = _tables(mine)
+    _, their_items, b = _tables(theirs)
+    common = [e for e in items if e in set(their_items)]
+    return np.array([[a[s, e] - b[s, e] for e in common] for s in seeds]).reshape(len(seeds), len(common))
+
+
+def task_difference(table: np.ndarray, estimate: Estimate | None = None) -> Estimate:
+    """A task's seeds × items table of paired differences judged on its own (``estimate``: its
+    :func:`agentopt.archive.stats.crossed` estimate when already at hand), on the containment degrees
+    of freedom, one less than its seeds. Satterthwaite's, fine once tasks are pooled, are anti-conservative for one task with three
+    seeds (a small seed mean square raises them and lowers the variance at once): see
+    ``experiments/calibrate_stats.py``."""
+    seeds, estimate = table.shape[0], estimate or crossed(table)
+    return replace(estimate, df=seeds - 1) if seeds > 1 and estimate.df > 0 else estimate
+
+
+def _clipped(low_high: tuple[float, float]) -> tuple[float, float]:
+    return max(0.0, low_high[0]), min(1.0, low_high[1])
 
 
 def compare_cells(sweep_id: str, cells: Sequence[Cell], failed: Sequence[str] = ()) -> SweepComparison:
-    by_task_arm: dict[tuple[str, str], list[Cell]] = defaultdict(list)
-    for cell in cells:
-        by_task_arm[(cell.task, cell.arm)].append(cell)
+    by_task_arm: dict[tuple[str, str], dict[int, Cell]] = defaultdict(dict)
+    for cell in sorted(cells, key=lambda c: c.seed):
+        if cell.scores:
+            by_task_arm[(cell.task, cell.arm)][cell.seed] = cell
     arms = sorted({c.arm for c in cells})
     tasks = sorted({c.task for c in cells})
     scores = []
     for (task, arm), group in sorted(by_task_arm.items()):
-        groups = [c.scores for c in group if c.scores]
-        if not groups:
+        table = _arm_table(list(group.values()))
+        if not table.size:
             continue
-        scores.append(ArmScore(task, arm, len(groups), float(np.mean([np.mean(g) for g in groups])),
-                               interval(two_level_means(groups))))
-    pairs = []
+        estimate = crossed(table)
+        scores.append(ArmScore(task, arm, table.shape[0], table.shape[1], estimate.mean,
+                               _clipped(estimate.interval()), round(estimate.df, 1)))
+    per_pair: dict[tuple[str, str], list[tuple[str, np.ndarray, Estimate]]] = {}
     for a, b in itertools.combinations(arms, 2):
-        diffs, outcome = [], {"win": 0, "tie": 0, "loss": 0}
+        found = []
         for task in tasks:
-            mine = {c.seed: c for c in by_task_arm.get((task, a), []) if c.scores}
-            theirs = {c.seed: c for c in by_task_arm.get((task, b), []) if c.scores}
+            mine, theirs = by_task_arm.get((task, a), {}), by_task_arm.get((task, b), {})
             seeds = sorted(mine.keys() & theirs.keys())
-            if not seeds:
-                continue
-            per_example = [_paired(mine[s], theirs[s]) for s in seeds]
-            diffs += [float(np.mean(d)) for d in per_example if d]
-            if any(per_example):
-                low, high = interval(two_level_means(per_example))
-                outcome["win" if low > 0 else "loss" if high < 0 else "tie"] += 1
-        if not diffs:
-            continue
-        ci = interval(two_level_means([diffs])) if len(diffs) > 1 else (diffs[0], diffs[0])
-        pairs.append(PairResult(a, b, len(diffs), float(np.mean(diffs)), ci, wilcoxon_p(diffs),
-                                outcome["win"], outcome["tie"], outcome["loss"]))
+            table = _difference_table([mine[s] for s in seeds], [theirs[s] for s in seeds]) if seeds else None
+            if table is not None and table.size:
+                found.append((task, table, crossed(table)))
+        if found:
+            per_pair[(a, b)] = found
+    task_holm = iter(holm([task_difference(table, e).p for found in per_pair.values() for _, table, e in found]))
+    overall = {key: pooled([e for _, _, e in found]) for key, found in per_pair.items()}
+    pair_holm = dict(zip(overall, holm([e.p for e in overall.values()]), strict=True))
+    pairs = []
+    for (a, b), found in per_pair.items():
+        by_task = []
+        for task, table, pooled_part in found:
+            estimate, adjusted = task_difference(table, pooled_part), next(task_holm)
+            verdict = "tie" if adjusted >= ALPHA else "win" if estimate.mean > 0 else "loss"
+            by_task.append(TaskDiff(task, table.shape[0], table.shape[1], estimate.mean, estimate.interval(),
+                                    round(estimate.df, 1), estimate.p, adjusted, verdict))
+        total = overall[(a, b)]
+        verdicts = [t.verdict for t in by_task]
+        pairs.append(PairResult(a, b, sum(t.seeds for t in by_task), total.mean, total.interval(),
+                                round(total.df, 1), total.p, pair_holm[(a, b)], verdicts.count("win"),
+                                verdicts.count("tie"), verdicts.count("loss"), tuple(by_task)))
     costs = []
     for arm in arms:
-        mine = [c for c in cells if c.arm == arm]
-        costs.append(ArmCost(arm, len(mine), sum(c.calls for c in mine), sum(c.tokens for c in mine),
-                             round(sum(c.usd for c in mine), 6), round(sum(c.wall_s for c in mine), 1)))
+        spent = [c for c in cells if c.arm == arm]
+        costs.append(ArmCost(arm, len(spent), sum(c.calls for c in spent), sum(c.tokens for c in spent),
+                             round(sum(c.usd for c in spent), 6), round(sum(c.wall_s for c in spent), 1)))
     return SweepComparison(sweep_id, METHOD, tuple(scores), tuple(pairs), tuple(costs), tuple(failed))
 
 
@@ -162,19 +228,27 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def to_markdown(result: SweepComparison) -> str:
     lines = [f"# Sweep {result.sweep_id}: comparison", "", f"Method: {result.method}", "",
-             "## Test score per task and arm (%)", "", "| task | arm | seeds | mean | 95 % interval |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {s.task} | {s.arm} | {s.seeds} | {_pct(s.mean)} | [{_pct(s.ci[0])}, {_pct(s.ci[1])}] |"
-              for s in result.scores]
-    lines += ["", "## Pairs: A minus B (points)", "",
-              "| A | B | cells | mean difference | 95 % interval | Wilcoxon p | significant wins / ties / losses (tasks) |",
-              "|---|---|---|---|---|---|---|"]
-    for p in result.pairs:
-        pval = "n/a" if p.wilcoxon_p is None else f"{p.wilcoxon_p:.3g}"
-        lines.append(f"| {p.a} | {p.b} | {p.cells} | {_pct(p.mean_diff)} | [{_pct(p.ci[0])}, {_pct(p.ci[1])}] | "
-                     f"{pval} | {p.wins} / {p.ties} / {p.losses} |")
+             "## Test score per task and arm (%)", "", "| task | arm | seeds | items | mean | 95 % interval | df |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {s.task} | {s.arm} | {s.seeds} | {s.items} | {_pct(s.mean)} | [{_pct(s.ci[0])}, {_pct(s.ci[1])}] "
+              f"| {s.df:g} |" for s in result.scores]
+    lines += ["", "## Pairs over all tasks: A minus B (points)", "",
+              "| A | B | cells | mean difference | 95 % interval | df | p | Holm p | wins / ties / losses (tasks) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {p.a} | {p.b} | {p.cells} | {_pct(p.mean_diff)} | [{_pct(p.ci[0])}, {_pct(p.ci[1])}] | {p.df:g} | "
+              f"{_p(p.p)} | {_p(p.p_holm)} | {p.wins} / {p.ties} / {p.losses} |" for p in result.pairs]
+    lines += ["", "## Pairs per task: A minus B (points)", "",
+              "| A | B | task | seeds | items | difference | 95 % interval | df | p | Holm p | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {p.a} | {p.b} | {t.task} | {t.seeds} | {t.items} | {_pct(t.mean_diff)} | "
+              f"[{_pct(t.ci[0])}, {_pct(t.ci[1])}] | {t.df:g} | {_p(t.p)} | {_p(t.p_holm)} | {t.verdict} |"
+              for p in result.pairs for t in p.tasks]
     lines += ["", "## Cost per arm (all its campaigns)", "", "| arm | campaigns | calls | tokens | USD | wall s |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {c.arm} | {c.campaigns} | {c.calls} | {c.tokens} | {c.usd:.4f} | {c.wall_s:.0f} |"

@@ -10,10 +10,13 @@ campaigns of one seed see the same splits, so strategies are compared paired, by
 ``agentopt archive compare --sweep``. Functional dedup is off, so every query is an example evaluation
 the strategy asked for.
 
-Printed and saved: the comparison (per task and strategy, mean test score over seeds with a two-level
-bootstrap interval; paired differences with Wilcoxon tests; significant wins; cost), one row per
-campaign, the queries INSTINCT and random search needed to reach APE's final validation score, and a
-PNG of best-so-far validation score (mean over seeds) against task-model queries.
+Printed and saved: the comparison (per task and strategy, mean test score over seeds with a t
+interval on the crossed seeds × items variance; paired differences over all tasks and per task with
+Holm-corrected p; significant wins; cost), one row per campaign, the queries INSTINCT and random
+search needed to reach APE's final validation score, and a PNG of best-so-far validation score (mean
+over seeds) against task-model queries. The JSON also keeps every campaign's per-example test scores
+(``cells``), so the comparison can be recomputed without running anything:
+``compare_cells(name, [Cell(**c) for c in json.load(f)["cells"]])``.
 
     .venv/bin/python experiments/bench_strategies.py [--tasks ...] [--seeds 0 1 2] [--budget 120] [--test 80]
 """
@@ -244,7 +247,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plot(curves, args.tasks, args.seeds, args.budget, args.out / "bench_strategies.png")
     plot_comparison(comparison, args.out / "bench_strategies_scores.png")
-    (args.out / "bench_strategies.json").write_text(json.dumps(comparison.as_dict(), indent=2) + "\n")
+    stored = {**comparison.as_dict(), "cells": [cell.as_dict() for cell in cells]}  # to recompute from
+    (args.out / "bench_strategies.json").write_text(json.dumps(stored, indent=2) + "\n")
     lines = [f"# bench_strategies ({date.today().isoformat()}, 2-core machine, SmolLM2-135M-Instruct)", "",
              *([args.note, ""] if args.note else []),
              f"Command: `.venv/bin/python experiments/bench_strategies.py {shlex.join(sys.argv[1:])}`", "",

@@ -14,7 +14,8 @@ its archive when it is there (``--agentopt-work``) and run otherwise. DSPy runs 
 loopback (agentopt's sweep also runs two campaigns at once on two servers);
 a finished run's output is kept in ``--work`` and taken again with ``--reuse``, so an interrupted
 benchmark continues where it stopped. The systems are compared paired (same seed, same test
-examples) with the statistics of ``agentopt archive compare --sweep``.
+examples) with the statistics of ``agentopt archive compare --sweep``; the JSON keeps every run's
+per-example test scores (``cells``) to recompute them from.
 
     .venv/bin/python experiments/bench_vs_dspy.py [--tasks ...] [--seeds 0 1 2] [--budget 120] [--test 80] [--reuse]
 
@@ -252,7 +253,8 @@ def main() -> None:
                                         "gepa {m.version(\"gepa\")}')"], capture_output=True, text=True).stdout.strip())
     seeds_line = "; ".join(f"{name}: " + ", ".join(f"{who} {score:.2f}" for who, score in scores.items())
                            for name, scores in seed_scores.items())
-    (args.out / "bench_vs_dspy.json").write_text(json.dumps(comparison.as_dict(), indent=2) + "\n")
+    stored = {**comparison.as_dict(), "cells": [cell.as_dict() for cell in cells]}  # to recompute from
+    (args.out / "bench_vs_dspy.json").write_text(json.dumps(stored, indent=2) + "\n")
     lines = [f"# bench_vs_dspy ({date.today().isoformat()}, 2-core machine, {LOCAL_MODEL_NAME})", "",
              f"Versions: {', '.join(versions)}.", "",
              *([args.note, ""] if args.note else []),

@@ -3,11 +3,11 @@ out, ``colors`` (see ``fields_tasks``), three seeds each, on the bundled model.
 
 The chain first copies the sentence that answers the question, then answers from it; its four
 texts (each template's system and human message) are what the strategies rewrite (OPRO one text
-per step, APE's proposals spread over the texts in turn). The
-winner and the seed chain are scored on the same sealed test examples, so gains are paired (the
-bootstrap CI and sign test of ``multifield.py``). Answers are scored by ``first_named`` (the first pet
-or color the answer names), not ``contains``: a chain that copies the context, or lists every option,
-would contain the answer on every example.
+per step, APE's proposals spread over the texts in turn). The winner and the seed chain are scored
+on the same sealed test examples, so gains are paired (the bootstrap CI and sign test of
+``multifield.py``, and its crossed estimate where seeds are pooled). Answers are scored by
+``first_named`` (the first pet or color the answer names), not ``contains``: a chain that copies the
+context, or lists every option, would contain the answer on every example.
 
     .venv/bin/python experiments/chain.py [--db /tmp/agentopt-chain.db] [--out experiments/results/chain.md]
 """
@@ -29,8 +29,8 @@ import agentopt
 STRATEGIES = {"opro": agentopt.strategies.OPRO(steps=4, per_step=4, dev_size=12),
               "ape": agentopt.strategies.APE(n_subsamples=4, samples_per_subsample=2, racing_budget=48, mc_rounds=0,
                                              top_k=3)}
-HEADERS = ["strategy", "task", "seed", "seed chain test", "best test", "gain [95% CI]", "sign test p", "texts changed",
-           "task calls", "wall s"]
+HEADERS = ["strategy", "task", "seed", "seed chain test", "best test", "gain [95% CI]",
+           "p (sign test; all seeds: crossed t)", "texts changed", "task calls", "wall s"]
 
 
 def user_chain() -> object:
@@ -65,7 +65,7 @@ def main() -> None:
                                            evaluation=EVALUATION, name=f"chain-{label}-{name}-{random_seed}",
                                            random_seed=random_seed, progress=False)
                 pairs = paired(archive, seed_id(archive, result, seed), result.best.candidate_id)
-                pooled.setdefault((label, name), []).extend(pairs)
+                pooled.setdefault((label, name), []).append(pairs)
                 changed = [k for k, v in result.best.agent.params.items() if seed.params[k] != v]
                 rows.append([label, *campaign_row(name, random_seed, result, pairs, ", ".join(changed) or "none",
                                                   started)])

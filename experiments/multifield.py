@@ -3,7 +3,10 @@
 
 Each campaign's winner and its seed prompt are scored on the same sealed test examples, so the
 gain is a paired difference: its 95% CI is a bootstrap over those examples, and the p-value is an
-exact two-sided sign test on the examples where the two disagree. Pooled rows add every seed's pairs.
+exact two-sided sign test on the examples where the two disagree. The rows "all seeds" pool a task's
+three campaigns, which share their test examples: the crossed seeds × examples estimate of
+``agentopt.archive.sweep_stats.task_difference`` (t interval and p on seeds − 1 degrees of freedom),
+not the examples of all seeds taken as independent.
 
     .venv/bin/python experiments/multifield.py [--db /tmp/multifield.db] [--out experiments/results/multifield.md]
 """
@@ -19,7 +22,10 @@ from fields_tasks import HELD_OUT, INSTRUCTION, TASKS, TEMPLATE, seed_candidate
 from rich.console import Console
 
 import agentopt
+from agentopt.archive.sweep_stats import task_difference
 from agentopt.optimizer.ui import markdown, table
+
+Paired = dict[str, tuple[float, float]]  # test example -> (seed prompt's score, winner's score)
 
 SEEDS = (0, 1, 2)
 STRATEGY = agentopt.strategies.APE(n_subsamples=4, demos_per_subsample=4, samples_per_subsample=2, candidate_demos=2,
@@ -27,27 +33,29 @@ STRATEGY = agentopt.strategies.APE(n_subsamples=4, demos_per_subsample=4, sample
                                    mc_samples=2, mc_budget=16, top_k=3)
 MODELS = agentopt.Models(task=agentopt.Role(max_tokens=16), proposer=agentopt.Role(temperature=0.9, max_tokens=48))
 EVALUATION = agentopt.Evaluation(val_size=24, test_size=48)
-HEADERS = ["task", "seed", "seed prompt test", "best test", "gain [95% CI]", "sign test p", "best instruction",
-           "task calls", "wall s"]
+HEADERS = ["task", "seed", "seed prompt test", "best test", "gain [95% CI]",
+           "p (sign test; all seeds: crossed t)", "best instruction", "task calls", "wall s"]
 
 
-def paired(archive: agentopt.Archive, a: int, b: int) -> list[tuple[float, float]]:
+def paired(archive: agentopt.Archive, a: int, b: int) -> Paired:
     """(a, b) scores on the test examples both were scored on without error."""
     first = {r.example_id: r.score for r in archive.results(a, "test") if r.score is not None}
-    return [(first[r.example_id], r.score) for r in archive.results(b, "test")
-            if r.score is not None and r.example_id in first]
+    return {r.example_id: (first[r.example_id], r.score) for r in archive.results(b, "test")
+            if r.score is not None and r.example_id in first}
 
 
-def gain(pairs: list[tuple[float, float]]) -> str:
-    diffs = np.array([b - a for a, b in pairs])
+def gain(paired_scores: Paired) -> str:
+    """One campaign's gain: a bootstrap over its test examples."""
+    diffs = np.array([b - a for a, b in paired_scores.values()])
     rng = np.random.default_rng(0)
     boots = diffs[rng.integers(0, len(diffs), (2000, len(diffs)))].mean(axis=1)
     low, high = np.percentile(boots, [2.5, 97.5])
     return f"{100 * diffs.mean():+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
-def sign_test(pairs: list[tuple[float, float]]) -> str:
+def sign_test(paired_scores: Paired) -> str:
     """Exact two-sided sign test on the examples where the two prompts scored differently."""
+    pairs = paired_scores.values()
     wins, losses = sum(b > a for a, b in pairs), sum(b < a for a, b in pairs)
     n = wins + losses
     if n == 0:
@@ -60,11 +68,20 @@ def label(name: str) -> str:
     return name + (" (held out)" if name in HELD_OUT else "")
 
 
-def pooled_rows(pooled: dict[str, list[tuple[float, float]]]) -> list[list[object]]:
-    """One row per task with every seed's pairs together (the table's last rows)."""
-    return [[label(name) + ", pooled", "all", f"{np.mean([a for a, _ in pairs]):.2f}",
-             f"{np.mean([b for _, b in pairs]):.2f}", gain(pairs), sign_test(pairs), "", "", ""]
-            for name, pairs in pooled.items()]
+def pooled_rows(pooled: dict[str, list[Paired]]) -> list[list[object]]:
+    """One row per task with its seeds together (the table's last rows): the crossed estimate on the
+    examples every seed was scored on."""
+    rows = []
+    for name, seeds in pooled.items():
+        examples = [e for e in seeds[0] if all(e in s for s in seeds)]
+        before = np.array([[s[e][0] for e in examples] for s in seeds])
+        after = np.array([[s[e][1] for e in examples] for s in seeds])
+        estimate = task_difference(after - before)
+        low, high = estimate.interval()
+        rows.append([label(name) + ", all seeds", "all", f"{before.mean():.2f}", f"{after.mean():.2f}",
+                     f"{100 * estimate.mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]",
+                     f"{estimate.p:.2f} (t, {estimate.df:g} df, {len(examples)} examples)", "", "", ""])
+    return rows
 
 
 def campaign_row(name: str, seed: int, result: agentopt.Result, pairs: list[tuple[float, float]], winner: str,
@@ -97,7 +114,7 @@ def main() -> None:
                                        strategy=STRATEGY, models=MODELS, archive=archive, evaluation=EVALUATION,
                                        name=f"multifield-{name}-{seed}", random_seed=seed, progress=False)
             pairs = paired(archive, seed_candidate(archive, result), result.best.candidate_id)
-            pooled.setdefault(name, []).extend(pairs)
+            pooled.setdefault(name, []).append(pairs)
             rows.append(campaign_row(name, seed, result, pairs,
                                      repr(getattr(result.best.agent, "instruction", "?"))[:60], started))
             Console(stderr=True).print(rows[-1])

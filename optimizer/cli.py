@@ -295,7 +295,8 @@ def archive_compare(
 ) -> None:
     """Campaigns on one task side by side; each best prompt vs the oldest one's, paired on test items.
     With --sweep: per task and arm the mean test score over seeds with a 95 % interval, every pair of
-    arms' paired difference (bootstrap interval, Wilcoxon test), significant wins/ties/losses, and cost."""
+    arms' paired difference over all tasks and per task (t intervals on the crossed seeds x items
+    variance, Holm-corrected p), significant wins/ties/losses, and cost; the output states the method."""
     if sweep is not None:
         _sweep_compare(open_archive(db), sweep, out_dir, json_out)
         return
