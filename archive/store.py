@@ -367,9 +367,8 @@ class Archive:
         """Refresh the query planner's statistics, so filtered queries start from the selective index.
 
         Without them SQLite scans evaluations in score order even when a filter keeps one row in a
-        thousand (0.5 s instead of 5 ms at 100k candidates). Sampled statistics (``analysis_limit``)
-        misjudge the split column and keep the slow plan, so each table is analysed in full: about a
-        second per million candidates (experiments/bench_archive.py). Only the tables those queries
+        thousand. Sampled statistics (``analysis_limit``) misjudge the split column and keep the slow
+        plan, so each table is analysed in full (experiments/bench_archive.py times it). Only the tables those queries
         plan over, one at a time: SQLite holds the write lock through an ``ANALYZE``, and the big
         ``results`` and ``llm_calls`` tables (tens of rows per candidate, read only through index
         lookups that plan the same without statistics) would keep other campaigns waiting for nothing.

@@ -77,6 +77,8 @@ def test_a_sweep_runs_its_campaigns_at_once_within_the_endpoint_limit_and_resume
     compared = compare_sweep(archive, result.sweep_id)
     assert len(compared.pairs) == 1 and compared.pairs[0].cells == 2 and not compared.failed
     assert {s.arm for s in compared.scores} == {c.arm for c in plan.cells}
+    printed = str(compared)  # what print(agentopt.compare_sweep(...)) shows: the tables and the method
+    assert "Method: Scores are crossed" in printed and "Holm" in printed and "| echo |" in printed
     with sqlite3.connect(db) as conn:
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
         per_campaign = conn.execute("select count(distinct c.id) from campaigns c join candidates k "
