@@ -25,12 +25,15 @@ from agentopt.optimizer.ui import SilentReporter
 
 HOSTILE = ('<script>window.__pwned = 1; alert("script")</script> <img src=x onerror="window.__pwned = 2; '
            'alert(\'img\')"> <a href="javascript:window.__pwned = 3">click me</a>')
+HOSTILE_STRATEGY = '<script>window.__pwned = 4</script><img src=x onerror="window.__pwned = 5">'
+"""Short enough for the strategy column; the one stored text the campaign page's chart labels are built from."""
 
 
 def add_hostile_candidate(archive: Archive, campaign_id: str, parent: int) -> int:
-    """A candidate whose instruction, rationale, answers and notes are all hostile markup."""
+    """A candidate whose instruction, strategy, rationale, answers and notes are all hostile markup."""
     agent = PromptAgent(instruction=f"Echo the word. {HOSTILE}")
-    candidate_id, _ = archive.add_candidate(campaign_id, agent, "ape", [parent], rationale=f"because {HOSTILE}")
+    candidate_id, _ = archive.add_candidate(campaign_id, agent, HOSTILE_STRATEGY, [parent],
+                                            rationale=f"because {HOSTILE}")
     for i, split in enumerate(("train", "val")):
         archive.add_result(candidate_id, split, ExampleOutcome(f"{split}-{i}", HOSTILE, 1.0, None, {}))
         archive.update_evaluation(candidate_id, split)
@@ -88,6 +91,7 @@ def test_hostile_text_is_inert_on_every_page(client: TestClient,
     page = client.get(f"/candidates/{hostile}").text
     assert page.count("&lt;script&gt;window.__pwned") >= 4, "instruction, rationale, answers, error and note shown"
     live = client.get(f"/api/campaigns/{campaign_id}").text
+    assert "&lt;script&gt;window.__pwned = 4" in live, "the hostile strategy reaches the chart labels"
     assert "<script>" not in live and "\\u003cscript" not in live, "chart labels are escaped for plotly.js too"
 
 

@@ -5,8 +5,10 @@ The code blocks are read out of README.md, so the examples users copy are the on
 
 import ast
 import re
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -40,11 +42,24 @@ def test_the_readme_example_is_short_and_runs_on_the_bundled_model(tmp_path: Pat
 
 def test_the_readme_langchain_example_hands_back_a_chain_that_answers_through_invoke_and_batch(
         tmp_path: Path) -> None:
-    lines = run_example(readme_example("### Your own LangChain chain or program"), tmp_path)
+    code = readme_example("### Your own LangChain chain or program")
+    canned = re.search(r"FakeListChatModel\(responses=(\[.*?\])\)", code)
+    assert canned, "the example's stand-in model"
+    stand_in = ast.literal_eval(canned.group(1))
+    lines = run_example(code, tmp_path)
     assert re.fullmatch(r"test accuracy: seed chain \d\.\d\d, best \d\.\d\d", lines[0]), lines
-    assert lines[1].startswith("invoke: ") and ast.literal_eval(lines[1].removeprefix("invoke: ")), lines
+    one = ast.literal_eval(lines[1].removeprefix("invoke: "))
+    assert lines[1].startswith("invoke: ") and one, lines
     batch = ast.literal_eval(lines[2].removeprefix("batch: "))
     assert isinstance(batch, list) and len(batch) == 2 and all(isinstance(a, str) and a for a in batch), lines
+    # The stand-in model's canned sentence would satisfy every check above: the answers must come from
+    # the task model, both for the chain handed back and for every example the campaign scored.
+    assert not {one, *batch} & set(stand_in), f"the chain handed back still answers with its own model: {lines}"
+    with closing(sqlite3.connect(tmp_path / "chain.db")) as db:
+        rows = db.execute("SELECT split, output, llm_calls + cache_hits FROM results WHERE error IS NULL").fetchall()
+    assert rows and not {output for _, output, _ in rows} & set(stand_in), "an answer came from the stand-in model"
+    assert all(calls >= 2 for _, _, calls in rows), "both model steps of the chain went through the task model"
+    assert len({output for split, output, _ in rows if split == "test"}) > 1, "the answers vary with the input"
     params = ast.literal_eval(lines[3])
     assert set(params) == {"p1.system", "p1.human", "p2.system", "p2.human"}
     assert "{evidence}" in params["p2.human"] and "{question}" in params["p2.human"], "variables are never lost"
