@@ -64,6 +64,16 @@ class Demonstrated(Protocol):
 
 
 @runtime_checkable
+class Retrieving(Protocol):
+    """An agent that picks ``retrieve`` worked examples per input from a pool (a prompt agent):
+    what the reflective strategy's ``retrieve`` mutation turns on and tunes."""
+
+    retrieve: int
+
+    def with_retrieval(self, pool: tuple[Any, ...], k: int) -> Any: ...
+
+
+@runtime_checkable
 class Rendered(Protocol):
     """An agent that can show the messages it would send for an input before any call (budget
     estimates read them); other agents are estimated from their texts."""

@@ -47,6 +47,9 @@ class PromptAgent(BaseModel):
     postprocess: PostProcess = PostProcess()
     template: str | None = Field(None, description="the user turn, with {field} for each input field and {input} "
                                                    "for all of them as text (default: the input as text)")
+    demo_pool: tuple[Demo, ...] = Field((), description="worked examples to pick from per input")
+    retrieve: int = Field(0, ge=0, description="demonstrations picked from demo_pool for each input, the most "
+                                               "similar to it first (after the fixed demos)")
 
     @field_validator("template")
     @classmethod
@@ -56,9 +59,11 @@ class PromptAgent(BaseModel):
         return template
 
     def payload(self) -> dict[str, Any]:
-        """The JSON form; without a template it is exactly what agents stored before templates existed,
-        so their content hashes (and resumes of their campaigns) are unchanged."""
-        return self.model_dump(mode="json", exclude={"template"} if self.template is None else None)
+        """The JSON form; without a template or a demonstration pool it is exactly what agents stored
+        before those existed, so their content hashes (and resumes of their campaigns) are unchanged."""
+        unset = {"template"} if self.template is None else set()
+        unset |= {"demo_pool", "retrieve"} if not self.demo_pool and not self.retrieve else set()
+        return self.model_dump(mode="json", exclude=unset or None)
 
     def canonical(self) -> str:
         data = self.payload()
@@ -95,17 +100,25 @@ class PromptAgent(BaseModel):
     def with_demos(self, demos: tuple[Demo, ...]) -> "PromptAgent":
         return self.model_copy(update={"demos": tuple(demos)})
 
+    def with_retrieval(self, pool: tuple[Demo, ...], k: int) -> "PromptAgent":
+        """This agent picking ``k`` demonstrations per input from ``pool`` (by lexical similarity)."""
+        return self.model_copy(update={"demo_pool": tuple(pool), "retrieve": k})
+
 
 def _label(payload: Payload) -> str:
     demos = len(payload.get("demos", []))
-    return clip(str(payload.get("instruction", ""))) + (f" (+{demos} demos)" if demos else "")
+    retrieved = payload.get("retrieve", 0)
+    return (clip(str(payload.get("instruction", ""))) + (f" (+{demos} demos)" if demos else "")
+            + (f" (+{retrieved} of {len(payload.get('demo_pool', []))} retrieved)" if retrieved else ""))
 
 
 def _describe(payload: Payload) -> str:
     demos = "\n".join(f"- `{prompt_runtime.input_text(d['input'])}` → `{d['output']}`" for d in payload.get("demos", []))
     template = f"\n\nUser turn: `{payload['template']}`" if payload.get("template") else ""
+    retrieved = (f"\n\nRetrieved per input: the {payload['retrieve']} most similar of a pool of "
+                 f"{len(payload.get('demo_pool', []))} worked examples" if payload.get("retrieve") else "")
     return (f"Instruction:\n\n> {payload['instruction']}{template}\n\nDemonstrations: "
-            f"{len(payload.get('demos', []))}\n{demos}")
+            f"{len(payload.get('demos', []))}\n{demos}{retrieved}")
 
 
 KIND = AgentKind("prompt", PromptAgent, prompt_runtime, _label, _describe)

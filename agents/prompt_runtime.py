@@ -76,11 +76,45 @@ def user_turn(template: str | None, inputs: Inputs) -> str:
     return template.format_map(values)
 
 
+def _grams(text: str) -> set[str]:
+    words = re.findall(r"\w+", text.lower())
+    return set(words) | {f"#{w[i:i + 3]}" for w in (f"^{w}$" for w in words) for i in range(len(w) - 2)}
+
+
+def similarity(a: str, b: str) -> float:
+    """Lexical similarity of two texts in [0, 1]: the Jaccard overlap of their words and of the
+    words' character trigrams (word start and end marked), so one-word inputs ("gravel", "grape";
+    "170", "175") still compare. Needs no model and no service, which is what a shipped agent can
+    count on."""
+    x, y = _grams(a), _grams(b)
+    return len(x & y) / len(x | y) if x | y else 0.0
+
+
+def nearest(query: str, candidates: Sequence[str], k: int) -> list[int]:
+    """Indices of the ``k`` candidates most similar to ``query``, most similar first; ties keep the
+    candidates' order, so the choice is deterministic."""
+    ranked = sorted(range(len(candidates)), key=lambda i: (-similarity(query, candidates[i]), i))
+    return ranked[:k]
+
+
+def shown_demos(payload: Mapping[str, Any], inputs: Inputs) -> list[Mapping[str, Any]]:
+    """The fixed demonstrations, then the ``retrieve`` demonstrations of the pool nearest to this
+    input (as LangChain's example selectors pick them): each input gets the worked examples most
+    like it."""
+    fixed = list(payload.get("demos", ()))
+    pool = list(payload.get("demo_pool", ()))
+    k = int(payload.get("retrieve", 0))
+    if not k or not pool:
+        return fixed
+    picked = nearest(input_text(inputs), [input_text(d["input"]) for d in pool], k)
+    return fixed + [pool[i] for i in picked]
+
+
 def render(payload: Mapping[str, Any], inputs: Inputs) -> list[BaseMessage]:
     """Instruction as the system message, each demonstration as a user / assistant turn."""
     template = payload.get("template")
     demos: list[BaseMessage] = []
-    for demo in payload.get("demos", ()):
+    for demo in shown_demos(payload, inputs):
         demos += [HumanMessage(user_turn(template, demo["input"])), AIMessage(demo["output"])]
     return PROMPT.format_messages(instruction=payload["instruction"], demos=demos, input=user_turn(template, inputs))
 

@@ -45,7 +45,7 @@ from agentopt.optimizer.sweep_config import parse_sweep
 from agentopt.optimizer.ui import RichReporter, markdown, table
 
 TASKS = ["larger_animal", "number_to_words", "first_letter"]  # its settings were chosen on these
-STRATEGY_ORDER = ["random", "ape", "opro", "instinct", "optuna"]
+STRATEGY_ORDER = ["random", "ape", "opro", "instinct", "optuna", "reflective"]
 HEADERS = ["task", "strategy", "seed", "seed test", "best test", "best val", "queries", "task calls", "proposer calls",
            "wall s", "stopped by"]
 RATIO_HEADERS = ["task", "seeds", "APE final val (mean)", "APE queries (mean)", "INSTINCT / APE", "random / APE",
@@ -68,6 +68,7 @@ def strategy_params(budget: int, n_val: int, subsamples: int) -> dict[str, dict[
                      "paraphrase_samples": 2},
         "optuna": {**pool, "n_trials": (budget - 8 - 4 * n_val) // 4, "batch": 2, "minibatch": 4,
                    "promote_every": 6, "demo_sets": 3, "demos_per_set": 2, "bootstrap_examples": 8},
+        "reflective": {"minibatch": 4},  # iterations until the budget stops it
     }
 
 

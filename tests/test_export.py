@@ -29,6 +29,8 @@ AGENTS = {
     "graph": GraphAgent.build(nodes=[Node(name="expr", template="{input} plus two, as arithmetic", tool="calculator"),
                                      Node(name="answer", template="{input} given {expr}")],
                               edges=[("expr", "answer")], output="answer"),
+    "retrieving prompt": PromptAgent(instruction="Repeat the word.", retrieve=1,
+                                     demo_pool=(Demo(input="pear", output="pear"), Demo(input="plum", output="plum"))),
     "code": CodeAgent(name="echo", thought="ask once", code="def forward(task):\n    return ask(task)['answer']\n"),
 }
 
@@ -99,7 +101,11 @@ def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_fil
     vendored = "".join(p.read_text() for p in (out / package / "_agentopt").glob("*.py"))
     assert not re.search(r"^\s*(from|import) agentopt", vendored, re.MULTILINE), "the runtime imports no agentopt"
     card = (out / "README.md").read_text()
-    for expected in (f"A **{kind}** agent", "| test | 100.0 |", "| val | 100.0 |", "fake-model", "fake-proposer",
+    if kind == "retrieving prompt":
+        shipped = json.loads((out / package / "agent.json").read_text())["payload"]
+        assert shipped["retrieve"] == 1 and len(shipped["demo_pool"]) == 2, "the pool and k ship with the agent"
+        assert "Retrieved per input: the 1 most similar of a pool of 2" in (out / "README.md").read_text()
+    for expected in (f"A **{AGENTS[kind].kind}** agent", "| test | 100.0 |", "| val | 100.0 |", "fake-model", "fake-proposer",
                      "2.0 LLM requests and 40 tokens per answer", "$0.000050", "### Lineage", "a better one",
                      "`seed`", "8 test examples"):
         assert expected in card, expected

@@ -21,6 +21,7 @@ TINY: dict[str, dict[str, Any]] = {
     "instinct": {**POOL, "queries": 4, "n_init": 2, "paraphrase_top": 1, "paraphrase_samples": 2, "hidden": 32},
     "optuna": {**POOL, "n_trials": 4, "minibatch": 2, "promote_every": 2, "demo_sets": 2,
                "bootstrap_examples": 4, "startup_trials": 2},
+    "reflective": {"iterations": 4, "minibatch": 3, "merge_every": 2},
     "portfolio": {"budget": 40, "members": [{"name": "random", "params": {**POOL, "queries": 2}},
                                             {"name": "instinct", "params": {**POOL, "queries": 3, "n_init": 2,
                                                                             "paraphrase_top": 0}}]},

@@ -37,6 +37,7 @@ ADAS = _named("adas")
 Optuna = _named("optuna")
 Portfolio = _named("portfolio")
 Random = _named("random")
+Reflective = _named("reflective")
 SymbolicLearning = _named("symbolic")
 
-__all__ = ["ADAS", "APE", "INSTINCT", "OPRO", "Optuna", "Portfolio", "Random", "SymbolicLearning", "make"]
+__all__ = ["ADAS", "APE", "INSTINCT", "OPRO", "Optuna", "Portfolio", "Random", "Reflective", "SymbolicLearning", "make"]

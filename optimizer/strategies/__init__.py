@@ -11,10 +11,11 @@ from agentopt.optimizer.strategies.opro import OPRO
 from agentopt.optimizer.strategies.optuna_search import OptunaSearch
 from agentopt.optimizer.strategies.portfolio import Portfolio
 from agentopt.optimizer.strategies.random_search import RandomSearch
+from agentopt.optimizer.strategies.reflective import Reflective
 from agentopt.optimizer.strategies.symbolic import SymbolicLearning
 
 STRATEGIES: dict[str, StrategyClass] = {
-    s.name: s for s in (APE, Instinct, MetaAgentSearch, OPRO, OptunaSearch, Portfolio, RandomSearch, SymbolicLearning)}
+    s.name: s for s in (APE, Instinct, MetaAgentSearch, OPRO, OptunaSearch, Portfolio, RandomSearch, Reflective, SymbolicLearning)}
 
 
 def register_strategy(strategy: StrategyClass) -> StrategyClass:
