@@ -106,7 +106,7 @@ def first_reaching(points: list[tuple[int, float]], target: float) -> int | None
 
 def sweep_data(name: str, params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "name": f"bench-{name}", "tasks": args.tasks, "local_model": {"servers": 2},
+        "name": f"bench-{name}", "tasks": args.task_refs, "local_model": {"servers": 2},
         "models": {"task": {"model": "local", "max_tokens": 16},
                    "proposer": {"model": "local", "temperature": 0.9, "max_tokens": 48}},
         "evaluation": {"backend": "threads", "workers": 2, "concurrency": 2, "val_size": args.val,
@@ -195,7 +195,8 @@ def plot(curves: dict[tuple[str, str, int], list[tuple[int, float]]], tasks: lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--tasks", nargs="+", default=TASKS,
+                        help="built-in task names, .jsonl paths, or task entries written as NAME.task.json files")
     parser.add_argument("--strategies", nargs="+", default=STRATEGY_ORDER, choices=STRATEGY_ORDER)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="search seeds, one campaign each")
     parser.add_argument("--budget", type=int, default=120, help="task-model queries for the search, per campaign")
@@ -210,6 +211,8 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a paragraph under the title, e.g. which tasks are held out")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    args.task_refs = [json.loads(Path(ref).read_text()) if ref.endswith(".task.json") else ref for ref in args.tasks]
+    args.tasks = [ref["name"] if isinstance(ref, dict) else ref for ref in args.task_refs]
     console = Console()
     args.work.mkdir(parents=True, exist_ok=True)
     params = strategy_params(args.budget, args.val, args.subsamples)

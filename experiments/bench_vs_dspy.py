@@ -125,7 +125,7 @@ def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task],
     answered with an error scores 0, as in DSPy's runs), its stored report, and the task-model
     queries it made in its search and on test; and the campaigns left out. A cell's calls count
     every query and proposal, answered by the server or by the archive's cache (DSPy's is off)."""
-    plan = argparse.Namespace(tasks=args.tasks, seeds=args.seeds, budget=args.budget, val=args.val, test=args.test,
+    plan = argparse.Namespace(task_refs=args.tasks, seeds=args.seeds, budget=args.budget, val=args.val, test=args.test,
                               subsamples=6, work=args.agentopt_work, reuse=True)
     plan.work.mkdir(parents=True, exist_ok=True)
     params = bench_strategies.strategy_params(args.budget, args.val, plan.subsamples)["ape"]
