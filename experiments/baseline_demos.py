@@ -7,13 +7,22 @@ draws, mean and range reported). Examples run through the campaign's own evaluat
 are counted as errors, not as wrong answers, and every call goes through the archive's cache:
 after the quickstart, re-running this is nearly free.
 
+With ``--compare BENCH.json`` (a benchmark's stored cells: bench_strategies, bench_vs_dspy) each draw
+becomes a cell of the arm "seed + random demos" (draw ``i`` paired with search seed ``i``, on the same
+test items), and every arm of the benchmark is compared with it by the sweep statistics; ``--out``
+writes that comparison as markdown. This is the number that says whether search helps.
+
     .venv/bin/python experiments/baseline_demos.py [--config experiments/quickstart.yaml] [--db agentopt.db]
+        [--compare experiments/results/bench_strategies.json --out baseline.md]
 """
 
 import argparse
+import json
 import random
+import shlex
 import statistics
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -23,6 +32,7 @@ from agentopt.agents.local_model import LocalModelServers
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.store import Archive, ExampleOutcome, database_url
+from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
 from agentopt.optimizer.config import CampaignConfig, load_config
 from agentopt.optimizer.evaluation import Job, ThreadEvaluator
 from agentopt.optimizer.tasks import Task, load_task
@@ -43,10 +53,21 @@ def accuracy(task: Task, outcomes: list[ExampleOutcome]) -> float:
     return sum(scored) / len(scored) if scored else float("nan")
 
 
-def measure(config: CampaignConfig, archive: Archive, demos: int, draws: int) -> tuple[list[list[str]], dict[str, int]]:
+ARM = "seed + random demos"
+
+
+def cell(task: Task, draw: int, outcomes: list[ExampleOutcome]) -> Cell:
+    """One draw's per-example test scores, as a sweep cell (examples that failed are left out)."""
+    scored = [(o.example_id, task.score(task.example(o.example_id), o.output).value) for o in outcomes
+              if o.error is None and o.output is not None]
+    return Cell(task.name, ARM, draw, f"draw-{draw}", tuple(e for e, _ in scored), tuple(s for _, s in scored))
+
+
+def measure(config: CampaignConfig, archive: Archive, demos: int,
+            draws: int) -> tuple[list[list[str]], dict[str, int], list[Cell]]:
     role = config.models.task
     totals = {"calls": 0, "cache hits": 0, "errors": 0}
-    rows = []
+    rows, cells = [], []
     with LocalModelServers(config.local_model.servers, config.local_model.threads) as servers:
         llm = LLMClient(role.pool(servers.endpoints), SqlCallCache(archive), role.sampling, role.timeout_s,
                         role.max_attempts)
@@ -63,12 +84,13 @@ def measure(config: CampaignConfig, archive: Archive, demos: int, draws: int) ->
                     totals["calls"] += int(outcome.usage["llm_calls"])
                     totals["cache hits"] += int(outcome.usage["cache_hits"])
                     totals["errors"] += outcome.error is not None
+                cells += [cell(task, draw, run) for draw, run in enumerate(runs[1:])]
                 zero_shot, *scores = (accuracy(task, run) for run in runs)
                 rows.append([name, f"{100 * zero_shot:.1f}", f"{100 * statistics.mean(scores):.1f}",
                              f"{100 * min(scores):.1f}–{100 * max(scores):.1f}"])
         finally:
             evaluator.close()
-    return rows, totals
+    return rows, totals, cells
 
 
 def main() -> None:
@@ -77,19 +99,29 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=3)
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--db", default=None)
+    parser.add_argument("--compare", type=Path, help="a benchmark's JSON with its cells: compare its arms with this one")
+    parser.add_argument("--out", type=Path, help="write the comparison (with --compare) as markdown")
     args = parser.parse_args()
     try:
         config = load_config(args.config)
         if config.models.task.model != "local":
             raise AgentoptError("this baseline runs the bundled local model; the config's task model is remote")
-        rows, totals = measure(config, Archive(database_url(args.db or config.db)), args.demos, args.draws)
-    except AgentoptError as exc:
+        rows, totals, cells = measure(config, Archive(database_url(args.db or config.db)), args.demos, args.draws)
+        stored = json.loads(args.compare.read_text())["cells"] if args.compare else []
+    except (AgentoptError, OSError, KeyError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     Console(width=120).print(table(
         f"Seed agent alone vs. with {args.demos} random train demonstrations ({args.draws} draws), test accuracy %",
         ["task", "seed zero-shot", "seed + random demos (mean)", "range over draws"], rows))
     print(f"LLM calls made: {totals['calls']}, served from cache: {totals['cache hits']}, "
           f"examples failed with an error (not scored): {totals['errors']}")
+    if args.compare:
+        benchmark = [Cell(**{**c, "examples": tuple(c["examples"]), "scores": tuple(c["scores"])}) for c in stored]
+        compared = to_markdown(compare_cells("baseline_demos", [*benchmark, *cells])).split("\n", 1)[1].strip()
+        print(compared)
+        if args.out:
+            args.out.write_text(f"# {args.compare.name} against {ARM}\n\nCommand: `.venv/bin/python "
+                                f"experiments/baseline_demos.py {shlex.join(sys.argv[1:])}`\n\n{compared}\n")
 
 
 if __name__ == "__main__":

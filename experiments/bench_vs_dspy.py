@@ -7,8 +7,8 @@ test items up to 80), the same search seeds (0, 1, 2) and the same hard cap on t
 calls for its search. The final test scoring is counted apart, and every answer is scored by the same
 metric after the same answer clean-up; an error scores 0 for every system.
 
-agentopt's runs are bench_strategies' APE sweep (the same plan: budget, splits, seeds), taken from
-its archive when it is there (``--agentopt-work``) and run otherwise. DSPy runs in its own virtualenv
+agentopt's runs are bench_strategies' sweeps of the strategies in ``--agentopt-strategies`` (APE by
+default; the same plan: budget, splits, seeds), taken from their archives when it is there (``--agentopt-work``) and run otherwise. DSPy runs in its own virtualenv
 (``--venv``, created on first use from the pinned ``bench_vs_dspy.requirements.txt``) through
 ``dspy_runner.py``, one run per (optimizer, task, seed), two at a time against two llama.cpp servers on
 loopback (agentopt's sweep also runs two campaigns at once on two servers);
@@ -50,7 +50,11 @@ HERE = Path(__file__).parent
 TASKS = bench_strategies.TASKS
 DSPY_SYSTEMS = ["miprov2", "gepa"]
 SYSTEMS = ["agentopt", *DSPY_SYSTEMS]
-AGENTOPT = "agentopt (APE)"
+NAMES = {"ape": "APE"}  # how a strategy is named in the tables: agentopt (APE), agentopt (reflective)
+
+
+def agentopt_arm(strategy: str) -> str:
+    return f"agentopt ({NAMES.get(strategy, strategy)})"
 SEED_INSTRUCTION = "Answer the following."
 TASK_MAX_TOKENS, PROPOSER_TEMPERATURE = 16, 0.9
 PROPOSER_MAX_TOKENS = 256  # DSPy's proposer prompts want field markers and, for MIPROv2, a dataset summary
@@ -119,17 +123,17 @@ def dspy_cell(system: str, task: Task, seed: int, result: dict[str, Any], n_test
                 float(result.get("wall_s", 0.0)))
 
 
-def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task],
-                   console: Console) -> tuple[list[tuple[Cell, dict[str, Any], tuple[int, int]]], list[str]]:
-    """bench_strategies' APE sweep for this plan: each finished campaign as a cell (an example it
+def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task], console: Console,
+                   strategy: str) -> tuple[list[tuple[Cell, dict[str, Any], tuple[int, int]]], list[str]]:
+    """bench_strategies' sweep of ``strategy`` for this plan: each finished campaign as a cell (an example it
     answered with an error scores 0, as in DSPy's runs), its stored report, and the task-model
     queries it made in its search and on test; and the campaigns left out. A cell's calls count
     every query and proposal, answered by the server or by the archive's cache (DSPy's is off)."""
     plan = argparse.Namespace(task_refs=args.tasks, seeds=args.seeds, budget=args.budget, val=args.val, test=args.test,
                               subsamples=6, work=args.agentopt_work, reuse=True)
     plan.work.mkdir(parents=True, exist_ok=True)
-    params = bench_strategies.strategy_params(args.budget, args.val, plan.subsamples)["ape"]
-    archive, sweep_id = bench_strategies.run_arm("ape", params, plan, console)
+    params = bench_strategies.strategy_params(args.budget, args.val, plan.subsamples)[strategy]
+    archive, sweep_id = bench_strategies.run_arm(strategy, params, plan, console)
     found, left_out = sweep_cells(archive, sweep_id)
     runs = []
     for cell in found:
@@ -141,18 +145,18 @@ def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task],
         report = archive.campaign(cell.campaign_id).summary
         queries = (bench_strategies.queries_used(archive, cell.campaign_id), int(tested or 0))
         proposals = report["stats"]["proposer_llm_calls"] + report["stats"]["proposer_cache_hits"]
-        runs.append((replace(cell, arm=AGENTOPT, examples=ids, scores=tuple(scored.get(i, 0.0) for i in ids),
+        runs.append((replace(cell, arm=agentopt_arm(strategy), examples=ids, scores=tuple(scored.get(i, 0.0) for i in ids),
                              calls=sum(queries) + proposals), report, queries))
-    return runs, [f"agentopt {item}" for item in left_out]
+    return runs, [f"{agentopt_arm(strategy)} {item}" for item in left_out]
 
 
 def agentopt_row(cell: Cell, report: dict[str, Any], queries: tuple[int, int]) -> list[str]:
     stats = report["stats"]
     demos = len((report.get("best_agent") or {}).get("demos", []))
-    return [cell.task, AGENTOPT, str(cell.seed), f"{cell.mean:.2f}", str(queries[0]), str(queries[1]),
+    return [cell.task, cell.arm, str(cell.seed), f"{cell.mean:.2f}", str(queries[0]), str(queries[1]),
             str(stats["proposer_llm_calls"] + stats["proposer_cache_hits"]),
             str(stats["task_tokens"] + stats["proposer_tokens"]), f"{report['wall_s']:.0f}", str(demos), "n/a",
-            f"APE's best (stopped by {report.get('stopped_by') or 'its plan'})"]
+            f"{cell.arm.removeprefix('agentopt (').rstrip(')')}'s best (stopped by {report.get('stopped_by') or 'its plan'})"]
 
 
 def errors_as_wrong(summary: dict[str, Any]) -> float:
@@ -195,7 +199,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/agentopt-bench-vs-dspy"),
                         help="DSPy specs, outputs and logs")
     parser.add_argument("--agentopt-work", type=Path, default=Path("/tmp/agentopt-bench-strategies"),
-                        help="bench_strategies' archives, where agentopt's APE sweep is taken from (or run)")
+                        help="bench_strategies' archives, where agentopt's sweeps are taken from (or run)")
+    parser.add_argument("--agentopt-strategies", nargs="+", default=["ape"],
+                        choices=bench_strategies.STRATEGY_ORDER, help="agentopt's arms: bench_strategies' sweeps")
     parser.add_argument("--reuse", action="store_true", help="take DSPy runs that finished before from --work")
     parser.add_argument("--concurrency", type=int, default=2,
                         help="DSPy runs at once (agentopt's sweep runs 2 campaigns at once on the same 2 servers)")
@@ -210,13 +216,14 @@ def main() -> None:
     found: dict[tuple[str, str, int], dict[str, Any]] = {}
     seed_scores: dict[str, dict[str, float]] = {name: {} for name in args.tasks}
     left_out: list[str] = []
-    if "agentopt" in args.systems:
-        runs, left_out = agentopt_cells(args, tasks, console)
+    for strategy in args.agentopt_strategies if "agentopt" in args.systems else []:
+        runs, missing = agentopt_cells(args, tasks, console, strategy)
+        left_out += missing
         for cell, report, queries in runs:
             cells.append(cell)
             rows.append(agentopt_row(cell, report, queries))
-            found[cell.task, AGENTOPT, cell.seed] = report.get("best_agent") or {}
-            seed_scores[cell.task][AGENTOPT] = errors_as_wrong(report["seed_test"])
+            found[cell.task, cell.arm, cell.seed] = report.get("best_agent") or {}
+            seed_scores[cell.task][cell.arm] = errors_as_wrong(report["seed_test"])
     systems = [s for s in args.systems if s in DSPY_SYSTEMS]
     python = ensure_venv(args.venv, console) if systems else None
     if python is not None:

@@ -49,6 +49,10 @@ def test_strategy_on_the_local_model(tmp_path: Path, name: str) -> None:
     assert roles.get("proposer", 0) == report["stats"]["proposer_llm_calls"] > 0
     if name in ("instinct", "portfolio"):
         assert roles.get("embedder", 0) > 0, "candidates were embedded by the bundled model"
+    if name == "reflective":
+        with sqlite3.connect(db) as conn:
+            kinds = {row[0] for row in conn.execute("select kind from notes")}
+        assert kinds & {"reflection", "iteration"}, "each iteration says what it tried and why"
     if name == "optuna":
         study = optuna.load_study(study_name=study_name(report["campaign_id"]), storage=f"sqlite:///{db}")
         assert len(study.trials) == TINY["optuna"]["n_trials"]
