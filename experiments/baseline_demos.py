@@ -36,7 +36,7 @@ from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
 from agentopt.optimizer.config import CampaignConfig, load_config
 from agentopt.optimizer.evaluation import Job, ThreadEvaluator
 from agentopt.optimizer.tasks import Task, load_task
-from agentopt.optimizer.ui import table
+from agentopt.optimizer.ui import markdown, table
 
 
 def run_test(agent: PromptAgent, task: Task, evaluator: ThreadEvaluator, test_size: int | None) -> list[ExampleOutcome]:
@@ -110,9 +110,9 @@ def main() -> None:
         stored = json.loads(args.compare.read_text())["cells"] if args.compare else []
     except (AgentoptError, OSError, KeyError, ValueError) as exc:
         sys.exit(f"error: {exc}")
-    Console(width=120).print(table(
-        f"Seed agent alone vs. with {args.demos} random train demonstrations ({args.draws} draws), test accuracy %",
-        ["task", "seed zero-shot", "seed + random demos (mean)", "range over draws"], rows))
+    title = f"Seed agent alone vs. with {args.demos} random train demonstrations ({args.draws} draws), test accuracy %"
+    headers = ["task", "seed zero-shot", "seed + random demos (mean)", "range over draws"]
+    Console(width=120).print(table(title, headers, rows))
     print(f"LLM calls made: {totals['calls']}, served from cache: {totals['cache hits']}, "
           f"examples failed with an error (not scored): {totals['errors']}")
     if args.compare:
@@ -120,8 +120,10 @@ def main() -> None:
         compared = to_markdown(compare_cells("baseline_demos", [*benchmark, *cells])).split("\n", 1)[1].strip()
         print(compared)
         if args.out:
-            args.out.write_text(f"# {args.compare.name} against {ARM}\n\nCommand: `.venv/bin/python "
-                                f"experiments/baseline_demos.py {shlex.join(sys.argv[1:])}`\n\n{compared}\n")
+            args.out.write_text("\n".join([
+                f"# {args.compare.name} against {ARM}", "",
+                f"Command: `.venv/bin/python experiments/baseline_demos.py {shlex.join(sys.argv[1:])}`", "",
+                f"{title}:", "", *markdown(headers, rows), "", compared]) + "\n")
 
 
 if __name__ == "__main__":
