@@ -95,7 +95,7 @@ def test_strategies_command_lists_strategies_and_their_params() -> None:
     listed = agentopt("strategies", "--json")
     assert listed.returncode == 0
     assert {r["name"] for r in json.loads(listed.stdout)} == {"adas", "ape", "instinct", "opro", "optuna", "portfolio",
-                                                             "random", "symbolic"}
+                                                             "random", "reflective", "symbolic"}
     params = agentopt("strategies", "instinct", "--json")
     assert {"queries", "n_init", "acquisition", "lam", "nu"} <= {r["param"] for r in json.loads(params.stdout)}
     unknown = agentopt("strategies", "nope")
