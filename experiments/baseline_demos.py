@@ -86,7 +86,7 @@ def measure(config: CampaignConfig, archive: Archive, demos: int,
                     totals["errors"] += outcome.error is not None
                 cells += [cell(task, draw, run) for draw, run in enumerate(runs[1:])]
                 zero_shot, *scores = (accuracy(task, run) for run in runs)
-                rows.append([name, f"{100 * zero_shot:.1f}", f"{100 * statistics.mean(scores):.1f}",
+                rows.append([task.name, f"{100 * zero_shot:.1f}", f"{100 * statistics.mean(scores):.1f}",
                              f"{100 * min(scores):.1f}–{100 * max(scores):.1f}"])
         finally:
             evaluator.close()
@@ -99,11 +99,16 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=3)
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--db", default=None)
+    parser.add_argument("--tasks", nargs="+", help="these tasks instead of the config's (names, paths, or task "
+                                                   "entries written as NAME.task.json files)")
     parser.add_argument("--compare", type=Path, help="a benchmark's JSON with its cells: compare its arms with this one")
     parser.add_argument("--out", type=Path, help="write the comparison (with --compare) as markdown")
     args = parser.parse_args()
     try:
         config = load_config(args.config)
+        if args.tasks:
+            config = config.model_copy(update={"tasks": tuple(
+                json.loads(Path(ref).read_text()) if ref.endswith(".task.json") else ref for ref in args.tasks)})
         if config.models.task.model != "local":
             raise AgentoptError("this baseline runs the bundled local model; the config's task model is remote")
         rows, totals, cells = measure(config, Archive(database_url(args.db or config.db)), args.demos, args.draws)
