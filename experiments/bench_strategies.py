@@ -211,7 +211,11 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a paragraph under the title, e.g. which tasks are held out")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    args.task_refs = [json.loads(Path(ref).read_text()) if ref.endswith(".task.json") else ref for ref in args.tasks]
+    try:
+        args.task_refs = [json.loads(Path(ref).read_text()) if ref.endswith(".task.json") else ref
+                          for ref in args.tasks]
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot read a task entry: {exc}")
     args.tasks = [ref["name"] if isinstance(ref, dict) else ref for ref in args.task_refs]
     console = Console()
     args.work.mkdir(parents=True, exist_ok=True)

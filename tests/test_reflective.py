@@ -30,7 +30,7 @@ RIGHT = "Repeat the word you are given, exactly."
 
 
 def member(scores: dict[str, float], ancestors: frozenset[int] = frozenset()) -> Member:
-    return Member(PromptAgent(), 0, 0, scores, ancestors)
+    return Member(PromptAgent(), 0, scores, ancestors)
 
 
 def test_front_keeps_every_member_best_somewhere_weighted_by_its_wins() -> None:

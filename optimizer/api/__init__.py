@@ -21,7 +21,7 @@ _WHERE = {
     "RoleBudget": "agentopt.agents.budget", "AgentKind": "agentopt.agents.base",
     "register_kind": "agentopt.agents.kinds", "register_strategy": "agentopt.optimizer.strategies", "Demo": "agentopt.agents.prompt", "PostProcess": "agentopt.agents.prompt", "PromptAgent": "agentopt.agents.prompt",
     "ProgramAgent": "agentopt.agents.program", "from_langchain": "agentopt.agents.program",
-    "Tunable": "agentopt.agents.base", "Demonstrated": "agentopt.agents.base", "Rendered": "agentopt.agents.base",
+    "Tunable": "agentopt.agents.base", "Demonstrated": "agentopt.agents.base", "Retrieving": "agentopt.agents.base", "Rendered": "agentopt.agents.base",
     "Checked": "agentopt.agents.base", "Archive": "agentopt.archive.facade",
     "Budget": "agentopt.optimizer.config:BudgetConfig", "CampaignConfig": "agentopt.optimizer.config",
     "Dedup": "agentopt.optimizer.config:DedupConfig", "Evaluation": "agentopt.optimizer.config:EvaluationConfig",
@@ -61,7 +61,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from agentopt import strategies
-    from agentopt.agents.base import AgentKind, Checked, Demonstrated, Rendered, Tunable
+    from agentopt.agents.base import AgentKind, Checked, Demonstrated, Rendered, Retrieving, Tunable
     from agentopt.agents.program import ProgramAgent, from_langchain
     from agentopt.agents.budget import RoleBudget
     from agentopt.agents.kinds import register_kind

@@ -84,7 +84,6 @@ class Member:
 
     agent: Agent
     candidate_id: int
-    answers_id: int  # whose stored answers it has: its own, or its behavioural twin's
     scores: Mapping[str, float]
     ancestors: frozenset[int]  # pool indices of every member it descends from
 
@@ -241,14 +240,13 @@ class Reflective(GeneratorStrategy):
 
     # --- the pool --------------------------------------------------------------------------------
     def _join(self, result: TrialResult, ancestors: frozenset[int]) -> None:
-        answers_id = result.twin or result.candidate_id
-        answers = self.ctx.outputs(answers_id, "val")
+        answers = self.ctx.outputs(result.twin or result.candidate_id, "val")  # a twin's answers are its own
         scores = {e: float(a.score) for e, a in answers.items() if e in self.feedback and a.score is not None}
-        self.members.append(Member(result.trial.agent, result.candidate_id, answers_id, scores, ancestors))
+        self.members.append(Member(result.trial.agent, result.candidate_id, scores, ancestors))
 
     def _parent(self, rng: random.Random) -> int:
-        """A front member, drawn with probability proportional to the examples it wins; the seed
-        while nothing scores above 0."""
+        """A front member, drawn with probability proportional to the examples it wins; any member
+        while nothing scores above 0 (the seed alone, at first)."""
         wins = front(self.members)
         if not wins:
             return rng.randrange(len(self.members))
