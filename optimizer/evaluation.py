@@ -119,13 +119,20 @@ class Evaluator(Protocol):
 H = TypeVar("H")
 
 
+WAIT_S = 1.0
+"""The longest a backend's ``wait`` blocks. Python runs a signal handler only in the main thread, and a
+Ctrl-C the kernel may hand to a worker thread does not wake it: an unbounded wait would leave the
+handler pending until a job finished, however slow its call."""
+
+
 class Dispatch(Protocol[H]):
     """How one backend starts a job and learns it finished; ``collect`` returns ``None`` when the
     job was lost with its worker."""
 
     def submit(self, job: Job) -> H: ...
 
-    def wait(self, handles: list[H]) -> list[H]: ...
+    def wait(self, handles: list[H]) -> list[H]:
+        """The handles done, after at most :data:`WAIT_S` (none, if none finished by then)."""
 
     def collect(self, handle: H) -> Returned | None: ...
 
@@ -264,7 +271,7 @@ class ThreadEvaluator:
         return self.pool.submit(run_job, self.llm, job)
 
     def wait(self, handles: "list[Future[Returned]]") -> "list[Future[Returned]]":
-        return list(wait(handles, return_when=FIRST_COMPLETED).done)
+        return list(wait(handles, timeout=WAIT_S, return_when=FIRST_COMPLETED).done)
 
     def collect(self, handle: "Future[Returned]") -> Returned:
         return handle.result()
@@ -342,7 +349,7 @@ class RayEvaluator:
         return ref
 
     def wait(self, handles: list[Any]) -> list[Any]:
-        done, _ = self._ray.wait(handles, num_returns=1)
+        done, _ = self._ray.wait(handles, num_returns=1, timeout=WAIT_S)
         return list(done)
 
     def collect(self, handle: Any) -> Returned | None:
