@@ -26,6 +26,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench_strategies import task_refs
+
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.local_model import LocalModelServers
@@ -107,8 +109,7 @@ def main() -> None:
     try:
         config = load_config(args.config)
         if args.tasks:
-            config = config.model_copy(update={"tasks": tuple(
-                json.loads(Path(ref).read_text()) if ref.endswith(".task.json") else ref for ref in args.tasks)})
+            config = config.model_copy(update={"tasks": tuple(task_refs(args.tasks))})
         if config.models.task.model != "local":
             raise AgentoptError("this baseline runs the bundled local model; the config's task model is remote")
         rows, totals, cells = measure(config, Archive(database_url(args.db or config.db)), args.demos, args.draws)

@@ -193,6 +193,12 @@ def plot(curves: dict[tuple[str, str, int], list[tuple[int, float]]], tasks: lis
     plt.close(fig)
 
 
+def task_refs(refs: list[str]) -> list[str | dict[str, Any]]:
+    """``--tasks`` as a config lists them: names and paths as given, a NAME.task.json file read as its entry
+    (a task kept aside is frozen as such a file before any run)."""
+    return [json.loads(Path(ref).read_text()) if ref.endswith(".task.json") else ref for ref in refs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=TASKS,
@@ -212,8 +218,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     try:
-        args.task_refs = [json.loads(Path(ref).read_text()) if ref.endswith(".task.json") else ref
-                          for ref in args.tasks]
+        args.task_refs = task_refs(args.tasks)
     except (OSError, ValueError) as exc:
         parser.error(f"cannot read a task entry: {exc}")
     args.tasks = [ref["name"] if isinstance(ref, dict) else ref for ref in args.task_refs]

@@ -39,7 +39,9 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 import bench_strategies
+from agentopt.agents.errors import AgentoptError
 from agentopt.agents.local_model import LOCAL_MODEL_NAME, LocalModelServers
+from agentopt.agents.prompt_runtime import input_text
 from agentopt.archive.models import Candidate, Result
 from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
 from agentopt.optimizer.status import sweep_cells
@@ -78,7 +80,8 @@ def ensure_venv(venv: Path, console: Console) -> Path:
 
 
 def split_rows(examples: tuple[Any, ...]) -> list[dict[str, str]]:
-    return [{"input": e.input, "target": e.target} for e in examples]
+    """DSPy's program has one input field: several fields are written as agentopt's prompt agent writes them."""
+    return [{"input": input_text(e.input), "target": e.target} for e in examples]
 
 
 def run_dspy(python: Path, system: str, task: Task, seed: int, args: argparse.Namespace,
@@ -129,7 +132,7 @@ def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task], console: Co
     answered with an error scores 0, as in DSPy's runs), its stored report, and the task-model
     queries it made in its search and on test; and the campaigns left out. A cell's calls count
     every query and proposal, answered by the server or by the archive's cache (DSPy's is off)."""
-    plan = argparse.Namespace(task_refs=args.tasks, seeds=args.seeds, budget=args.budget, val=args.val, test=args.test,
+    plan = argparse.Namespace(task_refs=args.task_refs, seeds=args.seeds, budget=args.budget, val=args.val, test=args.test,
                               subsamples=6, work=args.agentopt_work, reuse=True)
     plan.work.mkdir(parents=True, exist_ok=True)
     params = bench_strategies.strategy_params(args.budget, args.val, plan.subsamples)[strategy]
@@ -189,7 +192,8 @@ def prompts(found: dict[tuple[str, str, int], dict[str, Any]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--tasks", nargs="+", default=TASKS,
+                        help="built-in task names, .jsonl paths, or task entries written as NAME.task.json files")
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="search seeds, one run each")
     parser.add_argument("--budget", type=int, default=120, help="task-model calls for each system's search")
@@ -208,9 +212,14 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a paragraph under the title, e.g. which tasks are held out")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
+    try:
+        args.task_refs = bench_strategies.task_refs(args.tasks)
+        tasks = {task.name: task for task in (load_task(ref, seed=0) for ref in args.task_refs)}
+    except (AgentoptError, OSError, ValueError) as exc:
+        parser.error(f"cannot read a task: {exc}")
+    args.tasks = list(tasks)
     console = Console()
     args.work.mkdir(parents=True, exist_ok=True)
-    tasks = {name: load_task(name, seed=0) for name in args.tasks}
     cells: list[Cell] = []
     rows: list[list[str]] = []
     found: dict[tuple[str, str, int], dict[str, Any]] = {}
