@@ -70,7 +70,7 @@ class Retrieving(Protocol):
 
     retrieve: int
 
-    def with_retrieval(self, pool: tuple[Any, ...], k: int) -> Any: ...
+    def with_retrieval(self, pool: tuple[Any, ...], k: int, selector: Any = None) -> Any: ...
 
 
 @runtime_checkable

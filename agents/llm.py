@@ -39,7 +39,7 @@ from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLME
 from agentopt.agents.gate import Endpoint, Lease, LocalGate, prefix_chain
 from agentopt.agents.sandbox import register_secret
 from agentopt.agents import wire
-from agentopt.agents.wire import completion_request
+from agentopt.agents.wire import completion_request, mean_pooled
 
 Message = dict[str, str]
 LEASE_SLACK_S = 30.0  # a lease outlives its request's timeout by this much before it is reclaimed
@@ -279,6 +279,7 @@ class LLMClient:
         self.payer = Payer(role=role)
         self.usage = Usage()
         self.timed_out = TimedOut()
+        self.embedder: LLMClient | None = None  # what agents embed with (a prompt agent retrieving by embeddings)
         self._clients = {
             e.base_url: openai.OpenAI(base_url=e.base_url, api_key=_api_key(e), timeout=timeout_s, max_retries=0)
             for e in endpoints
@@ -294,6 +295,15 @@ class LLMClient:
         view.usage = Usage()
         if campaign_id is not None:
             view.payer = replace(self.payer, campaign_id=campaign_id)
+        if self.embedder is not None:
+            view.embedder = self.embedder.metered(campaign_id)
+        return view
+
+    def with_embedder(self, embedder: "LLMClient | None") -> "LLMClient":
+        """A view whose agents embed through ``embedder``: the task model's client carries the
+        embedder role's when an agent retrieves its demonstrations by embeddings."""
+        view = self._view()
+        view.embedder = embedder
         return view
 
     def resampled(self, **fields: object) -> "LLMClient":
@@ -437,10 +447,10 @@ class LLMClient:
             vectors = [response.data[0].embedding]
         except (json.JSONDecodeError, openai.APIResponseValidationError, AttributeError, IndexError) as exc:
             raise LLMBadReply(f"{self.model}: malformed embedding reply ({type(exc).__name__})") from None
-        tokens = vectors[0] if vectors[0] and isinstance(vectors[0][0], list) else vectors
-        if not tokens or not tokens[0]:
-            raise LLMBadReply(f"{self.model}: empty embedding")
-        pooled = [sum(column) / len(tokens) for column in zip(*tokens, strict=True)]
+        try:
+            pooled = mean_pooled(vectors[0])
+        except LLMError:
+            raise LLMBadReply(f"{self.model}: empty embedding") from None
         usage = getattr(response, "usage", None)
         return Completion(text=json.dumps(pooled), prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                           completion_tokens=0, latency_s=time.perf_counter() - started)

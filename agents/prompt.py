@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agentopt.agents import prompt_runtime
 from agentopt.agents.base import AgentKind, Payload, clip
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
+from agentopt.agents.prompt_runtime import Embed, Inputs, runnable_inputs
+
+Selector = Literal["lexical", "embedding"]
 
 
 class Demo(BaseModel):
@@ -50,6 +52,8 @@ class PromptAgent(BaseModel):
     demo_pool: tuple[Demo, ...] = Field((), description="worked examples to pick from per input")
     retrieve: int = Field(0, ge=0, description="demonstrations picked from demo_pool for each input, the most "
                                                "similar to it first (after the fixed demos)")
+    selector: Selector = Field("lexical", description="how inputs are compared: lexical (words and character "
+                                                      "trigrams, no service) or embedding (the embedder role)")
 
     @field_validator("template")
     @classmethod
@@ -59,10 +63,12 @@ class PromptAgent(BaseModel):
         return template
 
     def payload(self) -> dict[str, Any]:
-        """The JSON form; without a template or a demonstration pool it is exactly what agents stored
-        before those existed, so their content hashes (and resumes of their campaigns) are unchanged."""
+        """The JSON form; without a template, a demonstration pool or an embedding selector it is exactly
+        what agents stored before those existed, so their content hashes (and resumes of their
+        campaigns) are unchanged."""
         unset = {"template"} if self.template is None else set()
         unset |= {"demo_pool", "retrieve"} if not self.demo_pool and not self.retrieve else set()
+        unset |= {"selector"} if self.selector == "lexical" else set()
         return self.model_dump(mode="json", exclude=unset or None)
 
     def canonical(self) -> str:
@@ -70,11 +76,13 @@ class PromptAgent(BaseModel):
         data["instruction"] = normalise_text(self.instruction)
         return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
-    def messages(self, inputs: Inputs) -> list[dict[str, str]]:
-        return prompt_runtime.to_openai(prompt_runtime.render(self.payload(), inputs))
+    def messages(self, inputs: Inputs, embed: Embed | None = None) -> list[dict[str, str]]:
+        return prompt_runtime.to_openai(prompt_runtime.render(self.payload(), inputs, embed))
 
     def run(self, inputs: Inputs, llm: LLMClient) -> str:
-        reply = llm.chat(self.messages(inputs))
+        """One answer; an embedding selector embeds through ``llm.embedder`` (cached, like every call)."""
+        embed = llm.embedder.embed if llm.embedder is not None and self.selector == "embedding" else None
+        reply = llm.chat(self.messages(inputs, embed))
         return prompt_runtime.postprocess(reply.text, self.postprocess.model_dump())
 
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
@@ -100,9 +108,10 @@ class PromptAgent(BaseModel):
     def with_demos(self, demos: tuple[Demo, ...]) -> "PromptAgent":
         return self.model_copy(update={"demos": tuple(demos)})
 
-    def with_retrieval(self, pool: tuple[Demo, ...], k: int) -> "PromptAgent":
-        """This agent picking ``k`` demonstrations per input from ``pool`` (by lexical similarity)."""
-        return self.model_copy(update={"demo_pool": tuple(pool), "retrieve": k})
+    def with_retrieval(self, pool: tuple[Demo, ...], k: int, selector: Selector | None = None) -> "PromptAgent":
+        """This agent picking ``k`` demonstrations per input from ``pool``, compared by ``selector``
+        (default: the one it has)."""
+        return self.model_copy(update={"demo_pool": tuple(pool), "retrieve": k, "selector": selector or self.selector})
 
 
 def _label(payload: Payload) -> str:
@@ -116,7 +125,8 @@ def _describe(payload: Payload) -> str:
     demos = "\n".join(f"- `{prompt_runtime.input_text(d['input'])}` → `{d['output']}`" for d in payload.get("demos", []))
     template = f"\n\nUser turn: `{payload['template']}`" if payload.get("template") else ""
     retrieved = (f"\n\nRetrieved per input: the {payload['retrieve']} most similar of a pool of "
-                 f"{len(payload.get('demo_pool', []))} worked examples" if payload.get("retrieve") else "")
+                 f"{len(payload.get('demo_pool', []))} worked examples ({payload.get('selector', 'lexical')})"
+                 if payload.get("retrieve") else "")
     return (f"Instruction:\n\n> {payload['instruction']}{template}\n\nDemonstrations: "
             f"{len(payload.get('demos', []))}\n{demos}{retrieved}")
 

@@ -5,8 +5,9 @@ copies it verbatim into exported packages: the optimizer and the shipped agent t
 post-process with the very same code.
 """
 
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from string import Formatter
 from typing import Any
 
@@ -17,6 +18,9 @@ PROMPT = ChatPromptTemplate.from_messages(
     [("system", "{instruction}"), MessagesPlaceholder("demos"), ("human", "{input}")]
 )
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
+
+Embed = Callable[[str], Sequence[float]]
+"""A text's embedding: how a prompt agent whose ``selector`` is ``embedding`` compares inputs."""
 
 DEFAULT_POSTPROCESS: dict[str, Any] = {
     "first_line": True,
@@ -90,31 +94,45 @@ def similarity(a: str, b: str) -> float:
     return len(x & y) / len(x | y) if x | y else 0.0
 
 
-def nearest(query: str, candidates: Sequence[str], k: int) -> list[int]:
-    """Indices of the ``k`` candidates most similar to ``query``, most similar first; ties keep the
-    candidates' order, so the choice is deterministic."""
-    ranked = sorted(range(len(candidates)), key=lambda i: (-similarity(query, candidates[i]), i))
-    return ranked[:k]
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    norm = math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / norm if norm else 0.0
 
 
-def shown_demos(payload: Mapping[str, Any], inputs: Inputs) -> list[Mapping[str, Any]]:
+def nearest(query: str, candidates: Sequence[str], k: int, embed: Embed | None = None) -> list[int]:
+    """Indices of the ``k`` candidates most similar to ``query``, most similar first: lexically, or by
+    the cosine of their embeddings when ``embed`` is given. Ties keep the candidates' order, so the
+    choice is deterministic."""
+    if embed is None:
+        scores = [similarity(query, c) for c in candidates]
+    else:
+        target = embed(query)
+        scores = [cosine(target, embed(c)) for c in candidates]
+    return sorted(range(len(candidates)), key=lambda i: (-scores[i], i))[:k]
+
+
+def shown_demos(payload: Mapping[str, Any], inputs: Inputs, embed: Embed | None = None) -> list[Mapping[str, Any]]:
     """The fixed demonstrations, then the ``retrieve`` demonstrations of the pool nearest to this
     input (as LangChain's example selectors pick them): each input gets the worked examples most
-    like it."""
+    like it. A ``selector`` of ``embedding`` compares by ``embed``, which the caller must then give."""
     fixed = list(payload.get("demos", ()))
     pool = list(payload.get("demo_pool", ()))
     k = int(payload.get("retrieve", 0))
     if not k or not pool:
         return fixed
-    picked = nearest(input_text(inputs), [input_text(d["input"]) for d in pool], k)
+    by_embedding = payload.get("selector", "lexical") == "embedding"
+    if by_embedding and embed is None:
+        raise ValueError("this agent picks its demonstrations by embeddings, and no embedder was given "
+                         "(models.embedder in a campaign)")
+    picked = nearest(input_text(inputs), [input_text(d["input"]) for d in pool], k, embed if by_embedding else None)
     return fixed + [pool[i] for i in picked]
 
 
-def render(payload: Mapping[str, Any], inputs: Inputs) -> list[BaseMessage]:
+def render(payload: Mapping[str, Any], inputs: Inputs, embed: Embed | None = None) -> list[BaseMessage]:
     """Instruction as the system message, each demonstration as a user / assistant turn."""
     template = payload.get("template")
     demos: list[BaseMessage] = []
-    for demo in shown_demos(payload, inputs):
+    for demo in shown_demos(payload, inputs, embed):
         demos += [HumanMessage(user_turn(template, demo["input"])), AIMessage(demo["output"])]
     return PROMPT.format_messages(instruction=payload["instruction"], demos=demos, input=user_turn(template, inputs))
 
@@ -135,6 +153,6 @@ def postprocess(text: str, options: Mapping[str, Any] | None = None) -> str:
     return answer.strip(opts["strip_chars"])
 
 
-def answer(payload: Mapping[str, Any], inputs: Inputs, chat: Any) -> str:
+def answer(payload: Mapping[str, Any], inputs: Inputs, chat: Any, embed: Embed | None = None) -> str:
     """A prompt agent's post-processed answer (what exported packages call)."""
-    return postprocess(chat(to_openai(render(payload, inputs))), payload.get("postprocess"))
+    return postprocess(chat(to_openai(render(payload, inputs, embed))), payload.get("postprocess"))

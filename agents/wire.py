@@ -7,6 +7,7 @@ sampling, same seed, hence the same reply from a deterministic server.
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from .errors import LLMError
@@ -74,3 +75,27 @@ def openai_chat(model: str, sampling: Mapping[str, Any], base_url: str, api_key:
         return text
 
     return chat
+
+
+def mean_pooled(embedding: Sequence[Any]) -> list[float]:
+    """One vector for a text: an endpoint's embedding as it is, or the mean of its per-token vectors
+    (llama.cpp's server returns those for a chat model)."""
+    tokens = embedding if embedding and isinstance(embedding[0], list) else [embedding]
+    if not tokens or not tokens[0]:
+        raise LLMError("the endpoint returned an empty embedding")
+    return [sum(column) / len(tokens) for column in zip(*tokens, strict=True)]
+
+
+def openai_embed(model: str, base_url: str, api_key: str | None) -> Callable[[str], list[float]]:
+    """``embed(text) -> vector`` on one endpoint, for exported packages whose agent retrieves its
+    demonstrations by embeddings; each text is embedded once per process (a pool is compared with
+    every input)."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=3)
+
+    @lru_cache(maxsize=4096)
+    def embed(text: str) -> list[float]:
+        return mean_pooled(client.embeddings.create(model=model, input=[text]).data[0].embedding)
+
+    return embed

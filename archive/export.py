@@ -196,7 +196,8 @@ def export_candidate(archive: Archive, candidate_id: int, out: Path, lookup: Loo
         fields = campaign.config.get("task", {}).get("inputs", ["input"])
         (package / "agent.json").write_text(json.dumps(
             {"payload": record.payload, "runtime": Path(kind.runtime.__file__ or "").stem, "model": _model(task_role),
-             "sampling": sampling, "task": record.task, "inputs": [] if fields == ["input"] else fields,
+             "embedder": _model(campaign.config.get("models", {}).get("embedder", {})), "sampling": sampling,
+             "task": record.task, "inputs": [] if fields == ["input"] else fields,
              "candidate_id": candidate_id,
              "campaign_id": record.campaign_id}, indent=2))
         (package / "regression.json").write_text(json.dumps(examples, indent=2))

@@ -129,7 +129,8 @@ class Models(Frozen):
 
     task: RoleConfig = RoleConfig()
     proposer: RoleConfig = RoleConfig(temperature=0.9, max_tokens=48)
-    embedder: RoleConfig = Field(RoleConfig(), description="embeddings for strategies that need them (instinct); "
+    embedder: RoleConfig = Field(RoleConfig(), description="embeddings for strategies that need them (instinct) "
+                                 "and for agents retrieving demonstrations by them; "
                                  "'local' starts one llama.cpp server in embedding mode")
     judge: RoleConfig = Field(RoleConfig(max_tokens=16), description="grades answers for the judge metric")
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from agentopt.agents import agent_from_payload
 from agentopt.agents.base import Agent, Traced
 from agentopt.agents.errors import BudgetExhausted
-from agentopt.agents.llm import Endpoint, Gate, LLMClient, Sampling
+from agentopt.agents.llm import CallCache, Endpoint, Gate, LLMClient, Sampling
 from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.store import ExampleOutcome
 from agentopt.optimizer.cluster import ensure_ray, worker_name
@@ -48,6 +48,17 @@ class LLMSpec:
     timeout_s: float
     max_attempts: int
     gate: Gate
+    role: str = "task"
+    embedder: "LLMSpec | None" = None  # the embedder role's, for agents that retrieve by embeddings
+
+    @classmethod
+    def of(cls, llm: LLMClient) -> "LLMSpec":
+        return cls(llm.endpoints, llm.sampling, llm.timeout_s, llm.max_attempts, llm.gate, llm.payer.role,
+                   cls.of(llm.embedder) if llm.embedder is not None else None)
+
+    def client(self, cache: CallCache) -> LLMClient:
+        llm = LLMClient(self.endpoints, cache, self.sampling, self.timeout_s, self.max_attempts, self.gate, self.role)
+        return llm.with_embedder(self.embedder.client(cache)) if self.embedder is not None else llm
 
 
 @dataclass(frozen=True)
@@ -296,7 +307,7 @@ def _make_worker_class() -> Any:
 
             programs.install()
             cache = SqlCallCache(Archive(db_url, create=False))
-            self.llm = LLMClient(spec.endpoints, cache, spec.sampling, spec.timeout_s, spec.max_attempts, spec.gate)
+            self.llm = spec.client(cache)
 
         def run(self, job: Job) -> Returned:
             return run_job(self.llm, job)

@@ -89,9 +89,7 @@ def _evaluator(config: CampaignConfig, task_llm: LLMClient, archive: Archive) ->
     lanes = len(task_llm.endpoints) if ev.prefix_affinity else None
     if ev.backend == "threads":
         return ThreadEvaluator(task_llm, (ev.workers or 1) * ev.concurrency, lanes)
-    role = config.models.task
-    spec = LLMSpec(task_llm.endpoints, role.sampling, role.timeout_s, role.max_attempts, task_llm.gate)
-    return RayEvaluator(spec, archive.url, ev.workers, ev.concurrency, lanes)
+    return RayEvaluator(LLMSpec.of(task_llm), archive.url, ev.workers, ev.concurrency, lanes)
 
 
 @dataclass(frozen=True)
@@ -114,18 +112,22 @@ class RoleClients:
 
 
 def _needs_embedder(config: CampaignConfig) -> bool:
-    return STRATEGIES[config.strategy.name].uses_embeddings(config.strategy.params)
+    """A strategy that works on embeddings, or a seed that retrieves its demonstrations by them."""
+    return (STRATEGIES[config.strategy.name].uses_embeddings(config.strategy.params)
+            or config.seed_agent.agent().payload().get("selector") == "embedding")
 
 
 def role_clients(config: CampaignConfig, services: Services, judged: bool = False) -> RoleClients:
     """The campaign's LLM clients, on the shared gate and the archive's call cache; the judge's
-    only when a task's metric grades with it (``judged``)."""
+    only when a task's metric grades with it (``judged``). The task model's client carries the
+    embedder's, for agents that retrieve by embeddings."""
     local, archive, gate = list(services.local), services.archive, services.gate
     models = config.models
+    embedder = (_client(models.embedder, "embedder", list(services.embedding), archive, gate)
+                if _needs_embedder(config) else None)
     return RoleClients(
-        _client(models.task, "task", local, archive, gate), _client(models.proposer, "proposer", local, archive, gate),
-        _client(models.embedder, "embedder", list(services.embedding), archive, gate) if _needs_embedder(config)
-        else None,
+        _client(models.task, "task", local, archive, gate).with_embedder(embedder),
+        _client(models.proposer, "proposer", local, archive, gate), embedder,
         _client(models.judge, "judge", local, archive, gate) if judged else None)
 
 

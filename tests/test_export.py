@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeEndpoint
+from fakes import FakeEndpoint, embedding
 from processes import agentopt
 
 from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.graph import GraphAgent, Node
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.agents.kinds import answer
-from agentopt.agents.wire import openai_chat
+from agentopt.agents.prompt_runtime import answer as prompt_answer
+from agentopt.agents.wire import openai_chat, openai_embed
 from agentopt.archive.store import Archive, ExampleOutcome
 from agentopt.optimizer.tasks import load_task
 
@@ -31,12 +32,18 @@ AGENTS = {
                               edges=[("expr", "answer")], output="answer"),
     "retrieving prompt": PromptAgent(instruction="Repeat the word.", retrieve=1,
                                      demo_pool=(Demo(input="pear", output="pear"), Demo(input="plum", output="plum"))),
+    "embedding-retrieving prompt": PromptAgent(instruction="Repeat the word.", retrieve=1, selector="embedding",
+                                               demo_pool=(Demo(input="pear", output="pear"),
+                                                          Demo(input="plum", output="plum"))),
     "code": CodeAgent(name="echo", thought="ask once", code="def forward(task):\n    return ask(task)['answer']\n"),
 }
 
 
-def first_word(body: dict[str, Any]) -> tuple[int, str]:
-    """Answers with the first word of the last message, as ``answer: word`` (a lead-in the agents strip)."""
+def first_word(body: dict[str, Any]) -> tuple[int, str | dict[str, Any]]:
+    """Answers with the first word of the last message, as ``answer: word`` (a lead-in the agents strip);
+    embeds as :func:`fakes.embedding`."""
+    if "input" in body:
+        return 200, embedding(body["input"][0])
     return 200, "answer: " + body["messages"][-1]["content"].split()[0]
 
 
@@ -54,7 +61,8 @@ def archived(tmp_path: Path, endpoint: FakeEndpoint, echo_task_file: Path, kind:
     task = load_task(str(echo_task_file))
     config = {"name": "exp", "tasks": [str(echo_task_file)],
               "models": {"task": {"model": "fake-model", "base_url": endpoint.url, "max_tokens": 16},
-                         "proposer": {"model": "fake-proposer", "base_url": endpoint.url}},
+                         "proposer": {"model": "fake-proposer", "base_url": endpoint.url},
+                         "embedder": {"model": "fake-embedder", "base_url": endpoint.url}},
               "prices": {"fake-model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}},
               "task": {"name": task.name, "description": "echo the word", "metric": "exact_match",
                        "ref": str(echo_task_file)}}
@@ -62,9 +70,12 @@ def archived(tmp_path: Path, endpoint: FakeEndpoint, echo_task_file: Path, kind:
     seed, _ = archive.add_candidate(campaign, PromptAgent(instruction="Say it."), "seed", rationale="seed")
     candidate, _ = archive.add_candidate(campaign, AGENTS[kind], "ape", [seed], rationale="a better one")
     chat = openai_chat("fake-model", {"temperature": 0.0, "max_tokens": 16}, endpoint.url, None)
+    embed = openai_embed("fake-embedder", endpoint.url, None)
     for split in ("val", "test"):
         for example in task.split(split):
-            output = answer(AGENTS[kind].payload(), example.input, chat)
+            payload = AGENTS[kind].payload()
+            output = (prompt_answer(payload, example.input, chat, embed) if payload.get("selector") == "embedding"
+                      else answer(payload, example.input, chat))
             usage = {"llm_calls": 2, "prompt_tokens": 30, "completion_tokens": 10, "footprint_tokens": 40}
             archive.add_result(candidate, split, ExampleOutcome(example.id, output, float(output == example.target),
                                                                 None, usage))
@@ -101,7 +112,7 @@ def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_fil
     vendored = "".join(p.read_text() for p in (out / package / "_agentopt").glob("*.py"))
     assert not re.search(r"^\s*(from|import) agentopt", vendored, re.MULTILINE), "the runtime imports no agentopt"
     card = (out / "README.md").read_text()
-    if kind == "retrieving prompt":
+    if kind.endswith("retrieving prompt"):
         shipped = json.loads((out / package / "agent.json").read_text())["payload"]
         assert shipped["retrieve"] == 1 and len(shipped["demo_pool"]) == 2, "the pool and k ship with the agent"
         assert "Retrieved per input: the 1 most similar of a pool of 2" in (out / "README.md").read_text()
@@ -114,6 +125,7 @@ def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_fil
 
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(out), "AGENTOPT_BASE_URL": endpoint.url,
            "AGENTOPT_MODEL": "served-name"}
+    calls_before = len(endpoint.requests)
     used = subprocess.run([sys.executable, "-c", USE.format(package=package)], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=300)
     assert used.returncode == 0, used.stderr[-3000:]
@@ -121,7 +133,11 @@ def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_fil
     assert (got["run"], got["arun"], got["invoke"], got["batch"]) == ("apple", "river", "stone", ["cloud", "maple"])
     assert got["check"][0] and got["check"][1].startswith("8/8 recorded answers reproduced")
     assert not got["drift"][0] and got["drift"][1].startswith("0/8") and "got 'wrong'" in got["drift"][1]
-    assert endpoint.requests[-1]["model"] == "served-name" and endpoint.requests[-1]["seed"] == 0
+    chats = [r for r in endpoint.requests if "messages" in r]
+    assert chats[-1]["model"] == "served-name" and chats[-1]["seed"] == 0
+    embedded = {r["model"] for r in endpoint.requests[calls_before:] if "input" in r}
+    assert embedded == ({"fake-embedder"} if "embedding" in kind else set()), \
+        "the selector ships with the agent: it embeds with the embedder it was optimised with"
     cli = [sys.executable, "-c", f"import sys, {package}; sys.exit({package}.main())"]
     assert subprocess.run([*cli, "tiger"], capture_output=True, text=True, env=env, timeout=120).stdout == "tiger\n"
     assert subprocess.run([*cli, "--check"], capture_output=True, text=True, env=env, timeout=300).returncode == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeEndpoint
+from fakes import FakeEndpoint, embedding
 from sqlalchemy import select
 from test_campaign import config
 
@@ -17,7 +17,7 @@ from agentopt.agents.kinds import label
 from agentopt.agents.program import ProgramAgent
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.agents.prompt_runtime import answer, nearest
-from agentopt.archive.models import Note, Result
+from agentopt.archive.models import LLMCall, Note, Result
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.budgets import estimate
 from agentopt.optimizer.config import parse_config
@@ -171,3 +171,42 @@ def test_retrieved_demonstrations_are_the_nearest_per_input_and_ship_in_the_payl
     assert seen[0][1] == {"role": "user", "content": "grape"}, "the exported runtime retrieves the same way"
     assert "demo_pool" not in PromptAgent().payload(), "agents without a pool hash as before"
     assert "(+1 of 3 retrieved)" in label(agent.payload())
+
+
+def test_retrieval_by_embeddings_compares_by_cosine_and_needs_an_embedder() -> None:
+    pool = (Demo(input="gravel", output="g"), Demo(input="apple", output="a"), Demo(input="grape", output="g"))
+    vectors = {"fruit": (1.0, 0.0), "gravel": (0.0, 1.0), "apple": (0.9, 0.1), "grape": (0.6, 0.4)}
+    agent = PromptAgent().with_retrieval(pool, 2, "embedding")
+    assert nearest("fruit", [d.input for d in pool], 2, vectors.__getitem__) == [1, 2], "not the lexical order"
+    assert [m["content"] for m in agent.messages("fruit", vectors.__getitem__)][1:5] == ["apple", "a", "grape", "g"]
+    with pytest.raises(ValueError, match="picks its demonstrations by embeddings, and no embedder was given"):
+        agent.messages("fruit")
+    assert agent.payload()["selector"] == "embedding"
+    assert "selector" not in PromptAgent().with_retrieval(pool, 2).payload(), "lexical agents hash as before"
+    assert agent.with_retrieval(pool, 1).selector == "embedding", "a new k keeps the selector"
+
+
+def embedding_demo_responder(body: dict[str, Any]) -> tuple[int, str | dict[str, Any]]:
+    return (200, embedding(body["input"][0])) if "input" in body else demo_responder(body)
+
+
+def test_retrieval_by_embeddings_embeds_through_the_embedder_role_once_per_text(tmp_path: Path,
+                                                                                 echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(embedding_demo_responder)
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    data = config(echo_task_file, endpoint.url, budget={"task_calls": 120}, dedup={"functional": "off"},
+                  strategy={"name": "reflective", "params": {"minibatch": 3, "iterations": 4, "mutations": ["retrieve"],
+                                                             "retrieval": "embedding"}})
+    data["models"]["embedder"] = {"model": "fake-embedder", "base_url": endpoint.url}
+    data["evaluation"] |= {"workers": 1, "concurrency": 1}  # two calls at once may both miss the cache on a text
+    try:
+        [report] = run_campaigns(parse_config(data), archive, SilentReporter())
+    finally:
+        endpoint.close()
+    assert report.best_test.mean == 1.0 and report.best_agent["selector"] == "embedding"
+    embedded = [r["input"][0] for r in endpoint.requests if "input" in r]
+    assert embedded and all(r["model"] == "fake-embedder" for r in endpoint.requests if "input" in r)
+    assert len(embedded) == len(set(embedded)), "each text is embedded once: the call cache serves the rest"
+    with archive.session() as s:
+        roles = set(s.scalars(select(LLMCall.role)))
+    assert "embedder" in roles

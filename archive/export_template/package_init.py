@@ -5,6 +5,9 @@ llama.cpp server, vLLM, Ollama or a hosted API:
   AGENTOPT_BASE_URL  (default http://127.0.0.1:8080/v1)
   AGENTOPT_MODEL     (default: the model the agent was optimised for)
   AGENTOPT_API_KEY   (default: none, for local servers)
+An agent that picks its demonstrations by embeddings also asks an embeddings endpoint:
+  AGENTOPT_EMBED_BASE_URL  (default: AGENTOPT_BASE_URL)
+  AGENTOPT_EMBED_MODEL     (default: the embedder the agent was optimised with)
 Code agents run their code in the bundled sandbox (``_agentopt/sandbox.py``, Linux): the key stays
 in this process and never reaches the agent's code.
 """
@@ -33,12 +36,21 @@ def _chat(model: str, base_url: str, api_key: str | None) -> Any:
     return wire.openai_chat(model, AGENT["sampling"], base_url, api_key)
 
 
+@cache
+def _embed(model: str, base_url: str, api_key: str | None) -> Any:
+    return wire.openai_embed(model, base_url, api_key)
+
+
 def run(inputs: str | Mapping[str, str]) -> str:
     """Answer one input the way the optimised agent does (the same prompts, sampling and seeds); a
     multi-field agent takes its fields as a mapping (``{"question": ..., "context": ...}``)."""
-    chat = _chat(os.environ.get("AGENTOPT_MODEL", AGENT["model"]),
-                 os.environ.get("AGENTOPT_BASE_URL", DEFAULT_BASE_URL), os.environ.get("AGENTOPT_API_KEY"))
-    return KIND_RUNTIME.answer(AGENT["payload"], inputs, chat)
+    base_url, api_key = os.environ.get("AGENTOPT_BASE_URL", DEFAULT_BASE_URL), os.environ.get("AGENTOPT_API_KEY")
+    chat = _chat(os.environ.get("AGENTOPT_MODEL", AGENT["model"]), base_url, api_key)
+    if AGENT["payload"].get("selector") != "embedding":
+        return KIND_RUNTIME.answer(AGENT["payload"], inputs, chat)
+    embed = _embed(os.environ.get("AGENTOPT_EMBED_MODEL", AGENT["embedder"]),
+                   os.environ.get("AGENTOPT_EMBED_BASE_URL", base_url), api_key)
+    return KIND_RUNTIME.answer(AGENT["payload"], inputs, chat, embed)
 
 
 async def arun(inputs: str | Mapping[str, str]) -> str:

@@ -17,7 +17,8 @@ runs the parent on a train minibatch and makes one child from what went wrong th
   texts instead, its template variables kept;
 - **retrieve** (prompt agents): the parent picks its demonstrations per input, the ``k`` most similar
   of a pool (half of train; minibatches are drawn from the other half, or an example retrieved for
-  itself would pass any gate), ``k`` tried anew each time;
+  itself would pass any gate), ``k`` tried anew each time; similar lexically, or by the embedder
+  role's embeddings with ``retrieval: embedding``;
 - **merge** (every ``merge_every`` iterations, when two front members descend from a common
   ancestor along different lines): each component one of them changed since that ancestor.
 
@@ -36,7 +37,7 @@ from pydantic import Field
 
 from agentopt.agents.base import Agent, Demonstrated, Retrieving, Tunable
 from agentopt.agents.budget import estimate_prompt_tokens
-from agentopt.agents.prompt import Demo
+from agentopt.agents.prompt import Demo, Selector
 from agentopt.agents.prompt_runtime import input_text, nearest
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import (
@@ -75,6 +76,8 @@ class ReflectiveParams(Params):
                                             description="the mutation of each iteration, in turn")
     merge_every: int = Field(5, ge=0, description="every n-th iteration tries a merge (0: never)")
     max_demos: int = Field(3, ge=1, description="demonstrations a child keeps; beyond, a new one swaps one out")
+    retrieval: Selector = Field("lexical", description="how a retrieving child compares inputs: lexical (no "
+                                "service) or embedding (the embedder role, models.embedder)")
     proposer_workers: int = Field(1, ge=1)
 
 
@@ -165,6 +168,12 @@ class Reflective(GeneratorStrategy):
     name = "reflective"
     Params = ReflectiveParams
     params: ReflectiveParams
+
+    @classmethod
+    def uses_embeddings(cls, params: dict[str, Any]) -> bool:
+        p = cls.Params.model_validate(params)
+        assert isinstance(p, ReflectiveParams)
+        return p.retrieval == "embedding" and "retrieve" in p.mutations
 
     @classmethod
     def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
@@ -292,8 +301,9 @@ class Reflective(GeneratorStrategy):
         if not options or not self.retrieval_pool:
             return None, "nothing to retrieve from"
         k = min(options, key=lambda k: (abs(k - 2), k)) if not agent.retrieve else rng.choice(options)
-        return (agent.with_retrieval(self.retrieval_pool, k),
-                f"retrieves the {k} most similar of {len(self.retrieval_pool)} train examples per input")
+        return (agent.with_retrieval(self.retrieval_pool, k, self.params.retrieval),
+                f"retrieves the {k} most similar of {len(self.retrieval_pool)} train examples per input "
+                f"({self.params.retrieval})")
 
     def _demonstrated(self, agent: Agent, shown: Sequence[Mapping[str, Any]], batch: Sequence[Example],
                       texts: Sequence[str], rng: random.Random, turn: int) -> tuple[Agent | None, str]:
