@@ -87,12 +87,15 @@ def main() -> None:
                 Console().print(f"{task.name}: done")
         finally:
             evaluator.close()
-    compared = to_markdown(compare_cells("retrieval_selectors", cells)).split("\n", 1)[1].strip()
+    # no campaigns here, so the comparison's cost table (per campaign) has nothing to say
+    compared = to_markdown(compare_cells("retrieval_selectors", cells)).split("\n", 1)[1]
+    compared = compared.split("## Cost per arm")[0].strip()
     print(compared)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join([
-            f"# Retrieved demonstrations: lexical vs embeddings, {args.k} per input", "", *([args.note, ""] if args.note else []),
+            f"# Retrieved demonstrations: lexical vs embeddings, {args.k} per input", "",
+            *([args.note, ""] if args.note else []),
             f"Command: `.venv/bin/python experiments/retrieval_selectors.py {shlex.join(sys.argv[1:])}`", "",
             "Seed instruction (\"Answer the following.\"), no search; draw i = a random half of train as the pool "
             "(and, for the baseline arm, k demonstrations drawn from it once for every input).", "", compared]) + "\n")
