@@ -69,6 +69,7 @@ class Retrieving(Protocol):
     what the reflective strategy's ``retrieve`` mutation turns on and tunes."""
 
     retrieve: int
+    selector: str  # how inputs are compared: "lexical" or "embedding"
 
     def with_retrieval(self, pool: tuple[Any, ...], k: int, selector: Any = None) -> Any: ...
 

@@ -9,7 +9,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentopt.agents import prompt_runtime
-from agentopt.agents.base import AgentKind, Payload, clip
+from agentopt.agents.base import Agent, AgentKind, Payload, clip
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt_runtime import Embed, Inputs, runnable_inputs
 
@@ -77,13 +77,20 @@ class PromptAgent(BaseModel):
         return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
     def messages(self, inputs: Inputs, embed: Embed | None = None) -> list[dict[str, str]]:
-        return prompt_runtime.to_openai(prompt_runtime.render(self.payload(), inputs, embed))
+        """The messages for ``inputs``. Given no ``embed``, an agent retrieving by embeddings shows the
+        lexical picks instead (as many, as long): what budget estimates and previews need before any
+        embedder runs. Answering never does that (:meth:`run`)."""
+        payload = self.payload()
+        if embed is None:
+            payload.pop("selector", None)
+        return prompt_runtime.to_openai(prompt_runtime.render(payload, inputs, embed))
 
     def run(self, inputs: Inputs, llm: LLMClient) -> str:
-        """One answer; an embedding selector embeds through ``llm.embedder`` (cached, like every call)."""
-        embed = llm.embedder.embed if llm.embedder is not None and self.selector == "embedding" else None
-        reply = llm.chat(self.messages(inputs, embed))
-        return prompt_runtime.postprocess(reply.text, self.postprocess.model_dump())
+        """One answer; an embedding selector embeds through ``llm.embedder`` (cached, like every call)
+        and fails, as the example's error, when the client carries none."""
+        embed = llm.embedder.embed if llm.embedder is not None else None
+        messages = prompt_runtime.to_openai(prompt_runtime.render(self.payload(), inputs, embed))
+        return prompt_runtime.postprocess(llm.chat(messages).text, self.postprocess.model_dump())
 
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
         """A langchain-core Runnable taking a string or a mapping of input fields."""
@@ -112,6 +119,11 @@ class PromptAgent(BaseModel):
         """This agent picking ``k`` demonstrations per input from ``pool``, compared by ``selector``
         (default: the one it has)."""
         return self.model_copy(update={"demo_pool": tuple(pool), "retrieve": k, "selector": selector or self.selector})
+
+
+def embeds(agent: Agent) -> bool:
+    """Whether ``agent`` picks its demonstrations by embeddings, and so needs the embedder role to answer."""
+    return agent.payload().get("selector") == "embedding"
 
 
 def _label(payload: Payload) -> str:

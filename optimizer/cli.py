@@ -100,12 +100,15 @@ def model_serve(
     servers: Annotated[int, typer.Option(help="Server processes; ports PORT, PORT+1, ...")] = 1,
     threads: Annotated[int | None, typer.Option(help="Threads per server [default: cores / servers]")] = None,
     port: Annotated[int, typer.Option(help="First port on 127.0.0.1.")] = 8080,
+    embedding: Annotated[bool, typer.Option(help="Serve embeddings instead of chat (for an exported agent that "
+                                                 "retrieves its demonstrations by them: AGENTOPT_EMBED_BASE_URL).")]
+    = False,
 ) -> None:
     """Serve the bundled model on loopback until Ctrl-C (OpenAI-compatible, model 'smollm2-135m-instruct')."""
     from agentopt.agents.local_model import LocalModelServers
 
     stop_on_signals()
-    with LocalModelServers(servers, threads, ports=list(range(port, port + servers))) as pool:
+    with LocalModelServers(servers, threads, ports=list(range(port, port + servers)), embedding=embedding) as pool:
         for endpoint in pool.endpoints:
             out.print(f"serving {endpoint.model} at {endpoint.base_url}")
         out.print("Ctrl-C to stop")

@@ -118,6 +118,9 @@ def run_job(llm: LLMClient, job: Job) -> Returned:
         output, trace, error = None, None, f"{type(exc).__name__}: {exc}"
     usage = meter.usage.as_dict()
     usage["llm_calls"] = usage.pop("calls")
+    if meter.embedder is not None:  # an embedder that fails is an LLM failure of the example (health limits)
+        usage["failed"] += meter.embedder.usage.failed
+        usage["refused"] += meter.embedder.usage.refused
     return ExampleOutcome(job.example_id, output, None, error, usage, worker_name(), trace)
 
 

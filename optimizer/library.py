@@ -24,6 +24,7 @@ from agentopt.agents.errors import ConfigError, TaskError
 from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.prompt import embeds
 from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.paths import checked_url
@@ -63,32 +64,43 @@ def open_store(archive: "str | Archive | None", create: bool = True) -> Archive:
 
 @dataclass
 class _Served:
-    """The task model, started on first use after a campaign (for :meth:`Best.run`), stopped at exit."""
+    """The task model (and the embedder, for an agent retrieving by embeddings), each started on
+    first use after a campaign (for :meth:`Best.run`), stopped at exit."""
 
     models: Models
     local_model: LocalModelConfig
     archive: Archive
-    _client: LLMClient | None = None
-    _servers: LocalModelServers | None = None
+    _clients: dict[str, LLMClient] = field(default_factory=dict)
+    _servers: list[LocalModelServers] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def client(self) -> LLMClient:
+    def client(self, agent: Agent) -> LLMClient:
+        """The task model's client, carrying the embedder's when ``agent`` retrieves by embeddings."""
         with self._lock:
-            if self._client is None:
-                role, local = self.models.task, []
-                if role.model == LOCAL:
-                    self._servers = LocalModelServers(1, ctx_size=self.local_model.ctx_size).__enter__()
+            task = self._role("task")
+            return task.with_embedder(self._role("embedder")) if embeds(agent) else task
+
+    def _role(self, name: str) -> LLMClient:
+        if name not in self._clients:
+            role, local = getattr(self.models, name), []
+            if role.model == LOCAL:
+                embedding = name == "embedder"  # one thread: its calls are few, the task model's are not
+                servers = LocalModelServers(1, 1 if embedding else None, self.local_model.ctx_size,
+                                            embedding=embedding).__enter__()
+                if not self._servers:
                     atexit.register(self.close)
-                    local = self._servers.endpoints
-                self._client = LLMClient(role.pool(local), SqlCallCache(self.archive), role.sampling, role.timeout_s,
-                                         role.max_attempts)
-            return self._client
+                self._servers.append(servers)
+                local = servers.endpoints
+            self._clients[name] = LLMClient(role.pool(local), SqlCallCache(self.archive), role.sampling, role.timeout_s,
+                                            role.max_attempts, role=name)
+        return self._clients[name]
 
     def close(self) -> None:
         with self._lock:
-            if self._servers is not None:
-                self._servers.__exit__(None, None, None)
-            self._servers, self._client = None, None
+            for servers in self._servers:
+                servers.__exit__(None, None, None)
+            self._servers.clear()
+            self._clients.clear()
 
 
 @dataclass(frozen=True)
@@ -103,12 +115,12 @@ class Best:
     def run(self, inputs: Inputs) -> str:
         """Answer one input with the task model (cached: an input it was scored on costs nothing);
         the bundled model, if it is the task model, is started on first use."""
-        return self.agent.run(inputs, self._served.client())
+        return self.agent.run(inputs, self._served.client(self.agent))
 
     def as_langchain(self) -> "Runnable[Any, Any]":
         """The winner as a langchain-core Runnable on the task model (``invoke``, ``batch``, ``|``):
         for an optimised chain, the same chain with the winning templates."""
-        return self.agent.as_runnable(self._served.client())  # type: ignore[attr-defined, no-any-return]
+        return self.agent.as_runnable(self._served.client(self.agent))  # type: ignore[attr-defined, no-any-return]
 
 
 @dataclass

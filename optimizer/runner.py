@@ -14,6 +14,7 @@ from agentopt.agents.errors import ConfigError
 from agentopt.agents.gate import LocalGate
 from agentopt.agents.llm import Endpoint, Gate, LLMClient, MemoryCache
 from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.prompt import embeds
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import (
@@ -114,7 +115,7 @@ class RoleClients:
 def _needs_embedder(config: CampaignConfig) -> bool:
     """A strategy that works on embeddings, or a seed that retrieves its demonstrations by them."""
     return (STRATEGIES[config.strategy.name].uses_embeddings(config.strategy.params)
-            or config.seed_agent.agent().payload().get("selector") == "embedding")
+            or embeds(config.seed_agent.agent()))
 
 
 def role_clients(config: CampaignConfig, services: Services, judged: bool = False) -> RoleClients:

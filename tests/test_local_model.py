@@ -18,7 +18,9 @@ from test_end_to_end import TINY
 
 from agentopt.agents.errors import LLMUnavailable
 from agentopt.agents.llm import LLMClient, MemoryCache, Sampling
-from agentopt.agents.local_model import SERVER_SCRIPT, LocalModelServers, free_port
+from agentopt.agents.local_model import LOCAL_MODEL_NAME, SERVER_SCRIPT, LocalModelServers, free_port
+from agentopt.agents.prompt_runtime import cosine
+from agentopt.agents.wire import openai_embed
 
 pytestmark = pytest.mark.local_model
 
@@ -59,6 +61,22 @@ def test_model_serve_leaves_no_orphan(sig: signal.Signals) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_model_serve_embedding_answers_what_an_exported_agent_asks() -> None:
+    port = free_port()
+    proc = subprocess.Popen([AGENTOPT, "model", "serve", "--embedding", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: ready(port)), "server did not come up"
+        embed = openai_embed(LOCAL_MODEL_NAME, f"http://127.0.0.1:{port}/v1", None)
+        cat, dog = embed("a small cat"), embed("a large dog")
+        assert len(cat) == len(dog) > 100 and cat != dog
+        again = openai_embed(LOCAL_MODEL_NAME, f"http://127.0.0.1:{port}/v1", None)("a small cat")  # not memoised
+        assert cosine(cat, again) > 0.999 and cosine(cat, dog) < cosine(cat, again)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
 
 
 CRASHING_SERVER = """

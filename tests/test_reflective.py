@@ -14,13 +14,15 @@ from test_campaign import config
 import agentopt
 from agentopt.agents.errors import ConfigError
 from agentopt.agents.kinds import label
+from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache
 from agentopt.agents.program import ProgramAgent
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.agents.prompt_runtime import answer, nearest
 from agentopt.archive.models import LLMCall, Note, Result
-from agentopt.archive.store import Archive, database_url
+from agentopt.archive.store import Archive, ExampleOutcome, database_url
 from agentopt.optimizer.budgets import estimate
 from agentopt.optimizer.config import parse_config
+from agentopt.optimizer.evaluation import Job, run_job
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.strategies.reflective import Member, front, merged, with_example
 from agentopt.optimizer.tasks import Example, load_task
@@ -180,7 +182,9 @@ def test_retrieval_by_embeddings_compares_by_cosine_and_needs_an_embedder() -> N
     assert nearest("fruit", [d.input for d in pool], 2, vectors.__getitem__) == [1, 2], "not the lexical order"
     assert [m["content"] for m in agent.messages("fruit", vectors.__getitem__)][1:5] == ["apple", "a", "grape", "g"]
     with pytest.raises(ValueError, match="picks its demonstrations by embeddings, and no embedder was given"):
-        agent.messages("fruit")
+        answer(agent.payload(), "fruit", lambda messages: "a")
+    assert agent.messages("grapes") == PromptAgent().with_retrieval(pool, 2).messages("grapes"), \
+        "with no embedder at hand (a budget estimate), the lexical picks stand in"
     assert agent.payload()["selector"] == "embedding"
     assert "selector" not in PromptAgent().with_retrieval(pool, 2).payload(), "lexical agents hash as before"
     assert agent.with_retrieval(pool, 1).selector == "embedding", "a new k keeps the selector"
@@ -210,3 +214,41 @@ def test_retrieval_by_embeddings_embeds_through_the_embedder_role_once_per_text(
     with archive.session() as s:
         roles = set(s.scalars(select(LLMCall.role)))
     assert "embedder" in roles
+
+
+def test_a_seed_retrieving_by_embeddings_runs_from_python_and_its_children_keep_the_selector(
+        tmp_path: Path, echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(embedding_demo_responder)
+    task = load_task(str(echo_task_file))
+    fake = agentopt.Role(model="fake", base_url=endpoint.url, max_attempts=1)
+    seed = PromptAgent(instruction="Say a word.", retrieve=1, selector="embedding",
+                       demo_pool=tuple(Demo(input=e.input, output=e.target) for e in task.train[:3]))
+    try:
+        with agentopt.optimize(task, seed=seed, models=agentopt.Models(task=fake, proposer=fake, embedder=fake),
+                               strategy=agentopt.strategies.Reflective(minibatch=3, iterations=3, mutations=("retrieve",)),
+                               archive=f"sqlite:///{tmp_path / 'a.db'}", progress=False,
+                               evaluation=agentopt.Evaluation(backend="threads", workers=1, concurrency=1)) as result:
+            assert result.seed_test.mean == 1.0, "the seed answered through the embedder (a worked example shown)"
+            assert result.best.agent.selector == "embedding", "a child retrieves as its parent does"
+            before = len(endpoint.requests)
+            assert result.best.run("zebra") == "zebra"
+            assert any("input" in r for r in endpoint.requests[before:]), "best.run embeds a new input"
+    finally:
+        endpoint.close()
+    assert all(r["model"] == "fake" for r in endpoint.requests)
+
+
+def test_an_embedder_that_refuses_fails_the_example_as_an_llm_failure() -> None:
+    def refuse_embeddings(body: dict[str, Any]) -> tuple[int, str | dict[str, Any]]:
+        return (400, {"error": {"message": "no embeddings here"}}) if "input" in body else (200, "pear")
+
+    endpoint = FakeEndpoint(refuse_embeddings)
+    try:
+        llm = LLMClient([Endpoint(base_url=endpoint.url, model="fake")], MemoryCache(), max_attempts=1)
+        agent = PromptAgent(retrieve=1, selector="embedding", demo_pool=(Demo(input="pear", output="pear"),))
+        outcome = run_job(llm.with_embedder(llm), Job(1, "test", "e1", "plum", agent.payload()))
+    finally:
+        endpoint.close()
+    assert isinstance(outcome, ExampleOutcome) and outcome.error and outcome.output is None
+    assert outcome.usage["failed"] == 1 and outcome.usage["refused"] == 1, \
+        "counted against the health limits, and not retried as if another try could help"

@@ -5,7 +5,8 @@ llama.cpp server, vLLM, Ollama or a hosted API:
   AGENTOPT_BASE_URL  (default http://127.0.0.1:8080/v1)
   AGENTOPT_MODEL     (default: the model the agent was optimised for)
   AGENTOPT_API_KEY   (default: none, for local servers)
-An agent that picks its demonstrations by embeddings also asks an embeddings endpoint:
+An agent that picks its demonstrations by embeddings also asks an embeddings endpoint (for the
+bundled model, a second server in embedding mode: ``agentopt model serve --embedding --port 8081``):
   AGENTOPT_EMBED_BASE_URL  (default: AGENTOPT_BASE_URL)
   AGENTOPT_EMBED_MODEL     (default: the embedder the agent was optimised with)
 Code agents run their code in the bundled sandbox (``_agentopt/sandbox.py``, Linux): the key stays

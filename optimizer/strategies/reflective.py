@@ -76,8 +76,9 @@ class ReflectiveParams(Params):
                                             description="the mutation of each iteration, in turn")
     merge_every: int = Field(5, ge=0, description="every n-th iteration tries a merge (0: never)")
     max_demos: int = Field(3, ge=1, description="demonstrations a child keeps; beyond, a new one swaps one out")
-    retrieval: Selector = Field("lexical", description="how a retrieving child compares inputs: lexical (no "
-                                "service) or embedding (the embedder role, models.embedder)")
+    retrieval: Selector | None = Field(None, description="how a retrieving child compares inputs: lexical (no "
+                                       "service) or embedding (the embedder role, models.embedder); default: "
+                                       "as its parent does")
     proposer_workers: int = Field(1, ge=1)
 
 
@@ -301,9 +302,9 @@ class Reflective(GeneratorStrategy):
         if not options or not self.retrieval_pool:
             return None, "nothing to retrieve from"
         k = min(options, key=lambda k: (abs(k - 2), k)) if not agent.retrieve else rng.choice(options)
-        return (agent.with_retrieval(self.retrieval_pool, k, self.params.retrieval),
-                f"retrieves the {k} most similar of {len(self.retrieval_pool)} train examples per input "
-                f"({self.params.retrieval})")
+        child = agent.with_retrieval(self.retrieval_pool, k, self.params.retrieval)
+        return child, (f"retrieves the {k} most similar of {len(self.retrieval_pool)} train examples per input "
+                       f"({child.selector})")
 
     def _demonstrated(self, agent: Agent, shown: Sequence[Mapping[str, Any]], batch: Sequence[Example],
                       texts: Sequence[str], rng: random.Random, turn: int) -> tuple[Agent | None, str]:
