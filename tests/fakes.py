@@ -125,6 +125,15 @@ def embedding(text: str) -> dict[str, Any]:
             "data": [{"object": "embedding", "index": 0, "embedding": tokens}]}
 
 
+def demo_responder(body: dict[str, Any]) -> tuple[int, str]:
+    """A task model that repeats its input only after a worked example (any assistant turn): the
+    proposer is useless, so only demonstrations can help."""
+    messages = body["messages"]
+    if len(messages) == 1:
+        return 200, "Say a word."
+    return 200, messages[-1]["content"] if any(m["role"] == "assistant" for m in messages) else "wrong"
+
+
 def task_aware_responder(body: dict[str, Any]) -> tuple[int, str | dict[str, Any]]:
     """A fake that 'follows' instructions: candidates whose instruction says 'echo' answer with the
     input, others answer 'wrong'; proposer prompts get a fixed menu of instructions; embedding

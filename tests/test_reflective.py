@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeEndpoint, embedding
+from fakes import FakeEndpoint, demo_responder, embedding
 from sqlalchemy import select
 from test_campaign import config
 
@@ -119,15 +119,6 @@ def test_reflection_finds_what_only_the_failures_show_and_ape_does_not(tmp_path:
     assert note["mutation"] == "text" and note["change"] == f"rewrote instruction: {RIGHT}"
     assert note["shown"] and all(r["answer"] == "wrong" and r["target"] == r["input"] and "expected" in r["feedback"]
                                  for r in note["shown"])
-
-
-def demo_responder(body: dict[str, Any]) -> tuple[int, str]:
-    """A task model that repeats its input only after a worked example (any assistant turn): the
-    proposer is useless, so only demonstrations can help."""
-    messages = body["messages"]
-    if len(messages) == 1:
-        return 200, "Say a word."
-    return 200, messages[-1]["content"] if any(m["role"] == "assistant" for m in messages) else "wrong"
 
 
 def test_demonstrations_from_failures_need_no_capable_proposer(tmp_path: Path, echo_task_file: Path) -> None:

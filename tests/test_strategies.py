@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 import pytest
-from fakes import FakeEndpoint
+from fakes import FakeEndpoint, demo_responder
 from processes import agentopt
 from sqlalchemy import text
 from test_campaign import config
@@ -100,3 +100,18 @@ def test_strategies_command_lists_strategies_and_their_params() -> None:
     assert {"queries", "n_init", "acquisition", "lam", "nu"} <= {r["param"] for r in json.loads(params.stdout)}
     unknown = agentopt("strategies", "nope")
     assert unknown.returncode == 2 and "unknown strategy 'nope'" in unknown.stderr
+
+
+def test_optuna_searches_how_many_demonstrations_to_retrieve(tmp_path: Path, echo_task_file: Path) -> None:
+    endpoint = FakeEndpoint(demo_responder)  # the task model repeats its input only after a worked example
+    params = {**SMALL["optuna"], "demo_sets": 0, "retrieve": [0, 2]}
+    archive = Archive(database_url(str(tmp_path / "a.db")))
+    try:
+        [report] = run_campaigns(parse_config(config(echo_task_file, endpoint.url, strategy={
+            "name": "optuna", "params": params})), archive, SilentReporter())
+    finally:
+        endpoint.close()
+    assert report.best_agent["retrieve"] == 2 and report.best_test.mean == 1.0 and report.seed_test.mean == 0.0
+    assert len(report.best_agent["demo_pool"]) == len(load_task(str(echo_task_file)).train)
+    study = optuna.load_study(study_name=study_name(report.campaign_id), storage=archive.url)
+    assert {t.params["retrieve"] for t in study.trials} == {0, 2}, "k is one of the searched dimensions"

@@ -23,6 +23,8 @@ TINY: dict[str, dict[str, Any]] = {
     "optuna": {**POOL, "n_trials": 4, "minibatch": 2, "promote_every": 2, "demo_sets": 2,
                "bootstrap_examples": 4, "startup_trials": 2},
     "reflective": {"iterations": 4, "minibatch": 3, "merge_every": 2},
+    "optuna retrieving": {**POOL, "n_trials": 4, "minibatch": 2, "promote_every": 2, "demo_sets": 0,
+                          "startup_trials": 2, "retrieve": [2]},  # one choice: every trial retrieves
     "reflective retrieving-by-embeddings": {"iterations": 2, "minibatch": 3, "mutations": ["retrieve"],
                                             "retrieval": "embedding"},
     "portfolio": {"budget": 40, "members": [{"name": "random", "params": {**POOL, "queries": 2}},
@@ -54,11 +56,13 @@ def test_strategy_on_the_local_model(tmp_path: Path, name: str) -> None:
         "every strategy but retrieval alone asks its proposer"
     if name in ("instinct", "portfolio"):
         assert roles.get("embedder", 0) > 0, "candidates were embedded by the bundled model"
-    if "embeddings" in name:
-        assert roles.get("embedder", 0) > 0, "inputs and the pool were embedded by the bundled model"
+    if "retrieving" in name:
         with sqlite3.connect(db) as conn:
             payloads = [json.loads(row[0]) for row in conn.execute("select payload from candidates")]
-        assert any(p.get("selector") == "embedding" and p.get("retrieve") for p in payloads)
+        selector = "embedding" if "embeddings" in name else None
+        assert any(p.get("retrieve") and p.get("selector") == selector for p in payloads), "a candidate retrieved"
+    if "embeddings" in name:
+        assert roles.get("embedder", 0) > 0, "inputs and the pool were embedded by the bundled model"
     if name.startswith("reflective"):
         with sqlite3.connect(db) as conn:
             kinds = {row[0] for row in conn.execute("select kind from notes")}

@@ -11,12 +11,12 @@ own database, so ``optuna-dashboard <db url>`` shows it next to everything else.
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import optuna
 from pydantic import Field
 
-from agentopt.agents.base import Demonstrated, Tunable
+from agentopt.agents.base import Demonstrated, Retrieving, Tunable
 from agentopt.agents.prompt import Demo
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial
@@ -33,6 +33,9 @@ class OptunaParams(PoolParams):
     demos_per_set: int = Field(2, ge=1)
     bootstrap_examples: int = Field(10, ge=1, description="train examples the seed answers to bootstrap demos")
     startup_trials: int = Field(6, ge=1, description="random trials before TPE takes over")
+    retrieve: tuple[Annotated[int, Field(ge=0)], ...] = Field(
+        (), description="demonstrations retrieved per input from train to choose among, 0 for none (a prompt "
+                        "agent; empty: not searched)")
 
 
 def study_name(campaign_id: str) -> str:
@@ -63,13 +66,16 @@ class OptunaSearch(GeneratorStrategy):
     def search(self) -> Search:
         """One categorical per text of the seed (``instruction`` for a prompt agent, each prompt of a
         program), choosing among the values the pool proposed for it, plus the demo set for an agent
-        that shows demonstrations."""
+        that shows demonstrations and, with ``retrieve``, how many it retrieves per input from train
+        (trials score on validation, so no example is retrieved for itself)."""
         p = self.params
         rng = random.Random(self.ctx.seed)
         seed: Tunable = self.ctx.seed_agent
         candidates = pool.generate(self.ctx, rng, p)
         values = {name: list(dict.fromkeys(c.agent.texts()[name] for c in candidates)) for name in seed.texts()}
         demo_sets = (yield from self._bootstrap(rng)) if isinstance(seed, Demonstrated) else []
+        retrieve = list(dict.fromkeys(p.retrieve)) if isinstance(seed, Retrieving) else []
+        train_pool = tuple(Demo(input=e.input, output=e.target) for e in self.ctx.train)
         study = self._study()
         val = [e.id for e in self.ctx.val]
         minibatch_scores: dict[str, list[float]] = defaultdict(list)
@@ -85,6 +91,8 @@ class OptunaSearch(GeneratorStrategy):
                     agent = agent.with_text(name, options[t.suggest_categorical(name, list(range(len(options))))])
                 if demo_sets:
                     agent = agent.with_demos(demo_sets[t.suggest_categorical("demo_set", list(range(len(demo_sets))))])
+                if retrieve and isinstance(agent, Retrieving) and (k := t.suggest_categorical("retrieve", retrieve)):
+                    agent = agent.with_retrieval(train_pool, k)
                 agents[agent.canonical()] = agent
                 ids = tuple(rng.sample(val, min(p.minibatch, len(val))))
                 trials.append(Trial(agent, "val", ids, rationale=f"optuna trial {t.number}"))
