@@ -61,7 +61,8 @@ class OptunaSearch(GeneratorStrategy):
         promotions = p.n_trials // p.promote_every + 1
         examples = (p.bootstrap_examples + p.n_trials * (p.minibatch + 2 * probe_size)
                     + promotions * n_val + 2 * probe_size)
-        return Plan(base.proposer_calls, base.proposer_prompt_tokens, examples, p.demos_per_set)
+        return Plan(base.proposer_calls, base.proposer_prompt_tokens, examples,
+                    p.demos_per_set + max(p.retrieve, default=0))
 
     def search(self) -> Search:
         """One categorical per text of the seed (``instruction`` for a prompt agent, each prompt of a
