@@ -149,7 +149,7 @@ def test_reserve(config: CampaignConfig, task: Task, seed_agent: Agent) -> Spend
     test = task.test[: config.evaluation.test_size]
     plan = STRATEGIES[config.strategy.name].plan(config.strategy.params, task.train,
                                                  len(task.val[: config.evaluation.val_size]), config.dedup.probe_size)
-    demos = config.strategy.params.get("candidate_demos", 0)
+    demos = max(config.strategy.params.get("candidate_demos", 0), plan.candidate_demos if plan else 0)
     winner = with_demos(seed_agent, task.train[:demos])
     price, max_tokens = config.price("task"), config.models.task.max_tokens
     finalists = example_cost(winner, test, max_tokens, price).scaled(config.evaluation.test_top)

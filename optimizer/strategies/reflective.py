@@ -193,7 +193,7 @@ class Reflective(GeneratorStrategy):
         feedback = min(p.feedback_size or n_val, n_val)
         per_child = 3 * p.minibatch + feedback + 2 * probe_size  # parent(s) and child on the minibatch, then val
         return Plan(p.iterations, estimate_prompt_tokens([{"role": "user", "content": prompt}]),
-                    feedback + p.iterations * per_child, p.max_demos)
+                    feedback + p.iterations * per_child, p.max_demos * (2 if "retrieve" in p.mutations else 1))
 
     def search(self) -> Search:
         ctx, p = self.ctx, self.params
