@@ -58,11 +58,12 @@ def accuracy(task: Task, outcomes: list[ExampleOutcome]) -> float:
 ARM = "seed + random demos"
 
 
-def cell(task: Task, draw: int, outcomes: list[ExampleOutcome]) -> Cell:
+def cell(task: Task, draw: int, outcomes: list[ExampleOutcome], arm: str = ARM) -> Cell:
     """One draw's per-example test scores, as a sweep cell (examples that failed are left out)."""
     scored = [(o.example_id, task.score(task.example(o.example_id), o.output).value) for o in outcomes
               if o.error is None and o.output is not None]
-    return Cell(task.name, ARM, draw, f"draw-{draw}", tuple(e for e, _ in scored), tuple(s for _, s in scored))
+    return Cell(task.name, arm, draw, f"{arm}-{draw}" if arm != ARM else f"draw-{draw}",
+                tuple(e for e, _ in scored), tuple(s for _, s in scored))
 
 
 def measure(config: CampaignConfig, archive: Archive, demos: int,

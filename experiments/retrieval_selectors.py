@@ -31,7 +31,7 @@ from agentopt.archive.store import Archive, database_url
 from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
 from agentopt.optimizer.evaluation import ThreadEvaluator
 from agentopt.optimizer.tasks import Task, load_task
-from baseline_demos import run_test
+from baseline_demos import cell, run_test
 from bench_strategies import task_refs
 
 SAMPLING = Sampling(temperature=0.0, max_tokens=16)
@@ -50,12 +50,8 @@ def measure(task: Task, draws: int, k: int, test: int, evaluator: ThreadEvaluato
     for draw in range(draws):
         rng = random.Random(draw)
         pool = tuple(Demo(input=e.input, output=e.target) for e in rng.sample(task.train, len(task.train) // 2))
-        for arm, agent in arms(seed, pool, k, rng).items():
-            outcomes = run_test(agent, task, evaluator, test)
-            scored = [(o.example_id, task.score(task.example(o.example_id), o.output).value) for o in outcomes
-                      if o.error is None and o.output is not None]
-            cells.append(Cell(task.name, arm, draw, f"{arm}-{draw}", tuple(e for e, _ in scored),
-                              tuple(s for _, s in scored)))
+        cells += [cell(task, draw, run_test(agent, task, evaluator, test), arm)
+                  for arm, agent in arms(seed, pool, k, rng).items()]
     return cells
 
 
