@@ -39,6 +39,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 import bench_strategies
+import fields_tasks
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.local_model import LOCAL_MODEL_NAME, LocalModelServers
 from agentopt.agents.prompt_runtime import input_text
@@ -79,6 +80,13 @@ def ensure_venv(venv: Path, console: Console) -> Path:
     return python
 
 
+def dspy_metric(task: Task) -> dict[str, Any]:
+    """The task's metric as ``dspy_runner`` names it: a built-in by name, ``fields_tasks``' by its vocabulary."""
+    if task.metric_name in fields_tasks.VOCABULARY:
+        return {"metric": "first_named", "vocabulary": fields_tasks.VOCABULARY[task.metric_name]}
+    return {"metric": task.metric_name}
+
+
 def split_rows(examples: tuple[Any, ...]) -> list[dict[str, str]]:
     """DSPy's program has one input field: several fields are written as agentopt's prompt agent writes them."""
     return [{"input": input_text(e.input), "target": e.target} for e in examples]
@@ -92,7 +100,7 @@ def run_dspy(python: Path, system: str, task: Task, seed: int, args: argparse.Na
     spec_path, out_path = args.work / f"{name}.spec.json", args.work / f"{name}.out.json"
     spec = {"optimizer": system, "base_urls": base_urls, "model": LOCAL_MODEL_NAME,
             "task": {"name": task.name, "description": task.description, "instruction": SEED_INSTRUCTION,
-                     "metric": task.metric_name, "train": split_rows(task.train), "val": split_rows(task.val[:args.val]),
+                     **dspy_metric(task), "train": split_rows(task.train), "val": split_rows(task.val[:args.val]),
                      "test": split_rows(task.test[:args.test])},
             "task_budget": args.budget, "task_max_tokens": TASK_MAX_TOKENS, "proposer_max_tokens": PROPOSER_MAX_TOKENS,
             "proposer_temperature": PROPOSER_TEMPERATURE, "seed": seed, "threads": 2,

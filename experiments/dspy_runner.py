@@ -12,6 +12,7 @@ SPEC.json::
      # or "base_urls": [...]: replicas of the model, each request to the one with the fewest in flight
      # (ties taken in turn)
      "task": {"name", "description", "instruction", "metric", "train": [{"input", "target"}], "val", "test"},
+     # metric "first_named" also takes "vocabulary": [...] (experiments/fields_tasks.py's metric)
      "task_budget": 200, "task_max_tokens": 32, "proposer_max_tokens": 256, "proposer_temperature": 0.9,
      "seed": 0, "cache_dir": "/some/dir",
      # optional: "threads": 1, "request_timeout_s": 600, "mipro": {...overrides...}, "gepa": {...overrides...},
@@ -160,7 +161,14 @@ def last_number(prediction: str, target: str) -> float:
         return 0.0
 
 
-METRICS = {"exact_match": exact_match, "contains": contains, "token_f1": token_f1, "last_number": last_number}
+def first_named(prediction: str, target: str, vocabulary: tuple[str, ...]) -> float:
+    """experiments/fields_tasks.py's metric: the first vocabulary word the answer names is the target."""
+    named = [w for w in prediction.lower().replace(".", " ").replace(",", " ").split() if w in vocabulary]
+    return float(bool(named) and named[0] == target.lower())
+
+
+METRICS = {"exact_match": exact_match, "contains": contains, "token_f1": token_f1, "last_number": last_number,
+           "first_named": first_named}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -351,6 +359,11 @@ class Runner:
         if self.metric_name not in METRICS:
             raise ValueError(f"metric {self.metric_name!r} not implemented here; known: {sorted(METRICS)}")
         self.metric_fn = METRICS[self.metric_name]
+        if self.metric_name == "first_named":
+            vocabulary = tuple(task.get("vocabulary") or ())
+            if not vocabulary:
+                raise ValueError("metric 'first_named' needs the task's 'vocabulary'")
+            self.metric_fn = lambda prediction, target: first_named(prediction, target, vocabulary)
         self.budget = int(spec.get("task_budget", 200))
         self.seed = int(spec.get("seed", 0))
         self.threads = int(spec.get("threads", 1))

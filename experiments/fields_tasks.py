@@ -6,11 +6,20 @@ Bob's car?") has the same shape with other words and was run only once settings 
 its figures are reported apart. Every row lists three acceptable answers ("dog", "a dog", "the dog").
 The metric reads the first word from the task's vocabulary that the answer names, because a tiny
 model often answers in a sentence ("Bob has a dog.") and that is right in substance.
+
+For the sweeps of ``bench_strategies`` and ``bench_vs_dspy``, ``write`` saves both tasks as JSONL files
+plus task entries whose metric is ``fields_tasks:pets_metric`` / ``fields_tasks:colors_metric``
+(importable when ``experiments/`` is the script's folder or on ``PYTHONPATH``):
+
+    .venv/bin/python experiments/fields_tasks.py --out /tmp/agentopt-fields-tasks
 """
 
+import argparse
 import itertools
+import json
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import agentopt
 
@@ -45,16 +54,27 @@ def first_named(vocabulary: list[str]) -> Callable[[agentopt.Example, str], floa
     return metric
 
 
+pets_metric, colors_metric = first_named(PETS), first_named(COLORS)
+SHAPES = {  # name: (vocabulary, fact, question, description)
+    "pets": (PETS, "{person} has a {thing}.", "What pet does {person} have?",
+             "Answer a question about pets from the context."),
+    "colors": (COLORS, "{person}'s car is {thing}.", "What color is {person}'s car?",
+               "Answer a question about car colors from the context."),
+}
+
+
+def task(name: str) -> agentopt.Task:
+    things, fact, question, description = SHAPES[name]
+    return agentopt.Task.from_records(rows(things, fact, question), inputs=["context", "question"], target="answers",
+                                      metric=first_named(things), name=name, description=description)
+
+
 def pets() -> agentopt.Task:
-    return agentopt.Task.from_records(rows(PETS, "{person} has a {thing}.", "What pet does {person} have?"),
-                                      inputs=["context", "question"], target="answers", metric=first_named(PETS),
-                                      name="pets", description="Answer a question about pets from the context.")
+    return task("pets")
 
 
 def colors() -> agentopt.Task:
-    return agentopt.Task.from_records(rows(COLORS, "{person}'s car is {thing}.", "What color is {person}'s car?"),
-                                      inputs=["context", "question"], target="answers", metric=first_named(COLORS),
-                                      name="colors", description="Answer a question about car colors from the context.")
+    return task("colors")
 
 
 def seed_candidate(archive: agentopt.Archive, result: agentopt.Result) -> int:
@@ -66,3 +86,25 @@ def seed_candidate(archive: agentopt.Archive, result: agentopt.Result) -> int:
 
 TASKS = {"pets": pets, "colors": colors}
 HELD_OUT = ("colors",)
+VOCABULARY = {"fields_tasks:pets_metric": PETS, "fields_tasks:colors_metric": COLORS}  # by task entry metric
+
+
+def write(out: Path) -> list[Path]:
+    """Each task's rows and its task entry under ``out``: the same rows, splits and metric as ``TASKS``."""
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name, (things, fact, question, description) in SHAPES.items():
+        data, entry = out / f"{name}.jsonl", out / f"{name}.task.json"
+        data.write_text("".join(json.dumps(row) + "\n" for row in rows(things, fact, question)))
+        entry.write_text(json.dumps({"path": str(data), "name": name, "inputs": ["context", "question"],
+                                     "target": "answers", "metric": f"fields_tasks:{name}_metric",
+                                     "description": description}, indent=1))
+        entries.append(entry)
+    return entries
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/agentopt-fields-tasks"))
+    for path in write(parser.parse_args().out):
+        print(path)
