@@ -59,6 +59,13 @@ quickstart: install
 
 # Archive tests also run against a throwaway PostgreSQL server that tests/pg_server.sh starts;
 # the report test renders in Debian's Chromium, which tests/chromium.sh installs when missing.
-test: install
+# `make test` is the whole suite after the type check; it prints the 30 slowest tests and the total.
+test: install typecheck
 	url=$${AGENTOPT_TEST_PG:-$$(tests/pg_server.sh)} && browser=$${AGENTOPT_TEST_CHROMIUM:-$$(tests/chromium.sh)} \
-		&& AGENTOPT_TEST_PG=$$url AGENTOPT_TEST_CHROMIUM=$$browser $(PY) -m pytest -q
+		&& AGENTOPT_TEST_PG=$$url AGENTOPT_TEST_CHROMIUM=$$browser $(PY) -m pytest -q --durations=30
+
+# The inner loop: the type check and the tests that need no model server, Ray cluster, browser or
+# PostgreSQL and are not slow (markers in pyproject.toml); a few minutes on 2 cores.
+FAST := not (local_model or cluster or browser or postgres or slow)
+check: install typecheck
+	$(PY) -m pytest -q -m '$(FAST)' --durations=10
