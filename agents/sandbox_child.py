@@ -660,9 +660,10 @@ def _serve(function: collections.abc.Callable[..., object], link: _Link) -> dict
     reply = link.ask(json.dumps({"type": "ready"}))
     while "call" in reply:
         call = reply["call"]
-        args, kwargs = decode_plain(call["args"]), decode_plain(call["kwargs"])
-        if not isinstance(args, tuple) or not isinstance(kwargs, dict):
-            raise ValueError("a call's args must be a tuple and its kwargs a dict")
+        # The parent encodes a tuple and a dict (sandbox.py). Not checked here with isinstance: that
+        # would look up ``tuple`` and ``dict`` in builtins, which the agent's code may have replaced.
+        args: tuple[object, ...] = decode_plain(call["args"])  # type: ignore[assignment]  # see above
+        kwargs: dict[str, object] = decode_plain(call["kwargs"])  # type: ignore[assignment]  # see above
         value = function(*args, **kwargs)
         try:
             encoded = encode_plain(value)
