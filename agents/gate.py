@@ -413,7 +413,8 @@ class Admission:
         if now - since >= self.health.outage_limit_s:
             errors = "; ".join(f"{s.endpoint.base_url}: {s.last_error}" for s in states)
             self.halt(ENDPOINT_DOWN, f"no endpoint of role {role} answered for {now - since:.0f}s ({errors})")
-            raise self.halted  # type: ignore[misc]
+            assert self.halted is not None  # halt() has just set it
+            raise self.halted
 
     def _next_probe(self, states: Sequence[EndpointState], now: float) -> float:
         """Seconds until a down endpoint may be probed (or the outage limit checked) again."""

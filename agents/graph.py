@@ -10,7 +10,7 @@ agent's answer, is the agent's answer.
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import networkx as nx
@@ -100,7 +100,8 @@ def problem(nodes: tuple[Node, ...], edges: tuple[tuple[str, str], ...], output:
                    "is never read"
         if not used:
             return f"node {node.name} reads nothing: its template has no variable"
-    if dead := sorted(set(names) - nx.ancestors(graph, output) - {output}):
+    reaching = nx.ancestors(graph, output) | {output}
+    if dead := sorted(set(names) - reaching):
         return f"node {dead[0]} never reaches the output node {output}"
     return None
 
@@ -136,8 +137,8 @@ class GraphAgent(BaseModel):
                 return node
         raise GraphError(f"no node {name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
 
-    def graph(self) -> nx.DiGraph:
-        graph = nx.DiGraph(self.edges)
+    def graph(self) -> "nx.DiGraph[str]":  # quoted: subscriptable in the stubs only
+        graph: nx.DiGraph[str] = nx.DiGraph(self.edges)
         graph.add_nodes_from(n.name for n in self.nodes)
         return graph
 
@@ -180,18 +181,22 @@ class GraphAgent(BaseModel):
     def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
         """A langchain-core Runnable taking a string or a mapping of input fields: one ``assign`` per
         topological generation, so independent nodes run in parallel under langchain too."""
+
+        def output_of(name: str) -> Callable[[Mapping[str, str]], str]:
+            """Node ``name``'s step, bound to that name (a lambda in the loop would see the last one)."""
+            return lambda values: self.step(name, values, llm)["output"]
+
         chain: Runnable[Any, Any] = RunnableLambda(lambda x: prompt_runtime.template_values(runnable_inputs(x)))
         for generation in nx.topological_generations(self.graph()):
-            chain = chain | RunnablePassthrough.assign(**{
-                name: RunnableLambda(lambda values, name=name: self.step(name, values, llm)["output"])
-                for name in sorted(generation)})
+            chain = chain | RunnablePassthrough.assign(**{name: RunnableLambda(output_of(name))
+                                                          for name in sorted(generation)})
         return chain | RunnableLambda(lambda values: prompt_runtime.postprocess(values[self.output],
                                                                                self.postprocess.model_dump()))
 
 
 def _label(payload: Payload) -> str:
     tools = {n["name"]: n.get("tool") for n in payload.get("nodes", [])}
-    flow = nx.DiGraph([tuple(e) for e in payload.get("edges", [])])
+    flow: nx.DiGraph[str] = nx.DiGraph([tuple(e) for e in payload.get("edges", [])])
     flow.add_nodes_from(tools)
     steps = (name + (f"[{tools[name]}]" if tools.get(name) else "") for name in nx.lexicographical_topological_sort(flow))
     return clip("graph: " + " → ".join(steps))

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from agentopt.agents.graph import INPUT, GraphAgent, GraphError, Node, first_error, variables
+from agentopt.agents.graph import GraphAgent, GraphError, Node, first_error, variables
+from agentopt.agents.graph_runtime import INPUT
 from agentopt.agents.tools import ToolName
 
 

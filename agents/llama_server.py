@@ -69,7 +69,7 @@ def install() -> None:
         cached, previous = 0, getattr(self, "_input_ids", None)
         if kwargs.get("reset", True) and self.n_tokens > 0 and previous is not None:
             cached = reused_tokens(list(previous[: self.n_tokens]), tokens, not getattr(self, "_requires_eval", False))
-        self._agentopt_cached = cached  # type: ignore[attr-defined]
+        self._agentopt_cached = cached  # type: ignore[attr-defined]  # our note on llama_cpp's instance
         started, timed = time.perf_counter(), False
         for token in original_generate(self, tokens, *args, **kwargs):
             if not timed:  # the first token comes once the uncached part of the prompt is evaluated
@@ -78,12 +78,13 @@ def install() -> None:
             yield token
 
     def create_completion(self: Llama, *args: Any, **kwargs: Any) -> Any:
-        self._agentopt_cached = 0  # type: ignore[attr-defined]
+        self._agentopt_cached = 0  # type: ignore[attr-defined]  # our note on llama_cpp's instance
         result = original_completion(self, *args, **kwargs)
         if isinstance(result, dict) and isinstance(result.get("usage"), dict):
-            cached = self._agentopt_cached  # type: ignore[attr-defined]
-            result["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
-            result["usage"]["prompt_seconds_saved"] = round(cached * cost.per_token(), 4)
+            cached = self._agentopt_cached  # type: ignore[attr-defined]  # set by generate above
+            saved, usage = round(cached * cost.per_token(), 4), result["usage"]
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}  # type: ignore[typeddict-unknown-key]  # added below
+            usage["prompt_seconds_saved"] = saved  # type: ignore[typeddict-unknown-key]  # added to the type below
         return result
 
     if not hasattr(llama_types, "CompletionUsage"):
@@ -92,8 +93,9 @@ def install() -> None:
     usage.__annotations__.update(prompt_tokens_details=NotRequired[dict[str, int]],
                                  prompt_seconds_saved=NotRequired[float])
     usage.__optional_keys__ = usage.__optional_keys__ | {"prompt_tokens_details", "prompt_seconds_saved"}
-    Llama.generate = generate  # type: ignore[method-assign]
-    Llama.create_completion = create_completion  # type: ignore[method-assign]
+    # Patching the class is the point. The wrapper does not pass send() on: llama_cpp's completions never send.
+    Llama.generate = generate  # type: ignore[method-assign, assignment]  # a patch, without send()
+    Llama.create_completion = create_completion  # type: ignore[method-assign]  # a patch of the class
 
 
 if __name__ == "__main__":
@@ -101,4 +103,4 @@ if __name__ == "__main__":
     install()
     from llama_cpp.server.__main__ import main
 
-    sys.exit(main())
+    sys.exit(main())  # type: ignore[no-untyped-call]  # llama_cpp's server entry point is unannotated

@@ -328,7 +328,7 @@ class LLMClient:
     def embed(self, text: str) -> tuple[float, ...]:
         """The endpoint's embedding of ``text``, mean-pooled when it returns one vector per token
         (llama.cpp's server does for a chat model); cached and budgeted like a chat call."""
-        request = {"model": self.model, "embed": text}
+        request: dict[str, object] = {"model": self.model, "embed": text}
         completion = self._cached(request, estimate_prompt_tokens([{"role": "user", "content": text}]), 0,
                                   lambda client: self._embed_request(client, text), self._embed_probe)
         return tuple(json.loads(completion.text))

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 
 from agentopt.agents.errors import ConfigError, LLMUnavailable
-from agentopt.agents.llm import Endpoint
+from agentopt.agents.gate import Endpoint
 
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
 SERVER_SCRIPT = Path(__file__).with_name("llama_server.py")  # llama-cpp-python's server, reporting its KV-cache use

@@ -123,7 +123,8 @@ TemplateFn = Callable[[PromptTemplate, str], PromptTemplate]
 ModelFn = Callable[[BaseChatModel, str], Runnable[Any, Any]]
 
 
-def _map(node: Any, where: str, numbers: Iterator[int], on_template: TemplateFn, on_model: ModelFn) -> Any:
+def _map(node: Runnable[Any, Any], where: str, numbers: Iterator[int], on_template: TemplateFn,
+         on_model: ModelFn) -> Runnable[Any, Any]:
     """``node`` rebuilt with every prompt template passed through ``on_template`` (with its name,
     ``p<n>`` or ``p<n>.<role>`` in reading order) and every chat model through ``on_model``;
     raises :class:`ProgramError` naming the step where a model is out of reach."""
@@ -136,21 +137,20 @@ def _map(node: Any, where: str, numbers: Iterator[int], on_template: TemplateFn,
     if isinstance(node, ChatPromptTemplate):
         number, roles, messages = next(numbers), [], []
         for message in node.messages:
-            if isinstance(getattr(message, "prompt", None), PromptTemplate):
+            if isinstance(prompt := getattr(message, "prompt", None), PromptTemplate):
                 role = type(message).__name__.removesuffix("MessagePromptTemplate").lower()
                 roles.append(role)
                 name = f"p{number}.{role}" + (str(roles.count(role)) if roles.count(role) > 1 else "")
-                message = message.model_copy(update={"prompt": on_template(message.prompt, name)})
+                message = message.model_copy(update={"prompt": on_template(prompt, name)})
             messages.append(message)
         return node.model_copy(update={"messages": messages})
     if isinstance(node, RunnableSequence):
         return RunnableSequence(*(_map(step, f"{where}.{i}" if where else str(i), numbers, on_template, on_model)
                                   for i, step in enumerate(node.steps)))
     if isinstance(node, RunnableParallel):
-        return RunnableParallel({key: _map(step, f"{where}.{key}" if where else key, numbers, on_template, on_model)
-                                 for key, step in node.steps__.items()})
+        return _map_parallel(node, where, numbers, on_template, on_model)
     if isinstance(node, RunnableAssign):
-        return RunnableAssign(_map(node.mapper, where, numbers, on_template, on_model))
+        return RunnableAssign(_map_parallel(node.mapper, where, numbers, on_template, on_model))
     if isinstance(node, RunnableBindingBase):  # .bind(...), .with_config(...), .with_retry(...)
         settings = sorted(getattr(node, "kwargs", {}))
         if isinstance(node.bound, BaseLanguageModel) and settings:
@@ -167,6 +167,13 @@ def _map(node: Any, where: str, numbers: Iterator[int], on_template: TemplateFn,
         raise ProgramError(f"step {where or 0} ({name}) calls a model agentopt cannot replace (inside a function or "
                            "an unsupported Runnable); make the chat model a step of the chain itself")
     return node
+
+
+def _map_parallel(node: RunnableParallel[Any], where: str, numbers: Iterator[int], on_template: TemplateFn,
+                  on_model: ModelFn) -> RunnableParallel[dict[str, Any]]:
+    """:func:`_map` of a RunnableParallel, which stays one: a RunnableAssign's mapper must be."""
+    return RunnableParallel({key: _map(step, f"{where}.{key}" if where else key, numbers, on_template, on_model)
+                             for key, step in node.steps__.items()})
 
 
 def chain_texts(chain: Runnable[Any, Any]) -> dict[str, str]:
@@ -199,7 +206,7 @@ def bind(chain: Runnable[Any, Any], params: Mapping[str, str], model: BaseChatMo
     def template(prompt: PromptTemplate, name: str) -> PromptTemplate:
         return prompt.model_copy(update={"template": params.get(name, prompt.template)})
 
-    return _map(chain, "", count(1), template, lambda found, where: model)  # type: ignore[no-any-return]
+    return _map(chain, "", count(1), template, lambda found, where: model)
 
 
 def chain_input(inputs: Any) -> Any:

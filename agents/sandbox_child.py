@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import _imp
 import _json
-import _signal
+import _signal  # type: ignore[import-not-found]  # private C module under signal: typeshed has no stub
 import _thread
 import _weakref
 import builtins
@@ -42,6 +42,52 @@ import resource
 import struct
 import sys
 import types
+
+# Names for the type checker only. The child never imports typing (nor ctypes at module level): it
+# loads no more than it runs on, and this constant stands in for typing.TYPE_CHECKING.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
+    from importlib.machinery import ModuleSpec
+    from typing import BinaryIO, NoReturn, TypedDict, TypeGuard, TypeVar
+
+    _T = TypeVar("_T")
+    _Insn = tuple[int, int | str, int | str, int]
+    """A BPF instruction (code, jt, jf, k); a jump is an offset or a label."""
+
+    class _Job(TypedDict):
+        """The parent's first line (``sandbox._job``): the call, where it runs, and its Limits."""
+
+        code: str
+        entry: str
+        args: list[object]
+        serve: bool
+        workdir: str
+        root: str
+        parent_pid: int
+        stdout_tail_chars: int
+        cpu_s: float
+        wall_s: float
+        memory_mb: int
+        max_output_bytes: int
+        max_llm_calls: int
+        max_processes: int
+        max_file_mb: int
+
+    class _Call(TypedDict):
+        """A call to serve, both sides in :func:`encode_plain`'s form."""
+
+        args: object
+        kwargs: object
+
+    class _Reply(TypedDict, total=False):
+        """A parent message after the job: an LLM reply, a call to serve, or stop."""
+
+        ok: bool
+        text: str
+        error: str
+        call: _Call
+        stop: bool
 
 # Compiled-in and lib-dynload modules an agent may import. They are loaded before the seccomp filter
 # forbids mapping new executable code and before ``_imp`` loses its loaders; anything not here (and
@@ -129,7 +175,7 @@ _SYSCALLS = {
 class _Link:
     """The child's end of the protocol, and the output budget that prints and messages share."""
 
-    def __init__(self, fd: int, replies: io.BufferedReader, job: dict[str, object]) -> None:
+    def __init__(self, fd: int, replies: BinaryIO, job: _Job) -> None:
         self._fd, self._replies = fd, replies
         self._max_bytes = int(job["max_output_bytes"])
         self._tail_chars = int(job["stdout_tail_chars"])
@@ -151,14 +197,15 @@ class _Link:
     def tail(self) -> str:
         return "".join(self._tail)[-self._tail_chars:]
 
-    def ask(self, line: str) -> dict[str, object]:
+    def ask(self, line: str) -> _Reply:
         """Send one LLM request and block for the parent's answer."""
         self._spend(len(line))
         self._write(line)
         reply = self._replies.readline()
         if not reply:
             os._exit(1)  # the parent is gone
-        return json.loads(reply)
+        message: _Reply = json.loads(reply)  # a line the parent wrote in this form (sandbox.py)
+        return message
 
     def finish(self, message: dict[str, object], value: object = None) -> None:
         """Send the result and leave at once: the agent's threads and atexit handlers must not run."""
@@ -209,7 +256,7 @@ class _Capture(io.TextIOBase):
 
 def main() -> None:
     replies = sys.stdin.buffer
-    job = json.loads(replies.readline())
+    job: _Job = json.loads(replies.readline())  # the parent's job line (sandbox._job)
     protocol_fd = os.dup(1)
     link = _Link(protocol_fd, replies, job)
     os.dup2(2, 1)
@@ -231,11 +278,11 @@ def encode_plain(value: object) -> object:
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
-    if kind is list:
+    if type(value) is list:
         return [encode_plain(item) for item in value]
-    if kind is dict:
+    if type(value) is dict:
         return {"dict": [[encode_plain(key), encode_plain(item)] for key, item in value.items()]}
-    if kind in (tuple, set, frozenset):
+    if type(value) is tuple or type(value) is set or type(value) is frozenset:
         return {kind.__name__: [encode_plain(item) for item in value]}
     raise TypeError(f"{kind.__name__} is not plain data")
 
@@ -247,9 +294,9 @@ def decode_plain(data: object) -> object:
     kind = type(data)
     if data is None or kind in (bool, int, float, str):
         return data
-    if kind is list:
+    if type(data) is list:
         return [decode_plain(item) for item in data]
-    if kind is dict and len(data) == 1:
+    if type(data) is dict and len(data) == 1:
         ((tag, items),) = data.items()
         if type(items) is list and tag in _PLAIN_TAGS:
             return _PLAIN_TAGS[tag](decode_plain(item) for item in items)
@@ -265,7 +312,7 @@ def _stdlib_roots() -> tuple[str, ...]:
     return tuple(r for r in roots if not any(r.startswith(o + "/") for o in roots))
 
 
-def _confine(job: dict[str, object], read_roots: tuple[str, ...]) -> None:
+def _confine(job: _Job, read_roots: tuple[str, ...]) -> None:
     """The kernel-enforced layers, set up through ctypes, which is then made unreachable. The
     extension modules are loaded first, so that the only classes the set-up adds are ctypes' own."""
     _preload()
@@ -275,7 +322,7 @@ def _confine(job: dict[str, object], read_roots: tuple[str, ...]) -> None:
     gc.collect()  # what is left of ctypes is cyclic garbage (modules, classes, the libc handle)
 
 
-def _kernel_layers(job: dict[str, object], read_roots: tuple[str, ...]) -> None:
+def _kernel_layers(job: _Job, read_roots: tuple[str, ...]) -> None:
     """Each layer is best effort except the rlimits, because a kernel or container may refuse
     namespaces or seccomp while the hook and the other layers still hold."""
     import ctypes  # only the set-up may see ctypes: _forget_ctypes makes it unreachable
@@ -295,7 +342,7 @@ def _kernel_layers(job: dict[str, object], read_roots: tuple[str, ...]) -> None:
 
 
 def _preload() -> None:
-    for name in sys.builtin_module_names + _EXTENSIONS:
+    for name in (*sys.builtin_module_names, *_EXTENSIONS):
         if name not in _BLOCKED_IMPORTS:
             try:
                 __import__(name)
@@ -341,7 +388,7 @@ def _forget_ctypes(known: dict[int, type]) -> None:
         raise RuntimeError(f"classes added by the set-up are still reachable: {', '.join(left)}")
 
 
-def _lower_rlimits(job: dict[str, object]) -> None:
+def _lower_rlimits(job: _Job) -> None:
     cpu = math.ceil(float(job["cpu_s"]))
     memory = int(job["memory_mb"]) * 2**20
     with open("/proc/loadavg") as f:  # "0.1 0.2 0.3 running/total last_pid"
@@ -358,7 +405,7 @@ def _lower_rlimits(job: dict[str, object]) -> None:
         resource.setrlimit(which, (min(soft, hard), hard))
 
 
-def _enter_private_root(libc: object, root: str, workdir: str, read_roots: tuple[str, ...]) -> None:
+def _enter_private_root(libc: ctypes.CDLL, root: str, workdir: str, read_roots: tuple[str, ...]) -> None:
     """A new mount namespace whose root holds only the stdlib (read-only), the work directory
     (no exec) and /dev/null: files the agent is not given do not exist for it, even if it got past
     the audit hook. Paths stay the same, so the hook's rules read the same with or without it."""
@@ -397,7 +444,7 @@ def _enter_private_root(libc: object, root: str, workdir: str, read_roots: tuple
     os.chdir(workdir)
 
 
-def _install_seccomp(libc: object) -> None:
+def _install_seccomp(libc: ctypes.CDLL) -> None:
     """A kernel filter, inherited by every thread: no processes (threads only), no signals to
     anything but itself, no sockets, no new executable mappings, no namespace or mount changes,
     no raised rlimits. It is what still holds if an agent gets past the audit hook."""
@@ -416,7 +463,7 @@ def _install_seccomp(libc: object) -> None:
     _prctl(libc, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
 
 
-def _prctl(libc: object, option: int, *args: int) -> None:
+def _prctl(libc: ctypes.CDLL, option: int, *args: int) -> None:
     """prctl is variadic: pass all four arguments as full-width longs (unused ones must be 0)."""
     import ctypes
 
@@ -427,8 +474,7 @@ def _bpf(table: _Syscalls, pid: int) -> bytes:
     """The classic-BPF program (struct sock_filter[]) for one architecture; jumps go forward to labels."""
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     nr, arch, arg0, arg2, arg2_high = 0, 4, 16, 32, 36  # offsets in struct seccomp_data (little endian)
-    program: list[tuple[int, object, object, int]] = [(ld, 0, 0, arch), (jeq, 1, 0, table.arch),
-                                                       (ret, 0, 0, 0x80000000), (ld, 0, 0, nr)]
+    program: list[_Insn] = [(ld, 0, 0, arch), (jeq, 1, 0, table.arch), (ret, 0, 0, 0x80000000), (ld, 0, 0, nr)]
     if table.x32:
         program.append((jge, "deny", 0, 0x40000000))
     program += [(jeq, "deny", 0, n) for n in table.deny]
@@ -436,7 +482,7 @@ def _bpf(table: _Syscalls, pid: int) -> bytes:
     program += [(jeq, "signal", 0, n) for n in table.signals]
     program += [(jeq, "map", 0, n) for n in table.maps]
     program.append((ret, 0, 0, 0x7FFF0000))
-    blocks = {  # glibc falls back from clone3 to clone, whose flags a filter can read
+    blocks: dict[str, list[_Insn]] = {  # glibc falls back from clone3 to clone, whose flags a filter can read
         "clone": [(ld, 0, 0, arg0), (jset, "allow", "deny", _CLONE_THREAD)],
         "signal": [(ld, 0, 0, arg0), (jeq, "allow", "deny", pid)],
         "map": [(ld, 0, 0, arg2), (jset, "deny", "allow", _PROT_EXEC)],
@@ -445,12 +491,12 @@ def _bpf(table: _Syscalls, pid: int) -> bytes:
         "deny": [(ret, 0, 0, 0x00050000 | _EPERM)],
         "nosys": [(ret, 0, 0, 0x00050000 | _ENOSYS)],
     }
-    labels = {}
+    labels: dict[str, int] = {}
     for label, block in blocks.items():
         labels[label] = len(program)
         program += block
 
-    def offset(target: object, at: int) -> int:
+    def offset(target: int | str, at: int) -> int:
         jump = labels[target] - at - 1 if isinstance(target, str) else target
         assert 0 <= jump < 256, "seccomp jump out of range"
         return jump
@@ -473,7 +519,7 @@ def _lock_interpreter(workdir: str) -> None:
     sys.pycache_prefix = os.path.join(workdir, ".no-pycache")
 
 
-def _refuse_native(spec: object, file: object = None) -> None:
+def _refuse_native(spec: ModuleSpec, file: object = None) -> NoReturn:
     """Stands in for _imp's loaders: ImportError, so that optional accelerators fall back."""
     raise ImportError(f"native module {getattr(spec, 'name', spec)!r} cannot be loaded in the sandbox")
 
@@ -498,14 +544,18 @@ def _install_audit_hook(workdir: str, read_roots: tuple[str, ...], notice_fd: in
     write, leave, status = os.write, os._exit, BLOCKED_STATUS
     quote, to_bytes = _json.encode_basestring_ascii, str.encode
 
+    def exactly(value: object, kind: type[_T]) -> TypeGuard[_T]:
+        """``type(value) is kind``, as the type checker can follow it (it cannot through ``type_``)."""
+        return type_(value) is kind
+
     def resolve(path: object) -> str | None:
         """The absolute path, worked out lexically; None for a non-str path or one with '..'
         (a path object could name one file to the hook and another to open())."""
         if path is None:
             path = "."
-        if type_(path) is bytes_:
+        if exactly(path, bytes_):
             path = decode(path, "utf-8", "surrogateescape")
-        elif type_(path) is not str_:
+        elif not exactly(path, str_):
             return None
         if not path.startswith("/"):
             path = getcwd() + "/" + path
@@ -566,7 +616,7 @@ def _install_audit_hook(workdir: str, read_roots: tuple[str, ...], notice_fd: in
             return None
         positions, write, opening = spec
         if write is None:
-            write = type_(args[2]) is not int_ or args[2] & write_flags != 0
+            write = not exactly(args[2], int_) or args[2] & write_flags != 0
         for position in positions:
             reason = check_path(args[position], write, opening)
             if reason is not None:
@@ -584,7 +634,7 @@ def _install_audit_hook(workdir: str, read_roots: tuple[str, ...], notice_fd: in
     sys.addaudithook(hook)
 
 
-def _run(job: dict[str, object], link: _Link) -> tuple[dict[str, object], object]:
+def _run(job: _Job, link: _Link) -> tuple[dict[str, object], object]:
     """Compile the agent, call its entry (or serve calls to it); every failure becomes a result,
     never a traceback."""
     namespace = {"__name__": "agent", "__builtins__": builtins,
@@ -610,7 +660,11 @@ def _serve(function: collections.abc.Callable[..., object], link: _Link) -> dict
     reply = link.ask(json.dumps({"type": "ready"}))
     while "call" in reply:
         call = reply["call"]
-        value = function(*decode_plain(call["args"]), **decode_plain(call["kwargs"]))
+        # The parent encodes a tuple and a dict (sandbox.py). Not checked here with isinstance: that
+        # would look up ``tuple`` and ``dict`` in builtins, which the agent's code may have replaced.
+        args: tuple[object, ...] = decode_plain(call["args"])  # type: ignore[assignment]  # see above
+        kwargs: dict[str, object] = decode_plain(call["kwargs"])  # type: ignore[assignment]  # see above
+        value = function(*args, **kwargs)
         try:
             encoded = encode_plain(value)
         except (TypeError, RecursionError) as exc:

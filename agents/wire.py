@@ -8,9 +8,12 @@ sampling, same seed, hence the same reply from a deterministic server.
 import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import LLMError
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion
 
 OVERRIDABLE = ("temperature", "max_tokens")  # what a caller may set per call; the rest is the role's
 CALLER_TEMPERATURE_CAP = 1.0  # callers may sample up to this, or up to the role's temperature if higher
@@ -67,8 +70,9 @@ def openai_chat(model: str, sampling: Mapping[str, Any], base_url: str, api_key:
     client = OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=3)
 
     def chat(messages: Sequence[Mapping[str, str]], sample: int = 0, **overrides: Any) -> str:
-        reply = client.chat.completions.create(**completion_request(model, messages, bounded(sampling, overrides)[0],
-                                                                    sample))
+        # A request without ``stream`` is answered whole (the overloads cannot tell from a ** mapping).
+        reply: ChatCompletion = client.chat.completions.create(
+            **completion_request(model, messages, bounded(sampling, overrides)[0], sample))
         text = reply.choices[0].message.content if reply.choices else None
         if not text or not text.strip():
             raise RuntimeError(f"{model}: the model returned an empty reply")

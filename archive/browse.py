@@ -121,7 +121,8 @@ def score_points(archive: Archive, campaign_id: str, cap: int = POINTS_CAP) -> l
              .order_by(Evaluation.updated_at.desc()).limit(cap))
     with archive.session() as s:
         rows = s.execute(query).all()
-    return [ScorePoint(*row) for row in reversed(rows)]
+    return [ScorePoint(cid, strategy, split, mean, n, tokens, at)  # every mean is set: the query selects those
+            for cid, strategy, split, mean, n, tokens, at in reversed(rows) if mean is not None]
 
 
 def proposal_times(archive: Archive, campaign_id: str, cap: int = POINTS_CAP) -> list[datetime]:
@@ -132,13 +133,13 @@ def proposal_times(archive: Archive, campaign_id: str, cap: int = POINTS_CAP) ->
     return list(reversed(times))
 
 
-def paid_calls(archive: Archive, campaign_id: str) -> list[tuple[datetime, str, int, int, int]]:
+def paid_calls(archive: Archive, campaign_id: str) -> list[tuple[datetime, str | None, int, int, int]]:
     """The campaign's ledger in time order: when, role, prompt, completion and prompt-cached tokens."""
     with archive.session() as s:
-        return [tuple(row) for row in s.execute(  # type: ignore[misc]
-            select(LLMCall.created_at, LLMCall.role, LLMCall.prompt_tokens, LLMCall.completion_tokens,
-                   LLMCall.cached_tokens).where(LLMCall.campaign_id == campaign_id)
-            .order_by(LLMCall.created_at)).all()]
+        rows = s.execute(select(LLMCall.created_at, LLMCall.role, LLMCall.prompt_tokens, LLMCall.completion_tokens,
+                                LLMCall.cached_tokens).where(LLMCall.campaign_id == campaign_id)
+                         .order_by(LLMCall.created_at)).all()
+    return [(at, role, prompt, completion, cached) for at, role, prompt, completion, cached in rows]
 
 
 def dedup_counts(archive: Archive, campaign_id: str) -> dict[str, int]:

@@ -125,7 +125,9 @@ def _vendor(target: Path, kind_runtime: ModuleType) -> None:
     target.mkdir()
     (target / "__init__.py").write_text(f'"""agentopt {_agentopt_version()} runtime, copied by `agentopt export`."""\n')
     for module in {*RUNTIME, kind_runtime}:
-        shutil.copyfile(Path(module.__file__), target / Path(module.__file__).name)  # type: ignore[arg-type]
+        if module.__file__ is None:
+            raise ArchiveError(f"cannot vendor {module.__name__}: it was not loaded from a source file")
+        shutil.copyfile(module.__file__, target / Path(module.__file__).name)
     shutil.copyfile(Path(sandbox.__file__).with_name("sandbox_child.py"), target / "sandbox_child.py")
 
 

@@ -52,13 +52,13 @@ class Archive(store.Archive):
         """Everything stored about one candidate, per-example results and their feedback included."""
         return queries.show(self, candidate_id)
 
-    def notes(self, campaign_id: str, kind: str | None = None,  # type: ignore[override]
+    def notes(self, campaign_id: str, kind: str | None = None,  # type: ignore[override]  # records, not rows: see below
               candidate_id: int | None = None) -> list[queries.NoteRecord]:
         """A campaign's notes as records (an unknown campaign is an error). This replaces the store's
         row accessor of the same name, whose rows :mod:`queries` reads through ``store.Archive``."""
         return queries.notes(self, campaign_id, kind, candidate_id)
 
-    def lineage(self, candidate_id: int, descendants: bool = False) -> nx.DiGraph:
+    def lineage(self, candidate_id: int, descendants: bool = False) -> "nx.DiGraph[int]":  # quoted: see queries
         """The candidate's ancestry (and optionally descendants), edges parent → child, scores on nodes."""
         return queries.lineage(self, candidate_id, descendants)
 

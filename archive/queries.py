@@ -7,13 +7,13 @@ records with ``as_dict()``, is defined in :mod:`agentopt.archive.records` and im
 
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVarTuple
 
 import networkx as nx
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.agents.base import clip
@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
+_Columns = TypeVarTuple("_Columns")  # what a filtered query selects, kept through Filters.apply
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class Filters:
         since, until = (d if d is None or d.tzinfo else d.replace(tzinfo=UTC) for d in (since, until))
         return cls(campaign, task, kind, strategy, since, until)
 
-    def apply(self, query: Select[Any]) -> Select[Any]:
-        conditions = [
+    def apply(self, query: Select[*_Columns]) -> Select[*_Columns]:
+        conditions: list[tuple[str | datetime | None, Callable[[Any], ColumnElement[bool]]]] = [
             (self.campaign, lambda v: Candidate.campaign_id == v),
             (self.task, lambda v: Campaign.task == v),
             (self.kind, lambda v: Candidate.kind == v),
@@ -69,7 +70,7 @@ class Filters:
         return query
 
 
-def _ranked_query(split: str, filters: Filters) -> Select[Any]:
+def _ranked_query(split: str, filters: Filters) -> Select[Evaluation, Candidate, str]:
     query = (
         select(Evaluation, Candidate, Campaign.task)
         .join(Candidate, Candidate.id == Evaluation.candidate_id)
@@ -98,7 +99,8 @@ def pareto(archive: Archive, split: str = "val", filters: Filters = Filters()) -
     front: list[Ranked] = []
     with archive.session() as s:
         for row in s.execute(query).yield_per(10_000):
-            if not front or row[0].mean > front[-1].mean:
+            mean = row[0].mean  # never None: the ranked query selects scored evaluations only
+            if mean is not None and (not front or mean > front[-1].mean):
                 front.extend(_ranked([row]))
     return front
 
@@ -133,7 +135,8 @@ def notes(archive: Archive, campaign_id: str, kind: str | None = None,
 
 
 # --- lineage ---------------------------------------------------------------------------------------
-def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> nx.DiGraph:
+# networkx graphs are generic in their stubs only: annotations naming a graph type are quoted.
+def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> "nx.DiGraph[int]":
     """The candidate's ancestry (and optionally its descendants) as a graph, edges parent → child.
 
     One recursive CTE per direction, so a depth-20 ancestry is a single round trip.
@@ -146,7 +149,7 @@ def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> n
         down = select(Lineage.child_id, Lineage.parent_id).where(Lineage.parent_id == candidate_id).cte(recursive=True)
         down = down.union(select(Lineage.child_id, Lineage.parent_id).join(down, Lineage.parent_id == down.c.child_id))
         queries.append(select(down.c.parent_id, down.c.child_id))
-    graph = nx.DiGraph(root=candidate_id)
+    graph: nx.DiGraph[int] = nx.DiGraph(root=candidate_id)
     graph.add_node(candidate_id)
     with archive.session() as s:
         for query in queries:
@@ -163,7 +166,7 @@ def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> n
     return graph
 
 
-def to_dot(graph: nx.DiGraph) -> str:
+def to_dot(graph: "nx.DiGraph[int]") -> str:
     """Graphviz DOT, written here so that no pydot / pygraphviz install is needed."""
 
     def quote(value: Any) -> str:
@@ -181,7 +184,7 @@ def to_dot(graph: nx.DiGraph) -> str:
     return "\n".join(lines + ["}"]) + "\n"
 
 
-def render_lineage(graph: nx.DiGraph, fmt: str) -> str:
+def render_lineage(graph: "nx.DiGraph[int]", fmt: str) -> str:
     if fmt == "dot":
         return to_dot(graph)
     if fmt == "graphml":
@@ -196,7 +199,7 @@ def example_scores(archive: Archive, candidate_id: int) -> dict[tuple[str, str],
         rows = s.execute(select(Result.split, Result.example_id, Result.score)
                          .where(Result.candidate_id == candidate_id, Result.error.is_(None),
                                 Result.score.is_not(None))).all()
-    return {(split, example): score for split, example, score in rows}
+    return {(split, example): score for split, example, score in rows if score is not None}  # the query left out None
 
 
 def diff(archive: Archive, a: int, b: int) -> Diff:
@@ -299,7 +302,8 @@ def compare(archive: Archive, task: str | None = None, ids: Iterable[str] = ()) 
     compared = []
     for row in rows:
         versus = None
-        if reference is not None and row.best_candidate_id is not None and row is not reference:
+        if (reference is not None and reference.best_candidate_id is not None and row.best_candidate_id is not None
+                and row is not reference):
             test = diff(archive, reference.best_candidate_id, row.best_candidate_id).splits.get("test")
             if test is not None and test.paired is not None:
                 versus = ReferenceDelta(reference.id, test.paired.b_minus_a, test.paired.b_minus_a_ci,

@@ -45,7 +45,9 @@ def _bootstrap_means(scores: Sequence[float], n_boot: int, seed: int) -> np.ndar
     if len(data) == 1:
         return data
     rng = np.random.default_rng(seed)
-    return data[rng.integers(0, len(data), size=(n_boot, len(data)))].mean(axis=1)
+    # numpy types a reduction as Any (scalar or array); along an axis of this 2-D draw it is an array.
+    means: np.ndarray = data[rng.integers(0, len(data), size=(n_boot, len(data)))].mean(axis=1)
+    return means
 
 
 def interval(replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

@@ -330,7 +330,9 @@ class Archive:
         with self.session() as s:
             rows = s.execute(select(Campaign.sweep_cell, Campaign.id, Campaign.status, Campaign.heartbeat_at)
                              .where(Campaign.sweep_id == sweep_id).order_by(Campaign.created_at)).all()
-        return list({cell: SweepCampaign(cell, cid, status, beat) for cell, cid, status, beat in rows}.values())
+        # A campaign gets its cell with its sweep id (create_campaign), so a sweep's campaigns all have one.
+        return list({cell: SweepCampaign(cell, cid, status, beat) for cell, cid, status, beat in rows
+                     if cell is not None}.values())
 
     def sweep_campaign(self, sweep_id: str, cell: str) -> str | None:
         found = [c.id for c in self.sweep_campaigns(sweep_id) if c.cell == cell]

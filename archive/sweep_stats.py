@@ -195,9 +195,9 @@ def compare_cells(sweep_id: str, cells: Sequence[Cell], failed: Sequence[str] = 
         for task in tasks:
             mine, theirs = by_task_arm.get((task, a), {}), by_task_arm.get((task, b), {})
             seeds = sorted(mine.keys() & theirs.keys())
-            table = _difference_table([mine[s] for s in seeds], [theirs[s] for s in seeds]) if seeds else None
-            if table is not None and table.size:
-                found.append((task, table, crossed(table)))
+            paired = _difference_table([mine[s] for s in seeds], [theirs[s] for s in seeds]) if seeds else None
+            if paired is not None and paired.size:
+                found.append((task, paired, crossed(paired)))
         if found:
             per_pair[(a, b)] = found
     task_holm = iter(holm([task_difference(table, e).p for found in per_pair.values() for _, table, e in found]))

@@ -53,7 +53,8 @@ def with_demos(agent: Agent, examples: Sequence[Example]) -> Agent:
     """``agent`` showing ``examples`` as demonstrations (its own when there are none), if it shows any."""
     if not isinstance(agent, Demonstrated):
         return agent
-    return agent.with_demos(tuple(Demo(input=e.input, output=e.target) for e in examples) or agent.demos)
+    shown: Agent = agent.with_demos(tuple(Demo(input=e.input, output=e.target) for e in examples) or agent.demos)
+    return shown  # with_demos answers an agent of the same kind
 
 
 def example_cost(agent: Agent, examples: Sequence[Example], max_tokens: int, price: Price) -> Spend:

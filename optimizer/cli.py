@@ -17,12 +17,12 @@ from typer.exceptions import TyperException
 
 from agentopt.agents.errors import AgentoptError, ConfigError
 from agentopt.archive import queries
+from agentopt.archive.paths import checked_url
 from agentopt.optimizer.cli_campaign import COMMANDS
 from agentopt.optimizer.cli_sweep import COMMANDS as SWEEP_COMMANDS
 from agentopt.optimizer.cli_common import (
     DbOption,
     JsonOption,
-    checked_url,
     err,
     open_archive,
     out,

@@ -13,12 +13,12 @@ from rich.markup import escape
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.archive import queries
+from agentopt.archive.paths import checked_url
 from agentopt.archive.store import Archive, display_url
 from agentopt.optimizer.cli_common import (
     DbOption,
     JsonOption,
     TwoStepInterrupt,
-    checked_url,
     err,
     open_archive,
     out,

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 
 from agentopt.agents.errors import ConfigError
+from agentopt.archive.paths import checked_url
 from agentopt.archive.store import Archive, display_url
 from agentopt.optimizer.cli_campaign import AddressOption, QuietOption
-from agentopt.optimizer.cli_common import (DbOption, JsonOption, TwoStepInterrupt, checked_url, err, open_archive,
-                                           out, print_json)
+from agentopt.optimizer.cli_common import DbOption, JsonOption, TwoStepInterrupt, err, open_archive, out, print_json
 from agentopt.optimizer.ui import RichReporter, SilentReporter, table
 
 

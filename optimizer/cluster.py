@@ -7,14 +7,23 @@ hold a :class:`RemoteGate`, which makes that actor look like a local gate to the
 
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from agentopt.agents.budget import Price, RoleBudget, Spend
 from agentopt.agents.errors import ConfigError
 from agentopt.agents.gate import Endpoint, EndpointHealth, Health, Lease, LocalGate
 
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorHandle
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
 GATE_THREADS = 512  # callers blocked waiting for an endpoint each hold one actor thread
+
+_Actor = TypeVar("_Actor")
+_Args = ParamSpec("_Args")
+_Answer = TypeVar("_Answer")
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -37,6 +46,14 @@ def ensure_ray(address: str | None = None) -> None:
         raise ConfigError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
 
 
+def remote_call(actor: "ActorHandle[_Actor]", method: Callable[Concatenate[_Actor, _Args], _Answer],
+                *args: _Args.args, **kwargs: _Args.kwargs) -> "ObjectRef[_Answer]":
+    """``actor.<method>.remote(*args, **kwargs)``, checked against the actor class's own method: Ray's
+    stubs type a handle's methods only for classes written for Ray (``@ray.method``), and the gate is not."""
+    call: Callable[_Args, ObjectRef[_Answer]] = getattr(actor, method.__name__).remote
+    return call(*args, **kwargs)
+
+
 def worker_name() -> str:
     """``node-id/pid`` of this process: which machine and which worker ran an example."""
     import ray
@@ -53,57 +70,59 @@ class RemoteGate:
 
         actor = ray.remote(LocalGate).options(max_concurrency=GATE_THREADS, num_cpus=0, max_restarts=-1,
                                               scheduling_strategy=_this_node())
-        self.actor = actor.remote(endpoints, health, affinity)
+        # Ray's stubs answer "ActorHandle or the class itself" (so that methods written for Ray type-check
+        # on either); creating an actor always answers its handle.
+        self.actor = cast("ActorHandle[LocalGate]", actor.remote(endpoints, health, affinity))
 
     def acquire(self, role: str, urls: Sequence[str], prompt_tokens: int, max_tokens: int, ttl_s: float,
                 prefix: Sequence[int] = (), campaign: str | None = None) -> Lease:
         import ray
 
-        return Lease(*ray.get(self.actor.acquire.remote(role, list(urls), prompt_tokens, max_tokens, ttl_s,
-                                                        tuple(prefix), campaign)))
+        return Lease(*ray.get(remote_call(self.actor, LocalGate.acquire, role, list(urls), prompt_tokens, max_tokens,
+                                          ttl_s, tuple(prefix), campaign)))
 
     def release(self, role: str, lease_id: int, used: tuple[int, ...] | None, fault: str | None = None,
                 campaign: str | None = None) -> int | None:
         """Fire and forget, except for a fault: the caller needs its answer to judge it later."""
         import ray
 
-        ref = self.actor.release.remote(role, lease_id, used, fault, campaign)
-        return None if fault is None else ray.get(ref)  # type: ignore[no-any-return]
+        ref = remote_call(self.actor, LocalGate.release, role, lease_id, used, fault, campaign)
+        return None if fault is None else ray.get(ref)
 
     def halt(self, reason: str, detail: str) -> None:
         import ray
 
-        ray.get(self.actor.halt.remote(reason, detail))
+        ray.get(remote_call(self.actor, LocalGate.halt, reason, detail))
 
     def health(self) -> dict[str, EndpointHealth]:
         import ray
 
-        return ray.get(self.actor.health.remote())  # type: ignore[no-any-return]
+        return ray.get(remote_call(self.actor, LocalGate.health))
 
     def configure(self, role: str, budget: RoleBudget, price: Price, spent: Spend, campaign: str | None = None) -> None:
         import ray
 
-        ray.get(self.actor.configure.remote(role, budget, price, spent, campaign))
+        ray.get(remote_call(self.actor, LocalGate.configure, role, budget, price, spent, campaign))
 
     def set_deadline(self, deadline: float | None, campaign: str | None = None) -> None:
         import ray
 
-        ray.get(self.actor.set_deadline.remote(deadline, campaign))
+        ray.get(remote_call(self.actor, LocalGate.set_deadline, deadline, campaign))
 
     def spent(self, role: str, campaign: str | None = None) -> Spend:
         import ray
 
-        return ray.get(self.actor.spent.remote(role, campaign))  # type: ignore[no-any-return]
+        return ray.get(remote_call(self.actor, LocalGate.spent, role, campaign))
 
     def stopped(self, campaign: str | None = None) -> str | None:
         import ray
 
-        return ray.get(self.actor.stopped.remote(campaign))  # type: ignore[no-any-return]
+        return ray.get(remote_call(self.actor, LocalGate.stopped, campaign))
 
     def finish(self, campaign: str) -> None:
         import ray
 
-        ray.get(self.actor.finish.remote(campaign))
+        ray.get(remote_call(self.actor, LocalGate.finish, campaign))
 
     def close(self) -> None:
         import ray
@@ -111,7 +130,7 @@ class RemoteGate:
         ray.kill(self.actor)
 
 
-def _this_node() -> Any:
+def _this_node() -> "NodeAffinitySchedulingStrategy":
     """Pin the gate to the driver's node: it dies with the driver, never with a worker node."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

@@ -16,9 +16,9 @@ from pydantic_core import PydanticCustomError
 from agentopt.agents.budget import Price, RoleBudget
 from agentopt.agents.base import Agent
 from agentopt.agents.errors import AgentoptError, ConfigError, TaskError
-from agentopt.agents.gate import Health
+from agentopt.agents.gate import Endpoint, Health
 from agentopt.agents.kinds import agent_from_payload
-from agentopt.agents.llm import Endpoint, Sampling
+from agentopt.agents.llm import Sampling
 from agentopt.optimizer.tasks import Name, TaskFile
 from agentopt.optimizer.tasks.files import read_utf8
 
@@ -35,7 +35,7 @@ class DuplicateKey(yaml.constructor.ConstructorError):
     silently drop every limit of the first."""
 
 
-class YamlLoader(YamlParser):  # type: ignore[misc,valid-type]
+class YamlLoader(YamlParser):  # type: ignore[misc,valid-type]  # a base picked at import: libyaml's if built with it
     """The safe loader, refusing a key repeated in one mapping (keys a ``<<`` merge brings in may
     still be overridden: that is what a merge is for)."""
 

@@ -15,15 +15,19 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from agentopt.agents import agent_from_payload
 from agentopt.agents.base import Agent, Traced
 from agentopt.agents.errors import BudgetExhausted
-from agentopt.agents.llm import CallCache, Endpoint, Gate, LLMClient, Sampling
+from agentopt.agents.gate import Endpoint
+from agentopt.agents.llm import CallCache, Gate, LLMClient, Sampling
 from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.store import ExampleOutcome
 from agentopt.optimizer.cluster import ensure_ray, worker_name
+
+if TYPE_CHECKING:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 MAX_WORKER_LOSSES = 3
 
@@ -77,10 +81,11 @@ class Programs:
 
         from agentopt.agents.program_runtime import SESSION_PROGRAMS
 
+        dumps: Callable[[object], bytes] = cloudpickle.dumps  # unannotated in Ray's copy of cloudpickle
         session = {}
         for entry, program in SESSION_PROGRAMS.items():
             try:
-                session[entry] = cloudpickle.dumps(program)
+                session[entry] = dumps(program)
             except Exception:  # noqa: BLE001, S112 - any pickling failure: that program stays in the driver
                 continue
         return cls(tuple(os.path.abspath(p) for p in sys.path), session)  # '' is the working directory
@@ -318,14 +323,15 @@ def _make_worker_class() -> Any:
     return EvalWorker
 
 
-def round_robin_over_nodes(n: int) -> list[Any]:
+def round_robin_over_nodes(n: int) -> "list[NodeAffinitySchedulingStrategy]":
     """One placement per worker, dealt over the live nodes in turn. Hard affinity: Ray's SPREAD and
     soft affinity are best effort and were seen to stack every zero-CPU actor on one node of a fresh
     cluster. A node that leaves before its actor starts fails that actor, and ``collect`` replaces it."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
+    described: Callable[[], list[dict[str, Any]]] = ray.nodes  # unannotated in Ray
+    nodes = sorted(node["NodeID"] for node in described() if node["Alive"])
     return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False) for i in range(n)]
 
 
@@ -342,9 +348,11 @@ class RayEvaluator:
         ensure_ray()
         self._ray = ray
         programs = Programs.here()
-        self._new_actor = lambda strategy: _make_worker_class().options(
-            max_concurrency=concurrency, scheduling_strategy=strategy).remote(spec, db_url, programs)
-        n = workers or int(ray.cluster_resources().get("CPU", 1))
+        self._new_actor: Callable[[str | NodeAffinitySchedulingStrategy], Any] = (
+            lambda strategy: _make_worker_class().options(max_concurrency=concurrency, scheduling_strategy=strategy)
+            .remote(spec, db_url, programs))
+        resources: Callable[[], dict[str, float]] = ray.cluster_resources  # unannotated in Ray
+        n = workers or int(resources().get("CPU", 1))
         self.actors = [self._new_actor(s) for s in round_robin_over_nodes(n)]
         self.concurrency = concurrency
         self.lanes = lanes
@@ -371,7 +379,8 @@ class RayEvaluator:
 
         actor = self._placed.pop(handle)
         try:
-            return self._ray.get(handle)  # type: ignore[no-any-return]
+            returned: Returned = self._ray.get(handle)  # the handle is a call of EvalWorker.run
+            return returned
         except (RayActorError, ActorUnavailableError):
             if actor in self.actors:  # first news of this death: replace the worker
                 self.actors[self.actors.index(actor)] = self._new_actor("SPREAD")

@@ -120,7 +120,8 @@ class Best:
     def as_langchain(self) -> "Runnable[Any, Any]":
         """The winner as a langchain-core Runnable on the task model (``invoke``, ``batch``, ``|``):
         for an optimised chain, the same chain with the winning templates."""
-        return self.agent.as_runnable(self._served.client(self.agent))  # type: ignore[attr-defined, no-any-return]
+        return self.agent.as_runnable(  # type: ignore[attr-defined, no-any-return]  # every built-in kind has it
+            self._served.client(self.agent))
 
 
 @dataclass

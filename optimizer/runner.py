@@ -11,8 +11,8 @@ from typing import Protocol
 
 from agentopt.agents.base import Checked, Rendered
 from agentopt.agents.errors import ConfigError
-from agentopt.agents.gate import LocalGate
-from agentopt.agents.llm import Endpoint, Gate, LLMClient, MemoryCache
+from agentopt.agents.gate import Endpoint, LocalGate
+from agentopt.agents.llm import Gate, LLMClient, MemoryCache
 from agentopt.agents.local_model import LocalModelServers
 from agentopt.agents.prompt import embeds
 from agentopt.archive.cache import SqlCallCache

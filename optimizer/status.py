@@ -138,10 +138,10 @@ def sweep_status(archive: Archive, sweep_id: str) -> SweepStatus:
         cells.append(SweepCell(cell.key, cell.task, cell.arm, cell.seed, found.id if found else None, state,
                                found.best_val if found else None, found.best_test if found else None))
     counts: dict[str, int] = {}
-    for cell in cells:
-        counts[cell.status] = counts.get(cell.status, 0) + 1
-    scored = sorted((c for c in cells if _score(c) is not None), key=_score)  # type: ignore[arg-type, return-value]
-    best = {cell.task: cell for cell in scored}  # the last, highest, wins
+    for c in cells:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    scored = sorted(((s, c) for c in cells if (s := _score(c)) is not None), key=lambda pair: pair[0])
+    best = {c.task: c for _, c in scored}  # the last, highest, wins
     spend: dict[str, dict[str, float]] = {}
     for campaign_id in rows:
         for role, figures in stored_ledger(archive, campaign_id).items():

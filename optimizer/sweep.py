@@ -18,13 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
-from agentopt.agents.llm import Endpoint
+from agentopt.agents.gate import Endpoint
 from agentopt.archive.store import Archive
 from agentopt.agents.budget import Spend
 from agentopt.optimizer.budgets import spend_of
 from agentopt.optimizer.campaign import CampaignStopped, Heartbeat
+from agentopt.optimizer.cluster import remote_call
 from agentopt.optimizer.config import ROLES, task_ref
 from agentopt.optimizer.evaluation import Programs, ThreadEvaluator, round_robin_over_nodes
 from agentopt.optimizer.runner import RunGate, Services, check_campaign, role_clients, run_campaign, shared_services
@@ -32,6 +33,10 @@ from agentopt.optimizer.sweep_config import Cell, Sweep
 from agentopt.optimizer.tasks import Task, load_task
 from agentopt.optimizer.tasks.metrics import Judged
 from agentopt.optimizer.ui import Reporter, SilentReporter
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorClass, ActorHandle
 
 
 @dataclass(frozen=True)
@@ -84,17 +89,18 @@ def drive_cell(cell: Cell, db_url: str, gate: RunGate, local: Sequence[Endpoint]
         archive.engine.dispose()
 
 
-def _driver_class() -> Any:
+class CampaignDriver:
+    """Drives one campaign of a sweep, wherever Ray placed it (a Ray actor: :func:`_driver_class`)."""
+
+    def run(self, cell: Cell, db_url: str, gate: RunGate, local: Sequence[Endpoint], embedding: Sequence[Endpoint],
+            sweep_id: str, resume: str, programs: Programs) -> CellOutcome:
+        return drive_cell(cell, db_url, gate, local, embedding, sweep_id, resume, programs)
+
+
+def _driver_class() -> "ActorClass[CampaignDriver]":
     import ray
 
-    @ray.remote(num_cpus=0, max_restarts=0)
-    class CampaignDriver:
-        """Drives one campaign of a sweep, wherever Ray placed it."""
-
-        def run(self, *args: Any) -> CellOutcome:
-            return drive_cell(*args)
-
-    return CampaignDriver
+    return ray.remote(num_cpus=0, max_restarts=0)(CampaignDriver)
 
 
 def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: Reporter,
@@ -106,8 +112,8 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
     started = time.perf_counter()
     tasks: dict[str, Task] = {}
     for cell in sweep.cells:
-        ref = json.dumps([task_ref(cell.config.tasks[0]), cell.config.task_seed], sort_keys=True, default=str)
-        task = tasks.setdefault(ref, _load(cell))
+        key = json.dumps([task_ref(cell.config.tasks[0]), cell.config.task_seed], sort_keys=True, default=str)
+        task = tasks.setdefault(key, _load(cell))
         check_campaign(cell.config, task)
     configs = [cell.config for cell in sweep.cells]
     with shared_services(configs, list(tasks.values()), archive, reporter, address, remote=True) as services:
@@ -130,7 +136,7 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
         reporter.advance(skipped)
         driver, programs = _driver_class(), Programs.here()
         places = iter(round_robin_over_nodes(len(queue)))  # SPREAD was seen to stack zero-CPU actors on one node
-        running: dict[Any, tuple[Cell, Any]] = {}
+        running: dict[ObjectRef[CellOutcome], tuple[Cell, ActorHandle[CampaignDriver]]] = {}
         outcomes: list[CellOutcome] = []
         try:
             with Heartbeat(lambda seconds: store.beat_sweep(sweep_id, seconds)):
@@ -139,14 +145,17 @@ def run_sweep(sweep: Sweep, archive: Archive | Callable[[], Archive], reporter: 
                            and not _past(deadline)):
                         cell = queue.popleft()
                         resume = before[cell.key].id if cell.key in before else ""
-                        actor = driver.options(scheduling_strategy=next(places)).remote()
-                        ref = actor.run.remote(cell, store.url, services.gate, services.local, services.embedding,
-                                               sweep_id, resume, programs)
+                        # creating an actor answers its handle (Ray's stubs: "handle or the class itself")
+                        actor = cast("ActorHandle[CampaignDriver]",
+                                     driver.options(scheduling_strategy=next(places)).remote())
+                        ref = remote_call(actor, CampaignDriver.run, cell, store.url, services.gate, services.local,
+                                          services.embedding, sweep_id, resume, programs)
                         running[ref] = (cell, actor)
                     if not running:
                         break
+                    # ray.wait answers some of the references it was given, typed loosely by its stubs
                     ready, _ = ray.wait(list(running), num_returns=1)
-                    for ref in ready:
+                    for ref in cast("list[ObjectRef[CellOutcome]]", ready):
                         cell, actor = running.pop(ref)
                         try:
                             outcome = ray.get(ref)

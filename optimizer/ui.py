@@ -95,8 +95,10 @@ class RichReporter:
         was_down, self.down = self.down, sum(not h.up for h in health.values())
         longest = max((h.down_for_s or 0.0 for h in health.values() if not h.up), default=0.0)
         since = (time.monotonic() - longest) if self.down and not was_down else None
-        fields = {"down_since": since} if since is not None or not self.down else {}
-        self.progress.update(self._bar, description=self._describe(), **fields)
+        if since is not None or not self.down:
+            self.progress.update(self._bar, description=self._describe(), down_since=since)
+        else:
+            self.progress.update(self._bar, description=self._describe())
         waiting = "; calls to a down endpoint wait for it" if self.down else ""
         self.console.print(f"endpoints: {escape(endpoints_line({u: asdict(h) for u, h in health.items()}))}{waiting}")
 

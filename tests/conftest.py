@@ -53,7 +53,7 @@ def _fresh_pg_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty archive URL: every archive test runs on SQLite and on a real PostgreSQL server.
 
@@ -67,3 +67,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if not server:
         pytest.skip("AGENTOPT_TEST_PG is not set (make test starts a PostgreSQL server and sets it)")
     yield from _fresh_pg_database(server)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for the session's model servers is a ``local_model`` test, marked or not, so
+    ``make check`` never waits for one."""
+    for item in items:
+        if "local_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.local_model)

@@ -157,9 +157,9 @@ def test_a_call_waits_out_an_outage_with_its_attempts_intact() -> None:
     thread = threading.Thread(target=lambda: got.append(llm.chat([{"role": "user", "content": "hi"}]).text))
     try:
         thread.start()
-        time.sleep(5.0)
+        # down for three of QUICK's longest probe intervals: several probes failed while the call waited
+        assert wait_until(lambda: (llm.gate.health()[endpoint.url].down_for_s or 0.0) >= 3 * QUICK.probe_max_s, 60)
         assert thread.is_alive() and not got, "the call waits for the endpoint instead of failing"
-        assert not llm.gate.health()[endpoint.url].up  # type: ignore[attr-defined]
         endpoint.reopen()
         thread.join(30)
     finally:
@@ -216,18 +216,21 @@ def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
-def test_campaign_pauses_through_a_30s_outage_and_stores_no_error(tmp_path: Path, echo_task_file: Path) -> None:
+OUTAGE_S, OUTAGE_PROBE_MAX_S = 10.0, 0.5  # 20 probe intervals: more than a 30 s outage at probes 2 s apart
+
+
+def test_campaign_pauses_through_a_long_outage_and_stores_no_error(tmp_path: Path, echo_task_file: Path) -> None:
     endpoint = FakeEndpoint(task_aware_responder, delay_s=0.2)
     db = tmp_path / "a.db"
     reporter = Recorder()
     data = config(echo_task_file, endpoint.url)  # max_attempts 1: an outage must not use it up
-    cfg = parse_config(data | {"health": {"probe_max_s": 2.0}})
+    cfg = parse_config(data | {"health": {"probe_max_s": OUTAGE_PROBE_MAX_S}})
     try:
         thread, out = _in_thread(lambda: run_campaigns(cfg, Archive(database_url(str(db))), reporter))
         assert wait_until(lambda: stored_results(db) >= 10, 120), "the campaign never got going"
         endpoint.close()
         during = stored_results(db)
-        time.sleep(30)
+        time.sleep(OUTAGE_S)
         assert thread.is_alive(), "paused, not finished or failed"
         assert stored_results(db) <= during + 2, "only the examples already answered were stored"
         endpoint.reopen()

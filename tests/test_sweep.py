@@ -224,7 +224,7 @@ def test_sigkilled_sweep_driver_resumes_without_paying_twice(tmp_path: Path, ech
         endpoint.close()
     report = json.loads(resumed.stdout)
     assert report["status"] == "finished" and report["skipped"] >= done_before
-    after = [identity(r["messages"], r["sample"]) for r in endpoint.requests[seen_before:]]
+    after = endpoint.identities()[seen_before:]
     repeated = set(after) & stored
     assert not repeated, f"{len(repeated)} calls whose answers were stored were paid again"
     status = json.loads(agentopt("status", sweep_id, "--db", str(db), "--json").stdout)

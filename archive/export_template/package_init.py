@@ -18,13 +18,13 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import import_module
 from importlib.resources import files
 from typing import Any
 
-from ._agentopt import prompt_runtime, wire
+from ._agentopt import prompt_runtime, wire  # type: ignore[import-not-found]  # export vendors it; not here
 
 AGENT: dict[str, Any] = json.loads(files(__package__).joinpath("agent.json").read_text(encoding="utf-8"))
 KIND_RUNTIME = import_module(f"{__package__}._agentopt.{AGENT['runtime']}")
@@ -47,11 +47,12 @@ def run(inputs: str | Mapping[str, str]) -> str:
     multi-field agent takes its fields as a mapping (``{"question": ..., "context": ...}``)."""
     base_url, api_key = os.environ.get("AGENTOPT_BASE_URL", DEFAULT_BASE_URL), os.environ.get("AGENTOPT_API_KEY")
     chat = _chat(os.environ.get("AGENTOPT_MODEL", AGENT["model"]), base_url, api_key)
+    answer: Callable[..., str] = KIND_RUNTIME.answer  # import_module's module is untyped; each kind answers text
     if AGENT["payload"].get("selector") != "embedding":
-        return KIND_RUNTIME.answer(AGENT["payload"], inputs, chat)
+        return answer(AGENT["payload"], inputs, chat)
     embed = _embed(os.environ.get("AGENTOPT_EMBED_MODEL", AGENT["embedder"]),
                    os.environ.get("AGENTOPT_EMBED_BASE_URL", base_url), api_key)
-    return KIND_RUNTIME.answer(AGENT["payload"], inputs, chat, embed)
+    return answer(AGENT["payload"], inputs, chat, embed)
 
 
 async def arun(inputs: str | Mapping[str, str]) -> str:
@@ -68,7 +69,8 @@ def _command_line_input(item: str) -> str | Mapping[str, str]:
     except ValueError:
         raise ValueError(f"this agent reads the fields {', '.join(AGENT['inputs'])}: pass each input as a JSON "
                          "object of them") from None
-    return prompt_runtime.runnable_inputs(value)
+    fields: str | Mapping[str, str] = prompt_runtime.runnable_inputs(value)  # untyped where not vendored
+    return fields
 
 
 def as_runnable() -> Any:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,17 @@ class Replay:
         return self.error is None and self.replayed is not None and self.replayed.strip() == self.recorded.strip()
 
 
-def recorded() -> list[dict]:
-    return json.loads(files(__package__).joinpath("regression.json").read_text(encoding="utf-8"))
+def recorded() -> list[dict[str, Any]]:
+    examples: list[dict[str, Any]] = json.loads(  # as export wrote them: example_id, input, target, output, score
+        files(__package__).joinpath("regression.json").read_text(encoding="utf-8"))
+    return examples
 
 
 def replay(run: Callable[[str], str] | None = None) -> list[Replay]:
     """Answer every recorded input again; an exception is recorded as a disagreement, not raised."""
     if run is None:
-        from . import run
+        from . import run as package_run  # type: ignore[attr-defined]  # the package's __init__: package_init.py
+        run = package_run
     replays = []
     for example in recorded():
         try:

@@ -24,6 +24,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pygments import highlight
+from pygments.formatter import Formatter
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
@@ -35,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentopt.agents.errors import AgentoptError, ConfigError
 from agentopt.archive import browse, queries
@@ -87,7 +88,8 @@ def environment() -> Environment:
 
 def code_css() -> str:
     """The colours of highlighted code (Pygments' default style)."""
-    return HtmlFormatter(cssclass="code").get_style_defs(".code")
+    formatter: Formatter[str] = HtmlFormatter(cssclass="code")  # its stubs type get_style_defs on the base only
+    return formatter.get_style_defs(".code")
 
 
 class SecurityHeaders:
@@ -97,7 +99,7 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: dict[str, Any]) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 message["headers"] += [(b"content-security-policy", CSP.encode()),
@@ -128,7 +130,7 @@ def _day(request: Request, name: str, end: bool = False) -> datetime | None:
 
 
 def _campaign_id(request: Request) -> str:
-    campaign_id = request.path_params["campaign_id"]
+    campaign_id: str = request.path_params["campaign_id"]  # a path segment, as the route has it
     if not CAMPAIGN_ID.match(campaign_id):
         raise HTTPException(404, "not a campaign id")
     return campaign_id
@@ -173,7 +175,7 @@ def create_app(archive: Archive, hosts: Sequence[str] | None = LOOPBACK) -> Star
         sort = request.query_params.get("sort", "id")
         if sort not in browse.SORT_KEYS:
             raise HTTPException(400, f"sort by one of {', '.join(browse.SORT_KEYS)}, not {sort!r}")
-        data = views.campaign_page(archive, campaign_id, sort, request.query_params.get("desc") == "1",  # type: ignore[arg-type]
+        data = views.campaign_page(archive, campaign_id, sort, request.query_params.get("desc") == "1",
                                    request.query_params.get("strategy") or None,
                                    request.query_params.get("kind") or None,
                                    _int(request, "page", 1, high=views.MAX_PAGE))

@@ -13,10 +13,10 @@ import json
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import networkx as nx
 
@@ -41,6 +41,7 @@ LINEAGE_NODES = 300  # drawn around a candidate; a seed's descendants can be a w
 FENCED = re.compile(r"^```(?P<language>[\w+-]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 DRAWING_ERRORS = (AgentoptError, AttributeError, KeyError, TypeError, ValueError, nx.NetworkXException)
 """What reading a damaged record raises: a kind's label of a payload it cannot read, or a cycle in a lineage."""
+_Node = TypeVar("_Node", bound=Hashable)  # a drawn graph's nodes: step names, candidate ids
 
 
 def aware(when: datetime) -> datetime:
@@ -227,6 +228,14 @@ def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
     })
 
 
+@overload
+def finite(value: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@overload
+def finite(value: object) -> Any: ...
+
+
 def finite(value: Any) -> Any:
     """``value`` with every infinite or NaN number as None: JSON has no such numbers (Starlette refuses
     them, and ``JSON.parse`` in the page would too), and a score of inf is a damaged row, not a best."""
@@ -307,9 +316,9 @@ def agent_sections(payload: Any) -> list[dict[str, Any]]:
     return [{**s, "text": clipped(s["text"]), "clipped": len(s["text"]) > CLIP_CHARS} for s in sections]
 
 
-def layered(nodes: Sequence[Any], edges: Sequence[tuple[Any, Any]]) -> dict[Any, tuple[float, float]]:
+def layered(nodes: Sequence[_Node], edges: Sequence[tuple[_Node, _Node]]) -> dict[_Node, tuple[float, float]]:
     """Positions for a DAG drawn left to right, one column per topological generation."""
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[_Node] = nx.DiGraph()
     graph.add_nodes_from(nodes)
     graph.add_edges_from(edges)
     positions = {}
@@ -339,7 +348,7 @@ def graph_drawing(payload: Any) -> dict[str, Any] | None:
             "edges": [[*where[a], *where[b]] for a, b in pairs]}
 
 
-def near(graph: nx.DiGraph, root: int, limit: int = LINEAGE_NODES) -> nx.DiGraph:
+def near(graph: "nx.DiGraph[int]", root: int, limit: int = LINEAGE_NODES) -> "nx.DiGraph[int]":
     """The candidate's ancestors and its nearest descendants, generation by generation, up to ``limit``
     nodes in all; ``graph.graph["hidden"]`` counts the descendants left out."""
     keep = {root, *nx.ancestors(graph, root)}
@@ -352,10 +361,10 @@ def near(graph: nx.DiGraph, root: int, limit: int = LINEAGE_NODES) -> nx.DiGraph
     return kept
 
 
-def lineage_drawing(graph: nx.DiGraph, marked: set[int]) -> dict[str, Any]:
+def lineage_drawing(graph: "nx.DiGraph[int]", marked: set[int]) -> dict[str, Any]:
     """A lineage placed by generation, ``marked`` nodes outlined; each node links to its page."""
     where = layered(list(graph.nodes), list(graph.edges))
-    nodes = list(graph.nodes(data=True))
+    nodes = [(n, d) for n, d in graph.nodes(data=True)]  # not list(): networkx's stubs make that the bare ids
     return {"id": [n for n, _ in nodes], "x": [where[n][0] for n, _ in nodes], "y": [where[n][1] for n, _ in nodes],
             "label": [f"#{n}" + (f" {100 * d['val_score']:.0f}%" if "val_score" in d else "") for n, d in nodes],
             "text": [chart_text(f"#{n} {d.get('strategy', '')}: {d.get('label', '')} | "

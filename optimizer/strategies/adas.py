@@ -27,7 +27,7 @@ from agentopt.agents.llm import Message
 from agentopt.agents.sandbox import Limits
 from agentopt.archive.stats import bootstrap_median
 from agentopt.optimizer.strategies import pool
-from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Subsearch, Trial, TrialResult
 from agentopt.optimizer.tasks import Example
 
 SYSTEM = "You are an expert machine learning researcher who designs LLM agents in Python."
@@ -124,7 +124,7 @@ class MetaAgentSearch(GeneratorStrategy):
             archive.sort(key=lambda e: e.fitness, reverse=True)
 
     def _debugged(self, agent: CodeAgent | None, messages: list[Message], parents: tuple[int, ...],
-                  generation: int) -> Search:
+                  generation: int) -> Subsearch[CodeAgent | None]:
         """Run the agent on a few train examples; feed errors back up to ``debug_turns`` times. A
         generation that never runs stays in the archive with its errors and is counted as failed."""
         ids = tuple(e.id for e in self.ctx.train[: self.params.debug_examples])

@@ -17,9 +17,8 @@ from typing import Any
 from pydantic import Field
 
 from agentopt.agents.budget import estimate_prompt_tokens
-from agentopt.agents.base import Tunable
 from agentopt.optimizer.strategies import pool
-from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial, TrialResult
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial, TrialResult, TunableAgent
 from agentopt.optimizer.strategies.pool import PoolParams
 from agentopt.optimizer.strategies.proposals import FORWARD_TEMPLATE, format_pairs
 from agentopt.optimizer.tasks import Example
@@ -39,7 +38,7 @@ class APEParams(PoolParams):
 
 @dataclass
 class Arm:
-    agent: Tunable
+    agent: TunableAgent
     parents: tuple[int, ...] = ()
     rationale: str = ""
     candidate_id: int | None = None

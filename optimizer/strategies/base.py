@@ -7,7 +7,7 @@ for every strategy. Strategies never see the test split.
 
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,6 +16,11 @@ from agentopt.agents.llm import LLMClient
 from agentopt.archive.store import EvalSummary
 from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.tasks import Example
+
+
+class TunableAgent(Agent, Tunable, Protocol):
+    """A candidate whose texts a strategy rewrites: the instruction-writing strategies search over
+    these, and every agent they make from one (``with_text``, ``with_demos``) is one again."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +109,12 @@ class Strategy(Protocol):
 class StrategyClass(Protocol):
     """What the registry holds: a strategy's constructor plus what is known before it runs."""
 
-    name: ClassVar[str]
-    Params: ClassVar[type[Params]]
+    # Read-only attributes of the class object (a ClassVar member is one no class object can have).
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def Params(self) -> type[Params]: ...
 
     def __call__(self, params: dict[str, Any], ctx: StrategyContext) -> Strategy: ...
 
@@ -116,7 +125,10 @@ class StrategyClass(Protocol):
     def accepts(self, params: dict[str, Any], seed: Agent) -> str | None: ...
 
 
-Search = Generator[list[Trial], list[TrialResult], None]
+_Value = TypeVar("_Value")
+Subsearch = Generator[list[Trial], list[TrialResult], _Value]
+"""Part of a search that also works something out: ``value = yield from part()``."""
+Search = Subsearch[None]
 
 
 class GeneratorStrategy:
@@ -159,7 +171,8 @@ class GeneratorStrategy:
                 "prompt, program or graph agent")
 
     def baseline(self) -> Agent:
-        return self.ctx.seed_agent
+        seed: Agent = self.ctx.seed_agent  # of a kind this strategy accepts (checked before it started)
+        return seed
 
     def ask(self) -> list[Trial]:
         if self._done:

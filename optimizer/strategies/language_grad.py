@@ -17,12 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from agentopt.agents.base import Tunable
 from agentopt.agents.errors import LLMError
-from agentopt.agents.graph import INPUT, GraphAgent, GraphError, Step
+from agentopt.agents.graph import GraphAgent, GraphError
+from agentopt.agents.graph_runtime import INPUT, Step
 from agentopt.agents.graph_edits import AddNode, Edit, RemoveNode, SetTool, apply_edit, parse_edit
 from agentopt.agents.prompt_runtime import template_fields
 from agentopt.agents.llm import LLMClient
+from agentopt.optimizer.strategies.base import TunableAgent
 from agentopt.optimizer.tasks import Example
 
 LOSS = """Question: {input}
@@ -63,7 +64,7 @@ class Gradient:
     text: str
 
 
-T = TypeVar("T", bound=Tunable)
+T = TypeVar("T", bound=TunableAgent)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ def backward(llm: LLMClient, agent: GraphAgent, trajectory: Sequence[Step], exam
         step = steps[name]
         reply = _ask(llm, BACKWARD.format(prompt=_clip(step["prompt"]), output=_clip(step["reply"]),
                                           requirement=" ".join(asked[name])), 0)
-        suggestion = reply and _unlabelled(reply, "suggestion")
+        if not reply:
+            continue
+        suggestion = _unlabelled(reply, "suggestion")
         if not suggestion:
             continue
         gradients.append(Gradient(name, example_id, suggestion))

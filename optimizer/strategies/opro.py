@@ -15,7 +15,7 @@ from agentopt.agents.budget import estimate_prompt_tokens
 from agentopt.agents.llm import Message
 from agentopt.agents.base import Tunable
 from agentopt.optimizer.strategies import pool
-from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult, TunableAgent
 from agentopt.optimizer.strategies.proposals import format_pairs, propose, prose
 from agentopt.optimizer.tasks import Example
 
@@ -59,7 +59,7 @@ class OPRO(GeneratorStrategy):
         agent so far, its trajectory showing that text of every scored agent: coordinate ascent."""
         rng = random.Random(self.ctx.seed)
         dev = pool.dev_ids(self.ctx, self.params.dev_size)
-        self.scored: dict[str, tuple[float, int, Tunable]] = {}  # canonical form -> (score, candidate id, agent)
+        self.scored: dict[str, tuple[float, int, TunableAgent]] = {}  # canonical form -> (score, candidate id, agent)
         self._answered_by: dict[int, int] = {}  # candidate id -> whose answers it has (its twin's, if merged)
         known = {self.ctx.seed_agent.canonical()}
         names = list(self.ctx.seed_agent.texts())

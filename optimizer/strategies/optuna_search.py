@@ -16,10 +16,10 @@ from typing import Annotated, Any
 import optuna
 from pydantic import Field
 
-from agentopt.agents.base import Demonstrated, Retrieving, Tunable
+from agentopt.agents.base import Demonstrated, Retrieving
 from agentopt.agents.prompt import Demo
 from agentopt.optimizer.strategies import pool
-from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Subsearch, Trial, TunableAgent
 from agentopt.optimizer.strategies.pool import PoolParams
 from agentopt.optimizer.tasks import Example
 
@@ -71,7 +71,7 @@ class OptunaSearch(GeneratorStrategy):
         (trials score on validation, so no example is retrieved for itself)."""
         p = self.params
         rng = random.Random(self.ctx.seed)
-        seed: Tunable = self.ctx.seed_agent
+        seed: TunableAgent = self.ctx.seed_agent
         candidates = pool.generate(self.ctx, rng, p)
         values = {name: list(dict.fromkeys(c.agent.texts()[name] for c in candidates)) for name in seed.texts()}
         demo_sets = (yield from self._bootstrap(rng)) if isinstance(seed, Demonstrated) else []
@@ -80,7 +80,7 @@ class OptunaSearch(GeneratorStrategy):
         study = self._study()
         val = [e.id for e in self.ctx.val]
         minibatch_scores: dict[str, list[float]] = defaultdict(list)
-        agents: dict[str, Tunable] = {}
+        agents: dict[str, TunableAgent] = {}
         promoted: set[str] = set()
         done = 0
         while done < p.n_trials:
@@ -91,6 +91,7 @@ class OptunaSearch(GeneratorStrategy):
                 for name, options in values.items():
                     agent = agent.with_text(name, options[t.suggest_categorical(name, list(range(len(options))))])
                 if demo_sets:
+                    assert isinstance(agent, Demonstrated)  # with_text keeps the seed's kind
                     agent = agent.with_demos(demo_sets[t.suggest_categorical("demo_set", list(range(len(demo_sets))))])
                 if retrieve and isinstance(agent, Retrieving) and (k := t.suggest_categorical("retrieve", retrieve)):
                     agent = agent.with_retrieval(train_pool, k)
@@ -110,7 +111,7 @@ class OptunaSearch(GeneratorStrategy):
             if done // p.promote_every > before // p.promote_every or done >= p.n_trials:
                 yield from self._promote(minibatch_scores, agents, promoted, tuple(val))
 
-    def _bootstrap(self, rng: random.Random) -> Search:
+    def _bootstrap(self, rng: random.Random) -> Subsearch[list[tuple[Demo, ...]]]:
         """Demo sets: the seed's own demos, then sets of the task model's correct answers on train."""
         p = self.params
         seed_demos = self.ctx.seed_agent.demos
@@ -143,7 +144,7 @@ class OptunaSearch(GeneratorStrategy):
                                              n_startup_trials=self.params.startup_trials)
         return optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize")
 
-    def _promote(self, scores: dict[str, list[float]], agents: dict[str, Tunable], promoted: set[str],
+    def _promote(self, scores: dict[str, list[float]], agents: dict[str, TunableAgent], promoted: set[str],
                  val: tuple[str, ...]) -> Search:
         waiting = [k for k in scores if k not in promoted]
         if not waiting:

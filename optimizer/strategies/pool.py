@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from agentopt.agents.budget import estimate_prompt_tokens
-from agentopt.agents.base import Demonstrated, Tunable
+from agentopt.agents.base import Demonstrated
 from agentopt.agents.errors import LLMError
 from agentopt.agents.llm import Completion
 from agentopt.agents.prompt import Demo
 from agentopt.agents.prompt_runtime import input_text
-from agentopt.optimizer.strategies.base import Params, Plan, StrategyContext, TrialResult
+from agentopt.optimizer.strategies.base import Params, Plan, StrategyContext, TrialResult, TunableAgent
 from agentopt.optimizer.strategies.proposals import (
     FORWARD_TEMPLATE,
     RESAMPLE_TEMPLATE,
@@ -45,22 +45,23 @@ class PoolParams(Params):
 
 @dataclass(frozen=True)
 class Candidate:
-    agent: Tunable
+    agent: TunableAgent
     rationale: str
     parents: tuple[int, ...] = ()
 
 
-def retold(ctx: StrategyContext, agent: Tunable, name: str, instruction: str) -> Tunable | None:
+def retold(ctx: StrategyContext, agent: TunableAgent, name: str, instruction: str) -> TunableAgent | None:
     """``agent`` with text ``name`` telling ``instruction`` (see :func:`instruct`), or ``None``
     with the reason counted when the agent refuses the new text."""
     try:
-        return agent.with_text(name, instruct(agent.texts()[name], instruction))  # type: ignore[no-any-return]
+        child: TunableAgent = agent.with_text(name, instruct(agent.texts()[name], instruction))  # same kind as agent
+        return child
     except ValueError:
         ctx.stats.reject("refused by the agent")
         return None
 
 
-def described(agent: Tunable) -> str:
+def described(agent: TunableAgent) -> str:
     """An agent's texts (and demonstrations) as one text, for embeddings."""
     demos = agent.demos if isinstance(agent, Demonstrated) else ()
     return "\n\n".join([*(prose(t) for t in agent.texts().values()),
@@ -97,6 +98,7 @@ def generate(ctx: StrategyContext, rng: random.Random, p: PoolParams) -> list[Ca
         agent = retold(ctx, seed, name, instruction) if instruction else None
         if agent is not None:
             if demonstrated:
+                assert isinstance(agent, Demonstrated)  # with_text keeps the seed's kind
                 agent = agent.with_demos(kept[n // p.samples_per_subsample])
             pool.append(Candidate(agent, "forward generation from demonstrations"
                                   + (f" ({name})" if len(names) > 1 else "")))
@@ -105,7 +107,7 @@ def generate(ctx: StrategyContext, rng: random.Random, p: PoolParams) -> list[Ca
     return unique(ctx, pool)
 
 
-def paraphrase(ctx: StrategyContext, parents: Sequence[tuple[Tunable, int]], samples: int, round_no: int,
+def paraphrase(ctx: StrategyContext, parents: Sequence[tuple[TunableAgent, int]], samples: int, round_no: int,
                workers: int) -> list[Candidate]:
     """Variations that keep each parent's meaning (APE's iterative Monte Carlo step); sample ``j``
     varies the parent's ``j``-th text that has prose to vary."""

@@ -48,6 +48,7 @@ from agentopt.optimizer.strategies.base import (
     Search,
     Trial,
     TrialResult,
+    TunableAgent,
 )
 from agentopt.optimizer.strategies.proposals import instruct, propose, prose
 from agentopt.optimizer.tasks import Example
@@ -153,14 +154,15 @@ def reflection_prompt(what: str, text: str, shown: Sequence[Mapping[str, Any]]) 
     return REFLECT.format(what=what, text=text or "(empty)", records=records)
 
 
-def with_example(agent: Tunable, name: str, example: Example) -> Tunable | None:
+def with_example(agent: TunableAgent, name: str, example: Example) -> TunableAgent | None:
     """``agent`` with a worked example appended to the prose of its text ``name`` (under
     ``Examples:``), its variable lines kept; ``None`` when the agent refuses the text."""
     worked = f"Input: {' '.join(example.text.split())} Output: {example.target}"
     text = prose(agent.texts()[name])
     try:
-        return agent.with_text(name, instruct(agent.texts()[name], "\n".join(
-            [text if EXAMPLES in text else f"{text}\n{EXAMPLES}".strip(), worked])))  # type: ignore[no-any-return]
+        child: TunableAgent = agent.with_text(name, instruct(agent.texts()[name], "\n".join(  # same kind as agent
+            [text if EXAMPLES in text else f"{text}\n{EXAMPLES}".strip(), worked])))
+        return child
     except ValueError:
         return None
 

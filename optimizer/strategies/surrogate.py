@@ -104,7 +104,7 @@ def sigma(theta: np.ndarray, u: np.ndarray, x: np.ndarray, hidden: int, lam_nu: 
     u_w1, u_b1, u_w2, u_b2 = _unpack(u, x.shape[1], hidden)
     pre, _ = forward(theta, x, hidden)
     gate2 = (w2 * (pre > 0)) ** 2
-    total = np.einsum("nh,nh->n", gate2, (x * x) @ (1.0 / u_w1).T + 1.0 / u_b1)
+    total: np.ndarray = np.einsum("nh,nh->n", gate2, (x * x) @ (1.0 / u_w1).T + 1.0 / u_b1)
     total += np.maximum(pre, 0.0) ** 2 @ (1.0 / u_w2) + 1.0 / u_b2[0]
     return np.sqrt(lam_nu * total)
 
@@ -151,7 +151,8 @@ def standardise(features: np.ndarray) -> np.ndarray:
     mean, std = features.mean(axis=0), features.std(axis=0)
     varies = std > 1e-12 * np.maximum(1.0, np.abs(mean))
     z = (features - mean) / np.where(varies, std, 1.0)
-    return z / np.sqrt(max(1, int(np.count_nonzero(varies))))
+    unit: np.ndarray = z / np.sqrt(max(1, int(np.count_nonzero(varies))))  # numpy's stubs: Any
+    return unit
 
 
 class NeuralBandit:
@@ -222,7 +223,8 @@ class NeuralBandit:
     def _acquisition(self, mu: np.ndarray, width: np.ndarray) -> np.ndarray:
         if self.config.acquisition == "ts":
             return self._rng.normal(mu, width)
-        return mu + width
+        upper: np.ndarray = mu + width  # numpy's stubs: Any
+        return upper
 
     def _sigma(self, x: np.ndarray) -> np.ndarray:
         return sigma(self._theta, self._u, x, self.config.hidden, self.config.lam * self.config.nu)

@@ -18,12 +18,11 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from agentopt.agents.base import Tunable
 from agentopt.agents.graph import GraphAgent, GraphError
 from agentopt.agents.prompt import PromptAgent
 from agentopt.optimizer.strategies import language_grad as lg
 from agentopt.optimizer.strategies import pool
-from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult
+from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult, TunableAgent
 from agentopt.optimizer.tasks import Example
 
 PIPELINES = tuple(lg.seed_pipelines(""))
@@ -72,13 +71,14 @@ class SymbolicLearning(GeneratorStrategy):
         spec = p.pipeline if isinstance(p.pipeline, dict) else lg.seed_pipelines(instruction)[p.pipeline]
         return GraphAgent.build(**{k: v for k, v in spec.items() if k != "kind"})
 
-    def baseline(self) -> Tunable:
+    def baseline(self) -> TunableAgent:
         """What learning starts from: for a prompt seed, the seed pipeline built around its instruction
         with its answer post-processing; any other seed with texts (a graph, a program) as it is."""
         seed = self.ctx.seed_agent
         if isinstance(seed, PromptAgent):
             return self._seed(self.params, seed.instruction).model_copy(update={"postprocess": seed.postprocess})
-        return seed  # type: ignore[no-any-return]
+        tunable: TunableAgent = seed  # accepts() admitted only a Tunable seed
+        return tunable
 
     def search(self) -> Search:
         p, ctx = self.params, self.ctx
@@ -120,7 +120,7 @@ class SymbolicLearning(GeneratorStrategy):
             yield [Trial(update.agent, "val", dev, (current_id,), f"step {step}: accepted")]
             current, current_id = update.agent, tried.candidate_id
 
-    def _backward(self, agent: Tunable, result: TrialResult) -> tuple[dict[str, str], list[lg.Gradient]]:
+    def _backward(self, agent: TunableAgent, result: TrialResult) -> tuple[dict[str, str], list[lg.Gradient]]:
         """A graph back-propagates each loss through its trace, node by node; an agent that keeps no
         trace (a program) hands the loss to each of its texts as that text's gradient."""
         traced = isinstance(agent, GraphAgent)
@@ -134,7 +134,7 @@ class SymbolicLearning(GeneratorStrategy):
                 self.ctx.stats.reject("loss")
                 continue
             losses[example.id] = text
-            if traced:
+            if isinstance(agent, GraphAgent):
                 gradients += lg.backward(self.ctx.proposer, agent, answer.trace or [], example.id, text)
             else:
                 gradients += [lg.Gradient(name, example.id, text) for name in agent.texts()]

@@ -78,7 +78,7 @@ class Task:
     def split(self, name: str) -> tuple[Example, ...]:
         if name not in SPLITS:
             raise TaskError(f"unknown split {name!r}; known: {', '.join(SPLITS)}")
-        return getattr(self, name)
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
 
     def example(self, example_id: str) -> Example:
         return self._by_id[example_id]
@@ -148,11 +148,11 @@ class Task:
 
 
 Row = tuple[Inputs, str | Sequence[str]]
+Splits = tuple[tuple[Example, ...], tuple[Example, ...], tuple[Example, ...]]
+"""Train, val and test."""
 
 
-def split_examples(
-    rows: Sequence[Row], seed: int, sizes: tuple[float, float, float] = (0.4, 0.2, 0.4)
-) -> tuple[tuple[Example, ...], tuple[Example, ...], tuple[Example, ...]]:
+def split_examples(rows: Sequence[Row], seed: int, sizes: tuple[float, float, float] = (0.4, 0.2, 0.4)) -> Splits:
     """Shuffle ``(input, target or targets)`` rows with ``seed`` and cut into train / val / test.
 
     Ids are the example's position in the input order, so the same data and seed always give the
@@ -171,9 +171,9 @@ def split_examples(
     n_val = min(n_val, len(order) - n_train - 1)
     keys = [input_text(inputs) for inputs, _ in rows]
     cuts = _without_later_inputs(keys, (order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]))
-    return tuple(  # type: ignore[return-value]
-        tuple(example(f"{name}-{i}", *rows[i]) for i in idx) for name, idx in zip(SPLITS, cuts, strict=True)
-    )
+    train, val, test = (tuple(example(f"{name}-{i}", *rows[i]) for i in idx)
+                        for name, idx in zip(SPLITS, cuts, strict=True))
+    return train, val, test
 
 
 def example(example_id: str, inputs: Inputs, targets: str | Sequence[str]) -> Example:

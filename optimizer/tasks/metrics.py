@@ -47,7 +47,10 @@ class MetricContractError(AgentoptError):
 
 @runtime_checkable
 class Metric(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """Read here, never set: a frozen dataclass's field is a name too."""
+        ...
 
     def __call__(self, example: "Example", prediction: str) -> "Score | float | tuple[float, str]": ...
 

@@ -47,17 +47,19 @@ def checked(name: str, example_id: str, returned: object) -> Score:
         value, feedback = returned.value, returned.feedback
     elif isinstance(returned, tuple) and len(returned) == 2:
         value, feedback = returned
-    bad = None
     if not isinstance(value, Real):
-        bad = f"{value!r}, not a number"
-    elif not 0.0 <= float(value) <= 1.0:  # NaN fails this too
-        bad = f"{value!r}, outside [0, 1]"
-    elif feedback is not None and not isinstance(feedback, str):
-        bad = f"feedback {feedback!r}, not text"
-    if bad is not None:
-        raise MetricContractError(f"metric {name} returned {bad} on example {example_id}; a metric returns a number "
-                                  "in [0, 1] or a (score, feedback) pair")
-    return Score(float(value), feedback)  # type: ignore[arg-type]
+        raise _broken(name, example_id, f"{value!r}, not a number")
+    if not 0.0 <= float(value) <= 1.0:  # NaN fails this too
+        raise _broken(name, example_id, f"{value!r}, outside [0, 1]")
+    if feedback is not None and not isinstance(feedback, str):
+        raise _broken(name, example_id, f"feedback {feedback!r}, not text")
+    return Score(float(value), feedback)
+
+
+def _broken(name: str, example_id: str, bad: str) -> MetricContractError:
+    """The one line a campaign stops with when its metric breaks its contract."""
+    return MetricContractError(f"metric {name} returned {bad} on example {example_id}; a metric returns a number "
+                               "in [0, 1] or a (score, feedback) pair")
 
 
 def one_line(exc: BaseException) -> str:
@@ -108,10 +110,10 @@ def import_function(ref: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's config to fix
         raise ConfigError(f"metric {ref!r}: cannot import {module_name} ({one_line(exc)})") from None
-    fn = getattr(module, attr, None)
+    fn: object = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"metric {ref!r}: {module_name} has no function {attr!r}")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def resolve_metric(spec: "str | Metric | Callable[..., Any]", rubric: str | None = None) -> Metric:
