@@ -5,6 +5,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from fakes import FakeEndpoint
 from processes import AGENTOPT, NEW_ARCHIVE_CANDIDATES, busy_cores, race_to_new_archives
 from sqlalchemy import func, select
@@ -112,6 +113,7 @@ def test_concurrent_writers_lose_nothing_and_never_duplicate(db_url: str) -> Non
         assert s.scalar(select(func.count(LLMCall.key))) == 30
 
 
+@pytest.mark.slow
 def test_campaign_processes_on_one_new_archive_lose_no_rows_on_a_loaded_machine(
         db_url: str, tmp_path: Path, fake_endpoint: FakeEndpoint, echo_task_file: Path) -> None:
     """Three processes create the schema at the same moment, then write side by side, while every
@@ -189,6 +191,7 @@ def test_feedback_is_stored_beside_the_score_and_shown(db_url: str) -> None:
     assert record.as_dict()["results"][0]["feedback"] == "half right: no article"
 
 
+@pytest.mark.slow
 def test_writers_creating_new_sqlite_archives_at_one_instant_never_see_a_lock_error(tmp_path: Path) -> None:
     """Three processes open each of 30 new archives at the same instant, on a loaded machine, and
     each write a campaign. SQLite turns a new file into a WAL database without waiting on a busy

@@ -70,6 +70,7 @@ def integrity_and_results(db: Path) -> tuple[str, int]:
         return check, conn.execute("select count(*) from results").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_checking_the_path_while_holding_connections_loses_no_row_of_another_process(tmp_path: Path) -> None:
     """The issue's sequence: A writes 100 rows and checks the path; B opens and closes the archive;
     A writes 100 more; C writes 50. Before the fix B deleted the WAL under A: C saw 100 rows, and 100 vanished."""
@@ -92,6 +93,7 @@ def test_checking_the_path_while_holding_connections_loses_no_row_of_another_pro
     assert integrity_and_results(db) == ("ok", 250)
 
 
+@pytest.mark.slow
 def test_archive_objects_opened_and_closed_in_a_writing_process_lose_nothing(tmp_path: Path) -> None:
     """The same from the side of one process: it writes, opens and drops other archive objects on the
     same file (what a second ``optimize`` or a dashboard beside a campaign does) while another process
@@ -134,6 +136,7 @@ def stored_rows(db: Path, campaign_id: str) -> dict[str, int]:
 
 
 @pytest.mark.local_model
+@pytest.mark.cluster
 def test_two_campaigns_in_one_process_on_ray_keep_every_row(tmp_path: Path) -> None:
     """The notebook pattern: ``optimize`` twice in one process, one SQLite archive, Ray evaluation and
     the bundled model, while CLI queries open and close the archive. Before the fix, the second

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 from fakes import FakeEndpoint, task_aware_responder
 from processes import AGENTOPT, Repeated, archive_query, wait_until
@@ -18,6 +19,8 @@ from sqlalchemy import create_engine, text
 from test_campaign import config
 
 from agentopt.agents.local_model import free_port
+
+pytestmark = pytest.mark.slow
 
 WRITERS, ROUNDS, PACE_S, CAMPAIGNS = 3, 20, 1.5, 3
 WRITER = Path(__file__).with_name("archive_writer.py")

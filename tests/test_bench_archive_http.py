@@ -24,6 +24,7 @@ def bench_module() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_every_dashboard_page_is_timed_from_a_real_server_process(tmp_path: Path) -> None:
     bench = bench_module()
     url = f"sqlite:///{tmp_path / 'bench.db'}"

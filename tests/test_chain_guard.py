@@ -144,6 +144,7 @@ def test_a_chain_that_starts_its_own_model_on_the_check_example_is_refused_befor
     assert chain_guard_models.FOREIGN.calls == before
 
 
+@pytest.mark.cluster
 def test_on_ray_workers_and_in_an_exported_package_only_the_example_that_starts_a_foreign_model_fails(
         tmp_path: Path, endpoint: FakeEndpoint) -> None:
     words = ["apple", "river", "stone", "cloud", "maple", "otter", "piano", "lemon", "tiger"]

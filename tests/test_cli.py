@@ -56,6 +56,7 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_keeps_the_archive(tmp_path: Path, filled_db: Path, name: str) -> None:
     text, message = BAD_CONFIGS[name]
     (tmp_path / name).write_text(text)
@@ -69,6 +70,7 @@ def test_bad_input_is_one_line_and_keeps_the_archive(tmp_path: Path, filled_db: 
     assert counts(filled_db) == before
 
 
+@pytest.mark.slow
 def test_missing_config_and_unknown_ids(tmp_path: Path, filled_db: Path) -> None:
     for args, message in [(["run", "nothere.yaml"], "config file not found"),
                           (["archive", "show", "999", "--db", str(filled_db)], "no candidate 999"),
@@ -86,6 +88,7 @@ def test_missing_config_and_unknown_ids(tmp_path: Path, filled_db: Path) -> None
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_archive_queries(filled_db: Path) -> None:
     top = json.loads(agentopt("archive", "top", "-k", "3", "--db", str(filled_db), "--json").stdout)
     assert 1 <= len(top) <= 3 and top[0]["mean"] >= top[-1]["mean"]
@@ -99,6 +102,7 @@ def test_archive_queries(filled_db: Path) -> None:
     assert test_top.returncode == 0 and "Top 10 on test" in test_top.stdout
 
 
+@pytest.mark.slow
 def test_archive_notes_and_show_print_what_the_search_noted(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     archive = Archive(database_url(str(db)))
@@ -123,6 +127,7 @@ def test_archive_notes_and_show_print_what_the_search_noted(tmp_path: Path) -> N
     assert "rejected" not in shown.stdout, "a candidate shows only its own notes"
 
 
+@pytest.mark.slow
 def test_tasks_list_and_help() -> None:
     rows = json.loads(agentopt("tasks", "list", "--json").stdout)
     assert len(rows) >= 8 and {"name", "metric", "train", "val", "test"} <= set(rows[0])
@@ -131,6 +136,7 @@ def test_tasks_list_and_help() -> None:
         assert command in helptext
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_campaign_keeps_results_and_says_so(tmp_path: Path, echo_task_file: Path) -> None:
     def slow(body: dict[str, Any]) -> tuple[int, str]:
         time.sleep(0.2)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from processes import AGENTOPT, agentopt, stored_results, wait_until
 
-pytestmark = pytest.mark.local_model
+pytestmark = [pytest.mark.local_model, pytest.mark.cluster]
 
 APE_TINY = {"n_subsamples": 2, "demos_per_subsample": 3, "samples_per_subsample": 2, "candidate_demos": 2,
             "batch_size": 4, "pulls_per_round": 2, "racing_budget": 24, "mc_rounds": 0, "top_k": 2}

@@ -16,6 +16,8 @@ import pytest
 from fakes import FakeEndpoint, task_aware_responder
 from processes import AGENTOPT, stored_results, wait_until
 
+pytestmark = pytest.mark.slow
+
 SLOW_S = 20.0  # each task call once the campaign has stored some results: the in-flight calls a Ctrl-C waits for
 
 

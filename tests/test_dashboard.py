@@ -130,6 +130,7 @@ def test_the_export_download_is_a_package_built_in_a_removed_temp_dir(
     assert set(Path(tempfile.gettempdir()).glob("agentopt-dashboard-export-*")) == before
 
 
+@pytest.mark.slow
 def test_dashboard_cli_errors_are_one_line(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("not a database")

@@ -20,7 +20,7 @@ from test_end_to_end import TINY
 from agentopt.agents.local_model import LocalModelServers, free_port
 from agentopt.archive.store import Archive
 
-pytestmark = pytest.mark.local_model
+pytestmark = [pytest.mark.local_model, pytest.mark.browser]
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 

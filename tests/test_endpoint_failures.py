@@ -65,6 +65,7 @@ def _stopped(cfg: dict[str, Any], db: Path) -> CampaignStopped:
 
 # --- campaigns against endpoints that fail every call -------------------------------------------------
 
+@pytest.mark.slow
 def test_a_401_on_every_completion_stops_the_campaign_with_a_non_zero_exit(tmp_path: Path,
                                                                           echo_task_file: Path) -> None:
     endpoint = FakeEndpoint(lambda body: UNAUTHORIZED)  # while /v1/models answers, so the start-up check passes
@@ -126,6 +127,7 @@ def test_replies_slower_than_the_timeout_are_sent_at_most_max_attempts_times(tmp
     assert state == "stopped" and results == errors >= 4
 
 
+@pytest.mark.slow
 def test_lost_proposals_are_counted_in_progress_status_and_the_report(tmp_path: Path, echo_task_file: Path) -> None:
     refused: list[int] = []
 

@@ -219,6 +219,7 @@ def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
 OUTAGE_S, OUTAGE_PROBE_MAX_S = 10.0, 0.5  # 20 probe intervals: more than a 30 s outage at probes 2 s apart
 
 
+@pytest.mark.slow
 def test_campaign_pauses_through_a_long_outage_and_stores_no_error(tmp_path: Path, echo_task_file: Path) -> None:
     endpoint = FakeEndpoint(task_aware_responder, delay_s=0.2)
     db = tmp_path / "a.db"
@@ -245,6 +246,7 @@ def test_campaign_pauses_through_a_long_outage_and_stores_no_error(tmp_path: Pat
     assert [n.data["endpoints"][endpoint.url]["up"] for n in notes] == [False, True]
 
 
+@pytest.mark.slow
 def test_both_endpoints_down_past_the_limit_stop_the_campaign_and_resume_finishes_it(
         tmp_path: Path, echo_task_file: Path) -> None:
     a, b = FakeEndpoint(task_aware_responder, delay_s=0.2), FakeEndpoint(task_aware_responder, delay_s=0.2)

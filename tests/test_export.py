@@ -96,6 +96,7 @@ print(json.dumps({{"run": agent.run("apple"), "arun": asyncio.run(agent.arun("ri
 
 
 @pytest.mark.parametrize("kind", sorted(AGENTS))
+@pytest.mark.slow
 def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_file: Path, kind: str) -> None:
     db, candidate = archived(tmp_path, endpoint, echo_task_file, kind)
     out = tmp_path / "pkg"
@@ -146,6 +147,7 @@ def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_fil
     assert down.returncode == 1 and down.stderr.startswith("error: ") and "Traceback" not in down.stderr
 
 
+@pytest.mark.slow
 def test_export_refusals_are_one_line(tmp_path: Path, endpoint: FakeEndpoint, echo_task_file: Path) -> None:
     db, candidate = archived(tmp_path, endpoint, echo_task_file, "prompt")
     (tmp_path / "full").mkdir()

@@ -92,6 +92,7 @@ def test_correct_code_passes_and_wrong_code_fails_with_its_reason(task_id: str) 
     assert not wrong.passed and wrong.reason and wrong.reason.startswith("test failed:"), wrong
 
 
+@pytest.mark.slow
 def test_every_canonical_solution_scores_one() -> None:
     """The README's claim that hardening the scorer cost no correct solution, checked on all 164
     problems. Each verdict is one sandbox child, mostly waited on, so a few threads share the work."""

@@ -15,6 +15,8 @@ from fakes import FakeEndpoint
 from processes import agentopt
 from test_export import archived, first_word
 
+pytestmark = pytest.mark.slow
+
 MORE_JSONL = b'{"input": "f", "target": "g"}\n{"input": "h", "target": "i"}\n'  # enough rows but for the bad one
 TASK_FILES: dict[str, tuple[bytes, str]] = {
     "latin1.jsonl": (b'{"input": "a", "target": "b"}\n{"input": "caf\xe9", "target": "c"}\n',

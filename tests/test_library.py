@@ -276,6 +276,7 @@ def _yaml(tmp_path: Path, url: str, metric: str) -> Path:
     return tmp_path / "c.yaml"
 
 
+@pytest.mark.slow
 def test_a_yaml_task_entry_with_a_module_function_metric(tmp_path: Path, fake_endpoint: FakeEndpoint) -> None:
     config = _yaml(tmp_path, fake_endpoint.url, "my_metrics:exact")
     done = cli("run", config.name, "--db", "a.db", "--json", cwd=tmp_path)
@@ -292,6 +293,7 @@ def test_a_metric_that_does_not_import_is_one_line_before_anything_is_written(tm
         assert_refused(cli("run", config.name, "--db", "a.db", cwd=tmp_path), "my_metrics has no function 'nope'")
 
 
+@pytest.mark.slow
 def test_a_campaign_of_a_python_task_resumes_only_from_python(tmp_path: Path, fake_endpoint: FakeEndpoint) -> None:
     task = agentopt.Task.from_records(ROWS, inputs=["question", "context"], target="answer", metric=exact, name="w")
     result = run(task, fake_endpoint.url, tmp_path / "a.db")

@@ -63,6 +63,7 @@ def run(tmp_path: Path, endpoint: FakeEndpoint, seed: Any, strategy: Any, backen
                              evaluation=agentopt.Evaluation(backend=backend, workers=1))
 
 
+@pytest.mark.cluster
 def test_a_function_program_is_optimised_on_ray_workers_and_exported_depending_on_its_module(
         tmp_path: Path, endpoint: FakeEndpoint) -> None:
     seed = agentopt.ProgramAgent(entry="toy_program:two_prompts", params=toy_program.PARAMS)
@@ -96,6 +97,7 @@ def test_a_program_that_raises_on_one_example_has_that_example_stored_as_an_erro
     assert boom.output is None and boom.error == "RuntimeError: the program cannot take this input"
 
 
+@pytest.mark.cluster
 def test_a_chain_from_this_session_runs_on_ray_and_comes_back_as_the_same_kind_of_runnable(
         tmp_path: Path, endpoint: FakeEndpoint) -> None:
     chain = (

@@ -75,6 +75,7 @@ def test_pareto_front_trades_score_against_tokens(filled: dict) -> None:  # type
         assert not any(f.tokens_mean > r.tokens_mean and f.mean < r.mean for f in front if f is not r) or r in front
 
 
+@pytest.mark.slow
 def test_lineage_of_a_depth_20_candidate_in_three_formats(filled: dict) -> None:  # type: ignore[type-arg]
     chain = filled["chain"]
     graph = queries.lineage(filled["archive"], chain[20])
@@ -93,6 +94,7 @@ def test_lineage_of_a_depth_20_candidate_in_three_formats(filled: dict) -> None:
     assert unknown.returncode == 2 and "no candidate 999999" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_diff_shows_payload_changes_and_paired_scores(filled: dict) -> None:  # type: ignore[type-arg]
     chain = filled["chain"]
     result = queries.diff(filled["archive"], chain[0], chain[20])
@@ -114,6 +116,7 @@ def test_diff_shows_payload_changes_and_paired_scores(filled: dict) -> None:  # 
     assert text.returncode == 0 and "version 20" in text.stdout
 
 
+@pytest.mark.slow
 def test_campaigns_and_comparing_campaigns_on_one_task(filled: dict) -> None:  # type: ignore[type-arg]
     rows = queries.campaigns(filled["archive"])
     assert [r.name for r in rows] == ["third", "second", "first"]
@@ -142,6 +145,7 @@ def test_campaigns_and_comparing_campaigns_on_one_task(filled: dict) -> None:  #
     assert [r["name"] for r in json.loads(listed.stdout)] == ["third"]
 
 
+@pytest.mark.slow
 def test_top_and_pareto_cli_json(filled: dict) -> None:  # type: ignore[type-arg]
     top = agentopt("archive", "top", "-k", "2", "--task", "antonyms", "--strategy", "ape", "--json", "--db", filled["url"])
     assert [r["candidate_id"] for r in json.loads(top.stdout)] == [filled["chain"][20], filled["chain"][18]]

@@ -20,6 +20,8 @@ from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.ui import SilentReporter
 
+pytestmark = pytest.mark.browser
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ASSETS = ["index.html", "plotly.min.js", "dashboard.js", "dashboard.css"]
 

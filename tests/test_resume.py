@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes import FakeEndpoint, identity, task_aware_responder
 from processes import AGENTOPT, agentopt, stored_results, wait_until
 from test_campaign import config
@@ -21,6 +22,8 @@ from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.ui import SilentReporter
+
+pytestmark = pytest.mark.cluster
 
 RAY = {"backend": "ray", "workers": 2, "concurrency": 2}
 

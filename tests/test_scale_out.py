@@ -19,6 +19,8 @@ from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.ui import SilentReporter
 
+pytestmark = pytest.mark.cluster
+
 FLAKY = "Echo the word back."  # a perfect instruction whose calls sometimes fail
 
 

@@ -8,9 +8,12 @@ any task; 10 points apart, most sweeps must find the win. The statistics before 
 in 90.3 % of such sweeps and called some task significant in 32.5 % of them
 (experiments/results/calibrate_stats.md)."""
 
+import pytest
+
 from agentopt.archive.calibration import Design, calibrate, difference_for
 
 
+@pytest.mark.slow
 def test_no_true_difference_is_covered_95_percent_and_rarely_called() -> None:
     found = calibrate(Design(), sweeps=1000, seed=0)
     print(found)
@@ -19,6 +22,7 @@ def test_no_true_difference_is_covered_95_percent_and_rarely_called() -> None:
     assert found.task_verdicts <= 0.05 + 2 * found.monte_carlo_se
 
 
+@pytest.mark.slow
 def test_a_true_difference_of_10_points_is_found_in_most_sweeps() -> None:
     found = calibrate(difference_for(10, Design()), sweeps=1000, seed=0)
     print(found)

@@ -91,6 +91,7 @@ def test_portfolio_config_errors_are_one_line(tmp_path: Path, echo_task_file: Pa
         parse_config(bad)
 
 
+@pytest.mark.slow
 def test_strategies_command_lists_strategies_and_their_params() -> None:
     listed = agentopt("strategies", "--json")
     assert listed.returncode == 0

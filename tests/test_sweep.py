@@ -24,6 +24,8 @@ from agentopt.optimizer.sweep import run_sweep
 from agentopt.optimizer.sweep_config import parse_sweep
 from agentopt.optimizer.ui import SilentReporter
 
+pytestmark = pytest.mark.cluster
+
 LIMIT = 3  # requests in flight on the endpoint, across every campaign of the sweep
 
 
