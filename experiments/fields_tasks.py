@@ -14,12 +14,12 @@ plus task entries whose metric is ``fields_tasks:pets_metric`` / ``fields_tasks:
     .venv/bin/python experiments/fields_tasks.py --out /tmp/agentopt-fields-tasks
 """
 
-import argparse
 import itertools
-import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+
+from frozen_tasks import main, write_entry
 
 import agentopt
 
@@ -92,19 +92,10 @@ VOCABULARY = {"fields_tasks:pets_metric": PETS, "fields_tasks:colors_metric": CO
 def write(out: Path) -> list[Path]:
     """Each task's rows and its task entry under ``out``: the same rows, splits and metric as ``TASKS``."""
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for name, (things, fact, question, description) in SHAPES.items():
-        data, entry = out / f"{name}.jsonl", out / f"{name}.task.json"
-        data.write_text("".join(json.dumps(row) + "\n" for row in rows(things, fact, question)))
-        entry.write_text(json.dumps({"path": str(data), "name": name, "inputs": ["context", "question"],
-                                     "target": "answers", "metric": f"fields_tasks:{name}_metric",
-                                     "description": description}, indent=1))
-        entries.append(entry)
-    return entries
+    return [write_entry(out, name, rows(things, fact, question), inputs=["context", "question"], target="answers",
+                        metric=f"fields_tasks:{name}_metric", description=description)
+            for name, (things, fact, question, description) in SHAPES.items()]
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/agentopt-fields-tasks"))
-    for path in write(parser.parse_args().out):
-        print(path)
+    main(write, "/tmp/agentopt-fields-tasks")

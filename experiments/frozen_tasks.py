@@ -18,6 +18,8 @@ import argparse
 import itertools
 import json
 import random
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 WORDS = ["apple", "river", "stone", "cloud", "maple", "otter", "piano", "lemon", "tiger", "ocean", "amber", "cedar",
@@ -73,23 +75,28 @@ def capital(rng: random.Random) -> list[dict[str, str]]:
 TASKS = {"last_word": (last_word, ["input"]), "older": (older, ["context", "question"]), "capital": (capital, ["input"])}
 
 
+def write_entry(out: Path, name: str, rows: list[dict[str, object]], **entry: object) -> Path:
+    """``rows`` as ``out/NAME.jsonl`` and its task entry ``out/NAME.task.json`` (path, name and ``entry``)."""
+    data, path = out / f"{name}.jsonl", out / f"{name}.task.json"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path.write_text(json.dumps({"path": str(data), "name": name, **entry}, indent=1))
+    return path
+
+
 def write(out: Path) -> list[Path]:
     """Each task's rows and its task entry under ``out``; the entries' paths, in a fixed order."""
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for name, (make, inputs) in TASKS.items():
-        rows = make(random.Random(f"frozen-{name}"))
-        data = out / f"{name}.jsonl"
-        data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        entry = out / f"{name}.task.json"
-        entry.write_text(json.dumps({"path": str(data), "name": name, "inputs": inputs, "target": "target",
-                                     "metric": "exact_match"}, indent=1))
-        entries.append(entry)
-    return entries
+    return [write_entry(out, name, make(random.Random(f"frozen-{name}")), inputs=inputs, target="target",
+                        metric="exact_match") for name, (make, inputs) in TASKS.items()]
+
+
+def main(write: Callable[[Path], list[Path]], default_out: str) -> None:
+    """``--out DIR``: write the tasks there and print their entries' paths."""
+    parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(default_out))
+    for path in write(parser.parse_args().out):
+        print(path)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/agentopt-frozen-tasks"))
-    for path in write(parser.parse_args().out):
-        print(path)
+    main(write, "/tmp/agentopt-frozen-tasks")
