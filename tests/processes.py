@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -21,6 +21,37 @@ def agentopt(*args: str, cwd: Path | None = None, env: dict[str, str] | None = N
     """Run the installed CLI; ``env`` is added to this process's environment."""
     return subprocess.run([AGENTOPT, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``agentopt ARGS`` run in this process through the CLI's own entry point, as :func:`agentopt` runs it
+    in a child: same exit code, stdout and stderr, without paying the CLI's imports (seconds) again.
+
+    For argument, input and query cases. Exit codes on signals, Ctrl-C and locks held by other processes
+    need a real process: :func:`agentopt`. typer's ``CliRunner`` swaps the standard streams and the
+    environment; the signal handlers a command installs are put back afterwards.
+    """
+    from typer.testing import CliRunner
+
+    from agentopt.optimizer.cli import main
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    argv = sys.argv
+    code: int = 0
+    with CliRunner().isolation(env=env) as (stdout, stderr, _), chdir(cwd or Path.cwd()):
+        sys.argv = ["agentopt", *args]
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        finally:
+            sys.argv = argv
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        out, error = stdout.getvalue().decode(), stderr.getvalue().decode()
+    return subprocess.CompletedProcess(["agentopt", *args], code, out, error)
 
 
 def raw_bytes(paths: list[Path]) -> bytes:
