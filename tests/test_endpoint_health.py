@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 from fakes import FakeEndpoint, task_aware_responder
-from processes import agentopt, stored_results, wait_until
+from processes import agentopt, cli, stored_results, wait_until
 from test_campaign import config
 
 from agentopt.agents.budget import Price, RoleBudget, Spend
@@ -272,7 +272,7 @@ def test_both_endpoints_down_past_the_limit_stop_the_campaign_and_resume_finishe
         campaign = archive.campaign(stopped.campaign_id)
         assert campaign.status == "stopped" and campaign.summary["stopped_by"] == "endpoint_down"
         assert _errors(db) == 0
-        status = json.loads(agentopt("status", stopped.campaign_id, "--db", str(db), "--json").stdout)
+        status = json.loads(cli("status", stopped.campaign_id, "--db", str(db), "--json").stdout)
         assert status["stopped_by"] == "endpoint_down" and "no endpoint of role" in status["stop_detail"]
         assert status["errors"] == 0 and not any(h["up"] for h in status["endpoints"]["endpoints"].values())
         assert all(h["down_for_s"] >= 3.0 for h in status["endpoints"]["endpoints"].values()), \
