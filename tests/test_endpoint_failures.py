@@ -4,7 +4,10 @@ campaign that reports the seed; what cannot change on retry is sent once; a time
 sent at most ``max_attempts`` times; ``Retry-After`` is honoured; every attempt the endpoint received
 is on the gate's ledger; lost proposals are counted where errors are shown.
 
-Against fake OpenAI-compatible servers on loopback (control flow only).
+Against fake OpenAI-compatible servers on loopback (control flow only). The CLI's campaigns against
+them run its entry point in this process (:func:`processes.cli`), as the exit code does not depend on
+a separate process; the real model's refusals go through the installed ``agentopt``, which starts
+the model servers and shows the exit code a shell sees.
 """
 
 import json
@@ -18,7 +21,7 @@ import httpx
 import openai
 import pytest
 from fakes import FakeEndpoint, task_aware_responder
-from processes import agentopt
+from processes import agentopt, cli
 from test_campaign import config
 
 from agentopt.agents.budget import Spend, estimate_prompt_tokens
@@ -65,7 +68,6 @@ def _stopped(cfg: dict[str, Any], db: Path) -> CampaignStopped:
 
 # --- campaigns against endpoints that fail every call -------------------------------------------------
 
-@pytest.mark.slow
 def test_a_401_on_every_completion_stops_the_campaign_with_a_non_zero_exit(tmp_path: Path,
                                                                           echo_task_file: Path) -> None:
     endpoint = FakeEndpoint(lambda body: UNAUTHORIZED)  # while /v1/models answers, so the start-up check passes
@@ -75,7 +77,7 @@ def test_a_401_on_every_completion_stops_the_campaign_with_a_non_zero_exit(tmp_p
     path, db = tmp_path / "campaign.yaml", tmp_path / "a.db"
     path.write_text(json.dumps(data))
     try:
-        run = agentopt("run", str(path), "--db", str(db), "--quiet", timeout=120)
+        run = cli("run", str(path), "--db", str(db), "--quiet")
     finally:
         endpoint.close()
     assert run.returncode == 2, run.stdout + run.stderr
@@ -127,7 +129,6 @@ def test_replies_slower_than_the_timeout_are_sent_at_most_max_attempts_times(tmp
     assert state == "stopped" and results == errors >= 4
 
 
-@pytest.mark.slow
 def test_lost_proposals_are_counted_in_progress_status_and_the_report(tmp_path: Path, echo_task_file: Path) -> None:
     refused: list[int] = []
 
@@ -157,7 +158,7 @@ def test_lost_proposals_are_counted_in_progress_status_and_the_report(tmp_path: 
     assert any(f"{lost} proposer calls failed for good" in note and "403" in note for note in report.notes)
     current = status(archive, report.campaign_id)
     assert current.proposals_lost == lost and current.as_dict()["proposals_lost"] == lost
-    shown = agentopt("status", report.campaign_id, "--db", str(tmp_path / "a.db"))
+    shown = cli("status", report.campaign_id, "--db", str(tmp_path / "a.db"))
     assert f"{lost} proposals lost to proposer errors" in " ".join(shown.stdout.split()), shown.stdout + shown.stderr
 
 

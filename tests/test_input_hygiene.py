@@ -1,5 +1,10 @@
 """Bad input through the real CLI: every case is one ``error:`` line naming the file (and line), exit
-code 2, and nothing written: no archive created or touched, no output folder made or left half-made."""
+code 2, and nothing written: no archive created or touched, no output folder made or left half-made.
+
+The cases run the CLI's own entry point in this process (:func:`processes.cli`): a refusal depends on
+nothing a separate process would change, and each child would pay seconds of imports. One case goes
+through the installed ``agentopt`` in a child as well, so the exit code a shell sees is checked too.
+"""
 
 import os
 import sqlite3
@@ -12,10 +17,8 @@ from typing import Any
 
 import pytest
 from fakes import FakeEndpoint
-from processes import agentopt
+from processes import agentopt, cli
 from test_export import archived, first_word
-
-pytestmark = pytest.mark.slow
 
 MORE_JSONL = b'{"input": "f", "target": "g"}\n{"input": "h", "target": "i"}\n'  # enough rows but for the bad one
 TASK_FILES: dict[str, tuple[bytes, str]] = {
@@ -75,13 +78,13 @@ def test_bad_task_file_names_its_line_and_creates_no_archive(tmp_path: Path, nam
     (tmp_path / name).write_bytes(content)
     (tmp_path / "c.yaml").write_text(f"tasks: [{name}]\n")
     with nothing_written(tmp_path):
-        assert_refused(agentopt("run", "c.yaml", "--db", "new.db", cwd=tmp_path), "c.yaml: ", message)
+        assert_refused(cli("run", "c.yaml", "--db", "new.db", cwd=tmp_path), "c.yaml: ", message)
 
 
 def test_csv_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
     (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfinput,target\nalpha,A\nbeta,B\ngamma,C\ndelta,D\n")
     (tmp_path / "c.yaml").write_text("tasks: [bom.csv]\n")
-    done = agentopt("run", "c.yaml", "--dry-run", cwd=tmp_path)
+    done = cli("run", "c.yaml", "--dry-run", cwd=tmp_path)
     assert done.returncode == 0 and "Dry run" in done.stdout, done.stderr
 
 
@@ -93,7 +96,7 @@ def test_csv_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
 def test_base_url_must_be_an_http_url(tmp_path: Path, role: str, message: str) -> None:
     (tmp_path / "c.yaml").write_text(f"tasks: [antonyms]\nmodels: {{task: {role}}}\n")
     with nothing_written(tmp_path):
-        assert_refused(agentopt("run", "c.yaml", "--db", "new.db", cwd=tmp_path), "c.yaml: ", message)
+        assert_refused(cli("run", "c.yaml", "--db", "new.db", cwd=tmp_path), "c.yaml: ", message)
 
 
 def test_huge_config_is_refused_at_once(tmp_path: Path) -> None:
@@ -102,12 +105,20 @@ def test_huge_config_is_refused_at_once(tmp_path: Path) -> None:
     assert (tmp_path / "big.yaml").stat().st_size > 14_000_000
     with nothing_written(tmp_path):
         started = time.monotonic()
-        done = agentopt("run", "big.yaml", "--db", "new.db", cwd=tmp_path)
+        done = cli("run", "big.yaml", "--db", "new.db", cwd=tmp_path)
         assert time.monotonic() - started < 20, "refused from the file size, before parsing"
     assert_refused(done, "big.yaml: 13.", "MiB is more than a config may be (1 MiB)")
 
 
 def test_config_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_bytes(b"tasks: [antonyms]\nname: caf\xe9\n")
+    with nothing_written(tmp_path):
+        assert_refused(cli("run", "c.yaml", cwd=tmp_path), "c.yaml:2: not UTF-8 text (byte 0xe9)")
+
+
+@pytest.mark.slow
+def test_a_refusal_exits_2_from_the_installed_command(tmp_path: Path) -> None:
+    """The exit code a shell sees, through the console script in a child of its own."""
     (tmp_path / "c.yaml").write_bytes(b"tasks: [antonyms]\nname: caf\xe9\n")
     with nothing_written(tmp_path):
         assert_refused(agentopt("run", "c.yaml", cwd=tmp_path), "c.yaml:2: not UTF-8 text (byte 0xe9)")
@@ -136,7 +147,7 @@ def test_commands_on_an_existing_archive_refuse_what_is_not_one(tmp_path: Path, 
     make, message = NOT_ARCHIVES[name]
     make(tmp_path / name)
     with nothing_written(tmp_path):
-        assert_refused(agentopt(*command, "--db", name, cwd=tmp_path), f"{name} {message}")
+        assert_refused(cli(*command, "--db", name, cwd=tmp_path), f"{name} {message}")
 
 
 @pytest.mark.parametrize("name", ["folder.db", "text.db", "foreign.db"])
@@ -147,7 +158,7 @@ def test_run_refuses_an_archive_path_that_is_not_one_before_starting_anything(tm
     (tmp_path / "c.yaml").write_text("tasks: [antonyms]\nmodels:\n  task: {model: m, base_url: 'http://127.0.0.1:9/v1'}\n"
                                      "  proposer: {model: m, base_url: 'http://127.0.0.1:9/v1'}\n")
     with nothing_written(tmp_path):
-        assert_refused(agentopt("run", "c.yaml", "--db", name, cwd=tmp_path), f"{name} {message}")
+        assert_refused(cli("run", "c.yaml", "--db", name, cwd=tmp_path), f"{name} {message}")
 
 
 @pytest.fixture
@@ -183,7 +194,7 @@ def test_output_folder_that_cannot_be_written(tmp_path: Path, scored: tuple[Path
     pick, message = OUT_PATHS[where]
     out = pick(work)
     with nothing_written(work):
-        done = agentopt(command, str(candidate if command == "export" else campaign), "--out", str(out),
+        done = cli(command, str(candidate if command == "export" else campaign), "--out", str(out),
                         "--db", str(db))
     assert_refused(done, f"cannot write {out}: ", message)
     assert out.is_file() or not out.exists(), "no folder was made"
@@ -214,14 +225,14 @@ def test_bad_config_is_one_line_and_writes_nothing(tmp_path: Path, name: str) ->
     (tmp_path / "data" / "t.jsonl").write_text("")
     (tmp_path / "folder.jsonl").mkdir()
     with nothing_written(tmp_path):
-        assert_refused(agentopt("run", "c.yaml", "--db", "new.db", cwd=tmp_path), message)
+        assert_refused(cli("run", "c.yaml", "--db", "new.db", cwd=tmp_path), message)
 
 
 def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
     """A `<<` merge is how YAML shares settings: overriding a merged key is its point, not a duplicate."""
     (tmp_path / "c.yaml").write_text("tasks: [antonyms]\nmodels:\n  task: &m {model: local, max_tokens: 8}\n"
                                      "  proposer: {<<: *m, max_tokens: 16}\n")
-    done = agentopt("run", "c.yaml", "--dry-run", "--json", cwd=tmp_path)
+    done = cli("run", "c.yaml", "--dry-run", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 
@@ -233,4 +244,4 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
 def test_bad_sweep_file_is_one_line_and_writes_nothing(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "s.yaml").write_text(text)
     with nothing_written(tmp_path):
-        assert_refused(agentopt("sweep", "s.yaml", "--db", "new.db", cwd=tmp_path), message)
+        assert_refused(cli("sweep", "s.yaml", "--db", "new.db", cwd=tmp_path), message)

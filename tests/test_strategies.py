@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 import pytest
 from fakes import FakeEndpoint, demo_responder
-from processes import agentopt
+from processes import agentopt, cli
 from sqlalchemy import text
 from test_campaign import config
 
@@ -91,14 +91,21 @@ def test_portfolio_config_errors_are_one_line(tmp_path: Path, echo_task_file: Pa
         parse_config(bad)
 
 
-@pytest.mark.slow
 def test_strategies_command_lists_strategies_and_their_params() -> None:
-    listed = agentopt("strategies", "--json")
+    """In this process: listing depends on nothing a child would change, and a child pays seconds of imports."""
+    listed = cli("strategies", "--json")
     assert listed.returncode == 0
     assert {r["name"] for r in json.loads(listed.stdout)} == {"adas", "ape", "instinct", "opro", "optuna", "portfolio",
                                                              "random", "reflective", "symbolic"}
-    params = agentopt("strategies", "instinct", "--json")
+    params = cli("strategies", "instinct", "--json")
     assert {"queries", "n_init", "acquisition", "lam", "nu"} <= {r["param"] for r in json.loads(params.stdout)}
+    unknown = cli("strategies", "nope")
+    assert unknown.returncode == 2 and "unknown strategy 'nope'" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_an_unknown_strategy_exits_2_from_the_installed_command() -> None:
+    """The exit code a shell sees, through the console script in a child of its own."""
     unknown = agentopt("strategies", "nope")
     assert unknown.returncode == 2 and "unknown strategy 'nope'" in unknown.stderr
 
