@@ -3,15 +3,21 @@ pages, hostile text escaped, a database session that cannot write, the export do
 one-line errors. The real-model, real-browser test is in test_dashboard_local.py."""
 
 import io
+import os
 import socket
+import sqlite3
 import tarfile
 import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
-from fakes import FakeEndpoint
-from processes import agentopt
-from sqlalchemy import func, select
+from fakes import FakeEndpoint, task_aware_responder
+from processes import agentopt, cli
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
 from starlette.testclient import TestClient
 from test_campaign import config
 
@@ -22,6 +28,9 @@ from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.dashboard.app import create_app
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.ui import SilentReporter
+
+Campaigned = tuple[str, str, int, int]
+"""An archive's URL, its campaign, the campaign's best candidate and the hostile candidate added to it."""
 
 HOSTILE = ('<script>window.__pwned = 1; alert("script")</script> <img src=x onerror="window.__pwned = 2; '
            'alert(\'img\')"> <a href="javascript:window.__pwned = 3">click me</a>')
@@ -42,28 +51,124 @@ def add_hostile_candidate(archive: Archive, campaign_id: str, parent: int) -> in
     return candidate_id
 
 
-@pytest.fixture
-def archive_with_campaign(db_url: str, fake_endpoint: FakeEndpoint, echo_task_file: Path) -> tuple[str, str, int, int]:
-    archive = Archive(db_url)
-    [report] = run_campaigns(parse_config(config(echo_task_file, fake_endpoint.url)), archive, SilentReporter())
+@dataclass(frozen=True)
+class Reference:
+    kind: str
+    campaigned: Campaigned
+    pristine: str
+    """What copies are made from: for SQLite the reference file itself (read by the online backup), for
+    PostgreSQL a template database no test connects to (CREATE DATABASE ... TEMPLATE refuses a source
+    with open connections, and the tests read the reference through engines they leave open)."""
+
+
+REFERENCES = pytest.StashKey[dict[str, Reference]]()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """Every archive test runs on SQLite and on a real PostgreSQL server, as conftest's ``db_url`` has it;
+    a kind rather than a fresh URL, since these tests start from the reference campaign, not an empty archive."""
+    if request.param == "postgresql" and not os.environ.get("AGENTOPT_TEST_PG"):
+        pytest.skip("AGENTOPT_TEST_PG is not set (make test starts a PostgreSQL server and sets it)")
+    return str(request.param)
+
+
+def pg_admin() -> Engine:
+    return create_engine(os.environ["AGENTOPT_TEST_PG"], isolation_level="AUTOCOMMIT")
+
+
+def new_pg_database(template: str | None = None, prefix: str = "t") -> str:
+    """A new database on the test server, empty or a copy of ``template``; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
+    admin.dispose()
+    return make_url(os.environ["AGENTOPT_TEST_PG"]).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    admin = pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def build_reference(kind: str, workdir: Path, endpoint: FakeEndpoint, task: Path,
+                    pytest_config: pytest.Config) -> Reference:
+    """A finished campaign with a hostile candidate; its PostgreSQL databases are dropped when the session
+    ends (the tests leave read-only engines on it open, as a dashboard would: hence FORCE)."""
+    if kind == "sqlite":
+        url = f"sqlite:///{workdir / 'reference.db'}"
+    else:
+        url = new_pg_database(prefix="dashboard_ref")
+        pytest_config.add_cleanup(partial(drop_pg_database, url))
+    archive = Archive(url)
+    [report] = run_campaigns(parse_config(config(task, endpoint.url)), archive, SilentReporter())
     hostile = add_hostile_candidate(archive, report.campaign_id, report.best_candidate_id)
     archive.engine.dispose()
-    return db_url, report.campaign_id, report.best_candidate_id, hostile
+    campaigned = url, report.campaign_id, report.best_candidate_id, hostile
+    if kind == "sqlite":
+        return Reference(kind, campaigned, str(workdir / "reference.db"))
+    pristine = new_pg_database(template=make_url(url).database, prefix="dashboard_ref")
+    pytest_config.add_cleanup(partial(drop_pg_database, pristine))
+    return Reference(kind, campaigned, str(make_url(pristine).database))
 
 
 @pytest.fixture
-def client(archive_with_campaign: tuple[str, str, int, int]) -> TestClient:
-    return TestClient(create_app(Archive(archive_with_campaign[0], create=False, read_only=True)),
-                      base_url="http://127.0.0.1")
+def reference(db_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              fake_endpoint: FakeEndpoint, echo_task_file: Path) -> Reference:
+    """Run once a session per database kind, by the first test that asks, with its endpoint and task
+    file (a campaign takes seconds, and these tests used to run one each)."""
+    references = request.config.stash.setdefault(REFERENCES, {})
+    if db_kind not in references:
+        references[db_kind] = build_reference(db_kind, tmp_path_factory.mktemp("reference"), fake_endpoint,
+                                              echo_task_file, request.config)
+    return references[db_kind]
+
+
+@pytest.fixture
+def reference_campaign(reference: Reference) -> Campaigned:
+    """The reference campaign, shared by every test here: open it read-only (``create=False,
+    read_only=True``) and write nothing to it. A test that writes asks for :func:`campaign_copy`."""
+    return reference.campaigned
+
+
+@pytest.fixture
+def campaign_copy(reference: Reference, tmp_path: Path) -> Iterator[Campaigned]:
+    """This test's own copy of the reference campaign, to write to. SQLite's online backup reads a
+    consistent snapshot whatever other connections do, which a copy of the file's bytes would not."""
+    _, campaign_id, best, hostile = reference.campaigned
+    if reference.kind == "sqlite":
+        copy = tmp_path / "archive.db"
+        source, target = sqlite3.connect(reference.pristine), sqlite3.connect(copy)
+        with target:
+            source.backup(target)
+        source.close()
+        target.close()
+        yield f"sqlite:///{copy}", campaign_id, best, hostile
+        return
+    url = new_pg_database(template=reference.pristine)
+    try:
+        yield url, campaign_id, best, hostile
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture
+def client(reference_campaign: Campaigned) -> Iterator[TestClient]:
+    archive = Archive(reference_campaign[0], create=False, read_only=True)
+    yield TestClient(create_app(archive), base_url="http://127.0.0.1")
+    archive.engine.dispose()
 
 
 def test_every_page_answers_and_unknown_ids_are_404_pages(client: TestClient,
-                                                           archive_with_campaign: tuple[str, str, int, int]) -> None:
-    _, campaign_id, best, hostile = archive_with_campaign
+                                                           reference_campaign: Campaigned) -> None:
+    _, campaign_id, best, hostile = reference_campaign
     pages = {"/": "Campaigns", f"/campaigns/{campaign_id}": "What the search did",
              f"/campaigns/{campaign_id}?sort=val&desc=1&page=1": "Candidates", f"/candidates/{best}": "Lineage",
              f"/compare?a={best}&b={hostile}": "Where B does better", "/compare?task=echo": "test vs reference",
-             f"/?task=echo&strategy=ape&since=2020-01-01": campaign_id}
+             "/?task=echo&strategy=ape&since=2020-01-01": campaign_id}
     for url, marker in pages.items():
         page = client.get(url)
         assert page.status_code == 200 and marker in page.text, url
@@ -81,9 +186,8 @@ def test_every_page_answers_and_unknown_ids_are_404_pages(client: TestClient,
     assert client.get("/static/plotly.min.js").status_code == 200
 
 
-def test_hostile_text_is_inert_on_every_page(client: TestClient,
-                                             archive_with_campaign: tuple[str, str, int, int]) -> None:
-    _, campaign_id, best, hostile = archive_with_campaign
+def test_hostile_text_is_inert_on_every_page(client: TestClient, reference_campaign: Campaigned) -> None:
+    _, campaign_id, best, hostile = reference_campaign
     for url in (f"/candidates/{hostile}", f"/campaigns/{campaign_id}", f"/compare?a={best}&b={hostile}",
                 f"/candidates/{best}"):
         text = client.get(url).text
@@ -95,8 +199,8 @@ def test_hostile_text_is_inert_on_every_page(client: TestClient,
     assert "<script>" not in live and "\\u003cscript" not in live, "chart labels are escaped for plotly.js too"
 
 
-def test_the_dashboards_session_cannot_write(archive_with_campaign: tuple[str, str, int, int]) -> None:
-    url, campaign_id, _, _ = archive_with_campaign
+def test_the_dashboards_session_cannot_write(campaign_copy: Campaigned) -> None:
+    url, campaign_id, _, _ = campaign_copy
     writer = Archive(url)
     with writer.session() as s:
         before = s.scalar(select(func.count(Candidate.id)))
@@ -109,16 +213,28 @@ def test_the_dashboards_session_cannot_write(archive_with_campaign: tuple[str, s
     writer.engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def builtin_campaign(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
+    """A campaign on a built-in task, whose best candidate the dashboard exports; run once for both
+    database kinds' cases (it is SQLite in both), read-only by both."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('builtin') / 'builtin.db'}"
+    endpoint = FakeEndpoint(task_aware_responder)
+    try:
+        archive = Archive(url)
+        [report] = run_campaigns(parse_config(config(Path("singular_to_plural"), endpoint.url)), archive,
+                                 SilentReporter())
+        archive.engine.dispose()
+    finally:
+        endpoint.close()
+    return url, report.best_candidate_id
+
+
 def test_the_export_download_is_a_package_built_in_a_removed_temp_dir(
-        tmp_path: Path, fake_endpoint: FakeEndpoint, client: TestClient,
-        archive_with_campaign: tuple[str, str, int, int]) -> None:
-    _, _, on_file_task, _ = archive_with_campaign
+        client: TestClient, reference_campaign: Campaigned, builtin_campaign: tuple[str, int]) -> None:
+    _, _, on_file_task, _ = reference_campaign
     refused = client.get(f"/candidates/{on_file_task}/export")
     assert refused.status_code == 409 and "agentopt export" in refused.text, "a task file is not opened to export"
-    url = f"sqlite:///{tmp_path / 'builtin.db'}"
-    [report] = run_campaigns(parse_config(config(Path("singular_to_plural"), fake_endpoint.url)), Archive(url),
-                             SilentReporter())
-    best = report.best_candidate_id
+    url, best = builtin_campaign
     client = TestClient(create_app(Archive(url, create=False, read_only=True)), base_url="http://127.0.0.1")
     before = set(Path(tempfile.gettempdir()).glob("agentopt-dashboard-export-*"))
     download = client.get(f"/candidates/{best}/export")
@@ -130,12 +246,14 @@ def test_the_export_download_is_a_package_built_in_a_removed_temp_dir(
     assert set(Path(tempfile.gettempdir()).glob("agentopt-dashboard-export-*")) == before
 
 
-@pytest.mark.slow
 def test_dashboard_cli_errors_are_one_line(tmp_path: Path) -> None:
+    """The first case runs the installed command in its own process, for the exit code a shell sees; the
+    rest go through the same entry point in this process (``cli``), as nothing in them is about a process."""
     notes = tmp_path / "notes.txt"
     notes.write_text("not a database")
-    for args in (("--db", str(notes)), ("--db", str(tmp_path / "missing.db")), ("--port", "0")):
-        done = agentopt("dashboard", *args)
+    for run, args in ((agentopt, ("--db", str(notes))), (cli, ("--db", str(tmp_path / "missing.db"))),
+                      (cli, ("--port", "0"))):
+        done = run("dashboard", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     db = tmp_path / "a.db"
@@ -144,18 +262,18 @@ def test_dashboard_cli_errors_are_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = agentopt("dashboard", "--db", str(db), "--port", str(port))
+        done = cli("dashboard", "--db", str(db), "--port", str(port))
     assert done.returncode == 2 and done.stdout == "", done
     assert done.stderr.strip().splitlines() == [f"error: cannot serve on 127.0.0.1:{port}: Address already in use "
                                                 "(pick another with --port)"], "only the error, no 'serving' first"
-    help_text = agentopt("dashboard", "--help").stdout
+    help_text = cli("dashboard", "--help").stdout
     assert "ssh -L" in help_text and "127.0.0.1" in help_text
 
 
-def test_the_python_api_serves_the_same_app(archive_with_campaign: tuple[str, str, int, int]) -> None:
+def test_the_python_api_serves_the_same_app(reference_campaign: Campaigned) -> None:
     import agentopt
 
-    url, campaign_id, _, _ = archive_with_campaign
+    url, campaign_id, _, _ = reference_campaign
     page = TestClient(agentopt.dashboard_app(url), base_url="http://127.0.0.1").get(f"/campaigns/{campaign_id}")
     assert page.status_code == 200 and "What the search did" in page.text
 
@@ -203,8 +321,8 @@ def test_read_only_opening_changes_nothing_and_a_foreign_host_is_refused(tmp_pat
     assert guarded.get("/", headers={"host": "attacker.example"}).status_code == 400, "DNS rebinding"
 
 
-def test_query_edge_cases_are_400_or_404(client: TestClient, archive_with_campaign: tuple[str, str, int, int]) -> None:
-    _, campaign_id, best, _ = archive_with_campaign
+def test_query_edge_cases_are_400_or_404(client: TestClient, reference_campaign: Campaigned) -> None:
+    _, campaign_id, best, _ = reference_campaign
     assert client.get(f"/compare?a={best}").status_code == 400, "b is missing"
     assert client.get("/?page=²").status_code == 400 and client.get(f"/?page={2**70}").status_code == 400
     assert client.get(f"/candidates/{2**70}").status_code == 404

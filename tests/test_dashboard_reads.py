@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
-from test_dashboard import archive_with_campaign  # noqa: F401 - a fixture
+from test_dashboard import Campaigned, campaign_copy, db_kind, reference, reference_campaign  # noqa: F401 - fixtures
 
 from agentopt.archive.models import Campaign, Candidate, Evaluation, Note, Result
 from agentopt.archive.store import Archive
 from agentopt.optimizer.dashboard.app import create_app
 from agentopt.optimizer.report import write_report
 
-Campaigned = tuple[str, str, int, int]
 SECRET = "SECRET-ROW-7f3a"
 MB = 1_000_000
 PAGE_BYTES = 150_000  # a page showing 1 MB texts stays under this: they are clipped to a few KB each
@@ -46,8 +45,8 @@ def every_page(client: TestClient, campaign_id: str, candidate_ids: list[int]) -
 
 
 def test_pages_import_no_metric_and_open_no_task_file_the_archive_names(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, archive_with_campaign: Campaigned) -> None:  # noqa: F811
-    url, campaign_id, best, hostile = archive_with_campaign
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, campaign_copy: Campaigned) -> None:  # noqa: F811
+    url, campaign_id, best, hostile = campaign_copy
     marker = tmp_path / "imported.txt"
     (tmp_path / "evil_metric.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
                                              "def score(example, prediction):\n    return 1.0\n")
@@ -94,8 +93,8 @@ def damage(url: str, campaign_id: str, parent: int) -> dict[str, int]:
     return ids
 
 
-def test_a_damaged_record_costs_its_own_line_not_the_page(archive_with_campaign: Campaigned) -> None:  # noqa: F811
-    url, campaign_id, best, _ = archive_with_campaign
+def test_a_damaged_record_costs_its_own_line_not_the_page(campaign_copy: Campaigned) -> None:  # noqa: F811
+    url, campaign_id, best, _ = campaign_copy
     ids = damage(url, campaign_id, best)
     client = reader(url)
     every_page(client, campaign_id, [best, *ids.values()])
@@ -118,8 +117,8 @@ def test_a_damaged_record_costs_its_own_line_not_the_page(archive_with_campaign:
 
 
 def test_long_texts_are_clipped_with_the_whole_a_link_away(tmp_path: Path,
-                                                           archive_with_campaign: Campaigned) -> None:  # noqa: F811
-    url, campaign_id, best, _ = archive_with_campaign
+                                                           campaign_copy: Campaigned) -> None:  # noqa: F811
+    url, campaign_id, best, _ = campaign_copy
     answer, why, feedback = "a" * MB, "r" * MB, "f" * MB
     writer = Archive(url)
     with writer.session() as s:
@@ -153,18 +152,18 @@ def test_long_texts_are_clipped_with_the_whole_a_link_away(tmp_path: Path,
     assert index.stat().st_size < PAGE_BYTES, "the static report clips the top candidates' payloads too"
 
 
-def test_the_python_app_checks_the_host_as_the_cli_server_does(archive_with_campaign: Campaigned) -> None:  # noqa: F811
+def test_the_python_app_checks_the_host_as_the_cli_server_does(reference_campaign: Campaigned) -> None:  # noqa: F811
     import agentopt
 
-    app = agentopt.dashboard_app(archive_with_campaign[0])
+    app = agentopt.dashboard_app(reference_campaign[0])
     assert TestClient(app, base_url="http://127.0.0.1:8765").get("/").status_code == 200
     assert TestClient(app, base_url="http://localhost").get("/").status_code == 200
     assert TestClient(app, base_url="http://attacker.example").get("/").status_code == 400, "DNS rebinding"
 
 
 def test_the_static_report_carries_the_dashboards_csp(tmp_path: Path,
-                                                       archive_with_campaign: Campaigned) -> None:  # noqa: F811
-    url, campaign_id, _, _ = archive_with_campaign
+                                                       reference_campaign: Campaigned) -> None:  # noqa: F811
+    url, campaign_id, _, _ = reference_campaign
     index = write_report(Archive(url, create=False, read_only=True), campaign_id, tmp_path / "report").read_text()
     [meta] = [line for line in index.splitlines() if 'http-equiv="Content-Security-Policy"' in line]
     assert "script-src &#39;self&#39;" in meta and "object-src &#39;none&#39;" in meta

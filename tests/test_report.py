@@ -26,12 +26,23 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 ASSETS = ["index.html", "plotly.min.js", "dashboard.js", "dashboard.css"]
 
 
+@pytest.fixture(scope="module")
+def campaigns_run() -> dict[str, tuple[Path, str]]:
+    """The campaign the tests here report on, once run (by the first test that asks)."""
+    return {}
+
+
 @pytest.fixture
-def campaign(tmp_path: Path, fake_endpoint: FakeEndpoint, echo_task_file: Path) -> tuple[Path, str]:
-    db = tmp_path / "a.db"
-    [report] = run_campaigns(parse_config(config(echo_task_file, fake_endpoint.url)), Archive(database_url(str(db))),
-                             SilentReporter())
-    return db, report.campaign_id
+def campaign(campaigns_run: dict[str, tuple[Path, str]], tmp_path_factory: pytest.TempPathFactory,
+             fake_endpoint: FakeEndpoint, echo_task_file: Path) -> tuple[Path, str]:
+    """One campaign for the module, not one a test: a report only reads its archive."""
+    if "echo" not in campaigns_run:
+        db = tmp_path_factory.mktemp("report-campaign") / "a.db"
+        archive = Archive(database_url(str(db)))
+        [report] = run_campaigns(parse_config(config(echo_task_file, fake_endpoint.url)), archive, SilentReporter())
+        archive.engine.dispose()
+        campaigns_run["echo"] = db, report.campaign_id
+    return campaigns_run["echo"]
 
 
 def test_report_renders_in_headless_chromium(tmp_path: Path, campaign: tuple[Path, str]) -> None:
@@ -61,6 +72,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, campaign: tuple[Pat
 
 
 def test_report_of_an_unknown_campaign_is_a_one_line_error(tmp_path: Path, campaign: tuple[Path, str]) -> None:
+    """A real process: this file's one check of the exit code a shell sees (the render test runs in this one)."""
     db, _ = campaign
     done = agentopt("report", "nope", "--db", str(db), "--out", str(tmp_path / "r"))
     assert done.returncode == 2 and "no campaign 'nope'" in done.stderr and "Traceback" not in done.stderr
