@@ -1,25 +1,32 @@
 """Meta Agent Search with the real bundled model as meta agent and task model, on a tiny budget:
 seed code agents run in the sandbox through the parent's client, and whatever the 135M meta agent
 writes is either evaluated or kept as a failed generation with its reason. The winner is exported,
-installed into a fresh virtualenv and replays its recorded test answers, still in the sandbox."""
+installed into a fresh virtualenv and replays its recorded test answers, still in the sandbox.
+
+The campaign is a real ``agentopt run`` process (its exit code is the main path), but on the
+session's bundled-model server rather than two servers of its own: starting them cost more than
+the campaign (test_strategies_local keeps a CLI starting its own). The export after it runs in this
+process through the CLI's entry point, as nothing in it depends on being a separate process."""
 
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
-from processes import agentopt, assert_installed_and_replayed, install_exported
+from processes import agentopt, assert_installed_and_replayed, cli, install_exported
+from test_strategies_local import served_by
+
+from agentopt.agents.local_model import LocalModelServers
 
 pytestmark = pytest.mark.local_model
 
 
-def test_meta_agent_search_on_the_local_model(tmp_path: Path, local_model: Any) -> None:
+def test_meta_agent_search_on_the_local_model(tmp_path: Path, local_model: LocalModelServers) -> None:
     config = tmp_path / "adas.json"
     config.write_text(json.dumps({
-        "name": "adas-local", "tasks": ["gsm_symbolic"], "local_model": {"servers": 2},
-        "models": {"task": {"model": "local", "max_tokens": 48},
-                   "proposer": {"model": "local", "temperature": 0.7, "max_tokens": 200}},
+        "name": "adas-local", "tasks": ["gsm_symbolic"],
+        "models": {"task": served_by(local_model, max_tokens=48),
+                   "proposer": served_by(local_model, temperature=0.7, max_tokens=200)},
         "strategy": {"name": "adas", "params": {"generations": 1, "seeds": ["chain_of_thought", "step_back"],
                                                 "reflexions": 1, "debug_turns": 1, "debug_examples": 1,
                                                 "meta_max_tokens": 200}},
@@ -39,7 +46,7 @@ def test_meta_agent_search_on_the_local_model(tmp_path: Path, local_model: Any) 
     made = stats["proposals"] - sum(v for k, v in stats.items() if k.startswith("rejected:"))
     assert made >= 0 and stats.get("failed generations", 0) <= 1
     assert report["best_agent"]["kind"] == "code"
-    exported = agentopt("export", str(report["best_candidate_id"]), "--out", str(tmp_path / "pkg"), "--db", str(db))
+    exported = cli("export", str(report["best_candidate_id"]), "--out", str(tmp_path / "pkg"), "--db", str(db))
     assert exported.returncode == 0, exported.stderr
     assert "```python" in (tmp_path / "pkg" / "README.md").read_text()
     assert_installed_and_replayed(install_exported(tmp_path / "pkg", tmp_path / "installed",

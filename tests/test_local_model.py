@@ -1,4 +1,10 @@
-"""The bundled model's servers: they start, answer, and never outlive their owner."""
+"""The bundled model's servers: they start, answer, and never outlive their owner.
+
+Each test here that starts servers is about starting, stopping, killing or restarting them, so it
+starts its own; the KV-cache report only needs a bundled server and uses the session's. Campaigns
+whose servers get killed are real processes; the reference campaign and the resume, which only
+need the CLI to start its own server and finish, run in this process through the CLI's entry point
+(no second import of everything)."""
 
 import contextlib
 import json
@@ -13,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from processes import AGENTOPT, agentopt, pids_running, stored_results, wait_until
+from processes import AGENTOPT, cli, pids_running, stored_results, wait_until
 from test_end_to_end import TINY
 
 from agentopt.agents.errors import LLMUnavailable
@@ -169,7 +175,7 @@ def _kill(pids: set[int]) -> None:
 def test_a_server_killed_mid_campaign_is_restarted_and_changes_nothing(tmp_path: Path) -> None:
     config = tmp_path / "campaign.yaml"
     config.write_text(CAMPAIGN)
-    reference = agentopt("run", str(config), "--db", str(tmp_path / "reference.db"), "--json")
+    reference = cli("run", str(config), "--db", str(tmp_path / "reference.db"), "--json")
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     db = tmp_path / "killed.db"
@@ -218,19 +224,19 @@ def test_servers_that_keep_dying_stop_the_campaign_and_resume_finishes_it(tmp_pa
     _, errors = _scores(db)
     assert errors == 0, "time the servers were down is never stored as errors"
 
-    resumed = agentopt("resume", campaign_id, "--db", str(db), "--json")
+    resumed = cli("resume", campaign_id, "--db", str(db), "--json")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     with sqlite3.connect(db) as conn:
         assert conn.execute("select status from campaigns").fetchall() == [("finished",)]
 
 
-def test_the_bundled_server_reports_the_prompt_tokens_its_kv_cache_served() -> None:
+def test_the_bundled_server_reports_the_prompt_tokens_its_kv_cache_served(local_model: LocalModelServers) -> None:
     instruction = "You name the larger of two animals. Reply with the animal's name only, in one word. " * 3
-    with LocalModelServers(n_servers=1, threads=1) as servers:
-        llm = LLMClient(servers.endpoints, MemoryCache(), Sampling(max_tokens=4))
-        first, second = (llm.chat([{"role": "system", "content": instruction}, {"role": "user", "content": pair}])
-                         for pair in ("cat or whale?", "ant or horse?"))
-        other = llm.chat([{"role": "user", "content": "Name a colour."}])
+    llm = LLMClient(local_model.endpoints[:1], MemoryCache(), Sampling(max_tokens=4))  # one KV cache
+    llm.chat([{"role": "user", "content": "Say ok."}])  # the shared server's KV cache held any earlier test's prompt
+    first, second = (llm.chat([{"role": "system", "content": instruction}, {"role": "user", "content": pair}])
+                     for pair in ("cat or whale?", "ant or horse?"))
+    other = llm.chat([{"role": "user", "content": "Name a colour."}])
     assert second.cached_tokens >= 50, "the shared system prompt came from the KV cache"
     assert second.cached_tokens < second.prompt_tokens
     assert second.prompt_saved_s > 0.001, "72 tokens of a 135M model take milliseconds to evaluate, not microseconds"
