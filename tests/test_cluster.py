@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import AGENTOPT, agentopt, stored_results, wait_until
+from processes import AGENTOPT, agentopt, cli, stored_results, wait_until
 
 pytestmark = [pytest.mark.local_model, pytest.mark.cluster]
 
@@ -28,9 +28,10 @@ def _config(tmp_path: Path, **overrides: Any) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_node_cluster() -> Iterator[str]:
-    """A Ray head and a second node process, each with its own CPU, on this machine."""
+    """A Ray head and a second node process, each with its own CPU, on this machine: started once for
+    the module (about 12 s) and joined by each test's campaign, whose Ray job ends with its process."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -46,7 +47,7 @@ def test_campaign_on_a_two_node_cluster_spreads_evaluations_and_obeys_a_budget(
         tmp_path: Path, two_node_cluster: str) -> None:
     db = tmp_path / "a.db"
     config = _config(tmp_path, budget={"task": {"calls": 70}})
-    dry = agentopt("run", str(config), "--dry-run")
+    dry = cli("run", str(config), "--dry-run")
     assert dry.returncode == 0 and "calls ≤" in dry.stdout and not db.exists()
     done = agentopt("run", str(config), "--db", str(db), "--address", two_node_cluster, "--json", timeout=900)
     assert done.returncode == 0, done.stderr
@@ -134,7 +135,7 @@ def test_sweep_of_four_campaigns_on_a_two_node_cluster_overlaps_and_keeps_the_en
     assert len(spans) == 4 and max(starts) < min(ends), f"all 4 at once: each started before any finished: {spans}"
     assert len(nodes) >= 2, f"campaign drivers ran on more than one node: {nodes}"
     assert 0 < proxy.max_active <= 2, f"{proxy.max_active} requests at once on an endpoint limited to 2"
-    compared = agentopt("archive", "compare", "--sweep", report["sweep_id"], "--db", str(db), "--out",
+    compared = cli("archive", "compare", "--sweep", report["sweep_id"], "--db", str(db), "--out",
                         str(tmp_path / "cmp"))
     assert compared.returncode == 0, compared.stderr
     assert "Holm" in (tmp_path / "cmp" / "compare.md").read_text()

@@ -10,6 +10,7 @@ from agentopt.agents.local_model import SERVER_SCRIPT
 from processes import (
     agentopt,
     assert_installed_and_replayed,
+    cli,
     install_exported,
     interrupt_campaign,
     pids_running,
@@ -84,7 +85,7 @@ def test_export_installs_in_a_fresh_venv_and_replays(campaign: tuple[Path, list[
                                                       local_model: Any) -> None:
     tmp, [report] = campaign
     out = tmp / "pkg"
-    result = agentopt("export", str(report["best_candidate_id"]), "--out", str(out), "--db", str(tmp / "a.db"))
+    result = cli("export", str(report["best_candidate_id"]), "--out", str(out), "--db", str(tmp / "a.db"))
     assert result.returncode == 0, result.stderr
     card = (out / "README.md").read_text()
     assert "singular_to_plural" in card and "| test |" in card and "smollm2-135m-instruct" in card
@@ -94,6 +95,8 @@ def test_export_installs_in_a_fresh_venv_and_replays(campaign: tuple[Path, list[
 
 
 def test_archive_queries_and_dedup_on_the_real_campaign(campaign: tuple[Path, list[dict[str, Any]]]) -> None:
+    """The queries run in-process (the CLI's entry point, no import cost); the campaign, its re-run and
+    Ctrl-C are real processes."""
     tmp, [report] = campaign
     db, best = str(tmp / "a.db"), report["best_candidate_id"]
     stats = report["stats"]
@@ -109,13 +112,13 @@ def test_archive_queries_and_dedup_on_the_real_campaign(campaign: tuple[Path, li
             assert fh == hashes[twin] and cid not in evaluated, "a twin shares the fingerprint and is never evaluated"
     assert stats["full evaluations"] + stats["functional duplicates"] == len(rows)
     assert stats["functional dedup"] == "verify"
-    top = json.loads(agentopt("archive", "top", "--campaign", report["campaign_id"], "--json", "--db", db).stdout)
+    top = json.loads(cli("archive", "top", "--campaign", report["campaign_id"], "--json", "--db", db).stdout)
     assert top and all(r["tokens_mean"] > 0 for r in top), "real token footprints are stored"
-    front = json.loads(agentopt("archive", "pareto", "--campaign", report["campaign_id"], "--json", "--db", db).stdout)
+    front = json.loads(cli("archive", "pareto", "--campaign", report["campaign_id"], "--json", "--db", db).stdout)
     assert front and [r["tokens_mean"] for r in front] == sorted(r["tokens_mean"] for r in front)
-    lineage = json.loads(agentopt("archive", "lineage", str(best), "--format", "json", "--db", db).stdout)
+    lineage = json.loads(cli("archive", "lineage", str(best), "--format", "json", "--db", db).stdout)
     assert best in [n["id"] for n in lineage["nodes"]]
-    diff = json.loads(agentopt("archive", "diff", str(seed), str(best), "--json", "--db", db).stdout)
+    diff = json.loads(cli("archive", "diff", str(seed), str(best), "--json", "--db", db).stdout)
     assert diff["splits"]["test"]["shared_examples"] == 6
-    compared = json.loads(agentopt("archive", "compare", "--task", "singular_to_plural", "--json", "--db", db).stdout)
+    compared = json.loads(cli("archive", "compare", "--task", "singular_to_plural", "--json", "--db", db).stdout)
     assert report["campaign_id"] in [c["id"] for c in compared]
