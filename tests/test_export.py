@@ -1,7 +1,11 @@
 """``agentopt export`` for every agent kind, against the scripted endpoint: the package's files and
 card, no secret or local path inside, and the package's ``run`` / ``arun`` / Runnable / console
 command / regression check, run in a separate interpreter that only has the exported directory.
-(The fresh-virtualenv install against the real model is in the local-model tests of each kind.)"""
+(The fresh-virtualenv install against the real model is in the local-model tests of each kind.)
+
+``agentopt export`` runs in this process (:func:`processes.cli`): writing a package does not depend on
+being a separate process, and the package itself is still used from a separate interpreter. One
+refusal goes through a real ``agentopt`` process, for the exit code and one stderr line a shell sees."""
 
 import json
 import os
@@ -13,7 +17,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeEndpoint, embedding
-from processes import agentopt
+from processes import agentopt, cli
 
 from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.graph import GraphAgent, Node
@@ -100,7 +104,7 @@ print(json.dumps({{"run": agent.run("apple"), "arun": asyncio.run(agent.arun("ri
 def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_file: Path, kind: str) -> None:
     db, candidate = archived(tmp_path, endpoint, echo_task_file, kind)
     out = tmp_path / "pkg"
-    done = agentopt("export", str(candidate), "--out", str(out), "--db", str(db), env={"OPENAI_API_KEY": SECRET})
+    done = cli("export", str(candidate), "--out", str(out), "--db", str(db), env={"OPENAI_API_KEY": SECRET})
     assert done.returncode == 0, done.stderr
     package = f"agentopt_echo_{candidate}"
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
@@ -139,10 +143,10 @@ def test_export_every_kind(tmp_path: Path, endpoint: FakeEndpoint, echo_task_fil
     embedded = {r["model"] for r in endpoint.requests[calls_before:] if "input" in r}
     assert embedded == ({"fake-embedder"} if "embedding" in kind else set()), \
         "the selector ships with the agent: it embeds with the embedder it was optimised with"
-    cli = [sys.executable, "-c", f"import sys, {package}; sys.exit({package}.main())"]
-    assert subprocess.run([*cli, "tiger"], capture_output=True, text=True, env=env, timeout=120).stdout == "tiger\n"
-    assert subprocess.run([*cli, "--check"], capture_output=True, text=True, env=env, timeout=300).returncode == 0
-    down = subprocess.run([*cli, "tiger"], capture_output=True, text=True, timeout=120,
+    console = [sys.executable, "-c", f"import sys, {package}; sys.exit({package}.main())"]
+    assert subprocess.run([*console, "tiger"], capture_output=True, text=True, env=env, timeout=120).stdout == "tiger\n"
+    assert subprocess.run([*console, "--check"], capture_output=True, text=True, env=env, timeout=300).returncode == 0
+    down = subprocess.run([*console, "tiger"], capture_output=True, text=True, timeout=120,
                           env={**env, "AGENTOPT_BASE_URL": "http://127.0.0.1:9/v1"})
     assert down.returncode == 1 and down.stderr.startswith("error: ") and "Traceback" not in down.stderr
 
@@ -152,13 +156,13 @@ def test_export_refusals_are_one_line(tmp_path: Path, endpoint: FakeEndpoint, ec
     db, candidate = archived(tmp_path, endpoint, echo_task_file, "prompt")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    for args, message in [([str(candidate), "--out", str(tmp_path / "full")], "is not empty"),
-                          (["1", "--out", str(tmp_path / "x")], "no scored test or validation example"),
-                          (["999", "--out", str(tmp_path / "x")], "no candidate 999")]:
-        done = agentopt("export", *args, "--db", str(db))
+    for launch, args, message in [(cli, [str(candidate), "--out", str(tmp_path / "full")], "is not empty"),
+                                  (cli, ["1", "--out", str(tmp_path / "x")], "no scored test or validation example"),
+                                  (agentopt, ["999", "--out", str(tmp_path / "x")], "no candidate 999")]:
+        done = launch("export", *args, "--db", str(db))
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode != 0 and len(lines) == 1 and message in lines[0], done.stderr
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     echo_task_file.rename(tmp_path / "moved.jsonl")
-    done = agentopt("export", str(candidate), "--out", str(tmp_path / "y"), "--db", str(db))
+    done = cli("export", str(candidate), "--out", str(tmp_path / "y"), "--db", str(db))
     assert done.returncode != 0 and "Traceback" not in done.stderr and not (tmp_path / "y").exists()

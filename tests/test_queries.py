@@ -1,11 +1,23 @@
-"""Archive queries, through the Python API and the CLI's --json, on SQLite and PostgreSQL."""
+"""Archive queries, through the Python API and the CLI's --json, on SQLite and PostgreSQL.
+
+The CLI's queries run in this process (:func:`processes.cli`): reading an archive and printing it does
+not depend on being a separate process. One usage error still goes through a real ``agentopt``
+process, for the exit code and the one-line stderr a shell sees.
+"""
 
 import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import pytest
-from processes import agentopt
+from processes import agentopt, cli
+from sqlalchemy import create_engine, make_url, text
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.agents.graph import GraphAgent, Node
@@ -22,10 +34,8 @@ def score(archive: Archive, candidate: int, split: str, scores: list[float], tok
     archive.update_evaluation(candidate, split)
 
 
-@pytest.fixture
-def filled(db_url: str) -> dict[str, object]:
+def fill(archive: Archive) -> dict[str, Any]:
     """Two tasks; on antonyms a 21-deep chain of Monte Carlo variations and a campaign to compare."""
-    archive = Archive(db_url)
     ant = archive.create_campaign("first", "antonyms", "ape", {})
     chain = []
     for depth in range(21):
@@ -46,8 +56,97 @@ def filled(db_url: str) -> dict[str, object]:
     plural = archive.create_campaign("third", "plural", "ape", {})
     best_plural, _ = archive.add_candidate(plural, PromptAgent(instruction="Pluralise."), "ape")
     score(archive, best_plural, "val", [1.0] * 12, tokens=12)
-    return {"url": db_url, "archive": archive, "chain": chain, "ant": ant, "again": again, "plural": plural,
-            "other": other, "best_plural": best_plural}
+    return {"chain": chain, "ant": ant, "again": again, "plural": plural, "other": other, "best_plural": best_plural}
+
+
+def _pg_admin() -> Any:
+    """An autocommit engine on the test server, for creating and dropping databases."""
+    return create_engine(os.environ["AGENTOPT_TEST_PG"], isolation_level="AUTOCOMMIT")
+
+
+def _pg_url(name: str) -> str:
+    return make_url(os.environ["AGENTOPT_TEST_PG"]).set(database=name).render_as_string(hide_password=False)
+
+
+class References:
+    """One filled archive per backend for the whole module, built the first time a test asks for it.
+
+    Filling takes hundreds of writes; a copy of the result takes milliseconds. Built lazily per
+    backend rather than as a parametrized module fixture, so a shuffled test order cannot make pytest
+    tear a reference down and fill it again between tests of alternating backends."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def get(self, backend: str) -> tuple[str, dict[str, Any]]:
+        """The reference's URL (a file path for SQLite, a database name for PostgreSQL) and its ids."""
+        if backend not in self.built:
+            if backend == "sqlite":
+                where = str(self.root / "reference.db")
+                url = f"sqlite:///{where}"
+            else:
+                where = f"ref_{uuid.uuid4().hex[:12]}"
+                admin = _pg_admin()
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{where}"'))
+                admin.dispose()
+                url = _pg_url(where)
+            self.built[backend] = (where, {})  # dropped at the end even if filling fails
+            archive = Archive(url)
+            ids = fill(archive)
+            archive.engine.dispose()  # a PostgreSQL template must have no sessions; SQLite's WAL is folded in
+            self.built[backend] = (where, ids)
+        return self.built[backend]
+
+    def drop(self) -> None:
+        if "postgresql" in self.built:
+            admin = _pg_admin()
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.built["postgresql"][0]}" WITH (FORCE)'))
+            admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory) -> Iterator[References]:
+    refs = References(tmp_path_factory.mktemp("reference"))
+    yield refs
+    refs.drop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def filled(request: pytest.FixtureRequest, references: References, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A private copy of the module's reference archive (see :func:`fill`): tests add notes to it.
+
+    SQLite is copied with its backup API (a consistent snapshot, never a raw copy of the file);
+    PostgreSQL clones the reference as a template database. Skipped like ``db_url`` when no PostgreSQL
+    server is set."""
+    if request.param == "postgresql" and not os.environ.get("AGENTOPT_TEST_PG"):
+        pytest.skip("AGENTOPT_TEST_PG is not set (make test starts a PostgreSQL server and sets it)")
+    where, ids = references.get(request.param)
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'archive.db'}"
+        source, target = sqlite3.connect(where), sqlite3.connect(tmp_path / "archive.db")
+        try:
+            source.backup(target)
+        finally:
+            source.close()
+            target.close()
+    else:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        url = _pg_url(name)
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{where}"'))
+    archive = Archive(url)
+    try:
+        yield {"url": url, "archive": archive, **ids}
+    finally:
+        archive.engine.dispose()
+        if request.param == "postgresql":
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
 
 
 def test_top_k_with_filters(filled: dict) -> None:  # type: ignore[type-arg]
@@ -83,14 +182,14 @@ def test_lineage_of_a_depth_20_candidate_in_three_formats(filled: dict) -> None:
     assert graph.nodes[chain[0]]["strategy"] == "seed" and graph.nodes[chain[20]]["val_score"] == 1.0
     middle = queries.lineage(filled["archive"], chain[10], descendants=True)
     assert set(middle.nodes) == set(chain)
-    dot = agentopt("archive", "lineage", str(chain[20]), "--db", filled["url"])
+    dot = cli("archive", "lineage", str(chain[20]), "--db", filled["url"])
     assert dot.returncode == 0 and dot.stdout.startswith("digraph lineage {")
     assert dot.stdout.count("->") == 20 and f"{chain[19]} -> {chain[20]};" in dot.stdout
-    graphml = agentopt("archive", "lineage", str(chain[20]), "--format", "graphml", "--db", filled["url"])
+    graphml = cli("archive", "lineage", str(chain[20]), "--format", "graphml", "--db", filled["url"])
     assert len(nx.parse_graphml(graphml.stdout).edges) == 20
-    as_json = agentopt("archive", "lineage", str(chain[20]), "--format", "json", "--db", filled["url"])
+    as_json = cli("archive", "lineage", str(chain[20]), "--format", "json", "--db", filled["url"])
     assert len(nx.node_link_graph(json.loads(as_json.stdout), edges="edges").edges) == 20
-    unknown = agentopt("archive", "lineage", "999999", "--db", filled["url"])
+    unknown = cli("archive", "lineage", "999999", "--db", filled["url"])
     assert unknown.returncode == 2 and "no candidate 999999" in unknown.stderr
 
 
@@ -106,13 +205,13 @@ def test_diff_shows_payload_changes_and_paired_scores(filled: dict) -> None:  # 
     assert val.a is not None and val.a.candidate_id == chain[0] and val.b is not None and val.b.mean == 1.0
     test = result.splits["test"].paired
     assert test is not None and test.b_minus_a == pytest.approx(0.5) and test.b_minus_a_ci[0] <= 0.5 <= test.b_minus_a_ci[1]
-    cli = json.loads(agentopt("archive", "diff", str(chain[0]), str(chain[20]), "--json", "--db", filled["url"]).stdout)
-    assert cli == json.loads(json.dumps(result.as_dict()))
-    assert set(cli) == {"A", "B", "relation", "payload_changes", "splits"} and cli["A"] == chain[0]
-    assert set(cli["splits"]["val"]) == {"A", "B", "shared_examples", "b_minus_a", "b_minus_a_ci", "b_better",
-                                         "a_better"} and cli["splits"]["val"]["b_better"] == 10
-    assert cli["splits"]["val"]["A"]["n"] == 10 and isinstance(cli["splits"]["test"]["b_minus_a_ci"], list)
-    text = agentopt("archive", "diff", str(chain[0]), str(chain[20]), "--db", filled["url"])
+    reported = json.loads(cli("archive", "diff", str(chain[0]), str(chain[20]), "--json", "--db", filled["url"]).stdout)
+    assert reported == json.loads(json.dumps(result.as_dict()))
+    assert set(reported) == {"A", "B", "relation", "payload_changes", "splits"} and reported["A"] == chain[0]
+    assert set(reported["splits"]["val"]) == {"A", "B", "shared_examples", "b_minus_a", "b_minus_a_ci", "b_better",
+                                              "a_better"} and reported["splits"]["val"]["b_better"] == 10
+    assert reported["splits"]["val"]["A"]["n"] == 10 and isinstance(reported["splits"]["test"]["b_minus_a_ci"], list)
+    text = cli("archive", "diff", str(chain[0]), str(chain[20]), "--db", filled["url"])
     assert text.returncode == 0 and "version 20" in text.stdout
 
 
@@ -134,22 +233,22 @@ def test_campaigns_and_comparing_campaigns_on_one_task(filled: dict) -> None:  #
     assert second.test_vs_reference is not None and second.test_vs_reference.reference == filled["ant"]
     assert second.test_vs_reference.delta == pytest.approx(-0.5) and second.test_vs_reference.shared_examples == 4
     assert next(r for r in compared if r.name == "first").test_vs_reference is None, "the reference itself"
-    cli = json.loads(agentopt("archive", "compare", "--task", "antonyms", "--json", "--db", filled["url"]).stdout)
-    assert [r["name"] for r in cli] == ["second", "first"]
-    assert cli == json.loads(json.dumps([r.as_dict() for r in compared]))
-    assert list(cli[0])[-1] == "test_vs_reference" and set(cli[0]["test_vs_reference"]) == {
+    reported = json.loads(cli("archive", "compare", "--task", "antonyms", "--json", "--db", filled["url"]).stdout)
+    assert [r["name"] for r in reported] == ["second", "first"]
+    assert reported == json.loads(json.dumps([r.as_dict() for r in compared]))
+    assert list(reported[0])[-1] == "test_vs_reference" and set(reported[0]["test_vs_reference"]) == {
         "reference", "delta", "ci", "shared_examples"}
-    mixed = agentopt("archive", "compare", filled["ant"], filled["plural"], "--db", filled["url"])
+    mixed = cli("archive", "compare", filled["ant"], filled["plural"], "--db", filled["url"])
     assert mixed.returncode == 2 and "of one task" in mixed.stderr
-    listed = agentopt("archive", "campaigns", "--task", "plural", "--json", "--db", filled["url"])
+    listed = cli("archive", "campaigns", "--task", "plural", "--json", "--db", filled["url"])
     assert [r["name"] for r in json.loads(listed.stdout)] == ["third"]
 
 
 @pytest.mark.slow
 def test_top_and_pareto_cli_json(filled: dict) -> None:  # type: ignore[type-arg]
-    top = agentopt("archive", "top", "-k", "2", "--task", "antonyms", "--strategy", "ape", "--json", "--db", filled["url"])
+    top = cli("archive", "top", "-k", "2", "--task", "antonyms", "--strategy", "ape", "--json", "--db", filled["url"])
     assert [r["candidate_id"] for r in json.loads(top.stdout)] == [filled["chain"][20], filled["chain"][18]]
-    front = agentopt("archive", "pareto", "--task", "antonyms", "--usd-per-1m-tokens", "0.5", "--json", "--db", filled["url"])
+    front = cli("archive", "pareto", "--task", "antonyms", "--usd-per-1m-tokens", "0.5", "--json", "--db", filled["url"])
     rows = json.loads(front.stdout)
     assert rows[0]["usd_per_1k_examples"] == pytest.approx(rows[0]["tokens_mean"] * 0.5 / 1000)
     bad = agentopt("archive", "top", "--since", "yesterday", "--db", filled["url"])
@@ -193,7 +292,7 @@ def test_show_and_progress_records_keep_their_json_shape(filled: dict) -> None: 
     assert record.parents == (chain[19],) and record.evaluations["test"].n == 4 and record.task == "antonyms"
     assert [n.kind for n in record.notes] == ["loss"] and len(record.results) == 14
     assert record.results[0] == queries.ResultRecord("val", "val-0", "out", 1.0, None, None, None)
-    shown = json.loads(agentopt("archive", "show", str(chain[20]), "--json", "--db", filled["url"]).stdout)
+    shown = json.loads(cli("archive", "show", str(chain[20]), "--json", "--db", filled["url"]).stdout)
     assert shown == json.loads(json.dumps(record.as_dict()))
     assert shown["notes"] == [{"kind": "loss", "data": {"text": "too literal"}}] and shown["parents"] == [chain[19]]
     assert set(shown["results"][0]) == {"split", "example_id", "output", "score", "feedback", "error", "trace"}

@@ -3,6 +3,12 @@
 The reference is the same campaign run without interruption against an identical scripted
 endpoint: the killed-and-resumed archive must hold exactly its candidates and results, and every
 request the endpoint saw twice must be one whose answer had not been stored before the kill.
+
+The status queries, the refusal to resume a campaign whose heartbeat is fresh and the resume of a
+finished campaign run in this process (:func:`processes.cli`): they only read the archive, and the
+first two must land within the 30 s the killed driver's last heartbeat stays fresh, which a loaded
+machine's two CLI start-ups (seconds each) could use up. The campaign and the forced resume on Ray
+are real ``agentopt`` processes, the resume's exit code included.
 """
 
 import json
@@ -15,7 +21,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeEndpoint, identity, task_aware_responder
-from processes import AGENTOPT, agentopt, stored_results, wait_until
+from processes import AGENTOPT, agentopt, cli, stored_results, wait_until
 from test_campaign import config
 
 from agentopt.archive.store import Archive, database_url
@@ -80,9 +86,9 @@ def test_sigkill_of_the_driver_then_resume_loses_nothing_and_pays_nothing_twice(
         paid_before_kill = _cached_identities(db)
         campaign = _campaign_id(db)
 
-        refused = agentopt("resume", campaign, "--db", str(db))
+        refused = cli("resume", campaign, "--db", str(db))
         assert refused.returncode == 2 and "is being run by a live process" in refused.stderr
-        status = agentopt("status", campaign, "--db", str(db), "--json")
+        status = cli("status", campaign, "--db", str(db), "--json")
         assert json.loads(status.stdout)["status"].startswith("running (heartbeat")
 
         resumed = agentopt("resume", campaign, "--db", str(db), "--force", "--quiet", timeout=600)
@@ -98,10 +104,10 @@ def test_sigkill_of_the_driver_then_resume_loses_nothing_and_pays_nothing_twice(
     assert set(seen) == ref_requests
     assert not repeated & paid_before_kill, "no call whose answer was stored before the kill was made again"
     assert len(repeated) <= RAY["workers"] * RAY["concurrency"] + 2, "only calls in flight at the kill repeat"
-    report: dict[str, Any] = json.loads(agentopt("status", campaign, "--db", str(db), "--json").stdout)
+    report: dict[str, Any] = json.loads(cli("status", campaign, "--db", str(db), "--json").stdout)
     assert report["status"] == "finished"
     assert report["spend"]["task"]["calls"] + report["spend"]["proposer"]["calls"] == len(set(seen))
-    again = agentopt("resume", campaign, "--db", str(db))
+    again = cli("resume", campaign, "--db", str(db))
     assert again.returncode == 0 and "already finished" in again.stdout
 
 

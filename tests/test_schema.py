@@ -1,5 +1,11 @@
 """Schema migrations and the one-line refusals: older, legacy and newer schemas, locked files; and
-Optuna studies sharing the archive's database (each keeps its Alembic revision in its own table)."""
+Optuna studies sharing the archive's database (each keeps its Alembic revision in its own table).
+
+``agentopt archive upgrade`` and the refusals run in this process (:func:`processes.cli`): migrating
+and refusing do not depend on being a separate process. A real ``agentopt`` process still gives the
+refusal of an older archive (its exit code and single stderr line) and meets a lock that another
+process holds.
+"""
 
 import os
 import signal
@@ -13,7 +19,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.command import downgrade
 from alembic.runtime.migration import MigrationContext
-from processes import agentopt
+from processes import agentopt, cli
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from agentopt.archive import schema
@@ -60,14 +66,14 @@ def test_older_archive_is_refused_then_upgraded_with_every_row(db_url: str, lega
     refused = agentopt("archive", "top", "--db", db_url)
     assert refused.returncode == 2 and "agentopt archive upgrade" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
-    done = agentopt("archive", "upgrade", "--db", db_url)
+    done = cli("archive", "upgrade", "--db", db_url)
     assert done.returncode == 0, done.stderr
     assert f"to schema revision {schema.head_revision()}" in done.stdout
     archive = Archive(db_url)
     [result] = archive.results(1)
     assert (result.output, result.score, result.footprint_tokens) == ("cold", 1.0, 32), "old tokens carried over"
     assert archive.candidate(1).payload["instruction"] == "Hi." and archive.candidate(1).twin_id is None
-    again = agentopt("archive", "upgrade", "--db", db_url)
+    again = cli("archive", "upgrade", "--db", db_url)
     assert again.returncode == 0 and "already at" in again.stdout
 
 
@@ -81,7 +87,7 @@ def upgraded_from(db_url: str, revision: str, row: str) -> tuple[Engine, Archive
         conn.execute(text(row))
     with pytest.raises(schema.SchemaError, match=f"revision {revision}, .* run `agentopt archive upgrade"):
         Archive(db_url)
-    done = agentopt("archive", "upgrade", "--db", db_url)
+    done = cli("archive", "upgrade", "--db", db_url)
     assert done.returncode == 0 and f"upgraded from {revision} to" in done.stdout, done.stderr
     return engine, Archive(db_url)
 
@@ -156,7 +162,7 @@ def test_newer_archive_is_refused_and_left_untouched(db_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE {schema.VERSION_TABLE} SET version_num = '9999'"))
     for command in (["archive", "top"], ["archive", "upgrade"]):
-        refused = agentopt(*command, "--db", db_url)
+        refused = cli(*command, "--db", db_url)
         assert refused.returncode == 2, refused.stderr
         assert "newer than this agentopt" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     with engine.connect() as conn:
@@ -175,7 +181,7 @@ def test_previous_release_archive_is_refused_then_moved_to_its_own_version_table
         conn.execute(text(f"DROP TABLE {schema.VERSION_TABLE}"))
     with pytest.raises(schema.SchemaError, match="revision 0003, .* run `agentopt archive upgrade"):
         Archive(db_url)
-    done = agentopt("archive", "upgrade", "--db", db_url)
+    done = cli("archive", "upgrade", "--db", db_url)
     assert done.returncode == 0 and "upgraded from 0003 to" in done.stdout, done.stderr
     assert Archive(db_url).campaign("c1").name == "old"
     assert not inspect(engine).has_table("alembic_version")
@@ -193,7 +199,7 @@ def test_optuna_studies_share_the_archive_database(db_url: str, archive_first: b
     archive = Archive(db_url)
     assert schema.state(archive.engine).current == schema.head_revision()
     archive.create_campaign("c", "antonyms", "ape", {})
-    again = agentopt("archive", "upgrade", "--db", db_url)
+    again = cli("archive", "upgrade", "--db", db_url)
     assert again.returncode == 0 and "already at" in again.stdout, again.stderr
     assert len(optuna.load_study(study_name="s", storage=db_url).trials) == 3
 
@@ -214,7 +220,7 @@ def test_locked_sqlite_archive_is_one_line_and_loses_nothing(tmp_path: Path) -> 
         holder.close()
     assert blocked.returncode == 2
     assert "is locked by another process" in blocked.stderr and len(blocked.stderr.strip().splitlines()) == 1
-    assert agentopt("archive", "campaigns", "--db", str(db), "--json").returncode == 0
+    assert cli("archive", "campaigns", "--db", str(db), "--json").returncode == 0
 
 
 @pytest.mark.parametrize("url, message", [
@@ -226,7 +232,7 @@ def test_locked_sqlite_archive_is_one_line_and_loses_nothing(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_bad_database_urls_are_one_line(url: str, message: str) -> None:
     for command in (["archive", "campaigns"], ["archive", "upgrade"]):
-        result = agentopt(*command, "--db", url)
+        result = cli(*command, "--db", url)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 
@@ -256,7 +262,12 @@ def test_ctrl_c_while_a_new_archive_is_created_leaves_a_whole_archive(tmp_path: 
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ctrl-C that lands after SQLite created the file but before the schema is in used to leave a
     table-less file that every read command refused; the interrupt now waits the few milliseconds
-    until the archive is whole."""
+    until the archive is whole.
+
+    The test process gets the SIGINT handler every ``agentopt`` command installs (``stop_on_signals``):
+    the archive hands a deferred Ctrl-C to whatever handler was there before, and pytest started as a
+    background job of a script inherits SIGINT ignored, where the deferred Ctrl-C is rightly dropped
+    and nothing raises ("DID NOT RAISE KeyboardInterrupt" in a suite launched that way)."""
     real_ensure = schema.ensure
 
     def interrupted(engine: Engine, where: str, create: bool) -> None:
@@ -268,8 +279,12 @@ def test_ctrl_c_while_a_new_archive_is_created_leaves_a_whole_archive(tmp_path: 
 
     monkeypatch.setattr(schema, "ensure", interrupted)
     db = tmp_path / "a.db"
-    with pytest.raises(KeyboardInterrupt):
-        Archive(f"sqlite:///{db}")
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Archive(f"sqlite:///{db}")
+    finally:  # None: a handler set outside Python, which cannot be put back from here
+        signal.signal(signal.SIGINT, signal.SIG_DFL if inherited is None else inherited)
     monkeypatch.setattr(schema, "ensure", real_ensure)
     assert checked_url(str(db)) == f"sqlite:///{db}", "read commands accept it"
     reopened = Archive(f"sqlite:///{db}", create=False)

@@ -1,5 +1,10 @@
 """Sweeps: a matrix of campaigns run at once on Ray, sharing the gate's limits and one archive;
-resumable after the driver is killed; bad matrices refused before anything runs."""
+resumable after the driver is killed; bad matrices refused before anything runs.
+
+Bad matrices are refused in this process (:func:`processes.cli`): validating a file does not depend on
+being a separate process. Sweeps, their exit codes and the SIGKILLed driver use real ``agentopt``
+processes.
+"""
 
 import json
 import signal
@@ -10,7 +15,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeEndpoint, identity, task_aware_responder
-from processes import AGENTOPT, agentopt, wait_until
+from processes import AGENTOPT, agentopt, cli, wait_until
 from test_campaign import APE_SMALL
 from test_strategies import SMALL
 
@@ -167,7 +172,7 @@ def test_a_bad_matrix_is_one_line_before_anything_runs(tmp_path: Path, echo_task
                                                        matrix: dict[str, Any], message: str) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text(json.dumps({**sweep_data(echo_task_file, "http://127.0.0.1:9/v1"), "matrix": matrix}))
-    done = agentopt("sweep", str(path), "--db", str(tmp_path / "a.db"))
+    done = cli("sweep", str(path), "--db", str(tmp_path / "a.db"))
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "a.db").exists()
