@@ -6,7 +6,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-from test_queries import filled, score  # noqa: F401  (filled: a fixture)
+from test_queries import filled, references, score  # noqa: F401  (filled and the module reference it copies: fixtures)
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.agents.prompt import PromptAgent
