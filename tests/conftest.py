@@ -1,6 +1,5 @@
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from databases import KINDS, drop_archive, new_archive, skip_without_postgres  # noqa: E402
 from fakes import FakeEndpoint, task_aware_responder  # noqa: E402
 
 from agentopt.agents.local_model import LocalModelServers  # noqa: E402
@@ -37,36 +37,23 @@ def echo_task_file(tmp_path: Path) -> Path:
     return path
 
 
-def _fresh_pg_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the test server for one test, dropped afterwards."""
-    from sqlalchemy import create_engine, make_url, text
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty archive URL: every archive test runs on SQLite and on a real PostgreSQL server.
+@pytest.fixture(params=KINDS)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """Every archive test runs on SQLite and on a real PostgreSQL server.
 
     ``make test`` starts the server (tests/pg_server.sh) and sets AGENTOPT_TEST_PG; run bare,
     pytest skips the PostgreSQL half and says so.
     """
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'archive.db'}"
-        return
-    server = os.environ.get("AGENTOPT_TEST_PG")
-    if not server:
-        pytest.skip("AGENTOPT_TEST_PG is not set (make test starts a PostgreSQL server and sets it)")
-    yield from _fresh_pg_database(server)
+    skip_without_postgres(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
+    """An empty archive URL of each kind; a PostgreSQL database is dropped afterwards."""
+    url = new_archive(db_kind, tmp_path)
+    yield url
+    drop_archive(url)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

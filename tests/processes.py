@@ -47,7 +47,8 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) 
         finally:
             sys.argv = argv
             for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+                if handler is not None:  # None: installed outside Python, which signal.signal cannot put back
+                    signal.signal(sig, handler)
             sys.stdout.flush()
             sys.stderr.flush()
         out, error = stdout.getvalue().decode(), stderr.getvalue().decode()

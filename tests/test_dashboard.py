@@ -3,21 +3,19 @@ pages, hostile text escaped, a database session that cannot write, the export do
 one-line errors. The real-model, real-browser test is in test_dashboard_local.py."""
 
 import io
-import os
 import socket
-import sqlite3
 import tarfile
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import pytest
+from databases import copy_archive, drop_archive, new_archive
 from fakes import FakeEndpoint, task_aware_responder
 from processes import agentopt, cli
-from sqlalchemy import Engine, create_engine, func, make_url, select, text
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 from test_campaign import config
 
@@ -56,7 +54,7 @@ class Reference:
     kind: str
     campaigned: Campaigned
     pristine: str
-    """What copies are made from: for SQLite the reference file itself (read by the online backup), for
+    """The URL copies are made from: for SQLite the reference itself (read by the online backup), for
     PostgreSQL a template database no test connects to (CREATE DATABASE ... TEMPLATE refuses a source
     with open connections, and the tests read the reference through engines they leave open)."""
 
@@ -64,55 +62,22 @@ class Reference:
 REFERENCES = pytest.StashKey[dict[str, Reference]]()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_kind(request: pytest.FixtureRequest) -> str:
-    """Every archive test runs on SQLite and on a real PostgreSQL server, as conftest's ``db_url`` has it;
-    a kind rather than a fresh URL, since these tests start from the reference campaign, not an empty archive."""
-    if request.param == "postgresql" and not os.environ.get("AGENTOPT_TEST_PG"):
-        pytest.skip("AGENTOPT_TEST_PG is not set (make test starts a PostgreSQL server and sets it)")
-    return str(request.param)
-
-
-def pg_admin() -> Engine:
-    return create_engine(os.environ["AGENTOPT_TEST_PG"], isolation_level="AUTOCOMMIT")
-
-
-def new_pg_database(template: str | None = None, prefix: str = "t") -> str:
-    """A new database on the test server, empty or a copy of ``template``; its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = pg_admin()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
-    admin.dispose()
-    return make_url(os.environ["AGENTOPT_TEST_PG"]).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg_database(url: str) -> None:
-    admin = pg_admin()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def build_reference(kind: str, workdir: Path, endpoint: FakeEndpoint, task: Path,
                     pytest_config: pytest.Config) -> Reference:
     """A finished campaign with a hostile candidate; its PostgreSQL databases are dropped when the session
-    ends (the tests leave read-only engines on it open, as a dashboard would: hence FORCE)."""
-    if kind == "sqlite":
-        url = f"sqlite:///{workdir / 'reference.db'}"
-    else:
-        url = new_pg_database(prefix="dashboard_ref")
-        pytest_config.add_cleanup(partial(drop_pg_database, url))
+    ends (the tests leave read-only engines on it open, as a dashboard would)."""
+    url = new_archive(kind, workdir, prefix="dashboard_ref")
+    pytest_config.add_cleanup(partial(drop_archive, url))
     archive = Archive(url)
     [report] = run_campaigns(parse_config(config(task, endpoint.url)), archive, SilentReporter())
     hostile = add_hostile_candidate(archive, report.campaign_id, report.best_candidate_id)
     archive.engine.dispose()
     campaigned = url, report.campaign_id, report.best_candidate_id, hostile
     if kind == "sqlite":
-        return Reference(kind, campaigned, str(workdir / "reference.db"))
-    pristine = new_pg_database(template=make_url(url).database, prefix="dashboard_ref")
-    pytest_config.add_cleanup(partial(drop_pg_database, pristine))
-    return Reference(kind, campaigned, str(make_url(pristine).database))
+        return Reference(kind, campaigned, url)
+    pristine = copy_archive(url, workdir, prefix="dashboard_ref")
+    pytest_config.add_cleanup(partial(drop_archive, pristine))
+    return Reference(kind, campaigned, pristine)
 
 
 @pytest.fixture
@@ -139,20 +104,11 @@ def campaign_copy(reference: Reference, tmp_path: Path) -> Iterator[Campaigned]:
     """This test's own copy of the reference campaign, to write to. SQLite's online backup reads a
     consistent snapshot whatever other connections do, which a copy of the file's bytes would not."""
     _, campaign_id, best, hostile = reference.campaigned
-    if reference.kind == "sqlite":
-        copy = tmp_path / "archive.db"
-        source, target = sqlite3.connect(reference.pristine), sqlite3.connect(copy)
-        with target:
-            source.backup(target)
-        source.close()
-        target.close()
-        yield f"sqlite:///{copy}", campaign_id, best, hostile
-        return
-    url = new_pg_database(template=reference.pristine)
+    url = copy_archive(reference.pristine, tmp_path)
     try:
         yield url, campaign_id, best, hostile
     finally:
-        drop_pg_database(url)
+        drop_archive(url)
 
 
 @pytest.fixture

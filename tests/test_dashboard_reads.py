@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
-from test_dashboard import Campaigned, campaign_copy, db_kind, reference, reference_campaign  # noqa: F401 - fixtures
+from test_dashboard import Campaigned, campaign_copy, reference, reference_campaign  # noqa: F401 - fixtures
 
 from agentopt.archive.models import Campaign, Candidate, Evaluation, Note, Result
 from agentopt.archive.store import Archive

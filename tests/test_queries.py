@@ -6,9 +6,6 @@ process, for the exit code and the one-line stderr a shell sees.
 """
 
 import json
-import os
-import sqlite3
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +13,8 @@ from typing import Any
 
 import networkx as nx
 import pytest
+from databases import copy_archive, drop_archive, new_archive
 from processes import agentopt, cli
-from sqlalchemy import create_engine, make_url, text
 
 from agentopt.agents.errors import ArchiveError
 from agentopt.agents.graph import GraphAgent, Node
@@ -59,15 +56,6 @@ def fill(archive: Archive) -> dict[str, Any]:
     return {"chain": chain, "ant": ant, "again": again, "plural": plural, "other": other, "best_plural": best_plural}
 
 
-def _pg_admin() -> Any:
-    """An autocommit engine on the test server, for creating and dropping databases."""
-    return create_engine(os.environ["AGENTOPT_TEST_PG"], isolation_level="AUTOCOMMIT")
-
-
-def _pg_url(name: str) -> str:
-    return make_url(os.environ["AGENTOPT_TEST_PG"]).set(database=name).render_as_string(hide_password=False)
-
-
 class References:
     """One filled archive per backend for the whole module, built the first time a test asks for it.
 
@@ -79,32 +67,20 @@ class References:
         self.root = root
         self.built: dict[str, tuple[str, dict[str, Any]]] = {}
 
-    def get(self, backend: str) -> tuple[str, dict[str, Any]]:
-        """The reference's URL (a file path for SQLite, a database name for PostgreSQL) and its ids."""
-        if backend not in self.built:
-            if backend == "sqlite":
-                where = str(self.root / "reference.db")
-                url = f"sqlite:///{where}"
-            else:
-                where = f"ref_{uuid.uuid4().hex[:12]}"
-                admin = _pg_admin()
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{where}"'))
-                admin.dispose()
-                url = _pg_url(where)
-            self.built[backend] = (where, {})  # dropped at the end even if filling fails
+    def get(self, kind: str) -> tuple[str, dict[str, Any]]:
+        """The reference's URL and its ids."""
+        if kind not in self.built:
+            url = new_archive(kind, self.root, prefix="ref")
+            self.built[kind] = (url, {})  # dropped at the end even if filling fails
             archive = Archive(url)
             ids = fill(archive)
             archive.engine.dispose()  # a PostgreSQL template must have no sessions; SQLite's WAL is folded in
-            self.built[backend] = (where, ids)
-        return self.built[backend]
+            self.built[kind] = (url, ids)
+        return self.built[kind]
 
     def drop(self) -> None:
-        if "postgresql" in self.built:
-            admin = _pg_admin()
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.built["postgresql"][0]}" WITH (FORCE)'))
-            admin.dispose()
+        for url, _ in self.built.values():
+            drop_archive(url)
 
 
 @pytest.fixture(scope="module")
@@ -114,39 +90,17 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> Iterator[References]
     refs.drop()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def filled(request: pytest.FixtureRequest, references: References, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A private copy of the module's reference archive (see :func:`fill`): tests add notes to it.
-
-    SQLite is copied with its backup API (a consistent snapshot, never a raw copy of the file);
-    PostgreSQL clones the reference as a template database. Skipped like ``db_url`` when no PostgreSQL
-    server is set."""
-    if request.param == "postgresql" and not os.environ.get("AGENTOPT_TEST_PG"):
-        pytest.skip("AGENTOPT_TEST_PG is not set (make test starts a PostgreSQL server and sets it)")
-    where, ids = references.get(request.param)
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'archive.db'}"
-        source, target = sqlite3.connect(where), sqlite3.connect(tmp_path / "archive.db")
-        try:
-            source.backup(target)
-        finally:
-            source.close()
-            target.close()
-    else:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        url = _pg_url(name)
-        admin = _pg_admin()
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{where}"'))
+@pytest.fixture
+def filled(db_kind: str, references: References, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A private copy of the module's reference archive (see :func:`fill`): tests add notes to it."""
+    reference, ids = references.get(db_kind)
+    url = copy_archive(reference, tmp_path)
     archive = Archive(url)
     try:
         yield {"url": url, "archive": archive, **ids}
     finally:
         archive.engine.dispose()
-        if request.param == "postgresql":
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        drop_archive(url)
 
 
 def test_top_k_with_filters(filled: dict) -> None:  # type: ignore[type-arg]
@@ -174,7 +128,6 @@ def test_pareto_front_trades_score_against_tokens(filled: dict) -> None:  # type
         assert not any(f.tokens_mean > r.tokens_mean and f.mean < r.mean for f in front if f is not r) or r in front
 
 
-@pytest.mark.slow
 def test_lineage_of_a_depth_20_candidate_in_three_formats(filled: dict) -> None:  # type: ignore[type-arg]
     chain = filled["chain"]
     graph = queries.lineage(filled["archive"], chain[20])
@@ -193,7 +146,6 @@ def test_lineage_of_a_depth_20_candidate_in_three_formats(filled: dict) -> None:
     assert unknown.returncode == 2 and "no candidate 999999" in unknown.stderr
 
 
-@pytest.mark.slow
 def test_diff_shows_payload_changes_and_paired_scores(filled: dict) -> None:  # type: ignore[type-arg]
     chain = filled["chain"]
     result = queries.diff(filled["archive"], chain[0], chain[20])
@@ -215,7 +167,6 @@ def test_diff_shows_payload_changes_and_paired_scores(filled: dict) -> None:  # 
     assert text.returncode == 0 and "version 20" in text.stdout
 
 
-@pytest.mark.slow
 def test_campaigns_and_comparing_campaigns_on_one_task(filled: dict) -> None:  # type: ignore[type-arg]
     rows = queries.campaigns(filled["archive"])
     assert [r.name for r in rows] == ["third", "second", "first"]
@@ -244,7 +195,6 @@ def test_campaigns_and_comparing_campaigns_on_one_task(filled: dict) -> None:  #
     assert [r["name"] for r in json.loads(listed.stdout)] == ["third"]
 
 
-@pytest.mark.slow
 def test_top_and_pareto_cli_json(filled: dict) -> None:  # type: ignore[type-arg]
     top = cli("archive", "top", "-k", "2", "--task", "antonyms", "--strategy", "ape", "--json", "--db", filled["url"])
     assert [r["candidate_id"] for r in json.loads(top.stdout)] == [filled["chain"][20], filled["chain"][18]]

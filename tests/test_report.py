@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 from browser import FLAGS, chromium
 from fakes import FakeEndpoint
-from processes import agentopt
+from processes import agentopt, cli
 from test_campaign import config
-from typer.testing import CliRunner
 
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.cli import app
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.ui import SilentReporter
@@ -48,8 +46,8 @@ def campaign(campaigns_run: dict[str, tuple[Path, str]], tmp_path_factory: pytes
 def test_report_renders_in_headless_chromium(tmp_path: Path, campaign: tuple[Path, str]) -> None:
     db, campaign_id = campaign
     out = tmp_path / "report"
-    done = CliRunner().invoke(app, ["report", campaign_id, "--db", str(db), "--out", str(out)])
-    assert done.exit_code == 0, done.output
+    done = cli("report", campaign_id, "--db", str(db), "--out", str(out))
+    assert done.returncode == 0, done.stderr
     assert all((out / name).stat().st_size > 1000 for name in ASSETS)
     browser, profile = chromium(), tmp_path / "profile"
     common = [browser, *FLAGS, f"--user-data-dir={profile}", "--allow-file-access-from-files",

@@ -155,7 +155,6 @@ def test_revision_0008_archive_gains_sweep_driven_time_keeping_every_row(db_url:
     engine.dispose()
 
 
-@pytest.mark.slow
 def test_newer_archive_is_refused_and_left_untouched(db_url: str) -> None:
     old_archive(db_url)
     engine = create_engine(db_url)
@@ -190,7 +189,6 @@ def test_previous_release_archive_is_refused_then_moved_to_its_own_version_table
 
 
 @pytest.mark.parametrize("archive_first", [True, False], ids=["archive-first", "optuna-first"])
-@pytest.mark.slow
 def test_optuna_studies_share_the_archive_database(db_url: str, archive_first: bool) -> None:
     if archive_first:
         Archive(db_url).engine.dispose()
@@ -229,7 +227,6 @@ def test_locked_sqlite_archive_is_one_line_and_loses_nothing(tmp_path: Path) -> 
     ("postgresql+psycopg://agentopt@127.0.0.1:1/x", "Connection refused"),
     ("postgresql+psycopg2://agentopt@127.0.0.1/x", "use a postgresql+psycopg:// URL"),
 ])
-@pytest.mark.slow
 def test_bad_database_urls_are_one_line(url: str, message: str) -> None:
     for command in (["archive", "campaigns"], ["archive", "upgrade"]):
         result = cli(*command, "--db", url)

@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 from fakes import FakeEndpoint
+from processes import cli
 from test_campaign import config
-from typer.testing import CliRunner
 
 from agentopt.agents.errors import ConfigError
 from agentopt.agents.graph import GraphAgent
 from agentopt.agents.graph_edits import RemoveNode, apply_edit
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.cli import app
 from agentopt.optimizer.config import parse_config
 from agentopt.optimizer.runner import run_campaigns
 from agentopt.optimizer.strategies import language_grad as lg
@@ -76,8 +75,8 @@ def test_gradients_rewrite_the_prompt_and_refused_edits_are_recorded(tmp_path: P
     assert archive.notes(report.campaign_id, candidate_id=learned, kind="loss")
     [seed_id] = archive.parents(learned)
     assert archive.candidate(seed_id).payload["nodes"][0]["template"] == SEED["nodes"][0]["template"]
-    lineage = CliRunner().invoke(app, ["archive", "lineage", str(learned), "--db", str(tmp_path / "a.db")])
-    assert lineage.exit_code == 0 and f"{seed_id} -> {learned}" in lineage.output
+    lineage = cli("archive", "lineage", str(learned), "--db", str(tmp_path / "a.db"))
+    assert lineage.returncode == 0 and f"{seed_id} -> {learned}" in lineage.stdout
 
 
 def test_a_step_that_lowers_the_batch_score_is_rolled_back(tmp_path: Path, echo_task_file: Path) -> None:
@@ -107,11 +106,11 @@ def test_the_run_summary_names_a_graph_winner(tmp_path: Path, echo_task_file: Pa
         path = tmp_path / "symbolic.json"
         path.write_text(json.dumps(config(echo_task_file, endpoint.url, dedup={"functional": "off"},
                                           strategy={"name": "symbolic", "params": {**PARAMS, "steps": 1}})))
-        done = CliRunner().invoke(app, ["run", str(path), "--db", str(tmp_path / "a.db"), "--quiet"])
+        done = cli("run", str(path), "--db", str(tmp_path / "a.db"), "--quiet")
     finally:
         endpoint.close()
-    assert done.exit_code == 0, done.output
-    assert "best graph agent: graph: answer" in done.output
+    assert done.returncode == 0, done.stderr
+    assert "best graph agent: graph: answer" in done.stdout
 
 
 def test_the_edit_menu_can_make_the_calculator_step_the_answer() -> None:
