@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 from databases import copy_archive, drop_archive, new_archive
@@ -202,16 +203,25 @@ def test_the_export_download_is_a_package_built_in_a_removed_temp_dir(
     assert set(Path(tempfile.gettempdir()).glob("agentopt-dashboard-export-*")) == before
 
 
-def test_dashboard_cli_errors_are_one_line(tmp_path: Path) -> None:
-    """The first case runs the installed command in its own process, for the exit code a shell sees; the
-    rest go through the same entry point in this process (``cli``), as nothing in them is about a process."""
+def assert_one_line_refusal(done: CompletedProcess[str]) -> None:
+    assert done.returncode == 2 and "Traceback" not in done.stderr, (done.args, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.slow
+def test_a_dashboard_refusal_exits_2_from_the_installed_command(tmp_path: Path) -> None:
+    """The exit code a shell sees, from a process of its own; the other cases run in this process."""
     notes = tmp_path / "notes.txt"
     notes.write_text("not a database")
-    for run, args in ((agentopt, ("--db", str(notes))), (cli, ("--db", str(tmp_path / "missing.db"))),
-                      (cli, ("--port", "0"))):
-        done = run("dashboard", *args)
-        assert done.returncode == 2 and "Traceback" not in done.stderr, (args, done.stderr)
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert_one_line_refusal(agentopt("dashboard", "--db", str(notes)))
+
+
+def test_dashboard_cli_errors_are_one_line(tmp_path: Path) -> None:
+    """Through the CLI's entry point in this process (``cli``): nothing in these cases is about a process."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database")
+    for args in (("--db", str(notes)), ("--db", str(tmp_path / "missing.db")), ("--port", "0")):
+        assert_one_line_refusal(cli("dashboard", *args))
     db = tmp_path / "a.db"
     Archive(f"sqlite:///{db}").engine.dispose()
     with socket.socket() as taken:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 from fakes import FakeEndpoint, task_aware_responder
-from processes import agentopt, cli, stored_results, wait_until
+from processes import cli, stored_results, wait_until
 from test_campaign import config
 
 from agentopt.agents.budget import Price, RoleBudget, Spend
@@ -291,7 +291,7 @@ def test_both_endpoints_down_past_the_limit_stop_the_campaign_and_resume_finishe
 def test_a_run_that_cannot_reach_its_endpoint_writes_no_archive(tmp_path: Path, echo_task_file: Path) -> None:
     path = tmp_path / "campaign.yaml"
     path.write_text(json.dumps(config(echo_task_file, "http://127.0.0.1:9/v1")))
-    failed = agentopt("run", str(path), "--db", str(tmp_path / "a.db"), "--quiet")
+    failed = cli("run", str(path), "--db", str(tmp_path / "a.db"), "--quiet")
     assert failed.returncode == 2 and "cannot reach model endpoint http://127.0.0.1:9/v1" in failed.stderr
     assert not (tmp_path / "a.db").exists()
 

@@ -201,6 +201,11 @@ def test_top_and_pareto_cli_json(filled: dict) -> None:  # type: ignore[type-arg
     front = cli("archive", "pareto", "--task", "antonyms", "--usd-per-1m-tokens", "0.5", "--json", "--db", filled["url"])
     rows = json.loads(front.stdout)
     assert rows[0]["usd_per_1k_examples"] == pytest.approx(rows[0]["tokens_mean"] * 0.5 / 1000)
+
+
+@pytest.mark.slow
+def test_a_bad_filter_exits_2_from_the_installed_command(filled: dict) -> None:  # type: ignore[type-arg]
+    """The exit code and the one stderr line a shell sees, from a process of its own."""
     bad = agentopt("archive", "top", "--since", "yesterday", "--db", filled["url"])
     assert bad.returncode == 2 and "--since" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
