@@ -64,15 +64,24 @@ define with_typecheck
 		&& { $(1); tests=$$?; wait $$!; typed=$$?; cat build/typecheck.log; exit $$((tests || typed)); }
 endef
 
+# pytest-xdist runs the tests on one worker per core (at most 4), handing out a whole file at a time,
+# longest first (tests/durations.json), so a module's shared set-up (a Ray cluster, a reference
+# campaign) is paid once. One pytest keeps about 1.2 of 2 cores busy (processes starting, outages
+# waited out); two keep about 1.55. A third worker on 2 cores kept 1.62 busy, about 2.5 min less,
+# but Ray and model campaigns then share the cores three ways: the two-campaigns-on-Ray test, 37 s
+# alone and 60 s beside one other worker, took 142-200 s. TEST_WORKERS=3 make test for that trade.
+TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 # Archive tests also run against a throwaway PostgreSQL server that tests/pg_server.sh starts;
 # the report test renders in Debian's Chromium, which tests/chromium.sh installs when missing.
 # `make test` is the whole suite and the type check; it prints the 30 slowest tests and the total.
 test: install
 	$(call with_typecheck,url=$${AGENTOPT_TEST_PG:-$$(tests/pg_server.sh)} && browser=$${AGENTOPT_TEST_CHROMIUM:-$$(tests/chromium.sh)} \
-		&& AGENTOPT_TEST_PG=$$url AGENTOPT_TEST_CHROMIUM=$$browser $(PY) -m pytest -q --durations=30)
+		&& AGENTOPT_TEST_PG=$$url AGENTOPT_TEST_CHROMIUM=$$browser $(PYTEST) --durations=30)
 
 # The inner loop: the type check and the tests that need no model server, Ray cluster, browser or
 # PostgreSQL and are not slow (markers in pyproject.toml); under 3 minutes on 2 cores.
 FAST := not (local_model or cluster or browser or postgres or slow)
 check: install
-	$(call with_typecheck,$(PY) -m pytest -q -m '$(FAST)' --durations=10)
+	$(call with_typecheck,$(PYTEST) -m '$(FAST)' --durations=10)

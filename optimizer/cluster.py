@@ -27,19 +27,22 @@ _Answer = TypeVar("_Answer")
 
 
 def ensure_ray(address: str | None = None) -> None:
-    """Join the cluster at ``address`` ("auto", "HOST:PORT", "ray://HOST:PORT"), or start a local
-    Ray sized to this machine; once per process, quiet on the terminal."""
+    """Join the cluster at ``address`` ("auto", "HOST:PORT", "ray://HOST:PORT") or at ``RAY_ADDRESS``;
+    without either, start a local Ray sized to this machine; once per process, quiet on the terminal.
+
+    Without an address Ray itself would join whatever cluster ``ray start`` last started on this
+    machine (the address it leaves in /tmp/ray): another user's or another test's cluster, whose CPUs
+    a local campaign must not take and whose shutdown it must not die with. "local" says so.
+    """
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
-                              "configure_logging": True}
-    if address is None:
-        kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=256 * 1024**2)
-    else:
-        kwargs.pop("include_dashboard")
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
+    if address == "local":
+        kwargs.update(include_dashboard=False, num_cpus=os.cpu_count() or 1, object_store_memory=256 * 1024**2)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:

@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,11 @@ def fake_endpoint() -> Iterator[FakeEndpoint]:
 
 @pytest.fixture(scope="session")
 def local_model() -> Iterator[LocalModelServers]:
-    """The real bundled model, one server for the whole session."""
-    with LocalModelServers(n_servers=1, threads=os.cpu_count() or 1) as servers:
+    """The real bundled model, one server for the session (for each pytest-xdist worker): the
+    machine's cores shared among the workers, since llama.cpp's threads spin and a core asked for
+    twice wastes both."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    with LocalModelServers(n_servers=1, threads=max(1, (os.cpu_count() or 1) // workers)) as servers:
         yield servers
 
 
@@ -56,9 +60,34 @@ def db_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
     drop_archive(url)
 
 
+DURATIONS = Path(__file__).with_name("durations.json")
+"""Seconds each test file took in a whole run (``AGENTOPT_RECORD_DURATIONS=1 make test`` rewrites it)."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that asks for the session's model servers is a ``local_model`` test, marked or not, so
-    ``make check`` never waits for one."""
+    ``make check`` never waits for one.
+
+    Files run longest first, by their last recorded duration: pytest-xdist hands out whole files in
+    this order, and a minute-long file handed out last would leave the other workers idle while it
+    runs. A file not recorded yet goes last; a stale record costs balance, never a result."""
     for item in items:
         if "local_model" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.local_model)
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    items.sort(key=lambda item: -seconds.get(item.path.name, 0.0))
+
+
+_recorded: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Set-up, call and tear-down of every test, summed per file (on the xdist controller too)."""
+    name = Path(report.location[0]).name
+    _recorded[name] = _recorded.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if os.environ.get("AGENTOPT_RECORD_DURATIONS") and _recorded and not hasattr(session.config, "workerinput"):
+        ordered = dict(sorted(((k, round(v, 1)) for k, v in _recorded.items()), key=lambda kv: -kv[1]))
+        DURATIONS.write_text(json.dumps(ordered, indent=1) + "\n")

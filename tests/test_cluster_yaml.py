@@ -117,3 +117,26 @@ def test_token_auth_is_explicit(raw: dict[str, Any], prepared: dict[str, Any]) -
     assert raw["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     for kind in ("head", "worker"):
         assert any("export RAY_AUTH_MODE=token" in c for c in _setup_commands(prepared, kind))
+
+
+@pytest.mark.parametrize(("given", "environment", "joined"), [
+    (None, None, "local"), (None, "10.0.0.1:6379", "10.0.0.1:6379"), ("auto", "10.0.0.1:6379", "auto")])
+def test_without_an_address_a_campaign_starts_its_own_ray_and_never_joins_the_last_ray_start(
+        monkeypatch: pytest.MonkeyPatch, given: str | None, environment: str | None, joined: str) -> None:
+    """Ray's own default would join the cluster recorded in /tmp/ray by the last `ray start`, which may
+    be someone else's; the machine-sized local instance is asked for by name."""
+    import ray
+
+    from agentopt.optimizer.cluster import ensure_ray
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    if environment is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", environment)
+    ensure_ray(given)
+    [kwargs] = calls
+    assert kwargs["address"] == joined
+    assert ("num_cpus" in kwargs) == (joined == "local"), "only a cluster this process starts is sized here"

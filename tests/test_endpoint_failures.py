@@ -288,7 +288,7 @@ def test_a_campaign_the_real_model_refuses_every_example_stops_with_exit_2(tmp_p
     (tmp_path / "long.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (tmp_path / "c.yaml").write_text(
         "tasks: [long.jsonl]\nmodels:\n  task: {model: local, max_tokens: 8}\n"
-        "  proposer: {model: local, max_tokens: 16}\nlocal_model: {servers: 1}\n"
+        "  proposer: {model: local, max_tokens: 16}\nlocal_model: {servers: 1, threads: 1}\n"
         "strategy: {name: random, params: {queries: 2, n_subsamples: 1, samples_per_subsample: 1}}\n"
         "evaluation: {backend: threads, workers: 2, val_size: 4, test_size: 4}\n")
     done = agentopt("run", "c.yaml", "--db", "a.db", cwd=tmp_path, timeout=600)

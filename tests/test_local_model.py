@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from processes import AGENTOPT, cli, pids_running, stored_results, wait_until
+from processes import AGENTOPT, cli, parent_pid, pids_running, stored_results, wait_until
 from test_end_to_end import TINY
 
 from agentopt.agents.errors import LLMUnavailable
@@ -141,20 +141,13 @@ def test_the_compiled_library_has_no_amx_or_avx512_instructions() -> None:
 # One server: killing it pauses the campaign until the supervisor has restarted it. With two, the
 # survivor would take the traffic, and which server's KV cache a prompt meets decides llama.cpp's
 # batch split and so, at a near tie, a greedy answer; one server keeps that the same as the reference.
-CAMPAIGN = TINY.replace("local_model: {servers: 1}", "local_model: {servers: 1, threads: 2}").replace(
+CAMPAIGN = TINY.replace(
     "evaluation: {backend: ray,", "evaluation: {backend: threads,")
 
 
 def llama_children(pid: int) -> set[int]:
     """The llama.cpp servers that process ``pid`` started."""
-    return {p for p in pids_running(SERVER_SCRIPT.name) if _parent(p) == pid}
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
+    return {p for p in pids_running(SERVER_SCRIPT.name) if parent_pid(p) == pid}
 
 
 def _scores(db: Path) -> tuple[set[tuple[str, str, str, float | None]], int]:

@@ -67,7 +67,8 @@ def campaign(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     config: dict[str, Any] = {
         "name": f"local-{name}", "tasks": ["larger_animal"],
         "strategy": {"name": name.split()[0], "params": TINY[name]},
-        "evaluation": {"backend": "threads", "workers": 2, "val_size": 4, "test_size": 4}}
+        "evaluation": {"backend": "threads", "workers": 2, "val_size": 4, "test_size": 4},
+        "dedup": {"probe_size": 2}}  # functional dedup on the real model is test_dedup's and test_end_to_end's
     if name == SELF_SERVED:
         return {**config, "local_model": {"servers": 2},
                 "models": {"task": {"model": "local", **task}, "proposer": {"model": "local", **proposer}}}
