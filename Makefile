@@ -66,10 +66,11 @@ endef
 
 # pytest-xdist runs the tests on one worker per core (at most 4), handing out a whole file at a time,
 # longest first (tests/durations.json), so a module's shared set-up (a Ray cluster, a reference
-# campaign) is paid once. One pytest keeps about 1.2 of 2 cores busy (processes starting, outages
-# waited out); two keep about 1.55. A third worker on 2 cores kept 1.62 busy, about 2.5 min less,
-# but Ray and model campaigns then share the cores three ways: the two-campaigns-on-Ray test, 37 s
-# alone and 60 s beside one other worker, took 142-200 s. TEST_WORKERS=3 make test for that trade.
+# campaign) is paid once. The suite needs 1,650-1,850 CPU-seconds; a single pytest took 1,541 s, so
+# it kept about 1.1-1.2 of 2 cores busy (processes starting, outages waited out); two keep about 1.5. A third worker on 2 cores kept 1.62 busy, but pytest took 973 s and
+# 997 s against 1013 s for two (within noise: the suite is bound by its 1,650 CPU-seconds), while
+# Ray and model campaigns shared the cores three ways: the two-campaigns-on-Ray test, 37 s alone and
+# 60-76 s beside one other worker, took 142-200 s. TEST_WORKERS=N make test sets another count.
 TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
