@@ -94,16 +94,22 @@ def archive_query(db: str) -> str | None:
     return None if done.returncode == 0 else done.stderr.strip()
 
 
+def command(pid: int) -> list[str] | None:
+    """The words of a process's command line; None once it is gone."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+
+
 def pids_running(*needles: str) -> set[int]:
     """Processes whose command line has each of ``needles`` as a word, or as a word's file name."""
     found = set()
     for proc in Path("/proc").iterdir():
-        try:
-            words = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
+        if not proc.name.isdigit() or (words := command(int(proc.name))) is None:
             continue
         names = set(words) | {os.path.basename(w) for w in words}
-        if proc.name.isdigit() and all(n in names for n in needles):
+        if all(n in names for n in needles):
             found.add(int(proc.name))
     return found
 
@@ -125,12 +131,9 @@ def descendants(pid: int) -> dict[int, str]:
     found, todo = {}, list(children.get(pid, []))
     while todo:
         child = todo.pop()
-        try:
-            words = (Path("/proc") / str(child) / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        found[child] = " ".join(os.path.basename(w) for w in words if w)
-        todo.extend(children.get(child, []))
+        if (words := command(child)) is not None:
+            found[child] = " ".join(os.path.basename(w) for w in words if w)
+            todo.extend(children.get(child, []))
     return found
 
 

@@ -8,7 +8,10 @@ result; running the same functions here catches config mistakes before anyone ru
 
 import copy
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,13 @@ def test_without_an_address_a_campaign_starts_its_own_ray_and_never_joins_the_la
     [kwargs] = calls
     assert kwargs["address"] == joined
     assert ("num_cpus" in kwargs) == (joined == "local"), "only a cluster this process starts is sized here"
+
+
+def test_a_malformed_ray_address_is_one_line_naming_it() -> None:
+    """Real Ray parses the address before it connects, so no cluster is needed to see the error; a
+    fresh process, because this one may have joined a Ray already."""
+    probe = ("from agentopt.agents.errors import ConfigError\nfrom agentopt.optimizer.cluster import ensure_ray\n"
+             "try:\n    ensure_ray()\nexcept ConfigError as exc:\n    print(exc)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RAY_ADDRESS": "not-an-address"})
+    assert done.stdout.strip() == "cannot join the Ray cluster at not-an-address: Invalid address format: not-an-address"
