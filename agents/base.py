@@ -1,13 +1,16 @@
 """The Agent protocol: what a campaign needs from any candidate, whatever its kind; and
 :class:`AgentKind`, what the rest of agentopt needs to know about a kind."""
 
+from __future__ import annotations
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt_runtime import Inputs
+if TYPE_CHECKING:  # annotations only: the client loads openai, the runtime langchain-core
+    from agentopt.agents.llm import LLMClient
+    from agentopt.agents.prompt_runtime import Inputs
 
 
 @runtime_checkable

@@ -6,14 +6,18 @@ object (so Ray workers and the CLI find a plugin's kind without an import in use
 """
 
 from collections.abc import Callable, Mapping
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
-from agentopt.agents import code_agent, graph, program, prompt
 from agentopt.agents.base import Agent, AgentKind
 from agentopt.agents.errors import AgentoptError
 
-KINDS: dict[str, AgentKind] = {k.name: k for k in (prompt.KIND, code_agent.KIND, graph.KIND, program.KIND)}
+# The built-in kinds by name, each the module declaring it. A module is imported (and its kind registered)
+# the first time a payload of that kind is read: the kinds load langchain-core and the LLM client, which
+# commands that only list what the archive holds never need.
+BUILTIN = {"prompt": "prompt", "code": "code_agent", "graph": "graph", "program": "program"}
+KINDS: dict[str, AgentKind] = {}
 ENTRY_POINTS = "agentopt.kinds"
 
 
@@ -26,11 +30,13 @@ def register_kind(kind: AgentKind) -> AgentKind:
 def kind_of(payload: Mapping[str, Any]) -> AgentKind:
     """The kind a stored payload belongs to (``"kind"`` missing means prompt, as in the first archives)."""
     name = str(payload.get("kind", "prompt"))
+    if name not in KINDS and name in BUILTIN:
+        register_kind(import_module(f"agentopt.agents.{BUILTIN[name]}").KIND)
     if name not in KINDS:
         for point in entry_points(group=ENTRY_POINTS, name=name):
             register_kind(point.load())
     if name not in KINDS:
-        raise AgentoptError(f"unknown agent kind {name!r}; known: {', '.join(KINDS)} (register it with "
+        raise AgentoptError(f"unknown agent kind {name!r}; known: {', '.join(BUILTIN | KINDS)} (register it with "
                             "agentopt.register_kind or an 'agentopt.kinds' entry point)")
     return KINDS[name]
 

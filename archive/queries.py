@@ -10,9 +10,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Self, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Self, TypeVarTuple
 
-import networkx as nx
 from sqlalchemy import ColumnElement, Select, func, select
 
 from agentopt.agents.errors import ArchiveError
@@ -21,8 +20,10 @@ from agentopt.agents.kinds import label
 from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage, Note, Result
 from agentopt.archive.records import (CampaignRow, CandidateRecord, Comparison, Diff, NoteRecord, PairedScores,
                                       Progress, Ranked, Record, ReferenceDelta, ResultRecord, SplitDiff, SplitProgress)
-from agentopt.archive.stats import bootstrap_ci
 from agentopt.archive.store import Archive
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "SPLITS", "Filters", "campaigns", "compare", "diff", "example_scores", "label", "lineage", "notes", "pareto", "progress",
@@ -135,12 +136,16 @@ def notes(archive: Archive, campaign_id: str, kind: str | None = None,
 
 
 # --- lineage ---------------------------------------------------------------------------------------
-# networkx graphs are generic in their stubs only: annotations naming a graph type are quoted.
+# networkx graphs are generic in their stubs only: annotations naming a graph type are quoted. networkx
+# itself is imported by the two functions that build or write a graph: it takes a tenth of a second to
+# load, which every other archive command would pay.
 def lineage(archive: Archive, candidate_id: int, descendants: bool = False) -> "nx.DiGraph[int]":
     """The candidate's ancestry (and optionally its descendants) as a graph, edges parent → child.
 
     One recursive CTE per direction, so a depth-20 ancestry is a single round trip.
     """
+    import networkx as nx
+
     archive.candidate(candidate_id)  # one clear error for an unknown id
     up = select(Lineage.child_id, Lineage.parent_id).where(Lineage.child_id == candidate_id).cte(recursive=True)
     up = up.union(select(Lineage.child_id, Lineage.parent_id).join(up, Lineage.child_id == up.c.parent_id))
@@ -185,6 +190,8 @@ def to_dot(graph: "nx.DiGraph[int]") -> str:
 
 
 def render_lineage(graph: "nx.DiGraph[int]", fmt: str) -> str:
+    import networkx as nx
+
     if fmt == "dot":
         return to_dot(graph)
     if fmt == "graphml":
@@ -204,6 +211,8 @@ def example_scores(archive: Archive, candidate_id: int) -> dict[tuple[str, str],
 
 def diff(archive: Archive, a: int, b: int) -> Diff:
     """What changed from candidate A to B, and what it did on the examples both were scored on."""
+    from agentopt.archive.stats import bootstrap_ci  # numpy, which the commands that only read never load
+
     ca, cb = archive.candidate(a), archive.candidate(b)
     pa, pb = ca.payload, cb.payload
     changes: dict[str, Any] = {}

@@ -32,7 +32,6 @@ from agentopt.agents.sandbox import register_secret
 from agentopt.archive import schema
 from agentopt.archive.models import (Base, Campaign, Candidate, Evaluation, Lineage, LLMCall, Note, Result, Sweep,
                                      utcnow)
-from agentopt.archive.stats import bootstrap_ci
 
 if TYPE_CHECKING:
     from agentopt.agents.base import Agent
@@ -490,6 +489,8 @@ class Archive:
 
     def update_evaluation(self, candidate_id: int, split: str, example_ids: Iterable[str] | None = None) -> EvalSummary:
         """Recompute the split's aggregate from its result rows (optionally only ``example_ids``)."""
+        from agentopt.archive.stats import bootstrap_ci  # numpy: loaded by a process that scores, not one that reads
+
         with self.session() as s:
             query = select(Result.score, Result.error, Result.footprint_tokens).where(Result.candidate_id == candidate_id, Result.split == split)
             if example_ids is not None:

@@ -1,7 +1,8 @@
 """The ``agentopt`` console script.
 
-The CLI imports heavy libraries (openai, SQLAlchemy, Ray's helpers) for well over a second; this
-module imports it lazily, so a Ctrl-C during start-up exits quietly instead of printing a traceback.
+The CLI imports SQLAlchemy, Alembic, typer and rich for over half a second (the LLM client, langchain-core,
+Ray and numpy only when a command uses them); this module imports it lazily, so a Ctrl-C during start-up
+exits quietly instead of printing a traceback.
 """
 
 import sys

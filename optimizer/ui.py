@@ -4,7 +4,7 @@ health, then result tables."""
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from agentopt.agents.gate import EndpointHealth
+if TYPE_CHECKING:  # the gate loads pydantic, which commands that only read the archive never need
+    from agentopt.agents.gate import EndpointHealth
 
 
 class Reporter(Protocol):
@@ -21,7 +22,7 @@ class Reporter(Protocol):
     def advance(self, n: int = 1, errors: int = 0) -> None:
         """``n`` example runs finished, ``errors`` of them with an error."""
 
-    def endpoints(self, health: Mapping[str, EndpointHealth]) -> None:
+    def endpoints(self, health: Mapping[str, "EndpointHealth"]) -> None:
         """An endpoint went down or came back."""
 
     def lost(self, n: int) -> None:
@@ -35,7 +36,7 @@ class SilentReporter:
 
     def advance(self, n: int = 1, errors: int = 0) -> None: ...
 
-    def endpoints(self, health: Mapping[str, EndpointHealth]) -> None: ...
+    def endpoints(self, health: Mapping[str, "EndpointHealth"]) -> None: ...
 
     def lost(self, n: int) -> None: ...
 
@@ -91,7 +92,7 @@ class RichReporter:
         self.errors += errors
         self.progress.update(self._bar, advance=n, description=self._describe())
 
-    def endpoints(self, health: Mapping[str, EndpointHealth]) -> None:
+    def endpoints(self, health: Mapping[str, "EndpointHealth"]) -> None:
         was_down, self.down = self.down, sum(not h.up for h in health.values())
         longest = max((h.down_for_s or 0.0 for h in health.values() if not h.up), default=0.0)
         since = (time.monotonic() - longest) if self.down and not was_down else None

@@ -25,7 +25,7 @@ def agentopt(*args: str, cwd: Path | None = None, env: dict[str, str] | None = N
 
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``agentopt ARGS`` run in this process through the CLI's own entry point, as :func:`agentopt` runs it
-    in a child: same exit code, stdout and stderr, without paying the CLI's imports (seconds) again.
+    in a child: same exit code, stdout and stderr, without paying a new interpreter and the CLI's imports again.
 
     For argument, input and query cases. Exit codes on signals, Ctrl-C and locks held by other processes
     need a real process: :func:`agentopt`. typer's ``CliRunner`` swaps the standard streams and the
