@@ -163,10 +163,14 @@ class LocalModelServers:
         self._supervisor.start()
 
     def command(self, port: int, model: Path) -> list[str]:
+        """The server's command line. Prompt evaluation gets the same ``threads`` as generation:
+        llama-cpp-python's server would otherwise give it every core, and servers sized to share the
+        machine then spin against each other in ggml's thread barriers (measured on 2 cores beside one
+        busy process: 8 judge-sized calls took 67 CPU-s with 2 prompt threads, 30 with 1)."""
         return [
             sys.executable, str(SERVER_SCRIPT), "--model", str(model), "--model_alias", LOCAL_MODEL_NAME,
             "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(self.threads),
-            "--n_ctx", str(self.ctx_size), "--verbose", "false",
+            "--n_threads_batch", str(self.threads), "--n_ctx", str(self.ctx_size), "--verbose", "false",
         ] + (["--embedding", "true"] if self.embedding else [])
 
     def _launch(self, server: Server, model: Path) -> None:

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from databases import KINDS, drop_archive, new_archive, skip_without_postgres  # noqa: E402
 from fakes import FakeEndpoint, task_aware_responder  # noqa: E402
+from processes import cores_per_worker  # noqa: E402
 
 from agentopt.agents.local_model import LocalModelServers  # noqa: E402
 
@@ -26,8 +27,7 @@ def local_model() -> Iterator[LocalModelServers]:
     """The real bundled model, one server for the session (for each pytest-xdist worker), with the
     machine's cores shared among the workers: a second thread won only about 10 % alone (24 calls,
     5.11 s on one thread, 4.57 s on two), and beside another worker it would fight for a core."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    with LocalModelServers(n_servers=1, threads=max(1, (os.cpu_count() or 1) // workers)) as servers:
+    with LocalModelServers(n_servers=1, threads=cores_per_worker()) as servers:
         yield servers
 
 

@@ -146,11 +146,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 120.0) -> bool:
     return False
 
 
+def cores_per_worker() -> int:
+    """This pytest-xdist worker's share of the machine's cores (all of them without xdist)."""
+    return max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
 @contextmanager
 def busy_cores() -> Iterator[None]:
-    """A busy-looping process on every core while the block runs: the timing of a loaded machine,
-    where the windows between two processes' database steps stretch and races show."""
-    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    """A busy-looping process on each of this worker's cores while the block runs: the timing of a
+    loaded machine, where the windows between two processes' database steps stretch and races show.
+    Under pytest-xdist the other workers' tests keep their own cores busy; spinning there too would
+    only take CPU from them."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores_per_worker())]
     try:
         yield
     finally:

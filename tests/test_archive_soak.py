@@ -23,6 +23,10 @@ from agentopt.agents.local_model import free_port
 pytestmark = pytest.mark.slow
 
 WRITERS, ROUNDS, PACE_S, CAMPAIGNS = 3, 20, 1.5, 3
+# Queries and dashboards come and go back to back with a pause between them. A CLI query's process
+# took 3 CPU-seconds when the CLI imported the model stack and takes under 1 now: with a 1 s pause a
+# soak sees more of them than it did with 0.3 s then, and leaves a core for the writers.
+QUERY_PAUSE_S = 1.0
 WRITER = Path(__file__).with_name("archive_writer.py")
 
 
@@ -106,7 +110,8 @@ def test_a_soak_of_writers_campaigns_dashboard_and_queries_loses_no_row(db_url: 
         first = subprocess.run([sys.executable, str(WRITER), db_url, str(tmp_path / "w-init.log"), "1", "init", "0"],
                                capture_output=True, text=True, timeout=300)
         assert first.returncode == 0, first.stderr[-2000:]
-        with (Repeated(lambda: archive_query(db_url)) as queries, Repeated(lambda: _dashboard_session(db_url)) as pages,
+        with (Repeated(lambda: archive_query(db_url), pause_s=QUERY_PAUSE_S) as queries,
+              Repeated(lambda: _dashboard_session(db_url), pause_s=QUERY_PAUSE_S) as pages,
               Repeated(_campaigns(db_url, configs)) as campaigns):
             writers = [subprocess.Popen([sys.executable, str(WRITER), db_url, str(tmp_path / f"w{i}.log"), str(ROUNDS),
                                          f"w{i}", str(PACE_S)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -43,6 +43,14 @@ def ready(port: int) -> bool:
         return False
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_prompt_evaluation_uses_the_servers_threads_not_every_core(threads: int) -> None:
+    """Servers sized to share the cores must not each evaluate prompts on all of them."""
+    words = LocalModelServers(n_servers=2, threads=threads).command(8080, Path("m.gguf"))
+    flags = dict(zip(words[2::2], words[3::2]))
+    assert flags["--n_threads"] == flags["--n_threads_batch"] == str(threads)
+
+
 def test_context_manager_stops_servers_on_error() -> None:
     with pytest.raises(RuntimeError), LocalModelServers(n_servers=2, threads=1) as servers:
         ports = list(servers.ports)
