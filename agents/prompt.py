@@ -3,15 +3,18 @@
 import json
 import re
 import unicodedata
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentopt.agents import prompt_runtime
 from agentopt.agents.base import Agent, AgentKind, Payload, clip
-from agentopt.agents.llm import LLMClient
 from agentopt.agents.prompt_runtime import Embed, Inputs, runnable_inputs
+
+if TYPE_CHECKING:  # the client loads openai, Runnable langchain-core: reading a stored prompt agent needs neither
+    from langchain_core.runnables import Runnable
+
+    from agentopt.agents.llm import LLMClient
 
 Selector = Literal["lexical", "embedding"]
 
@@ -85,15 +88,17 @@ class PromptAgent(BaseModel):
             payload.pop("selector", None)
         return prompt_runtime.to_openai(prompt_runtime.render(payload, inputs, embed))
 
-    def run(self, inputs: Inputs, llm: LLMClient) -> str:
+    def run(self, inputs: Inputs, llm: "LLMClient") -> str:
         """One answer; an embedding selector embeds through ``llm.embedder`` (cached, like every call)
         and fails, as the example's error, when the client carries none."""
         embed = llm.embedder.embed if llm.embedder is not None else None
         messages = prompt_runtime.to_openai(prompt_runtime.render(self.payload(), inputs, embed))
         return prompt_runtime.postprocess(llm.chat(messages).text, self.postprocess.model_dump())
 
-    def as_runnable(self, llm: LLMClient) -> Runnable[Any, str]:
+    def as_runnable(self, llm: "LLMClient") -> "Runnable[Any, str]":
         """A langchain-core Runnable taking a string or a mapping of input fields."""
+        from langchain_core.runnables import RunnableLambda
+
         return RunnableLambda(lambda x: self.run(runnable_inputs(x), llm))
 
     def with_instruction(self, instruction: str) -> "PromptAgent":

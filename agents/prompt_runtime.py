@@ -2,21 +2,24 @@
 
 This module depends only on the standard library and langchain-core, because ``agentopt export``
 copies it verbatim into exported packages: the optimizer and the shipped agent then render and
-post-process with the very same code.
+post-process with the very same code. langchain-core is imported by the functions that build
+messages: the rest (``input_text``, ``postprocess``) is read by code that never renders a prompt, such as
+the dashboard and the archive commands, and langchain-core takes over half a second to load.
 """
+
+from __future__ import annotations
 
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from string import Formatter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+    from langchain_core.prompts import ChatPromptTemplate
 
-PROMPT = ChatPromptTemplate.from_messages(
-    [("system", "{instruction}"), MessagesPlaceholder("demos"), ("human", "{input}")]
-)
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 
 Embed = Callable[[str], Sequence[float]]
@@ -128,13 +131,25 @@ def shown_demos(payload: Mapping[str, Any], inputs: Inputs, embed: Embed | None 
     return fixed + [pool[i] for i in picked]
 
 
+@cache
+def _prompt() -> ChatPromptTemplate:
+    """The chat template every prompt agent fills: instruction, demonstrations, input."""
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+
+    return ChatPromptTemplate.from_messages(
+        [("system", "{instruction}"), MessagesPlaceholder("demos"), ("human", "{input}")]
+    )
+
+
 def render(payload: Mapping[str, Any], inputs: Inputs, embed: Embed | None = None) -> list[BaseMessage]:
     """Instruction as the system message, each demonstration as a user / assistant turn."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
     template = payload.get("template")
     demos: list[BaseMessage] = []
     for demo in shown_demos(payload, inputs, embed):
         demos += [HumanMessage(user_turn(template, demo["input"])), AIMessage(demo["output"])]
-    return PROMPT.format_messages(instruction=payload["instruction"], demos=demos, input=user_turn(template, inputs))
+    return _prompt().format_messages(instruction=payload["instruction"], demos=demos, input=user_turn(template, inputs))
 
 
 def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:

@@ -16,8 +16,7 @@ from agentopt.agents.base import Agent, Demonstrated, Rendered, Tunable
 from agentopt.agents.prompt import Demo
 from agentopt.agents.prompt_runtime import Inputs, input_text
 from agentopt.archive.store import Archive, Paid
-from agentopt.optimizer.config import ROLES, BudgetConfig, CampaignConfig
-from agentopt.optimizer.strategies import STRATEGIES
+from agentopt.optimizer.config import ROLES, BudgetConfig, CampaignConfig, stored_config
 from agentopt.optimizer.tasks import Example, Task
 from agentopt.optimizer.tasks.judge import LLMJudge
 
@@ -135,6 +134,13 @@ def ledger(archive: Archive, campaign_id: str, prices: dict[str, Price]) -> dict
                    "prompt_saved_s": round(row.prompt_saved_s, 1)} for role, row in paid.items()}
 
 
+def stored_ledger(archive: Archive, campaign_id: str,
+                  config: CampaignConfig | None = None) -> dict[str, dict[str, float]]:
+    """What each role of a stored campaign has paid, priced at the prices its config (``config``,
+    or the stored one) set."""
+    return ledger(archive, campaign_id, role_prices(config or stored_config(archive, campaign_id)))
+
+
 def _as_dict(spend: Spend) -> dict[str, float]:
     return {"calls": int(spend.calls), "tokens": int(spend.tokens), "usd": round(spend.usd, 6)}
 
@@ -147,6 +153,10 @@ def test_reserve(config: CampaignConfig, task: Task, seed_agent: Agent) -> Spend
     """What scoring the seed and the ``test_top`` finalists on the test split should cost; a finalist
     may carry up to ``candidate_demos`` demonstrations, so its prompt is estimated with that many,
     and an agent that makes several calls per example (code, graph) is counted at its plan's most."""
+    # imported here and in estimate, not with the module: every strategy comes with it (the LLM client, optuna,
+    # numpy), and the dashboard imports this module for its ledger
+    from agentopt.optimizer.strategies import STRATEGIES
+
     test = task.test[: config.evaluation.test_size]
     plan = STRATEGIES[config.strategy.name].plan(config.strategy.params, task.train,
                                                  len(task.val[: config.evaluation.val_size]), config.dedup.probe_size)
@@ -162,6 +172,8 @@ def estimate(config: CampaignConfig, task: Task) -> dict[str, Any]:
 
     The cache can only make the real figures lower. A strategy that cannot bound its work says so
     (``None``)."""
+    from agentopt.optimizer.strategies import STRATEGIES
+
     seed = config.seed_agent.agent()
     strategy = STRATEGIES[config.strategy.name]
     val = task.val[: config.evaluation.val_size]

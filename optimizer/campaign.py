@@ -34,6 +34,7 @@ from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.dedup import FunctionalDedup, Policy
 from agentopt.optimizer.evaluation import Evaluator, Job
 from agentopt.optimizer.failures import FailureWatch
+from agentopt.optimizer.status import LOST_NOTE
 from agentopt.optimizer.strategies import StrategyContext, Trial, TrialResult, make_strategy
 from agentopt.optimizer.strategies.base import Answer
 from agentopt.optimizer.tasks import Task
@@ -68,7 +69,6 @@ class CampaignStopped(AgentoptError):
 
 
 HEARTBEAT_S = 5.0
-LOST_NOTE = "proposals_lost"  # the note `agentopt status` reads the campaign's lost proposals from
 
 
 class Heartbeat:

@@ -6,7 +6,7 @@ one line naming the field, before a database is opened or a model started.
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -18,9 +18,12 @@ from agentopt.agents.base import Agent
 from agentopt.agents.errors import AgentoptError, ConfigError, TaskError
 from agentopt.agents.gate import Endpoint, Health
 from agentopt.agents.kinds import agent_from_payload
-from agentopt.agents.llm import Sampling
 from agentopt.optimizer.tasks import Name, TaskFile
 from agentopt.optimizer.tasks.files import read_utf8
+
+if TYPE_CHECKING:
+    from agentopt.agents.llm import Sampling
+    from agentopt.archive.store import Archive
 
 LOCAL = "local"
 MAX_CONFIG_BYTES = 1 << 20
@@ -108,7 +111,9 @@ class RoleConfig(Frozen):
         return self
 
     @property
-    def sampling(self) -> Sampling:
+    def sampling(self) -> "Sampling":
+        from agentopt.agents.llm import Sampling  # with the LLM client (openai), which reading a config never needs
+
         return Sampling(temperature=self.temperature, max_tokens=self.max_tokens)
 
     def pool(self, local: list[Endpoint]) -> list[Endpoint]:
@@ -273,7 +278,9 @@ class CampaignConfig(Frozen):
     db: str | None = None
     models: Models = Models()
     local_model: LocalModelConfig = LocalModelConfig()
-    strategy: StrategyConfig = StrategyConfig()
+    # made when a config leaves the strategy out, not when this module is imported: checking one imports every
+    # strategy, and with them the LLM client, optuna and numpy
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     seed_agent: SeedAgentConfig = SeedAgentConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     dedup: DedupConfig = DedupConfig()
@@ -337,6 +344,17 @@ def task_ref(entry: "str | TaskFile") -> "str | dict[str, Any]":
 
 def load_config(path: str | Path) -> CampaignConfig:
     return parse_config(load_yaml(Path(path)), str(path))
+
+
+def stored_config(archive: "Archive", campaign_id: str) -> CampaignConfig:
+    """The settings a stored campaign ran with (its models, prices, limits); the task is not loaded."""
+    campaign = archive.campaign(campaign_id)
+    stored = {k: v for k, v in campaign.config.items() if k != "task"}
+    ref = campaign.config.get("task", {}).get("ref", campaign.task)
+    try:
+        return CampaignConfig.model_validate({**stored, "tasks": [ref or campaign.task]})
+    except ValidationError as exc:
+        raise ConfigError(f"campaign {campaign_id}: its stored config is not valid here ({first_error(exc)})") from None
 
 
 def load_yaml(path: Path) -> object:

@@ -29,7 +29,6 @@ from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.paths import checked_url
 from agentopt.archive.store import Archive, EvalSummary
-from agentopt.optimizer.budgets import ledger, role_prices
 from agentopt.optimizer.campaign import CampaignReport
 from agentopt.optimizer.config import (
     LOCAL,
@@ -43,6 +42,7 @@ from agentopt.optimizer.config import (
     StrategyConfig,
     first_error,
     load_config,
+    stored_config,
     task_ref,
 )
 from agentopt.optimizer.runner import run_campaigns
@@ -204,24 +204,6 @@ def export_agent(archive: Archive, candidate_id: int, out: Path, task: Task | No
     if task is None:
         task = stored_task(archive, archive.candidate(candidate_id).campaign_id)
     return export_candidate(archive, candidate_id, out, task.input_and_target)
-
-
-def stored_config(archive: Archive, campaign_id: str) -> CampaignConfig:
-    """The settings a stored campaign ran with (its models, prices, limits); the task is not loaded."""
-    campaign = archive.campaign(campaign_id)
-    stored = {k: v for k, v in campaign.config.items() if k != "task"}
-    ref = campaign.config.get("task", {}).get("ref", campaign.task)
-    try:
-        return CampaignConfig.model_validate({**stored, "tasks": [ref or campaign.task]})
-    except ValidationError as exc:
-        raise ConfigError(f"campaign {campaign_id}: its stored config is not valid here ({first_error(exc)})") from None
-
-
-def stored_ledger(archive: Archive, campaign_id: str,
-                  config: CampaignConfig | None = None) -> dict[str, dict[str, float]]:
-    """What each role of a stored campaign has paid, priced at the prices its config (``config``,
-    or the stored one) set."""
-    return ledger(archive, campaign_id, role_prices(config or stored_config(archive, campaign_id)))
 
 
 def check_resumable(archive: Archive, campaign_id: str, force: bool = False) -> None:

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from agentopt.archive import queries
 from agentopt.archive.store import Archive
-from agentopt.optimizer.campaign import LOST_NOTE
-from agentopt.optimizer.library import stored_config, stored_ledger
+from agentopt.optimizer.budgets import stored_ledger
+from agentopt.optimizer.config import stored_config
 
 if TYPE_CHECKING:
     from agentopt.archive.sweep_stats import Cell, SweepComparison
 
 STALE_HEARTBEAT_S = 30.0  # six missed heartbeats: the driver is gone
+LOST_NOTE = "proposals_lost"  # the note a campaign counts its lost proposals in, which status reads
 
 
 def heartbeat_age(heartbeat: datetime | None) -> float | None:

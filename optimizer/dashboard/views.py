@@ -27,9 +27,8 @@ from agentopt.archive import browse, queries
 from agentopt.archive.models import Campaign
 from agentopt.archive.records import NoteRecord, ResultRecord
 from agentopt.archive.store import Archive
-from agentopt.optimizer.budgets import role_prices
-from agentopt.optimizer.config import ROLES
-from agentopt.optimizer.library import stored_config, stored_ledger
+from agentopt.optimizer.budgets import role_prices, stored_ledger
+from agentopt.optimizer.config import ROLES, stored_config
 from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
 from agentopt.optimizer.tasks import BUILTIN, EXTERNAL
 
