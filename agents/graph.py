@@ -161,8 +161,6 @@ class GraphAgent(BaseModel):
 
     def with_text(self, name: str, text: str) -> "GraphAgent":
         """Node ``name`` with a new template reading exactly the variables the old one read."""
-        from agentopt.agents.graph_edits import rewrite
-
         try:
             return rewrite(self, name, text)
         except GraphError as exc:
@@ -192,6 +190,31 @@ class GraphAgent(BaseModel):
                                                           for name in sorted(generation)})
         return chain | RunnableLambda(lambda values: prompt_runtime.postprocess(values[self.output],
                                                                                self.postprocess.model_dump()))
+
+
+def replaced(agent: GraphAgent, name: str, **update: Any) -> list[Node]:
+    """``agent``'s nodes with node ``name``'s fields updated; :class:`GraphError` when there is none."""
+    agent.node(name)
+    return [n.model_copy(update=update) if n.name == name else n for n in agent.nodes]
+
+
+def rebuilt(agent: GraphAgent, nodes: list[Node], edges: set[tuple[str, str]], output: str | None = None) -> GraphAgent:
+    """``agent``'s pipeline with new nodes and edges, validated again: what every edit returns. Edges
+    are listed sorted, so an edit gives the same payload whatever order its set held them in."""
+    return GraphAgent.build(nodes=tuple(nodes), edges=tuple(sorted(edges)), output=output or agent.output,
+                            postprocess=agent.postprocess)
+
+
+def rewrite(agent: GraphAgent, name: str, template: str) -> GraphAgent:
+    """The prompt optimizer's update (:meth:`GraphAgent.with_text`): a node's new template must read
+    exactly the variables the old one read, so rewording a prompt can never rewire the pipeline.
+    Here rather than in :mod:`.graph_edits`, which builds on this module and is not imported by it."""
+    old, new = variables(agent.node(name).template), variables(template)
+    if lost := sorted(old - new):
+        raise GraphError(f"lost template variable {{{lost[0]}}} in the rewrite of node {name}")
+    if extra := sorted(new - old):
+        raise GraphError(f"dangling input {{{extra[0]}}} in the rewrite of node {name}: it did not read it before")
+    return rebuilt(agent, replaced(agent, name, template=template), set(agent.edges))
 
 
 def _label(payload: Payload) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from agentopt.agents.graph import GraphAgent, GraphError, Node, first_error, variables
+from agentopt.agents.graph import GraphAgent, GraphError, Node, first_error, rebuilt, replaced, rewrite, variables
 from agentopt.agents.graph_runtime import INPUT
 from agentopt.agents.tools import ToolName
 
@@ -77,21 +77,11 @@ def _var(name: str) -> str:
     return "{" + name + "}"
 
 
-def _rebuilt(agent: GraphAgent, nodes: list[Node], edges: set[tuple[str, str]], output: str | None = None) -> GraphAgent:
-    return GraphAgent.build(nodes=tuple(nodes), edges=tuple(sorted(edges)), output=output or agent.output,
-                            postprocess=agent.postprocess)
-
-
 def _node(**fields: Any) -> Node:
     try:
         return Node.model_validate(fields)
     except ValidationError as exc:
         raise GraphError(f"bad node: {first_error(exc)}") from None
-
-
-def _replace(agent: GraphAgent, name: str, **update: Any) -> list[Node]:
-    agent.node(name)
-    return [n.model_copy(update=update) if n.name == name else n for n in agent.nodes]
 
 
 def apply_edit(agent: GraphAgent, edit: Edit) -> GraphAgent:
@@ -101,8 +91,8 @@ def apply_edit(agent: GraphAgent, edit: Edit) -> GraphAgent:
             reader = agent.node(before)
             new = _node(name=name, template=template, tool=tool)
             inputs = {(v, name) for v in variables(template) - {INPUT}}
-            nodes = _replace(agent, before, template=f"{reader.template}\n{name}: {_var(name)}") + [new]
-            return _rebuilt(agent, nodes, edges | inputs | {(name, before)})
+            nodes = replaced(agent, before, template=f"{reader.template}\n{name}: {_var(name)}") + [new]
+            return rebuilt(agent, nodes, edges | inputs | {(name, before)})
         case RemoveNode(name=name):
             agent.node(name)
             preds = sorted(p for p, c in edges if c == name)
@@ -116,29 +106,22 @@ def apply_edit(agent: GraphAgent, edit: Edit) -> GraphAgent:
             kept = {(p, c) for p, c in edges if name not in (p, c)}
             rewired = {(source, c) for c in readers} if preds else set()
             output = agent.output if agent.output != name else (preds[0] if preds else name)
-            return _rebuilt(agent, nodes, kept | rewired, output)
+            return rebuilt(agent, nodes, kept | rewired, output)
         case EditNode(name=name, template=template):
-            return _rebuilt(agent, _replace(agent, name, template=template), edges)
+            return rebuilt(agent, replaced(agent, name, template=template), edges)
         case SetTool(name=name, tool=tool):
-            return _rebuilt(agent, _replace(agent, name, tool=tool), edges)
+            return rebuilt(agent, replaced(agent, name, tool=tool), edges)
         case AddEdge(source=source, target=target):
             reader = agent.node(target)
-            nodes = _replace(agent, target, template=f"{reader.template}\n{source}: {_var(source)}")
-            return _rebuilt(agent, nodes, edges | {(source, target)})
+            nodes = replaced(agent, target, template=f"{reader.template}\n{source}: {_var(source)}")
+            return rebuilt(agent, nodes, edges | {(source, target)})
         case RemoveEdge(source=source, target=target):
             if (source, target) not in edges:
                 raise GraphError(f"there is no edge {source} -> {target}")
-            nodes = _replace(agent, target, template=agent.node(target).template.replace(_var(source), ""))
-            return _rebuilt(agent, nodes, edges - {(source, target)})
+            nodes = replaced(agent, target, template=agent.node(target).template.replace(_var(source), ""))
+            return rebuilt(agent, nodes, edges - {(source, target)})
     raise GraphError(f"unknown edit {edit!r}")
 
 
-def rewrite(agent: GraphAgent, name: str, template: str) -> GraphAgent:
-    """The prompt optimizer's update: a node's new template must read exactly the variables the old
-    one read, so rewording a prompt can never rewire the pipeline."""
-    old, new = variables(agent.node(name).template), variables(template)
-    if lost := sorted(old - new):
-        raise GraphError(f"lost template variable {_var(lost[0])} in the rewrite of node {name}")
-    if extra := sorted(new - old):
-        raise GraphError(f"dangling input {_var(extra[0])} in the rewrite of node {name}: it did not read it before")
-    return apply_edit(agent, EditNode(op="edit_node", name=name, template=template))
+__all__ = ["AddEdge", "AddNode", "Edit", "EditNode", "RemoveEdge", "RemoveNode", "SetTool", "apply_edit", "parse_edit",
+           "rewrite"]

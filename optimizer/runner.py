@@ -31,8 +31,8 @@ from agentopt.optimizer.config import LOCAL, CampaignConfig, RoleConfig, task_re
 from agentopt.optimizer.evaluation import Evaluator, LLMSpec, RayEvaluator, ThreadEvaluator
 from agentopt.optimizer.strategies import STRATEGIES
 from agentopt.optimizer.tasks import Task, load_task
+from agentopt.optimizer.tasks.base import preflight
 from agentopt.optimizer.tasks.metrics import Judged
-from agentopt.optimizer.tasks.scoring import preflight
 from agentopt.optimizer.ui import Reporter
 
 

@@ -1,44 +1,32 @@
-"""The Task noun: examples with fixed, seeded train / val / test splits and a metric."""
+"""The Task noun: examples with fixed, seeded train / val / test splits and a metric, and how a
+task is loaded: by name, from a file or from records.
 
-import random
+Loading lives here, beside the class whose classmethods call it; the modules it draws on (the
+examples, metrics, files and generators) return plain rows, splits and metrics and never import
+a Task, so the tasks package imports in one direction. The example names are re-exported here,
+where they were first defined.
+"""
+
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from agentopt.agents.errors import TaskError
-from agentopt.agents.prompt_runtime import Inputs, input_text
+from agentopt.agents.prompt_runtime import Inputs
 from agentopt.optimizer.tasks import scoring
-from agentopt.optimizer.tasks.metrics import Metric, Score
+from agentopt.optimizer.tasks.builtin import BUILTIN, builtin_splits
+from agentopt.optimizer.tasks.example import INPUT, SPLITS, Example, Row, Splits, example, split_examples
+from agentopt.optimizer.tasks.external import EXTERNAL
+from agentopt.optimizer.tasks.files import file_rows, parse_rows, task_file
+from agentopt.optimizer.tasks.metrics import BestMatch, Judged, Metric, MetricFailed, Score
+from agentopt.optimizer.tasks.refs import TaskFile, TaskRef
 from agentopt.optimizer.tasks.scoring import resolve_metric
 
-SPLITS = ("train", "val", "test")
-INPUT = "input"
 MetricSpec = str | Metric | Callable[..., Any]
 """A built-in metric's name, ``module:function``, ``judge``, a metric object or a plain function."""
-
-
-@dataclass(frozen=True)
-class Example:
-    """One input with its acceptable answers; ``id`` is stable across runs so results can be reused
-    and cached. ``input`` is the text of a single-input task, or the named fields of a multi-field one."""
-
-    id: str
-    input: Inputs
-    target: str
-    aliases: tuple[str, ...] = ()  # further acceptable answers; metrics take the best match
-
-    def __hash__(self) -> int:  # a multi-field input is a dict; the id already identifies the example
-        return hash(self.id)
-
-    @property
-    def targets(self) -> tuple[str, ...]:
-        return (self.target, *self.aliases)
-
-    @property
-    def text(self) -> str:
-        """The input as one text, as proposers and reports show it."""
-        return input_text(self.input)
 
 
 @dataclass(frozen=True)
@@ -106,20 +94,15 @@ class Task:
         whose value may also be a list of acceptable answers. A ``split`` field pins rows to splits;
         otherwise they are split by a seeded shuffle.
         """
-        from agentopt.optimizer.tasks.files import task_from_rows
-
         numbered = ((f"row {i}", dict(row)) for i, row in enumerate(rows))
-        return task_from_rows(numbered, inputs, target, resolve_metric(metric), name=name,
-                              description=description or f"Task {name}", seed=seed, source="records")
+        return _from_rows(numbered, inputs, target, resolve_metric(metric), name=name,
+                          description=description or f"Task {name}", seed=seed, source="records")
 
     @classmethod
     def from_file(cls, path: str | Path, inputs: Sequence[str] = (INPUT,), target: str | Sequence[str] = "target",
                   metric: MetricSpec = "exact_match", *, name: str | None = None, description: str = "",
                   seed: int = 0) -> "Task":
         """A task from a ``.jsonl`` or ``.csv`` file with any column names."""
-        from agentopt.optimizer.tasks import TaskFile
-        from agentopt.optimizer.tasks.files import load_task_file
-
         entry = TaskFile(path=str(path), inputs=tuple(inputs), target=target if isinstance(target, str) else tuple(target),
                          name=name, description=description, metric=metric if isinstance(metric, str) else "exact_match")
         ref = entry.model_dump(exclude_defaults=True) if isinstance(metric, str) else None  # a function cannot be stored
@@ -142,52 +125,73 @@ class Task:
     @classmethod
     def builtin(cls, name: str, seed: int = 0) -> "Task":
         """A built-in task by name (``agentopt tasks list``)."""
-        from agentopt.optimizer.tasks import load_task
-
         return load_task(name, seed)
 
 
-Row = tuple[Inputs, str | Sequence[str]]
-Splits = tuple[tuple[Example, ...], tuple[Example, ...], tuple[Example, ...]]
-"""Train, val and test."""
+def preflight(task: Task) -> None:
+    """Score the first train example's own answer with a user's metric before anything is paid, so
+    a metric that returns NaN or a string stops the run now, not after a model was started. Its
+    failing on that answer is allowed (it may expect real predictions); only a non-score stops.
+    Built-in metrics are trusted, and a judge would cost a call."""
+    if not isinstance(task.metric, BestMatch | Judged):
+        example = task.train[0]
+        try:
+            scoring.score(task.metric, example, example.target)
+        except MetricFailed:
+            pass
 
 
-def split_examples(rows: Sequence[Row], seed: int, sizes: tuple[float, float, float] = (0.4, 0.2, 0.4)) -> Splits:
-    """Shuffle ``(input, target or targets)`` rows with ``seed`` and cut into train / val / test.
-
-    Ids are the example's position in the input order, so the same data and seed always give the
-    same ids in the same splits. A generated task may repeat an input (``sum`` draws its pairs with
-    replacement); a repeat is dropped from the earlier split (train, then val) so no input is in two
-    splits and the sealed test split keeps every example and id it had. Task files are checked for
-    repeats before this, naming the lines (see ``tasks.files``).
-    """
-    if len(rows) < 3:
-        raise TaskError(f"a task needs at least 3 examples to make train/val/test splits, got {len(rows)}")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_train = max(1, round(sizes[0] * len(order)))
-    n_val = max(1, round(sizes[1] * len(order)))
-    n_train = min(n_train, len(order) - 2)
-    n_val = min(n_val, len(order) - n_train - 1)
-    keys = [input_text(inputs) for inputs, _ in rows]
-    cuts = _without_later_inputs(keys, (order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]))
-    train, val, test = (tuple(example(f"{name}-{i}", *rows[i]) for i in idx)
-                        for name, idx in zip(SPLITS, cuts, strict=True))
-    return train, val, test
+def builtin_tasks() -> list[str]:
+    """Every task loadable by name (``agentopt tasks list``); the external ones need the ``adas`` extra."""
+    return sorted([*BUILTIN, *EXTERNAL])
 
 
-def example(example_id: str, inputs: Inputs, targets: str | Sequence[str]) -> Example:
-    """An example from one target or a sequence of acceptable ones (the first is the reference)."""
-    if isinstance(targets, str):
-        return Example(example_id, inputs, targets)
-    return Example(example_id, inputs, targets[0], tuple(targets[1:]))
+def load_task(ref: TaskRef, seed: int = 0) -> Task:
+    """Resolve ``ref``: a built-in task name, a path ending in ``.jsonl`` / ``.csv``, or a task file entry."""
+    if not isinstance(ref, str):
+        try:
+            entry = TaskFile.model_validate(ref)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise TaskError(f"task entry {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return load_task_file(entry.path, resolve_metric(entry.metric, entry.rubric), seed, entry.inputs, entry.target,
+                              entry.name, entry.description, ref=entry.model_dump(exclude_defaults=True))
+    if ref.endswith((".jsonl", ".csv")):
+        return load_task_file(ref, seed=seed)
+    if ref in EXTERNAL:
+        spec = EXTERNAL[ref]
+        splits = split_examples(spec.rows(seed), seed)
+        task = Task(ref, spec.description, resolve_metric(spec.metric), *splits, source=spec.source)
+    elif ref in BUILTIN:
+        task = Task(ref, BUILTIN[ref].description, resolve_metric(BUILTIN[ref].metric), *builtin_splits(ref, seed))
+    elif Path(ref).is_dir():
+        raise TaskError(f"task {ref!r} is a directory; name a .jsonl or .csv file in it")
+    else:
+        known = ", ".join(builtin_tasks())
+        raise TaskError(f"unknown task {ref!r}; built-in tasks: {known} (or a .jsonl/.csv path)")
+    return replace(task, ref=ref, seed=seed)
 
 
-def _without_later_inputs(keys: Sequence[str], cuts: Sequence[list[int]]) -> list[list[int]]:
-    """Each cut less the positions whose input is also in a later cut (repeats inside one cut stay)."""
-    later: set[str] = set()
-    kept: list[list[int]] = []
-    for idx in reversed(cuts):
-        kept.insert(0, [i for i in idx if keys[i] not in later])
-        later.update(keys[i] for i in idx)
-    return kept
+def load_task_file(path: str | Path, metric: MetricSpec = "exact_match", seed: int = 0,
+                   inputs: Sequence[str] = (INPUT,), target: str | Sequence[str] = "target",
+                   name: str | None = None, description: str = "",
+                   ref: str | dict[str, object] | None = "") -> Task:
+    """Read ``path`` (``.jsonl`` or ``.csv``) into a Task named after the file; ``ref`` is how a
+    campaign loads it again (default: the path, which holds for default columns and metric)."""
+    path = task_file(path)
+    resolved = resolve_metric(metric)
+    return _from_rows(file_rows(path, inputs, target), inputs, target, resolved, name=name or path.stem,
+                      description=description or f"User task from {path.name}", seed=seed, source=str(path),
+                      ref=str(path) if ref == "" else ref)
+
+
+def _from_rows(rows: Iterable[tuple[str, dict[str, object]]], inputs: Sequence[str], target: str | Sequence[str],
+               metric: Metric, *, name: str, description: str, seed: int, source: str,
+               ref: str | dict[str, object] | None = None) -> Task:
+    """A Task of validated rows (see :func:`.files.parse_rows`), each named by where it came from."""
+    input_names, splits = parse_rows(rows, inputs, target, seed=seed, source=source)
+    return Task(name, description, metric, *splits, source=source, inputs=input_names, ref=ref, seed=seed)
+
+
+__all__ = ["INPUT", "SPLITS", "Example", "MetricSpec", "Row", "Splits", "Task", "builtin_tasks", "example",
+           "load_task", "load_task_file", "preflight", "split_examples"]

@@ -9,8 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentopt.optimizer.tasks.base import Task, split_examples
-from agentopt.optimizer.tasks.scoring import resolve_metric
+from agentopt.optimizer.tasks.example import Splits, split_examples
 from agentopt.optimizer.tasks.vocab import ANIMAL_MASS_KG, ANTONYMS, PLURALS, WORDS
 
 Pairs = list[tuple[str, str]]
@@ -95,7 +94,7 @@ BUILTIN: dict[str, TaskSpec] = {
 }
 
 
-def make_builtin(name: str, seed: int = 0) -> Task:
-    spec = BUILTIN[name]
-    train, val, test = split_examples(spec.generate(random.Random(f"{name}:{seed}")), seed)
-    return Task(name, spec.description, resolve_metric(spec.metric), train, val, test)
+def builtin_splits(name: str, seed: int = 0) -> Splits:
+    """Built-in task ``name``'s examples, split; its Task is built by :func:`.base.load_task`, so
+    this module stays below the Task that is made of them."""
+    return split_examples(BUILTIN[name].generate(random.Random(f"{name}:{seed}")), seed)

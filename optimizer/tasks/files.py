@@ -1,4 +1,4 @@
-"""Load a user's own task from a JSONL or CSV file, or from Python records.
+"""Read a user's own task from a JSONL or CSV file, or from Python records, into split examples.
 
 Each row needs the declared input fields (``input`` unless told otherwise) and the target field
 (``target`` unless told otherwise): strings or finite numbers, none blank. A target may also be a
@@ -22,9 +22,7 @@ from pathlib import Path
 
 from agentopt.agents.errors import AgentoptError, TaskError
 from agentopt.agents.prompt_runtime import Inputs, input_text
-from agentopt.optimizer.tasks.base import INPUT, SPLITS, MetricSpec, Splits, Task, example, split_examples
-from agentopt.optimizer.tasks.metrics import Metric
-from agentopt.optimizer.tasks.scoring import resolve_metric
+from agentopt.optimizer.tasks.example import INPUT, SPLITS, Splits, example, split_examples
 
 Row = tuple[str, dict[str, object]]
 """A raw row and where it came from ("data.jsonl:3", "row 2") for messages about it."""
@@ -180,10 +178,11 @@ def _names(what: str, value: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def task_from_rows(rows: Iterable[Row], inputs: Sequence[str], target: str | Sequence[str], metric: Metric, *,
-                   name: str, description: str, seed: int, source: str,
-                   ref: str | dict[str, object] | None = None) -> Task:
-    """Validate every row, then split: pinned by a ``split`` field, or by a seeded shuffle."""
+def parse_rows(rows: Iterable[Row], inputs: Sequence[str], target: str | Sequence[str], *, seed: int,
+               source: str) -> tuple[tuple[str, ...], Splits]:
+    """The input field names and the examples, split: pinned by a ``split`` field, or by a seeded
+    shuffle. Every row is validated first. The Task is built by :mod:`.base`, so this module, which
+    :meth:`Task.from_records` and :meth:`Task.from_file` call, never imports it back."""
     input_names, target_names = _names("inputs", inputs), _names("target", target)
     parsed = [_parse(where, row, input_names, target_names) for where, row in rows]
     if not parsed:
@@ -193,27 +192,23 @@ def task_from_rows(rows: Iterable[Row], inputs: Sequence[str], target: str | Seq
         raise TaskError(f"{source}: either every row has a 'split' field or none does")
     _refuse_repeats(parsed)
     splits = _pinned_splits(parsed) if pinned else split_examples([(p.input, p.targets) for p in parsed], seed)
-    return Task(name, description, metric, *splits, source=source, inputs=input_names, ref=ref, seed=seed)
+    return input_names, splits
 
 
-def load_task_file(path: str | Path, metric: MetricSpec = "exact_match", seed: int = 0,
-                   inputs: Sequence[str] = (INPUT,), target: str | Sequence[str] = "target",
-                   name: str | None = None, description: str = "",
-                   ref: str | dict[str, object] | None = "") -> Task:
-    """Read ``path`` (``.jsonl`` or ``.csv``) into a Task named after the file; ``ref`` is how a
-    campaign loads it again (default: the path, which holds for default columns and metric)."""
+def task_file(path: str | Path) -> Path:
+    """``path`` when it is a file, checked before anything else about the task is."""
     path = Path(path)
     if path.is_dir():
         raise TaskError(f"task file {path} is a directory; name a .jsonl or .csv file in it")
     if not path.is_file():
         raise TaskError(f"task file not found: {path}")
-    resolved = resolve_metric(metric)
+    return path
+
+
+def file_rows(path: Path, inputs: Sequence[str], target: str | Sequence[str]) -> list[Row]:
+    """The raw rows of a ``.jsonl`` or ``.csv`` task file (a CSV header must hold the columns read)."""
     if path.suffix == ".jsonl":
-        rows = _jsonl_rows(path)
-    elif path.suffix == ".csv":
-        rows = _csv_rows(path, [*_names("inputs", inputs), _names("target", target)[0]])
-    else:
-        raise TaskError(f"{path}: unsupported task file type {path.suffix!r}; use .jsonl or .csv")
-    return task_from_rows(rows, inputs, target, resolved, name=name or path.stem,
-                          description=description or f"User task from {path.name}", seed=seed, source=str(path),
-                          ref=str(path) if ref == "" else ref)
+        return _jsonl_rows(path)
+    if path.suffix == ".csv":
+        return _csv_rows(path, [*_names("inputs", inputs), _names("target", target)[0]])
+    raise TaskError(f"{path}: unsupported task file type {path.suffix!r}; use .jsonl or .csv")

@@ -24,7 +24,7 @@ from agentopt.optimizer.tasks.metrics import MetricFailed, Score
 
 if TYPE_CHECKING:
     from agentopt.agents.llm import LLMClient
-    from agentopt.optimizer.tasks.base import Example
+    from agentopt.optimizer.tasks.example import Example
 
 DEFAULT_RUBRIC = "Is the candidate answer correct? It is correct when it means the same as a reference answer."
 SYSTEM = ("You are a strict grader. You compare a candidate answer with the reference answer and give a score. "

@@ -22,7 +22,7 @@ from agentopt.agents.errors import AgentoptError, TaskError
 from agentopt.agents.sandbox import Limits, SandboxCallError, SandboxedFunction, SandboxError
 
 if TYPE_CHECKING:
-    from agentopt.optimizer.tasks.base import Example
+    from agentopt.optimizer.tasks.example import Example
 
 Compare = Callable[[str, str], "float | Score"]
 

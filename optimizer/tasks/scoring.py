@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 from agentopt.agents.errors import AgentoptError, ConfigError, TaskError
 from agentopt.optimizer.tasks.metrics import (
     METRICS,
-    BestMatch,
-    Judged,
     Metric,
     MetricContractError,
     MetricFailed,
@@ -26,7 +24,7 @@ from agentopt.optimizer.tasks.metrics import (
 )
 
 if TYPE_CHECKING:
-    from agentopt.optimizer.tasks.base import Example, Task
+    from agentopt.optimizer.tasks.example import Example
 
 
 def score(metric: Metric, example: "Example", prediction: str) -> Score:
@@ -84,19 +82,6 @@ class FunctionMetric:
 
     def key(self, prediction: str) -> str:
         return str(getattr(self.fn, "dedup_key", identity)(prediction))
-
-
-def preflight(task: "Task") -> None:
-    """Score the first train example's own answer with a user's metric before anything is paid, so
-    a metric that returns NaN or a string stops the run now, not after a model was started. Its
-    failing on that answer is allowed (it may expect real predictions); only a non-score stops.
-    Built-in metrics are trusted, and a judge would cost a call."""
-    if not isinstance(task.metric, BestMatch | Judged):
-        example = task.train[0]
-        try:
-            score(task.metric, example, example.target)
-        except MetricFailed:
-            pass
 
 
 def import_function(ref: str) -> Callable[..., Any]:
