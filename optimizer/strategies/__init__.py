@@ -19,7 +19,9 @@ STRATEGIES: dict[str, StrategyClass] = {
 
 
 def register_strategy(strategy: StrategyClass) -> StrategyClass:
-    """Make a strategy known by its ``name`` (configs, ``agentopt.strategies.make``): one class."""
+    """Make a strategy known by its ``name`` (configs, ``agentopt.strategies.make``): one class, a
+    :class:`~agentopt.optimizer.strategies.base.GeneratorStrategy` (whose hooks get its validated
+    ``Params``) or any class with :class:`StrategyClass`'s members (which get the config's dict)."""
     STRATEGIES[strategy.name] = strategy
     return strategy
 

@@ -78,20 +78,17 @@ class Entry:
     fitness: float
 
 
-class MetaAgentSearch(GeneratorStrategy):
+class MetaAgentSearch(GeneratorStrategy[ADASParams]):
     name = "adas"
     Params = ADASParams
-    params: ADASParams
 
     @classmethod
-    def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
+    def refuses(cls, p: ADASParams, seed: Agent) -> str | None:
         """Any seed: the search writes code agents of its own; the seed is only the baseline."""
         return None
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, ADASParams)
+    def bounds(cls, p: ADASParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
         dev = min(p.dev_size or n_val, n_val)
         meta_calls = p.generations * (1 + p.reflexions + p.debug_turns)
         examples = (len(p.seeds) + p.generations) * (dev + 2 * probe_size) + p.generations * (p.debug_turns + 1) \

@@ -12,7 +12,6 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import Field
 
@@ -52,15 +51,12 @@ class Arm:
         return self.total / self.count if self.count else 0.0
 
 
-class APE(GeneratorStrategy):
+class APE(GeneratorStrategy[APEParams]):
     name = "ape"
     Params = APEParams
-    params: APEParams
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, APEParams)
+    def bounds(cls, p: APEParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
         generated = p.n_subsamples * p.samples_per_subsample
         varied = p.mc_rounds * p.mc_top * p.mc_samples
         candidates = 1 + generated + p.n_subsamples + varied

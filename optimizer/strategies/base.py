@@ -7,7 +7,7 @@ for every strategy. Strategies never see the test split.
 
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -107,7 +107,9 @@ class Strategy(Protocol):
 
 
 class StrategyClass(Protocol):
-    """What the registry holds: a strategy's constructor plus what is known before it runs."""
+    """What the registry holds and its callers use: a strategy's constructor plus what is known before
+    it runs, each given the config's ``params`` as written (a dict). :class:`StrategyBase` is one that
+    validates the dict and hands its strategy the typed ``Params``."""
 
     # Read-only attributes of the class object (a ClassVar member is one no class object can have).
     @property
@@ -131,44 +133,75 @@ Subsearch = Generator[list[Trial], list[TrialResult], _Value]
 Search = Subsearch[None]
 
 
-class GeneratorStrategy:
-    """Write a strategy as one generator: ``results = yield trials``.
+ParamsT = TypeVar("ParamsT", bound=Params)
 
-    The search reads top to bottom like the paper's algorithm, while the campaign still drives it
-    through ask / tell and can stop it at any yield (budget spent, Ctrl-C).
+
+class StrategyBase(Generic[ParamsT]):
+    """A :class:`StrategyClass` whose strategy sees only its validated ``Params``.
+
+    The registry's callers pass the config's ``params`` dict; each entry point here validates it
+    against ``Params`` (so a bad dict fails the same way wherever it is first used) and hands the
+    typed model to the hook a strategy writes: ``__init__`` sets ``self.params``, :meth:`plan`
+    asks :meth:`bounds`, :meth:`uses_embeddings` asks :meth:`needs_embedder` and :meth:`accepts`
+    asks :meth:`refuses`. A strategy that overrides an entry point itself still gets the dict.
     """
 
     name: ClassVar[str] = ""
-    Params: ClassVar[type[Params]] = Params
+    # Every strategy with parameters sets its own; this default is for one with none (``ParamsT`` is
+    # ``Params`` itself), where the cast is exact.
+    Params: type[ParamsT] = cast("type[ParamsT]", Params)
 
     def __init__(self, params: dict[str, Any], ctx: StrategyContext) -> None:
-        self.params = self.Params.model_validate(params)
+        self.params: ParamsT = self.Params.model_validate(params)
         self.ctx = ctx
-        self._search = self.search()
-        self._pending: list[TrialResult] | None = None
-        self._done = False
-
-    def search(self) -> Search:
-        raise NotImplementedError
 
     @classmethod
     def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan | None:
+        return cls.bounds(cls.Params.model_validate(params), train, n_val, probe_size)
+
+    @classmethod
+    def uses_embeddings(cls, params: dict[str, Any]) -> bool:
+        return cls.needs_embedder(cls.Params.model_validate(params))
+
+    @classmethod
+    def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
+        return cls.refuses(cls.Params.model_validate(params), seed)
+
+    @classmethod
+    def bounds(cls, p: ParamsT, train: Sequence[Example], n_val: int, probe_size: int) -> Plan | None:
         """How much work the search can take at most; ``None`` when it cannot say in advance."""
         return None
 
     @classmethod
-    def uses_embeddings(cls, params: dict[str, Any]) -> bool:
+    def needs_embedder(cls, p: ParamsT) -> bool:
         """Whether the campaign must provide an embeddings client (``StrategyContext.embedder``)."""
         return False
 
     @classmethod
-    def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
+    def refuses(cls, p: ParamsT, seed: Agent) -> str | None:
         """Why the search cannot start from ``seed``, or ``None`` when it can. Searches that rewrite
         texts need a :class:`~agentopt.agents.base.Tunable` seed (prompt, program or graph agent)."""
         if isinstance(seed, Tunable):
             return None
         return (f"strategy {cls.name} rewrites its seed's texts, and a {seed.kind} agent has none; start it from a "
                 "prompt, program or graph agent")
+
+
+class GeneratorStrategy(StrategyBase[ParamsT]):
+    """Write a strategy as one generator: ``results = yield trials``.
+
+    The search reads top to bottom like the paper's algorithm, while the campaign still drives it
+    through ask / tell and can stop it at any yield (budget spent, Ctrl-C).
+    """
+
+    def __init__(self, params: dict[str, Any], ctx: StrategyContext) -> None:
+        super().__init__(params, ctx)
+        self._search = self.search()
+        self._pending: list[TrialResult] | None = None
+        self._done = False
+
+    def search(self) -> Search:
+        raise NotImplementedError
 
     def baseline(self) -> Agent:
         seed: Agent = self.ctx.seed_agent  # of a kind this strategy accepts (checked before it started)

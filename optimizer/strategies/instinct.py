@@ -13,7 +13,7 @@ the archive the moment it finishes.
 
 import random
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -40,19 +40,16 @@ class InstinctParams(PoolParams):
     paraphrase_samples: int = Field(3, ge=1)
 
 
-class Instinct(GeneratorStrategy):
+class Instinct(GeneratorStrategy[InstinctParams]):
     name = "instinct"
     Params = InstinctParams
-    params: InstinctParams
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, InstinctParams)
+    def bounds(cls, p: InstinctParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
         return pool.plan(p, train, n_val, probe_size, p.queries, p.dev_size, p.paraphrase_top * p.paraphrase_samples)
 
     @classmethod
-    def uses_embeddings(cls, params: dict[str, Any]) -> bool:
+    def needs_embedder(cls, p: InstinctParams) -> bool:
         return True
 
     def search(self) -> Search:

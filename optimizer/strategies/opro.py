@@ -7,7 +7,6 @@ APE's, and the trajectory holds only instructions scored without infrastructure 
 
 import random
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import Field
 
@@ -38,15 +37,12 @@ class OPROParams(Params):
     proposer_workers: int = Field(2, ge=1)
 
 
-class OPRO(GeneratorStrategy):
+class OPRO(GeneratorStrategy[OPROParams]):
     name = "opro"
     Params = OPROParams
-    params: OPROParams
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, OPROParams)
+    def bounds(cls, p: OPROParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
         proposals = p.steps * p.per_step
         meta = META_TEMPLATE.format(trajectory="Instruction: " + "x " * 20 + "\nScore: 100\n" * p.max_trajectory,
                                     exemplars=format_pairs(list(train[: p.exemplars])))

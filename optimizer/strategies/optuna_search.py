@@ -11,7 +11,7 @@ own database, so ``optuna-dashboard <db url>`` shows it next to everything else.
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 import optuna
 from pydantic import Field
@@ -48,15 +48,12 @@ def study_storage(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
-class OptunaSearch(GeneratorStrategy):
+class OptunaSearch(GeneratorStrategy[OptunaParams]):
     name = "optuna"
     Params = OptunaParams
-    params: OptunaParams
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, OptunaParams)
+    def bounds(cls, p: OptunaParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
         base = pool.plan(p, train, n_val, probe_size, 0, None)
         promotions = p.n_trials // p.promote_every + 1
         examples = (p.bootstrap_examples + p.n_trials * (p.minibatch + 2 * probe_size)

@@ -10,7 +10,7 @@ off before its final validation round contributes only the candidates it fully s
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +20,7 @@ from agentopt.optimizer.strategies.base import (
     Params,
     Plan,
     Strategy,
+    StrategyBase,
     StrategyClass,
     StrategyContext,
     Trial,
@@ -61,20 +62,19 @@ def _member_class(name: str) -> StrategyClass:
     return STRATEGIES[name]
 
 
-class Portfolio:
-    name: ClassVar[str] = "portfolio"
-    Params: ClassVar[type[PortfolioParams]] = PortfolioParams
+class Portfolio(StrategyBase[PortfolioParams]):
+    name = "portfolio"
+    Params = PortfolioParams
 
     def __init__(self, params: dict[str, Any], ctx: StrategyContext) -> None:
-        self.params = PortfolioParams.model_validate(params)
+        super().__init__(params, ctx)
         self.members: list[Strategy] = [_member_class(m.name)(m.params, ctx) for m in self.params.members]
         self.spent = [0] * len(self.members)
         self.finished = [False] * len(self.members)
         self._asking: int | None = None
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan | None:
-        p = PortfolioParams.model_validate(params)
+    def bounds(cls, p: PortfolioParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan | None:
         plans = [_member_class(m.name).plan(m.params, train, n_val, probe_size) for m in p.members]
         if any(plan is None for plan in plans):
             return None
@@ -84,13 +84,11 @@ class Portfolio:
                     max(x.candidate_demos for x in real))
 
     @classmethod
-    def uses_embeddings(cls, params: dict[str, Any]) -> bool:
-        p = PortfolioParams.model_validate(params)
+    def needs_embedder(cls, p: PortfolioParams) -> bool:
         return any(_member_class(m.name).uses_embeddings(m.params) for m in p.members)
 
     @classmethod
-    def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
-        p = PortfolioParams.model_validate(params)
+    def refuses(cls, p: PortfolioParams, seed: Agent) -> str | None:
         return next((problem for m in p.members if (problem := _member_class(m.name).accepts(m.params, seed))), None)
 
     def allowance(self, i: int) -> float:

@@ -5,7 +5,6 @@ Every query-efficient strategy has to beat it at an equal number of task-model q
 
 import random
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import Field
 
@@ -21,15 +20,12 @@ class RandomParams(PoolParams):
     dev_size: int | None = Field(None, ge=1, description="validation examples per query (default: all)")
 
 
-class RandomSearch(GeneratorStrategy):
+class RandomSearch(GeneratorStrategy[RandomParams]):
     name = "random"
     Params = RandomParams
-    params: RandomParams
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, RandomParams)
+    def bounds(cls, p: RandomParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
         return pool.plan(p, train, n_val, probe_size, p.queries, p.dev_size)
 
     def search(self) -> Search:

@@ -167,28 +167,23 @@ def with_example(agent: TunableAgent, name: str, example: Example) -> TunableAge
         return None
 
 
-class Reflective(GeneratorStrategy):
+class Reflective(GeneratorStrategy[ReflectiveParams]):
     name = "reflective"
     Params = ReflectiveParams
-    params: ReflectiveParams
 
     @classmethod
-    def uses_embeddings(cls, params: dict[str, Any]) -> bool:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, ReflectiveParams)
+    def needs_embedder(cls, p: ReflectiveParams) -> bool:
         return p.retrieval == "embedding" and "retrieve" in p.mutations
 
     @classmethod
-    def accepts(cls, params: dict[str, Any], seed: Agent) -> str | None:
+    def refuses(cls, p: ReflectiveParams, seed: Agent) -> str | None:
         if isinstance(seed, Demonstrated) or isinstance(seed, Tunable) and seed.texts():
             return None
         return (f"strategy {cls.name} mutates its seed's texts or demonstrations, and a {seed.kind} agent has "
                 "neither; start it from a prompt, program or graph agent")
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, ReflectiveParams)
+    def bounds(cls, p: ReflectiveParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
         shown = [{"input": e.text[:SHOWN], "answer": "x " * 20, "target": e.target, "feedback": "x " * 20}
                  for e in train[: p.minibatch]]
         prompt = reflection_prompt("instruction", "x " * 40, shown)

@@ -51,15 +51,12 @@ class SymbolicParams(Params):
         return pipeline
 
 
-class SymbolicLearning(GeneratorStrategy):
+class SymbolicLearning(GeneratorStrategy[SymbolicParams]):
     name = "symbolic"
     Params = SymbolicParams
-    params: SymbolicParams
 
     @classmethod
-    def plan(cls, params: dict[str, Any], train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
-        p = cls.Params.model_validate(params)
-        assert isinstance(p, SymbolicParams)
+    def bounds(cls, p: SymbolicParams, train: Sequence[Example], n_val: int, probe_size: int) -> Plan:
         nodes = len(cls._seed(p, "").nodes) + (p.steps // p.pipeline_every if p.pipeline_every else 0)
         proposer = p.steps * (p.max_losses * (1 + nodes) + nodes * p.rewrite_samples + 1)
         dev = min(p.dev_size or n_val, n_val)
