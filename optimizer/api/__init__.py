@@ -11,78 +11,113 @@
 The ``agentopt`` command line and YAML configs build these same objects and run the same code.
 Names are imported on first use: every ``agentopt.<subpackage>`` import (a Ray worker, the CLI)
 runs this file first, and should not pay for the whole library.
+
+The public names are written once, in the ``TYPE_CHECKING`` block at the end of this file, in the
+two forms type checkers take as this module's exports (``from m import X as X``, and ``X = Y`` for a
+name imported under another); mypy and IDEs read them as they are. At run time the first name looked
+up parses that block (``ast``, once) into a map of name -> module, and each name then imports only its
+own module. A hand-kept map beside the imports drifted from them; a ``.pyi`` stub read at run time
+(lazy_loader's ``attach_stub``) would add a dependency and a file the package data must ship.
 """
 
 import importlib
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-_WHERE = {
-    "CodeAgent": "agentopt.agents.code_agent", "GraphAgent": "agentopt.agents.graph", "Node": "agentopt.agents.graph",
-    "RoleBudget": "agentopt.agents.budget", "AgentKind": "agentopt.agents.base",
-    "register_kind": "agentopt.agents.kinds", "register_strategy": "agentopt.optimizer.strategies", "Demo": "agentopt.agents.prompt", "PostProcess": "agentopt.agents.prompt", "PromptAgent": "agentopt.agents.prompt",
-    "ProgramAgent": "agentopt.agents.program", "from_langchain": "agentopt.agents.program",
-    "Tunable": "agentopt.agents.base", "Demonstrated": "agentopt.agents.base", "Retrieving": "agentopt.agents.base", "Rendered": "agentopt.agents.base",
-    "Checked": "agentopt.agents.base", "Archive": "agentopt.archive.facade",
-    "Budget": "agentopt.optimizer.config:BudgetConfig", "CampaignConfig": "agentopt.optimizer.config",
-    "Dedup": "agentopt.optimizer.config:DedupConfig", "Evaluation": "agentopt.optimizer.config:EvaluationConfig",
-    "LocalModel": "agentopt.optimizer.config:LocalModelConfig", "Models": "agentopt.optimizer.config",
-    "Role": "agentopt.optimizer.config:RoleConfig", "load_config": "agentopt.optimizer.config",
-    "Best": "agentopt.optimizer.library", "Result": "agentopt.optimizer.library",
-    "export_agent": "agentopt.optimizer.library", "optimize": "agentopt.optimizer.library",
-    "resume": "agentopt.optimizer.library", "run_config": "agentopt.optimizer.library",
-    "report": "agentopt.optimizer.library", "dashboard_app": "agentopt.optimizer.library", "status": "agentopt.optimizer.status", "Status": "agentopt.optimizer.status",
-    "estimate": "agentopt.optimizer.budgets", "LocalModelServers": "agentopt.agents.local_model",
-    "builtin_tasks": "agentopt.optimizer.tasks",
-    "Example": "agentopt.optimizer.tasks", "Metric": "agentopt.optimizer.tasks", "Score": "agentopt.optimizer.tasks",
-    "Task": "agentopt.optimizer.tasks", "register_metric": "agentopt.optimizer.tasks",
-    "LLMJudge": "agentopt.optimizer.tasks.judge", "MetricFailed": "agentopt.optimizer.tasks.metrics",
-    "MetricContractError": "agentopt.optimizer.tasks.metrics",
-    "strategies": "agentopt.strategies",
-    "load_sweep": "agentopt.optimizer.sweep_config", "parse_sweep": "agentopt.optimizer.sweep_config",
-    "run_sweep": "agentopt.optimizer.sweep", "sweep_status": "agentopt.optimizer.status",
-    "compare_sweep": "agentopt.optimizer.status", "sweep_cells": "agentopt.optimizer.status",
-}
-__all__ = sorted(_WHERE)
+
+@cache
+def _where() -> dict[str, tuple[str, str]]:
+    """Each public name's module and the attribute it is there, read from the ``TYPE_CHECKING`` block:
+    on the first name looked up, so ``import agentopt`` alone parses nothing."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    [block] = [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"]
+    imported: dict[str, tuple[str, str]] = {}
+    public: dict[str, tuple[str, str]] = {}
+    for node in block.body:
+        match node:
+            case ast.ImportFrom(module=str(module), names=names):
+                for alias in names:
+                    imported[alias.asname or alias.name] = (module, alias.name)
+                    if alias.asname == alias.name:
+                        public[alias.name] = (module, alias.name)
+            case ast.Assign(targets=[ast.Name(id=name)], value=ast.Name(id=source)):
+                public[name] = imported[source]
+    return public
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
+    if name == "__all__":
+        return sorted(_where())
+    if name not in _where():
         raise AttributeError(f"module 'agentopt' has no attribute {name!r}")
-    module, _, attr = _WHERE[name].partition(":")
-    value = importlib.import_module(module) if name == "strategies" else getattr(importlib.import_module(module),
-                                                                                 attr or name)
+    module, attr = _where()[name]
+    # a submodule of this package (``agentopt.strategies``) is imported, not looked up here again
+    value = importlib.import_module(f"{module}.{attr}") if module == __name__ else getattr(
+        importlib.import_module(module), attr)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return sorted(_where())
 
 
 if TYPE_CHECKING:
-    from agentopt import strategies
-    from agentopt.agents.base import AgentKind, Checked, Demonstrated, Rendered, Retrieving, Tunable
-    from agentopt.agents.program import ProgramAgent, from_langchain
-    from agentopt.agents.budget import RoleBudget
-    from agentopt.agents.kinds import register_kind
-    from agentopt.optimizer.strategies import register_strategy
-    from agentopt.agents.code_agent import CodeAgent
-    from agentopt.agents.graph import GraphAgent, Node
-    from agentopt.agents.prompt import Demo, PostProcess, PromptAgent
-    from agentopt.archive.facade import Archive
-    from agentopt.optimizer.config import BudgetConfig as Budget
-    from agentopt.optimizer.config import CampaignConfig, Models, load_config
-    from agentopt.optimizer.config import DedupConfig as Dedup
-    from agentopt.optimizer.config import EvaluationConfig as Evaluation
-    from agentopt.optimizer.config import LocalModelConfig as LocalModel
-    from agentopt.optimizer.config import RoleConfig as Role
-    from agentopt.agents.local_model import LocalModelServers
-    from agentopt.optimizer.budgets import estimate
-    from agentopt.optimizer.library import (Best, Result, dashboard_app, export_agent, optimize, report, resume,
-                                            run_config)
-    from agentopt.optimizer.status import Status, compare_sweep, status, sweep_cells, sweep_status
-    from agentopt.optimizer.sweep import run_sweep
-    from agentopt.optimizer.sweep_config import load_sweep, parse_sweep
-    from agentopt.optimizer.tasks import Example, Metric, Score, Task, builtin_tasks, register_metric
-    from agentopt.optimizer.tasks.judge import LLMJudge
-    from agentopt.optimizer.tasks.metrics import MetricContractError, MetricFailed
+    from agentopt import strategies as strategies
+    from agentopt.agents.base import AgentKind as AgentKind
+    from agentopt.agents.base import Checked as Checked
+    from agentopt.agents.base import Demonstrated as Demonstrated
+    from agentopt.agents.base import Rendered as Rendered
+    from agentopt.agents.base import Retrieving as Retrieving
+    from agentopt.agents.base import Tunable as Tunable
+    from agentopt.agents.budget import RoleBudget as RoleBudget
+    from agentopt.agents.code_agent import CodeAgent as CodeAgent
+    from agentopt.agents.graph import GraphAgent as GraphAgent
+    from agentopt.agents.graph import Node as Node
+    from agentopt.agents.kinds import register_kind as register_kind
+    from agentopt.agents.local_model import LocalModelServers as LocalModelServers
+    from agentopt.agents.program import ProgramAgent as ProgramAgent
+    from agentopt.agents.program import from_langchain as from_langchain
+    from agentopt.agents.prompt import Demo as Demo
+    from agentopt.agents.prompt import PostProcess as PostProcess
+    from agentopt.agents.prompt import PromptAgent as PromptAgent
+    from agentopt.archive.facade import Archive as Archive
+    from agentopt.optimizer.budgets import estimate as estimate
+    from agentopt.optimizer.config import BudgetConfig, DedupConfig, EvaluationConfig, LocalModelConfig, RoleConfig
+    from agentopt.optimizer.config import CampaignConfig as CampaignConfig
+    from agentopt.optimizer.config import Models as Models
+    from agentopt.optimizer.config import load_config as load_config
+    Budget = BudgetConfig
+    Dedup = DedupConfig
+    Evaluation = EvaluationConfig
+    LocalModel = LocalModelConfig
+    Role = RoleConfig
+    from agentopt.optimizer.library import Best as Best
+    from agentopt.optimizer.library import Result as Result
+    from agentopt.optimizer.library import dashboard_app as dashboard_app
+    from agentopt.optimizer.library import export_agent as export_agent
+    from agentopt.optimizer.library import optimize as optimize
+    from agentopt.optimizer.library import report as report
+    from agentopt.optimizer.library import resume as resume
+    from agentopt.optimizer.library import run_config as run_config
+    from agentopt.optimizer.status import Status as Status
+    from agentopt.optimizer.status import compare_sweep as compare_sweep
+    from agentopt.optimizer.status import status as status
+    from agentopt.optimizer.status import sweep_cells as sweep_cells
+    from agentopt.optimizer.status import sweep_status as sweep_status
+    from agentopt.optimizer.strategies import register_strategy as register_strategy
+    from agentopt.optimizer.sweep import run_sweep as run_sweep
+    from agentopt.optimizer.sweep_config import load_sweep as load_sweep
+    from agentopt.optimizer.sweep_config import parse_sweep as parse_sweep
+    from agentopt.optimizer.tasks import Example as Example
+    from agentopt.optimizer.tasks import Metric as Metric
+    from agentopt.optimizer.tasks import Score as Score
+    from agentopt.optimizer.tasks import Task as Task
+    from agentopt.optimizer.tasks import builtin_tasks as builtin_tasks
+    from agentopt.optimizer.tasks import register_metric as register_metric
+    from agentopt.optimizer.tasks.judge import LLMJudge as LLMJudge
+    from agentopt.optimizer.tasks.metrics import MetricContractError as MetricContractError
+    from agentopt.optimizer.tasks.metrics import MetricFailed as MetricFailed

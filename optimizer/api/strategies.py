@@ -6,6 +6,7 @@ when the campaign starts. A strategy registered later (one class added to ``STRA
 reachable as ``agentopt.strategies.make("name", **params)``.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from agentopt.optimizer.config import StrategyConfig
@@ -17,7 +18,7 @@ def make(name: str, **params: Any) -> StrategyConfig:
     return StrategyConfig(name=name, params=params)
 
 
-def _named(name: str) -> Any:
+def _named(name: str) -> Callable[..., StrategyConfig]:
     def build(**params: Any) -> StrategyConfig:
         return make(name, **params)
 
