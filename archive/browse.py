@@ -1,9 +1,13 @@
-"""Paged and bounded reads for browsing an archive (the dashboard and its static report).
+"""Paged and bounded reads for browsing an archive (the dashboard and its static report), and the
+stored rows that reports and experiment scripts read.
 
-Every query here is answered by the database's indexes and returns at most a page or a cap of rows,
-so a page of a million-candidate archive costs what a page of a small one does.
+Callers import these from :mod:`agentopt.archive.queries`, the one module of archive reads; they are
+kept here so that each module stays under a few hundred lines. The dashboard's queries are answered by
+the database's indexes and return at most a page or a cap of rows, so a page of a million-candidate
+archive costs what a page of a small one does.
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -180,3 +184,60 @@ def strategies(archive: Archive) -> list[str]:
 def tasks(archive: Archive) -> list[str]:
     with archive.session() as s:
         return list(s.scalars(select(Campaign.task).distinct().order_by(Campaign.task)))
+
+
+def candidate_exists(archive: Archive, candidate_id: int) -> bool:
+    """Whether the archive holds the candidate: one primary-key lookup, no row loaded."""
+    with archive.session() as s:
+        return s.scalar(select(Candidate.id).where(Candidate.id == candidate_id)) is not None
+
+
+def stored_campaigns(archive: Archive, ids: Iterable[str] | None = None, strategy: str | None = None,
+                     status: str | None = None) -> list[Campaign]:
+    """Campaigns as stored (config, summary, heartbeat, driven time), oldest first: those of ``ids``
+    (all when ``None``), run with ``strategy``, in ``status``."""
+    query = select(Campaign).order_by(Campaign.created_at, Campaign.id)
+    if ids is not None:
+        query = query.where(Campaign.id.in_(list(ids)))
+    if strategy is not None:
+        query = query.where(Campaign.strategy == strategy)
+    if status is not None:
+        query = query.where(Campaign.status == status)
+    with archive.session() as s:
+        return list(s.scalars(query))
+
+
+def campaign_candidates(archive: Archive, campaign_id: str, kind: str | None = None, twins: bool = False,
+                        evaluated_on: str | None = None) -> list[Candidate]:
+    """A campaign's candidates in the order they were stored: of ``kind``; with ``twins``, only those
+    merged into a functional twin; with ``evaluated_on``, only those with an evaluation on that split."""
+    query = select(Candidate).where(Candidate.campaign_id == campaign_id).order_by(Candidate.id)
+    if kind is not None:
+        query = query.where(Candidate.kind == kind)
+    if twins:
+        query = query.where(Candidate.twin_id.is_not(None))
+    if evaluated_on is not None:
+        query = query.join(Evaluation, Evaluation.candidate_id == Candidate.id).where(Evaluation.split == evaluated_on)
+    with archive.session() as s:
+        return list(s.scalars(query))
+
+
+@dataclass(frozen=True)
+class ExampleResult(Record):
+    """One example's score or error, with the candidate it belongs to."""
+
+    candidate_id: int
+    split: str
+    example_id: str
+    score: float | None
+    error: str | None
+
+
+def campaign_results(archive: Archive, campaign_id: str, splits: Sequence[str]) -> list[ExampleResult]:
+    """Every example result of the campaign's candidates on ``splits``, in the order they were stored
+    (each is one task-model query, so the list is also the campaign's spend of queries, in time)."""
+    query = (select(Result.candidate_id, Result.split, Result.example_id, Result.score, Result.error)
+             .join(Candidate, Candidate.id == Result.candidate_id)
+             .where(Candidate.campaign_id == campaign_id, Result.split.in_(list(splits))).order_by(Result.id))
+    with archive.session() as s:
+        return [ExampleResult(*row) for row in s.execute(query).tuples()]

@@ -1,4 +1,8 @@
-"""Read-side queries behind ``agentopt archive``: ranking, Pareto fronts, lineage, diffs, campaigns, notes.
+"""The archive's reads, in one module: what ``agentopt archive``, ``agentopt status``, the dashboard,
+``agentopt report`` and the experiment scripts ask of an archive (nothing outside ``archive/`` queries
+its tables itself). Ranking, Pareto fronts, lineage, diffs, campaigns, notes and rejected proposals
+are here; the dashboard's paged reads and the stored rows that scripts read are defined in
+:mod:`agentopt.archive.browse` and importable from here too.
 
 Every query is one or two indexed SQL statements (lineage is a recursive CTE), so they stay fast on
 archives with millions of candidates; see ``experiments/bench_archive.py``. What they return, typed
@@ -18,19 +22,30 @@ from agentopt.agents.errors import ArchiveError
 from agentopt.agents.base import clip
 from agentopt.agents.kinds import label
 from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage, Note, Result
-from agentopt.archive.records import (CampaignRow, CandidateRecord, Comparison, Diff, NoteRecord, PairedScores,
-                                      Progress, Ranked, Record, ReferenceDelta, ResultRecord, SplitDiff, SplitProgress)
+from agentopt.archive.browse import (POINTS_CAP, RESULT_TEXTS, SORT_KEYS, CandidateRow, ExampleResult, ScorePoint,
+                                     SortKey, campaign_candidates, campaign_results, candidate_exists, candidate_page,
+                                     dedup_counts, json_type, paid_calls, payload_problem, proposal_times,
+                                     result_text, score_points, shown_label, stored_campaigns, strategies, tasks,
+                                     twins_of)
+from agentopt.archive.records import (REJECTED_NOTE, CampaignRow, CandidateRecord, Comparison, Diff, NoteRecord,
+                                      PairedScores, Progress, Ranked, Record, ReferenceDelta, Rejected, ResultRecord,
+                                      SplitDiff, SplitProgress)
 from agentopt.archive.store import Archive
 
 if TYPE_CHECKING:
     import networkx as nx
 
 __all__ = [
-    "SPLITS", "Filters", "campaigns", "compare", "diff", "example_scores", "label", "lineage", "notes", "pareto", "progress",
-    "render_lineage", "show", "to_dot", "top",
+    "SPLITS", "Filters", "campaigns", "compare", "count_campaigns", "diff", "example_scores", "label", "lineage",
+    "notes", "pareto", "progress", "rejected_candidates", "render_lineage", "show", "to_dot", "top",
+    # paged reads for the dashboard, and stored rows for reports and scripts, defined in agentopt.archive.browse
+    "POINTS_CAP", "RESULT_TEXTS", "SORT_KEYS", "CandidateRow", "ExampleResult", "ScorePoint", "SortKey",
+    "campaign_candidates", "campaign_results", "candidate_exists", "candidate_page", "dedup_counts", "json_type",
+    "paid_calls", "payload_problem", "proposal_times", "result_text", "score_points", "shown_label",
+    "stored_campaigns", "strategies", "tasks", "twins_of",
     # the records the queries return, defined in agentopt.archive.records
-    "CampaignRow", "CandidateRecord", "Comparison", "Diff", "NoteRecord", "PairedScores", "Progress", "Ranked",
-    "Record", "ReferenceDelta", "ResultRecord", "SplitDiff", "SplitProgress",
+    "REJECTED_NOTE", "CampaignRow", "CandidateRecord", "Comparison", "Diff", "NoteRecord", "PairedScores", "Progress",
+    "Ranked", "Record", "ReferenceDelta", "Rejected", "ResultRecord", "SplitDiff", "SplitProgress",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -133,6 +148,17 @@ def notes(archive: Archive, campaign_id: str, kind: str | None = None,
     like a campaign that noted nothing."""
     archive.campaign(campaign_id)
     return [NoteRecord.of(n) for n in _stored_notes(archive, campaign_id, candidate_id, kind)]
+
+
+def rejected_candidates(archive: Archive, campaign_id: str, limit: int | None = None) -> list[Rejected]:
+    """The proposals the campaign's strategy refused, with the reason, in the order they were refused
+    (the first ``limit``): the counts in a campaign's stats say how many, these say which and why. An
+    unknown campaign is an error, as for :func:`notes`."""
+    archive.campaign(campaign_id)
+    query = (select(Note).where(Note.campaign_id == campaign_id, Note.kind == REJECTED_NOTE)
+             .order_by(Note.id).limit(limit))
+    with archive.session() as s:
+        return [Rejected.of(note) for note in s.scalars(query)]
 
 
 # --- lineage ---------------------------------------------------------------------------------------

@@ -1,16 +1,64 @@
-"""Typed results of the archive queries (:mod:`agentopt.archive.queries`).
+"""The archive's value records: what its writers are handed and what its queries return.
 
-Each query returns one of these frozen dataclasses, or a list of them: typed fields for Python callers
+The store's values (:class:`EvalSummary`, :class:`ExampleOutcome`, :class:`Paid`, :class:`SweepCampaign`)
+live here, beside the query results, so that a strategy or a worker that needs one imports a dataclass
+and not the store with its engine. Each query (:mod:`agentopt.archive.queries`) returns one of these
+frozen dataclasses, or a list of them: typed fields for Python callers
 (:class:`agentopt.archive.facade.Archive`), and ``as_dict()``, exactly the JSON that the matching
 ``agentopt archive ... --json`` prints. They live apart from the SQL so that each module stays about one thing.
 """
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from agentopt.archive.models import Note
-from agentopt.archive.store import EvalSummary
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """A candidate's aggregate on one split, with its bootstrap 95% interval (``None``: nothing scored)."""
+
+    candidate_id: int
+    split: str
+    n: int
+    n_errors: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+@dataclass(frozen=True)
+class ExampleOutcome:
+    """What a worker reports for one example."""
+
+    example_id: str
+    output: str | None
+    score: float | None
+    error: str | None
+    usage: dict[str, float]
+    worker: str | None = None  # "node-id/pid" of the process that ran it
+    trace: list[dict[str, Any]] | None = None  # what each step of a traced (graph) agent did
+    feedback: str | None = None  # the metric's explanation of the score, when it gives one
+
+
+class Paid(NamedTuple):
+    """One role's paid calls in a campaign, from the ledger."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # of the prompt tokens, served from the endpoint's prompt cache
+    prompt_saved_s: float = 0.0  # prompt-evaluation time the endpoint says that saved
+
+
+class SweepCampaign(NamedTuple):
+    """A campaign run as one cell of a sweep."""
+
+    cell: str
+    id: str
+    status: str
+    heartbeat_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -209,3 +257,27 @@ class Progress(Record):
     def errors(self) -> int:
         """Examples that failed, on every split."""
         return sum(split.errors for split in self.examples.values())
+
+
+REJECTED_NOTE = "rejected_proposal"
+"""The note a campaign stores for each proposal a strategy refused, which :class:`Rejected` reads back."""
+
+
+@dataclass(frozen=True)
+class Rejected(Record):
+    """A proposal the strategy refused before it cost a task-model call, and why. ``step`` is the
+    proposal's number in its campaign run (``None``: not known); ``proposal`` is the proposer's reply
+    as it came (``None``: there was no text, e.g. the proposer call failed)."""
+
+    note_id: int
+    step: int | None
+    reason: str
+    proposal: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, note: Note) -> Self:
+        data = note.data if isinstance(note.data, dict) else {}
+        step, proposal = data.get("step"), data.get("proposal")
+        return cls(note.id, step if isinstance(step, int) else None, str(data.get("reason", "")),
+                   proposal if isinstance(proposal, str) else None, note.created_at)

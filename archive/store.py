@@ -9,19 +9,15 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import threading
-import time
 import uuid
-from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import URL, Engine, create_engine, event, func, make_url, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
@@ -30,36 +26,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from agentopt.agents.errors import ArchiveError
 from agentopt.agents.sandbox import register_secret
 from agentopt.archive import schema
+from agentopt.archive.engine import lock_timeout_s
+from agentopt.archive.engine import make_engine as make_engine  # where callers have always found it
+from agentopt.archive.lifecycle import Lease
 from agentopt.archive.models import (Base, Campaign, Candidate, Evaluation, Lineage, LLMCall, Note, Result, Sweep,
                                      utcnow)
+# The value records live in records; named here too (``as``: an explicit re-export), since callers have
+# always imported them from the store.
+from agentopt.archive.records import EvalSummary as EvalSummary
+from agentopt.archive.records import ExampleOutcome as ExampleOutcome
+from agentopt.archive.records import Paid as Paid
+from agentopt.archive.records import SweepCampaign as SweepCampaign
 
 if TYPE_CHECKING:
     from agentopt.agents.base import Agent
 
 DEFAULT_DB = "agentopt.db"
-WAL_RETRY_S = 0.01  # converting a new file to WAL takes a few milliseconds
 PLANNED_TABLES = ("campaigns", "candidates", "evaluations", "lineage")  # what archive queries filter and rank
-
-
-class Paid(NamedTuple):
-    """One role's paid calls in a campaign, from the ledger."""
-
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0  # of the prompt tokens, served from the endpoint's prompt cache
-    prompt_saved_s: float = 0.0  # prompt-evaluation time the endpoint says that saved
-
-
-class SweepCampaign(NamedTuple):
-    """A campaign run as one cell of a sweep."""
-
-    cell: str
-    id: str
-    status: str
-    heartbeat_at: datetime | None
-
-
 USAGE_COLUMNS = ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens", "latency_s")
 
 
@@ -71,36 +54,6 @@ def database_url(db: str | None = None) -> str:
 
 def content_hash(agent: "Agent") -> str:
     return hashlib.sha256(f"{agent.kind}\n{agent.canonical()}".encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class EvalSummary:
-    candidate_id: int
-    split: str
-    n: int
-    n_errors: int
-    mean: float | None
-    ci_low: float | None
-    ci_high: float | None
-
-
-@dataclass(frozen=True)
-class ExampleOutcome:
-    """What a worker reports for one example."""
-
-    example_id: str
-    output: str | None
-    score: float | None
-    error: str | None
-    usage: dict[str, float]
-    worker: str | None = None  # "node-id/pid" of the process that ran it
-    trace: list[dict[str, Any]] | None = None  # what each step of a traced (graph) agent did
-    feedback: str | None = None  # the metric's explanation of the score, when it gives one
-
-
-def lock_timeout_s() -> float:
-    """How long a writer waits for a locked SQLite archive (``AGENTOPT_DB_TIMEOUT``, default 60 s)."""
-    return float(os.environ.get("AGENTOPT_DB_TIMEOUT", "60"))
 
 
 def _password(url: str) -> str | None:
@@ -132,77 +85,6 @@ def describe_db_error(exc: Exception, url: str) -> str:
         return (f"archive {where} is locked by another process (waited {lock_timeout_s():.0f}s); "
                 "try again when it is done, or raise AGENTOPT_DB_TIMEOUT")
     return f"cannot use archive {where}: {detail_line}"
-
-
-def _use_wal(cursor: sqlite3.Cursor) -> None:
-    """Switch the database to WAL, retrying while another connection holds it.
-
-    SQLite converts a new (empty) file to WAL without calling the busy handler: a second process
-    that opens the file while the first converts it gets SQLITE_BUSY at once, however long
-    ``busy_timeout`` is. That was the "locked by another process" of two campaigns starting on one
-    new archive (measured: the error came 0.2 ms into the pragma, inside the other's conversion).
-    """
-    deadline = time.monotonic() + lock_timeout_s()
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
-            time.sleep(WAL_RETRY_S)
-
-
-SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-
-
-def _sqlite_read_only_url(url: str) -> URL:
-    """The same file opened ``mode=ro``: SQLite itself refuses every write on it, and it never creates
-    the file (``PRAGMA query_only`` alone is a setting any statement can turn off)."""
-    parsed = make_url(url)
-    path = Path(parsed.database or "").resolve()
-    return parsed.set(database=path.as_uri(), query={**parsed.query, "mode": "ro", "uri": "true"})
-
-
-def make_engine(url: str, read_only: bool = False) -> Engine:
-    """The archive's engine; ``read_only``: every connection refuses writes (the dashboard's), enforced
-    by the database itself rather than by the care of the code that reads."""
-    backend = make_url(url).get_backend_name()
-    if backend not in SUPPORTED_BACKENDS:  # before SQLAlchemy asks for a driver we would then suggest installing
-        raise ArgumentError(f"{backend} is not supported")
-    if read_only and backend == "postgresql":
-        # Read-only by connection option, so no statement (nor a pooling proxy resetting the session)
-        # can turn it off; each transaction also says so, for a proxy that drops start-up options.
-        engine = create_engine(url, pool_pre_ping=True,
-                               connect_args={"options": "-c default_transaction_read_only=on"})
-
-        @event.listens_for(engine, "begin")
-        def _pg_read_only(conn: Any) -> None:
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-
-        return engine
-    engine = create_engine(_sqlite_read_only_url(url) if read_only and backend == "sqlite" else url,
-                           pool_pre_ping=True)
-    if backend == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(conn: sqlite3.Connection, _record: Any) -> None:
-            # The driver opens a transaction just before a statement's first write, so reads never
-            # hold a snapshot that a later write would have to upgrade (in WAL mode, an upgrade
-            # that finds a newer commit fails at once instead of waiting). IMMEDIATE makes that
-            # BEGIN take the write lock itself, through the busy handler: writers queue, never deadlock.
-            conn.isolation_level = "IMMEDIATE"
-            cursor = conn.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_s() * 1000)}")
-            if not read_only:  # a reader leaves the file's journal mode as its writers set it
-                _use_wal(cursor)
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            if read_only:
-                cursor.execute("PRAGMA query_only=ON")
-            cursor.close()
-
-    return engine
 
 
 def _new_sqlite_file(url: str) -> bool:
@@ -261,6 +143,7 @@ class Archive:
                 with _ctrl_c_deferred(_new_sqlite_file(url) and create):
                     schema.ensure(self.engine, display_url(url), create)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._campaigns, self._sweeps = Lease(self.session, Campaign), Lease(self.session, Sweep)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -309,20 +192,14 @@ class Archive:
 
     def claim_sweep(self, sweep_id: str) -> None:
         """This process drives the sweep (again, on a resume)."""
-        with self.session() as s:
-            row = s.get_one(Sweep, sweep_id)
-            row.status, row.heartbeat_at, row.finished_at = "running", utcnow(), None
+        self._sweeps.claim(sweep_id)
 
     def beat_sweep(self, sweep_id: str, active_s: float) -> None:
         """The sweep's driver is alive and has driven it ``active_s`` more seconds."""
-        with self.session() as s:
-            row = s.get_one(Sweep, sweep_id)
-            row.heartbeat_at, row.active_s = utcnow(), row.active_s + active_s
+        self._sweeps.beat(sweep_id, active_s)
 
     def finish_sweep(self, sweep_id: str, status: str, summary: dict[str, Any]) -> None:
-        with self.session() as s:
-            row = s.get_one(Sweep, sweep_id)
-            row.status, row.summary, row.finished_at = status, summary, utcnow()
+        self._sweeps.finish(sweep_id, status, summary)
 
     def sweep_campaigns(self, sweep_id: str) -> list[SweepCampaign]:
         """The sweep's campaigns, one per cell that has started (the newest, should a cell have two)."""
@@ -339,15 +216,11 @@ class Archive:
 
     def claim(self, campaign_id: str) -> None:
         """A resumed campaign is running again, driven by this process."""
-        with self.session() as s:
-            campaign = s.get_one(Campaign, campaign_id)
-            campaign.status, campaign.heartbeat_at, campaign.finished_at = "running", utcnow(), None
+        self._campaigns.claim(campaign_id)
 
     def beat(self, campaign_id: str, active_s: float) -> None:
         """The driver is alive and has worked ``active_s`` more seconds on the campaign."""
-        with self.session() as s:
-            campaign = s.get_one(Campaign, campaign_id)
-            campaign.heartbeat_at, campaign.active_s = utcnow(), campaign.active_s + active_s
+        self._campaigns.beat(campaign_id, active_s)
 
     def spend(self, campaign_id: str) -> dict[str, Paid]:
         """What the campaign paid for, per role: its budget ledger."""
@@ -359,9 +232,7 @@ class Archive:
             return {str(r[0]): Paid(int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5])) for r in rows}
 
     def finish_campaign(self, campaign_id: str, status: str, summary: dict[str, Any]) -> None:
-        with self.session() as s:
-            campaign = s.get_one(Campaign, campaign_id)
-            campaign.status, campaign.summary, campaign.finished_at = status, summary, utcnow()
+        self._campaigns.finish(campaign_id, status, summary)
         self.optimize()
 
     def optimize(self) -> None:
@@ -455,6 +326,14 @@ class Archive:
     def insert(self, table: type[Base]) -> Any:
         """An INSERT that supports ON CONFLICT on this database (SQLite and PostgreSQL share the API)."""
         return (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(table)
+
+    def bulk_insert(self, rows: Mapping[str, Sequence[dict[str, Any]]]) -> None:
+        """Insert rows as given, table name -> rows, in one transaction and in that order: how a
+        benchmark builds an archive of a million candidates without running a campaign."""
+        with self.engine.begin() as conn:
+            for table, values in rows.items():
+                if values:
+                    conn.execute(Base.metadata.tables[table].insert(), list(values))
 
     def outputs(self, candidate_id: int, split: str, example_ids: Sequence[str]) -> dict[str, str | None]:
         """Stored outputs for ``example_ids``; an example that failed maps to ``None``."""

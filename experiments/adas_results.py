@@ -12,9 +12,8 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy import select
 
-from agentopt.archive.models import Campaign, Candidate, Result
+from agentopt.archive import queries
 from agentopt.archive.stats import bootstrap_ci
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.ui import markdown, table
@@ -24,12 +23,10 @@ HEADERS = ["task", "agent", "name", "val mean [95% CI]", "test mean [95% CI]"]
 
 def scores(archive: Archive, candidate_id: int, split: str) -> list[float] | None:
     """Per-example scores, or ``None`` when the split is missing or has errors (never ranked)."""
-    with archive.session() as s:
-        rows = s.execute(select(Result.score, Result.error).where(Result.candidate_id == candidate_id,
-                                                                   Result.split == split)).all()
-    if not rows or any(error for _, error in rows):
+    rows = archive.results(candidate_id, split)
+    if not rows or any(r.error for r in rows):
         return None
-    return [score or 0.0 for score, _ in rows]
+    return [r.score or 0.0 for r in rows]
 
 
 def cell(values: list[float] | None) -> str:
@@ -45,14 +42,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the table as markdown here")
     args = parser.parse_args()
     archive = Archive(database_url(args.db), create=False)
-    with archive.session() as s:
-        campaigns = s.execute(select(Campaign.id, Campaign.task, Campaign.summary, Campaign.config)
-                              .where(Campaign.strategy == "adas", Campaign.status == "finished")).all()
     rows, counts = [], []
-    for campaign_id, task, summary, config in campaigns:
-        with archive.session() as s:
-            candidates = s.execute(select(Candidate.id, Candidate.payload, Candidate.rationale)
-                                   .where(Candidate.campaign_id == campaign_id, Candidate.kind == "code")).all()
+    for campaign in queries.stored_campaigns(archive, strategy="adas", status="finished"):
+        task, summary, config = campaign.task, campaign.summary, campaign.config
+        candidates = [(c.id, c.payload, c.rationale) for c in queries.campaign_candidates(archive, campaign.id, "code")]
         seeds = [(c, p) for c, p, r in candidates if r.startswith("seed agent")]
         generated = [(c, p) for c, p, r in candidates if r.startswith("generation")]
         found = [(c, p) for c, p in generated if scores(archive, c, "val")]

@@ -33,7 +33,8 @@ from agentopt.agents.llm import LLMClient
 from agentopt.agents.local_model import LocalModelServers
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive.cache import SqlCallCache
-from agentopt.archive.store import Archive, ExampleOutcome, database_url
+from agentopt.archive.records import ExampleOutcome
+from agentopt.archive.store import Archive, database_url
 from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
 from agentopt.optimizer.config import CampaignConfig, load_config
 from agentopt.optimizer.evaluation import Job, ThreadEvaluator

@@ -33,11 +33,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
-from sqlalchemy import insert
 
 from agentopt.agents.local_model import free_port
 from agentopt.archive import queries
-from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage
 from agentopt.archive.queries import Filters
 from agentopt.archive.store import Archive
 from agentopt.optimizer.ui import table
@@ -58,16 +56,11 @@ def fill(archive: Archive, n: int, per_campaign: int, seed: int) -> tuple[float,
                   "created_at": START + timedelta(days=365 * i / n_campaigns)} for i in range(n_campaigns)]
     depth: dict[int, int] = {}
     started = time.perf_counter()
-    with archive.engine.begin() as conn:
-        conn.execute(insert(Campaign), campaigns)
+    archive.bulk_insert({"campaigns": campaigns})
     candidates, evaluations, lineage = [], [], []
 
     def flush() -> None:
-        with archive.engine.begin() as conn:
-            conn.execute(insert(Candidate), candidates)
-            conn.execute(insert(Evaluation), evaluations)
-            if lineage:
-                conn.execute(insert(Lineage), lineage)
+        archive.bulk_insert({"candidates": candidates, "evaluations": evaluations, "lineage": lineage})
         candidates.clear(), evaluations.clear(), lineage.clear()
 
     with Progress(transient=True) as progress:

@@ -34,9 +34,8 @@ from statistics import mean
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import select
 
-from agentopt.archive.models import Candidate, Result
+from agentopt.archive.queries import campaign_results
 from agentopt.archive.store import Archive, database_url
 from agentopt.archive.sweep_stats import Cell, compare_cells, plot as plot_comparison, to_markdown
 from agentopt.optimizer.status import sweep_cells
@@ -75,18 +74,13 @@ def strategy_params(budget: int, n_val: int, subsamples: int) -> dict[str, dict[
 def curve(archive: Archive, campaign_id: str, n_val: int) -> list[tuple[int, float]]:
     """(queries so far, best full-validation score so far), one point each time the best improves
     or a candidate completes the validation split."""
-    with archive.session() as s:
-        rows = s.execute(select(Result.candidate_id, Result.split, Result.example_id, Result.score, Result.error)
-                         .join(Candidate, Candidate.id == Result.candidate_id)
-                         .where(Candidate.campaign_id == campaign_id, Result.split.in_(("train", "val")))
-                         .order_by(Result.id)).all()
     val: dict[int, dict[str, float | None]] = defaultdict(dict)
     best, points = None, []
-    for queries, (candidate_id, split, example_id, score, error) in enumerate(rows, start=1):
-        if split != "val":
+    for queries, r in enumerate(campaign_results(archive, campaign_id, ("train", "val")), start=1):
+        if r.split != "val":
             continue
-        val[candidate_id][example_id] = None if error else score
-        scores = val[candidate_id]
+        val[r.candidate_id][r.example_id] = None if r.error else r.score
+        scores = val[r.candidate_id]
         if len(scores) == n_val and all(v is not None for v in scores.values()):
             mean = sum(v for v in scores.values() if v is not None) / n_val
             best = mean if best is None else max(best, mean)
@@ -95,9 +89,7 @@ def curve(archive: Archive, campaign_id: str, n_val: int) -> list[tuple[int, flo
 
 
 def queries_used(archive: Archive, campaign_id: str) -> int:
-    with archive.session() as s:
-        return len(s.execute(select(Result.id).join(Candidate, Candidate.id == Result.candidate_id)
-                             .where(Candidate.campaign_id == campaign_id, Result.split.in_(("train", "val")))).all())
+    return len(campaign_results(archive, campaign_id, ("train", "val")))
 
 
 def first_reaching(points: list[tuple[int, float]], target: float) -> int | None:

@@ -44,7 +44,8 @@ from agentopt.agents.llm import Completion, LLMClient, MemoryCache, Sampling
 from agentopt.agents.local_model import LocalModelServers
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.agents.wire import completion_request
-from agentopt.archive.store import Archive, ExampleOutcome, database_url
+from agentopt.archive.records import ExampleOutcome
+from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.cluster import RemoteGate, ensure_ray
 from agentopt.optimizer.evaluation import Job, LLMSpec, RayEvaluator
 from agentopt.optimizer.tasks import Example, load_task

@@ -36,14 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import func, select
 
 import bench_strategies
 import fields_tasks
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.local_model import LOCAL_MODEL_NAME, LocalModelServers
 from agentopt.agents.prompt_runtime import input_text
-from agentopt.archive.models import Candidate, Result
+from agentopt.archive.queries import campaign_results
 from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
 from agentopt.optimizer.status import sweep_cells
 from agentopt.optimizer.tasks import Task, load_task
@@ -150,11 +149,9 @@ def agentopt_cells(args: argparse.Namespace, tasks: dict[str, Task], console: Co
     for cell in found:
         scored = dict(zip(cell.examples, cell.scores, strict=True))
         ids = tuple(e.id for e in tasks[cell.task].test[:args.test])
-        with archive.session() as s:
-            tested = s.scalar(select(func.count(Result.id)).join(Candidate, Candidate.id == Result.candidate_id)
-                              .where(Candidate.campaign_id == cell.campaign_id, Result.split == "test"))
+        tested = len(campaign_results(archive, cell.campaign_id, ("test",)))
         report = archive.campaign(cell.campaign_id).summary
-        queries = (bench_strategies.queries_used(archive, cell.campaign_id), int(tested or 0))
+        queries = (bench_strategies.queries_used(archive, cell.campaign_id), tested)
         proposals = report["stats"]["proposer_llm_calls"] + report["stats"]["proposer_cache_hits"]
         runs.append((replace(cell, arm=agentopt_arm(strategy), examples=ids, scores=tuple(scored.get(i, 0.0) for i in ids),
                              calls=sum(queries) + proposals), report, queries))

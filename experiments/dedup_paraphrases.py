@@ -13,16 +13,16 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from sqlalchemy import select
 
 from agentopt.agents import agent_from_payload
 from agentopt.agents.errors import LLMError
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.local_model import LocalModelServers
 from agentopt.archive.cache import SqlCallCache
-from agentopt.archive.models import Candidate
+from agentopt.archive.queries import campaign_candidates
 from agentopt.archive.store import Archive
 from agentopt.optimizer.campaign import CampaignReport
 from agentopt.optimizer.config import CampaignConfig, load_config
@@ -40,10 +40,9 @@ def run(config: CampaignConfig, policy: str, db: Path) -> tuple[Archive, list[Ca
     return archive, run_campaigns(config, archive, RichReporter(console))
 
 
-def merges(archive: Archive, campaign_id: str) -> list[Candidate]:
-    with archive.session() as s:
-        return list(s.scalars(select(Candidate).where(Candidate.campaign_id == campaign_id,
-                                                      Candidate.twin_id.is_not(None)).order_by(Candidate.id)))
+def merges(archive: Archive, campaign_id: str) -> list[Any]:
+    """The campaign's candidates merged into a functional twin, oldest first."""
+    return campaign_candidates(archive, campaign_id, twins=True)
 
 
 def check_merges(archive: Archive, reports: list[CampaignReport], config: CampaignConfig) -> list[list[object]]:

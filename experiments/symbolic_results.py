@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import select
 
-from agentopt.archive.models import Campaign, Candidate, Evaluation
-from agentopt.archive.queries import label
+from agentopt.archive.queries import campaign_candidates, label, stored_campaigns
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.ui import markdown, table
 
@@ -35,10 +33,7 @@ def cell(summary: dict[str, Any]) -> str:
 
 def accepted_steps(archive: Archive, campaign_id: str) -> int:
     """Graphs the learner moved to: every accepted step is scored on validation, rolled-back ones never are."""
-    with archive.session() as s:
-        return len(s.scalars(select(Candidate.id).join(Evaluation, Evaluation.candidate_id == Candidate.id).where(
-            Candidate.campaign_id == campaign_id, Candidate.rationale.startswith("step"), Evaluation.split == "val"))
-            .all())
+    return sum(c.rationale.startswith("step") for c in campaign_candidates(archive, campaign_id, evaluated_on="val"))
 
 
 def reason_kind(reason: str) -> str:
@@ -52,12 +47,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the table as markdown here")
     args = parser.parse_args()
     archive = Archive(database_url(args.db), create=False)
-    with archive.session() as s:
-        campaigns = s.execute(select(Campaign.id, Campaign.task, Campaign.summary)
-                              .where(Campaign.strategy == "symbolic", Campaign.status == "finished")
-                              .order_by(Campaign.created_at)).all()
     rows, details = [], []
-    for campaign_id, task, summary in campaigns:
+    for campaign in stored_campaigns(archive, strategy="symbolic", status="finished"):
+        campaign_id, task, summary = campaign.id, campaign.task, campaign.summary
         stats, best = summary["stats"], summary["best_candidate_id"]
         refused = [n.data for n in archive.notes(campaign_id, kind="rejected_edit")]
         val = archive.evaluations(best).get("val")

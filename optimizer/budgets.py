@@ -15,7 +15,8 @@ from agentopt.agents.gate import EndpointHealth
 from agentopt.agents.base import Agent, Demonstrated, Rendered, Tunable
 from agentopt.agents.prompt import Demo
 from agentopt.agents.prompt_runtime import Inputs, input_text
-from agentopt.archive.store import Archive, Paid
+from agentopt.archive.records import Paid
+from agentopt.archive.store import Archive
 from agentopt.optimizer.config import ROLES, BudgetConfig, CampaignConfig, stored_config
 from agentopt.optimizer.tasks import Example, Task
 from agentopt.optimizer.tasks.judge import LLMJudge

@@ -143,7 +143,8 @@ class CampaignRun:
             if self.judge is None:
                 raise ConfigError(f"metric {self.task.metric_name} needs a judge model (models.judge)")
             self.task = self.task.with_metric(self.task.metric.bind(self.judge.metered(self.campaign_id)))
-        self.stats = Counters(functional_dedup=self.dedup_policy)
+        self.stats = Counters(functional_dedup=self.dedup_policy,
+                              record=partial(self.archive.add_note, self.campaign_id))
         self.stopped_by: str | None = None
         self._seen: set[int] = set()
         self._failed: set[tuple[int, str, str]] = set()

@@ -28,7 +28,7 @@ from agentopt.optimizer.ui import RichReporter, SilentReporter, ci, endpoints_li
 
 if TYPE_CHECKING:
     from agentopt.optimizer.campaign import CampaignReport
-    from agentopt.archive.store import EvalSummary
+    from agentopt.archive.records import EvalSummary
     from agentopt.optimizer.config import CampaignConfig
     from agentopt.optimizer.tasks import Task
 

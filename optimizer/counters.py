@@ -1,8 +1,11 @@
 """What a campaign did, counted as it goes: one typed record that the campaign, functional dedup and
 the strategies write, instead of a string-keyed dict five modules could each misspell."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from agentopt.archive.records import REJECTED_NOTE
 
 LABELS = {
     "content_duplicates": "content duplicates", "functional_duplicates": "functional duplicates",
@@ -41,9 +44,19 @@ class Counters:
     functional_dedup: str = "off"
     rejected: dict[str, int] = field(default_factory=dict)  # why proposals were refused -> how many
     refused_edits: dict[str, int] = field(default_factory=dict)  # symbolic learning: optimizer -> edits refused
+    # Where each refused proposal is stored (the campaign's notes: record(kind, data)); None: counted only.
+    record: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False, compare=False)
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, proposal: str | None = None) -> None:
+        """Count a refused proposal under ``reason`` and store it (``proposal``: the proposer's text,
+        when there was one), so a user can see which proposals were refused and why, not only how many.
+        Its step is the proposal's number in this run and ``rejection`` its number among the refusals
+        (two alike refusals stay two notes); both come out the same on a resume, which replays the
+        strategy, so the archive keeps each one once."""
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        if self.record is not None:
+            self.record(REJECTED_NOTE, {"step": self.proposals, "rejection": sum(self.rejected.values()),
+                                        "reason": reason, "proposal": proposal})
 
     def refuse_edit(self, optimizer: str) -> None:
         self.refused_edits[optimizer] = self.refused_edits.get(optimizer, 0) + 1
@@ -53,7 +66,7 @@ class Counters:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, dict) or (f.name in SHOWN_WHEN_COUNTED and not value):
+            if isinstance(value, dict) or f.name == "record" or (f.name in SHOWN_WHEN_COUNTED and not value):
                 continue
             out[LABELS.get(f.name, f.name)] = value
         out.update({f"rejected: {reason}": n for reason, n in self.rejected.items()})

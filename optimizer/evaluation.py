@@ -23,7 +23,7 @@ from agentopt.agents.errors import BudgetExhausted
 from agentopt.agents.gate import Endpoint
 from agentopt.agents.llm import CallCache, Gate, LLMClient, Sampling
 from agentopt.agents.prompt_runtime import Inputs
-from agentopt.archive.store import ExampleOutcome
+from agentopt.archive.records import ExampleOutcome
 from agentopt.optimizer.cluster import ensure_ray, worker_name
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from agentopt.agents.prompt import embeds
 from agentopt.agents.prompt_runtime import Inputs
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.paths import checked_url
-from agentopt.archive.store import Archive, EvalSummary
+from agentopt.archive.records import EvalSummary
+from agentopt.archive.store import Archive
 from agentopt.optimizer.campaign import CampaignReport
 from agentopt.optimizer.config import (
     LOCAL,

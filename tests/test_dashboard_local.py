@@ -18,6 +18,7 @@ from test_dashboard import add_hostile_candidate
 from test_end_to_end import TINY
 
 from agentopt.agents.local_model import LocalModelServers, free_port
+from agentopt.archive import queries
 from agentopt.archive.store import Archive
 
 pytestmark = [pytest.mark.local_model, pytest.mark.browser]
@@ -109,6 +110,10 @@ def test_the_dashboard_in_chromium_over_a_real_campaign(tmp_path: Path, local_mo
             assert browser.eval("document.title").endswith("agentopt"), name
             browser.screenshot(ARTIFACTS / f"dashboard-{name}.png")
         browser.open(f"{url}/campaigns/{campaign_id}")
+        refused = sum(n for key, n in summary["stats"].items() if key.startswith("rejected: "))
+        assert len(queries.rejected_candidates(archive, campaign_id)) == refused, "each refusal counted is listed"
+        listed = "document.querySelectorAll('#rejected tbody tr').length"
+        assert browser.eval(listed) == max(refused, 1), "a row per refused proposal, or one saying none was"
         browser.eval("document.querySelector('[data-axis=s]').click()")
         assert browser.eval("document.getElementById('timeline').layout.xaxis.title.text") == "seconds since the start"
 

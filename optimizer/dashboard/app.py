@@ -28,7 +28,6 @@ from pygments.formatter import Formatter
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -39,8 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentopt.agents.errors import AgentoptError, ConfigError
-from agentopt.archive import browse, queries
-from agentopt.archive.models import Candidate
+from agentopt.archive import queries
 from agentopt.archive.store import Archive
 from agentopt.optimizer.dashboard import views
 
@@ -136,81 +134,78 @@ def _campaign_id(request: Request) -> str:
     return campaign_id
 
 
-def create_app(archive: Archive, hosts: Sequence[str] | None = LOOPBACK) -> Starlette:
-    """The dashboard over ``archive`` (open it read-only: ``Archive(url, create=False, read_only=True)``).
-    ``hosts``: the Host headers to answer, loopback names by default as ``agentopt dashboard`` has
-    them (a page on another site that rebinds its DNS name to 127.0.0.1 sends its own); ``None``
-    leaves that to whoever mounts the app."""
-    env = environment()
+class Pages:
+    """The dashboard's routes over one archive: each a method, so the app is a list of them."""
 
-    def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(static=False, poll_ms=POLL_MS, **context),
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.env = environment()
+
+    def render(self, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(self.env.get_template(name).render(static=False, poll_ms=POLL_MS, **context),
                             status_code=status_code)
 
-    def known_campaign(request: Request) -> str:
+    def known_campaign(self, request: Request) -> str:
         campaign_id = _campaign_id(request)
-        if archive.find_campaign(campaign_id) is None:
+        if self.archive.find_campaign(campaign_id) is None:
             raise HTTPException(404, f"no campaign {campaign_id!r} in this archive")
         return campaign_id
 
-    def known_candidate(candidate_id: int) -> int:
-        if not 1 <= candidate_id <= MAX_ID:
+    def known_candidate(self, candidate_id: int) -> int:
+        if not 1 <= candidate_id <= MAX_ID or not queries.candidate_exists(self.archive, candidate_id):
             raise HTTPException(404, f"no candidate {candidate_id} in this archive")
-        with archive.session() as s:
-            if s.scalar(select(Candidate.id).where(Candidate.id == candidate_id)) is None:
-                raise HTTPException(404, f"no candidate {candidate_id} in this archive")
         return candidate_id
 
-    def campaigns(request: Request) -> HTMLResponse:
+    def campaigns(self, request: Request) -> HTMLResponse:
         task = request.query_params.get("task") or None
         strategy = request.query_params.get("strategy") or None
         since, until = _day(request, "since"), _day(request, "until", end=True)
-        data = views.campaign_list(archive, task, strategy, since, until,
-                                  _int(request, "page", 1, high=views.MAX_PAGE))
-        return render("campaigns.html", **data, task=task or "", strategy=strategy or "",
-                      since=request.query_params.get("since", ""), until=request.query_params.get("until", ""))
+        data = views.campaign_list(self.archive, task, strategy, since, until,
+                                   _int(request, "page", 1, high=views.MAX_PAGE))
+        return self.render("campaigns.html", **data, task=task or "", strategy=strategy or "",
+                           since=request.query_params.get("since", ""), until=request.query_params.get("until", ""))
 
-    def campaign(request: Request) -> HTMLResponse:
-        campaign_id = known_campaign(request)
+    def campaign(self, request: Request) -> HTMLResponse:
+        campaign_id = self.known_campaign(request)
         sort = request.query_params.get("sort", "id")
-        if sort not in browse.SORT_KEYS:
-            raise HTTPException(400, f"sort by one of {', '.join(browse.SORT_KEYS)}, not {sort!r}")
-        data = views.campaign_page(archive, campaign_id, sort, request.query_params.get("desc") == "1",
+        if sort not in queries.SORT_KEYS:
+            raise HTTPException(400, f"sort by one of {', '.join(queries.SORT_KEYS)}, not {sort!r}")
+        data = views.campaign_page(self.archive, campaign_id, sort, request.query_params.get("desc") == "1",
                                    request.query_params.get("strategy") or None,
                                    request.query_params.get("kind") or None,
                                    _int(request, "page", 1, high=views.MAX_PAGE))
-        return render("campaign.html", **data, live_url=f"/api/campaigns/{campaign_id}")
+        return self.render("campaign.html", **data, live_url=f"/api/campaigns/{campaign_id}")
 
-    def campaign_json(request: Request) -> JSONResponse:
-        return JSONResponse(views.campaign_live(archive, known_campaign(request)))
+    def campaign_json(self, request: Request) -> JSONResponse:
+        return JSONResponse(views.campaign_live(self.archive, self.known_campaign(request)))
 
-    def candidate(request: Request) -> HTMLResponse:
-        candidate_id = known_candidate(request.path_params["candidate_id"])
-        return render("candidate.html", **views.candidate_page(archive, candidate_id))
+    def candidate(self, request: Request) -> HTMLResponse:
+        candidate_id = self.known_candidate(request.path_params["candidate_id"])
+        return self.render("candidate.html", **views.candidate_page(self.archive, candidate_id))
 
-    def stored_text(request: Request) -> PlainTextResponse:
+    def stored_text(self, request: Request) -> PlainTextResponse:
         """A text the pages clip, whole, as plain text (never rendered as HTML)."""
-        candidate_id = known_candidate(request.path_params["candidate_id"])
+        candidate_id = self.known_candidate(request.path_params["candidate_id"])
         params = request.query_params
         field = params.get("field", "")
         note = _int(request, "note") if field == "note" else None
-        text = views.stored_text(archive, candidate_id, field, params.get("split", ""), params.get("example", ""),
-                                 note)
+        text = views.stored_text(self.archive, candidate_id, field, params.get("split", ""),
+                                 params.get("example", ""), note)
         if text is None:
             raise HTTPException(404, f"candidate {candidate_id} has no such stored text")
         return PlainTextResponse(text)
 
-    def export(request: Request) -> Response:
+    def export(self, request: Request) -> Response:
         from agentopt.optimizer.library import export_agent
 
-        candidate_id = known_candidate(request.path_params["candidate_id"])
-        record = archive.candidate(candidate_id)
-        refused = browse.payload_problem(record.payload) or views.task_unloadable(archive, record.campaign_id)
+        candidate_id = self.known_candidate(request.path_params["candidate_id"])
+        record = self.archive.candidate(candidate_id)
+        refused = queries.payload_problem(record.payload) or views.task_unloadable(self.archive, record.campaign_id)
         if refused:
             raise HTTPException(409, f"candidate {candidate_id} cannot be exported here: {refused}")
         with tempfile.TemporaryDirectory(prefix="agentopt-dashboard-export-") as tmp:
             try:
-                folder = export_agent(archive, candidate_id, Path(tmp) / "package")
+                folder = export_agent(self.archive, candidate_id, Path(tmp) / "package")
             except AgentoptError as exc:
                 raise HTTPException(409, f"candidate {candidate_id} cannot be exported: {exc}") from None
             buffer = io.BytesIO()
@@ -220,50 +215,59 @@ def create_app(archive: Archive, hosts: Sequence[str] | None = LOOPBACK) -> Star
         return Response(buffer.getvalue(), media_type="application/gzip",
                         headers={"content-disposition": f'attachment; filename="{name}.tar.gz"'})
 
-    def compare(request: Request) -> HTMLResponse:
+    def compare(self, request: Request) -> HTMLResponse:
         params = request.query_params
         if "a" in params or "b" in params:
-            a, b = (known_candidate(_int(request, key)) for key in ("a", "b"))
-            return render("compare_candidates.html", **views.compare_candidates(archive, a, b))
+            a, b = (self.known_candidate(_int(request, key)) for key in ("a", "b"))
+            return self.render("compare_candidates.html", **views.compare_candidates(self.archive, a, b))
         ids = [i for i in (params.get("campaigns") or "").split(",") if i]
         if not params.get("task") and len(ids) < 2:
             raise HTTPException(400, "compare two candidates (?a=ID&b=ID), the campaigns of a task (?task=NAME), "
                                      "or campaigns by id (?campaigns=ID,ID)")
         for campaign_id in ids:
-            if not CAMPAIGN_ID.match(campaign_id) or archive.find_campaign(campaign_id) is None:
+            if not CAMPAIGN_ID.match(campaign_id) or self.archive.find_campaign(campaign_id) is None:
                 raise HTTPException(404, f"no campaign {campaign_id!r} in this archive")
-        if params.get("task") and not queries.count_campaigns(archive, params["task"]):
+        if params.get("task") and not queries.count_campaigns(self.archive, params["task"]):
             raise HTTPException(404, f"no campaign on task {params['task']!r} in this archive")
         try:
-            rows = views.compare_campaigns(archive, params.get("task") or None, ids)
+            rows = views.compare_campaigns(self.archive, params.get("task") or None, ids)
         except AgentoptError as exc:
             raise HTTPException(400, str(exc)) from None
-        return render("compare_campaigns.html", rows=rows, task=params.get("task", ""))
+        return self.render("compare_campaigns.html", rows=rows, task=params.get("task", ""))
 
-    def plotly(_request: Request) -> FileResponse:
-        return FileResponse(plotly_js(), media_type="text/javascript")
-
-    def code_style(_request: Request) -> Response:
-        return Response(code_css(), media_type="text/css")
-
-    async def error(request: Request, exc: Exception) -> HTMLResponse:
+    async def error(self, request: Request, exc: Exception) -> HTMLResponse:
         code = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
-        return render("error.html", status_code=code, code=code, detail=detail)
+        return self.render("error.html", status_code=code, code=code, detail=detail)
 
+
+def _plotly(_request: Request) -> FileResponse:
+    return FileResponse(plotly_js(), media_type="text/javascript")
+
+
+def _code_style(_request: Request) -> Response:
+    return Response(code_css(), media_type="text/css")
+
+
+def create_app(archive: Archive, hosts: Sequence[str] | None = LOOPBACK) -> Starlette:
+    """The dashboard over ``archive`` (open it read-only: ``Archive(url, create=False, read_only=True)``).
+    ``hosts``: the Host headers to answer, loopback names by default as ``agentopt dashboard`` has
+    them (a page on another site that rebinds its DNS name to 127.0.0.1 sends its own); ``None``
+    leaves that to whoever mounts the app."""
+    pages = Pages(archive)
     routes = [
-        Route("/", campaigns),
-        Route("/campaigns/{campaign_id:str}", campaign),
-        Route("/api/campaigns/{campaign_id:str}", campaign_json),
-        Route("/candidates/{candidate_id:int}", candidate),
-        Route("/candidates/{candidate_id:int}/export", export),
-        Route("/candidates/{candidate_id:int}/text", stored_text),
-        Route("/compare", compare),
-        Route("/static/plotly.min.js", plotly),
-        Route("/static/code.css", code_style),
+        Route("/", pages.campaigns),
+        Route("/campaigns/{campaign_id:str}", pages.campaign),
+        Route("/api/campaigns/{campaign_id:str}", pages.campaign_json),
+        Route("/candidates/{candidate_id:int}", pages.candidate),
+        Route("/candidates/{candidate_id:int}/export", pages.export),
+        Route("/candidates/{candidate_id:int}/text", pages.stored_text),
+        Route("/compare", pages.compare),
+        Route("/static/plotly.min.js", _plotly),
+        Route("/static/code.css", _code_style),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: error, AgentoptError: error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: pages.error, AgentoptError: pages.error})
     app.add_middleware(SecurityHeaders)
     if hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))

@@ -1,34 +1,33 @@
 """What each dashboard page shows, as plain data: the web app renders it live, ``agentopt report``
 renders the same data frozen into a folder. Nothing here knows about HTTP or HTML, except that text
 bound for a chart's labels is escaped (plotly.js reads a little HTML in labels, and every label here
-is text an LLM wrote).
+is text an LLM wrote): :mod:`~agentopt.optimizer.dashboard.drawings` places and labels what charts draw.
 
 Pages are drawn from what the archive stores and nothing else: an archive is shared data, so a page
 never loads the task its config names (that would read any file the path points at and import the
 metric module it names). A damaged record is shown with what is wrong with it, never as a failed page.
 """
 
-import html
 import json
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, overload
+from typing import Any, overload
 
 import networkx as nx
 
 from agentopt.agents.budget import Price
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.kinds import kind_of
-from agentopt.archive import browse, queries
-from agentopt.archive.models import Campaign
+from agentopt.archive import queries
 from agentopt.archive.records import NoteRecord, ResultRecord
 from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import role_prices, stored_ledger
 from agentopt.optimizer.config import ROLES, stored_config
+from agentopt.optimizer.dashboard.drawings import chart_text, graph_drawing, lineage_drawing, near
 from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
 from agentopt.optimizer.tasks import BUILTIN, EXTERNAL
 
@@ -36,22 +35,15 @@ PAGE_SIZE = 50
 MAX_PAGE = 2**62 // PAGE_SIZE  # its row offset still fits the 64-bit integer SQLite and PostgreSQL bind
 CLIP_CHARS = 4000  # of one stored text on a page: a 1 MB answer made a page a browser could not lay out
 DIFF_LINES = 200  # of one payload field's diff on the comparison page
-LINEAGE_NODES = 300  # drawn around a candidate; a seed's descendants can be a whole campaign
+REJECTED_SHOWN = 200  # refused proposals listed on a campaign page (the first ones): a long search refuses thousands
 FENCED = re.compile(r"^```(?P<language>[\w+-]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 DRAWING_ERRORS = (AgentoptError, AttributeError, KeyError, TypeError, ValueError, nx.NetworkXException)
 """What reading a damaged record raises: a kind's label of a payload it cannot read, or a cycle in a lineage."""
-_Node = TypeVar("_Node", bound=Hashable)  # a drawn graph's nodes: step names, candidate ids
 
 
 def aware(when: datetime) -> datetime:
     """SQLite hands back naive datetimes; they are stored in UTC."""
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def chart_text(text: Any, width: int = 300) -> str:
-    """Text for a chart label or hover box, escaped (plotly.js renders some tags in labels)."""
-    shown = str(text)
-    return html.escape(shown if len(shown) <= width else shown[: width - 1] + "…")
 
 
 @dataclass(frozen=True)
@@ -86,8 +78,7 @@ def campaign_list(archive: Archive, task: str | None, strategy: str | None, sinc
     paging = Paging(page, PAGE_SIZE, total)
     rows = queries.campaigns(archive, task, strategy=strategy, since=since, until=until, limit=PAGE_SIZE,
                              offset=paging.offset)
-    with archive.session() as s:
-        stored = {c.id: c for c in s.query(Campaign).filter(Campaign.id.in_([r.id for r in rows]))}
+    stored = {c.id: c for c in queries.stored_campaigns(archive, [r.id for r in rows])}
     listed = []
     for row in rows:
         campaign = stored[row.id]
@@ -95,8 +86,8 @@ def campaign_list(archive: Archive, task: str | None, strategy: str | None, sinc
         listed.append({"row": row, "state": live_state(row.status, campaign.heartbeat_at, campaign.summary),
                        "models": _models(campaign.config), "active_s": campaign.active_s,
                        "gauges": gauges(spend, limits, campaign.active_s, _wall_limit(campaign.config))})
-    return {"campaigns": listed, "paging": paging, "tasks": browse.tasks(archive),
-            "strategies": browse.strategies(archive)}
+    return {"campaigns": listed, "paging": paging, "tasks": queries.tasks(archive),
+            "strategies": queries.strategies(archive)}
 
 
 def models_of(config: dict[str, Any]) -> dict[str, str]:
@@ -148,7 +139,7 @@ def gauges(spend: dict[str, dict[str, float]], limits: dict[str, dict[str, float
 
 # --- one campaign ---------------------------------------------------------------------------------
 def timeline(start: datetime, calls: Sequence[tuple[datetime, str | None, int, int, int]], prices: dict[str, Price],
-             points: Sequence[browse.ScorePoint], proposals: Sequence[datetime]) -> dict[str, Any]:
+             points: Sequence[queries.ScorePoint], proposals: Sequence[datetime]) -> dict[str, Any]:
     """Every score and proposal placed at the LLM calls, dollars and seconds spent when it happened,
     and the best validation score so far as a step line that runs to the campaign's last moment."""
     times = [aware(c[0]) for c in calls]
@@ -197,7 +188,7 @@ def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
     """What the campaign page redraws while the campaign runs (served as JSON every few seconds)."""
     campaign = archive.campaign(campaign_id)
     spend, limits = _spend_and_limits(archive, campaign_id)
-    points = browse.score_points(archive, campaign_id)
+    points = queries.score_points(archive, campaign_id)
     per_strategy: dict[str, list[float]] = {}
     for p in points:
         if p.split == "val":
@@ -216,14 +207,14 @@ def campaign_live(archive: Archive, campaign_id: str) -> dict[str, Any]:
         "spent": {what: round(sum(role.get(what, 0) for role in spend.values()), 6)
                   for what in ("calls", "tokens", "usd")},
         "gauges": gauges(spend, limits, campaign.active_s, _wall_limit(campaign.config)),
-        "timeline": timeline(campaign.created_at, browse.paid_calls(archive, campaign_id),
-                             _prices(archive, campaign_id), points, browse.proposal_times(archive, campaign_id)),
+        "timeline": timeline(campaign.created_at, queries.paid_calls(archive, campaign_id),
+                             _prices(archive, campaign_id), points, queries.proposal_times(archive, campaign_id)),
         "strategies": per_strategy,
         "pareto": {"tokens": [round(p.tokens or 0, 1) for p in val], "mean": [round(p.mean, 4) for p in val],
                    "id": [p.candidate_id for p in val], "front": [p.candidate_id in front for p in val],
                    "text": [chart_text(f"#{p.candidate_id} {p.strategy}: {100 * p.mean:.1f}%, "
                                        f"{p.tokens or 0:.0f} tokens/example") for p in val]},
-        "dedup": browse.dedup_counts(archive, campaign_id),
+        "dedup": queries.dedup_counts(archive, campaign_id),
     })
 
 
@@ -247,12 +238,12 @@ def finite(value: Any) -> Any:
     return value
 
 
-def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, descending: bool, strategy: str | None,
+def campaign_page(archive: Archive, campaign_id: str, sort: queries.SortKey, descending: bool, strategy: str | None,
                   kind: str | None, page: int) -> dict[str, Any]:
     campaign = archive.campaign(campaign_id)
     summary = campaign.summary
     top = queries.top(archive, 5, "val", queries.Filters(campaign=campaign_id))
-    rows, total = browse.candidate_page(archive, campaign_id, sort, descending, strategy, kind,
+    rows, total = queries.candidate_page(archive, campaign_id, sort, descending, strategy, kind,
                                         (page - 1) * PAGE_SIZE, PAGE_SIZE)
     problems: list[str] = []
     lineage = None
@@ -274,15 +265,23 @@ def campaign_page(archive: Archive, campaign_id: str, sort: browse.SortKey, desc
         "best_candidate_id": summary.get("best_candidate_id"),
         "rows": rows, "paging": Paging(page, PAGE_SIZE, total),
         "sort": sort, "descending": descending, "strategy": strategy or "", "kind": kind or "",
-        "top": top, "lineage": lineage, "problems": problems,
+        "top": top, "lineage": lineage, "problems": problems, "rejected": rejected_view(archive, campaign_id),
     }
+
+
+def rejected_view(archive: Archive, campaign_id: str) -> dict[str, Any]:
+    """The proposals the strategy refused, each with its reason and its text clipped: the campaign's
+    stats count them by reason, this shows which they were (the first ``REJECTED_SHOWN``)."""
+    rows = [{"step": r.step, "reason": r.reason, "proposal": None if r.proposal is None else clipped(r.proposal)}
+            for r in queries.rejected_candidates(archive, campaign_id, REJECTED_SHOWN)]
+    return {"rows": rows, "capped": len(rows) == REJECTED_SHOWN}
 
 
 # --- one candidate ----------------------------------------------------------------------------------
 def describe(payload: Any) -> str:
     """The kind's own description of the agent (markdown); a kind unknown here, or a payload its kind
     cannot read, is shown as stored."""
-    problem = browse.payload_problem(payload)
+    problem = queries.payload_problem(payload)
     if problem is None:
         try:
             return kind_of(payload).describe(payload)
@@ -315,69 +314,12 @@ def agent_sections(payload: Any) -> list[dict[str, Any]]:
     return [{**s, "text": clipped(s["text"]), "clipped": len(s["text"]) > CLIP_CHARS} for s in sections]
 
 
-def layered(nodes: Sequence[_Node], edges: Sequence[tuple[_Node, _Node]]) -> dict[_Node, tuple[float, float]]:
-    """Positions for a DAG drawn left to right, one column per topological generation."""
-    graph: nx.DiGraph[_Node] = nx.DiGraph()
-    graph.add_nodes_from(nodes)
-    graph.add_edges_from(edges)
-    positions = {}
-    for x, generation in enumerate(nx.topological_generations(graph)):
-        for y, node in enumerate(sorted(generation, key=str)):
-            positions[node] = (float(x), float(-y))
-    return positions
-
-
-def graph_drawing(payload: Any) -> dict[str, Any] | None:
-    """A graph agent's nodes and edges placed for drawing, with each node's template and tool."""
-    if not isinstance(payload, dict):
-        return None
-    nodes, edges = payload.get("nodes"), payload.get("edges")
-    if not isinstance(nodes, list) or not nodes or not all(isinstance(n, dict) and "name" in n for n in nodes):
-        return None
-    names = [str(n["name"]) for n in nodes]
-    pairs = [(str(a), str(b)) for a, b in (edges or []) if str(a) in names and str(b) in names]
-    try:
-        where = layered(names, pairs)
-    except nx.NetworkXUnfeasible:
-        return None
-    return {"x": [where[n][0] for n in names], "y": [where[n][1] for n in names],
-            "label": [chart_text(n + (f" [{node.get('tool')}]" if node.get("tool") else ""))
-                      for n, node in zip(names, nodes, strict=True)],
-            "text": [chart_text(node.get("template", ""), 500) for node in nodes],
-            "edges": [[*where[a], *where[b]] for a, b in pairs]}
-
-
-def near(graph: "nx.DiGraph[int]", root: int, limit: int = LINEAGE_NODES) -> "nx.DiGraph[int]":
-    """The candidate's ancestors and its nearest descendants, generation by generation, up to ``limit``
-    nodes in all; ``graph.graph["hidden"]`` counts the descendants left out."""
-    keep = {root, *nx.ancestors(graph, root)}
-    for generation in nx.bfs_layers(graph, [root]):
-        if len(keep) + len(generation) > limit:
-            break
-        keep.update(generation)
-    kept = graph.subgraph(keep).copy()
-    kept.graph["hidden"] = len(graph) - len(kept)
-    return kept
-
-
-def lineage_drawing(graph: "nx.DiGraph[int]", marked: set[int]) -> dict[str, Any]:
-    """A lineage placed by generation, ``marked`` nodes outlined; each node links to its page."""
-    where = layered(list(graph.nodes), list(graph.edges))
-    nodes = [(n, d) for n, d in graph.nodes(data=True)]  # not list(): networkx's stubs make that the bare ids
-    return {"id": [n for n, _ in nodes], "x": [where[n][0] for n, _ in nodes], "y": [where[n][1] for n, _ in nodes],
-            "label": [f"#{n}" + (f" {100 * d['val_score']:.0f}%" if "val_score" in d else "") for n, d in nodes],
-            "text": [chart_text(f"#{n} {d.get('strategy', '')}: {d.get('label', '')} | "
-                                f"why: {d.get('rationale') or 'seed'}", 600) for n, d in nodes],
-            "current": [n in marked for n, _ in nodes], "hidden": graph.graph.get("hidden", 0),
-            "edges": [[*where[a], *where[b]] for a, b in graph.edges]}
-
-
 def candidate_page(archive: Archive, candidate_id: int) -> dict[str, Any]:
     """Everything stored about one candidate. Example inputs and targets are not stored (they live in
     the task, which pages never load), so each result shows its example id, answer, score, error,
     feedback and trace; every damaged part of the record is listed in ``problems``."""
     record = queries.show(archive, candidate_id)
-    damaged = browse.payload_problem(record.payload)
+    damaged = queries.payload_problem(record.payload)
     problems = [] if damaged is None else [damaged]
     problems += [f"its {split} mean is {e.mean}, not a score from 0 to 1" for split, e in record.evaluations.items()
                  if e.mean is not None and not 0 <= e.mean <= 1]
@@ -392,9 +334,9 @@ def candidate_page(archive: Archive, candidate_id: int) -> dict[str, Any]:
     except DRAWING_ERRORS as exc:
         lineage = None
         problems.append(f"its lineage is not drawn: a record in it is damaged ({type(exc).__name__}: {str(exc)[:300]})")
-    return {"record": record, "label": browse.shown_label(record.payload), "sections": agent_sections(record.payload),
+    return {"record": record, "label": queries.shown_label(record.payload), "sections": agent_sections(record.payload),
             "graph": None if damaged else graph_drawing(record.payload), "lineage": lineage,
-            "twins": browse.twins_of(archive, record.campaign_id, candidate_id), "results": results, "notes": notes,
+            "twins": queries.twins_of(archive, record.campaign_id, candidate_id), "results": results, "notes": notes,
             "problems": problems,
             "exportable": damaged or _exportable(record.payload) or task_unloadable(archive, record.campaign_id)}
 
@@ -412,7 +354,7 @@ def note_view(note: NoteRecord) -> dict[str, Any]:
     """A note's fields as text; note data that is not an object is shown as stored, and said to be damaged."""
     if not isinstance(note.data, dict):
         return {"id": note.id, "kind": note.kind, "fields": [("as stored", stored_json(note.data))],
-                "problem": f"note {note.id}'s data is a JSON {browse.json_type(note.data)}, not an object"}
+                "problem": f"note {note.id}'s data is a JSON {queries.json_type(note.data)}, not an object"}
     fields = [(str(k), v if isinstance(v, str) else stored_json(v)) for k, v in note.data.items()]
     return {"id": note.id, "kind": note.kind, "fields": fields, "problem": None}
 
@@ -434,8 +376,8 @@ def stored_text(archive: Archive, candidate_id: int, field: str, split: str, exa
                 note_id: int | None) -> str | None:
     """One stored text of a candidate, whole (pages clip them): its payload, rationale, a note, or an
     example's output, feedback, error or trace. None: no such text."""
-    if field in browse.RESULT_TEXTS:
-        found = browse.result_text(archive, candidate_id, split, example_id, field)
+    if field in queries.RESULT_TEXTS:
+        found = queries.result_text(archive, candidate_id, split, example_id, field)
         return found if found is None or isinstance(found, str) else stored_json(found)
     if field not in ("payload", "rationale", "note"):
         return None
@@ -459,7 +401,7 @@ def _exportable(payload: dict[str, Any]) -> str | None:
 def compare_candidates(archive: Archive, a: int, b: int, limit: int = 50) -> dict[str, Any]:
     """A against B: the payload diff, the paired scores per split, and the examples each gets right
     where the other does not (by example id: inputs are not stored)."""
-    problems = [f"candidate #{c}: {p}" for c in (a, b) if (p := browse.payload_problem(archive.candidate(c).payload))]
+    problems = [f"candidate #{c}: {p}" for c in (a, b) if (p := queries.payload_problem(archive.candidate(c).payload))]
     diff = None if problems else queries.diff(archive, a, b)
     sa, sb = queries.example_scores(archive, a), queries.example_scores(archive, b)
     shared = sorted(sa.keys() & sb.keys())
@@ -496,7 +438,7 @@ def shown_changes(changes: dict[str, Any]) -> list[dict[str, Any]]:
 def _header(archive: Archive, candidate_id: int) -> dict[str, Any]:
     candidate = archive.candidate(candidate_id)
     return {"id": candidate.id, "campaign_id": candidate.campaign_id, "strategy": candidate.strategy,
-            "label": browse.shown_label(candidate.payload)}
+            "label": queries.shown_label(candidate.payload)}
 
 
 def compare_campaigns(archive: Archive, task: str | None, ids: Sequence[str]) -> list[queries.Comparison]:

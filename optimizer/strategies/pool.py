@@ -76,7 +76,7 @@ def accept(ctx: StrategyContext, reply: Completion | LLMError, demos: Sequence[E
         return None
     proposed = clean_instruction(reply, demos)
     if proposed.instruction is None:
-        ctx.stats.reject(proposed.reason)
+        ctx.stats.reject(proposed.reason, reply.text)
     return proposed.instruction
 
 
