@@ -13,19 +13,15 @@ the endpoint received is booked on the gate's ledger, answered or not. The role 
 caller may only lower ``max_tokens`` and pick a temperature in the role's range (see :func:`bounded`).
 """
 
-import hashlib
 import json
 import os
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import openai
 from openai.types.chat import ChatCompletion
-from pydantic import BaseModel, ConfigDict, Field
 from tenacity import (
     RetryError,
     Retrying,
@@ -37,15 +33,30 @@ from tenacity import (
 from agentopt.agents.budget import Used, estimate_prompt_tokens
 from agentopt.agents.errors import ConfigError, LLMBadReply, LLMEmptyReply, LLMError, LLMRefused, LLMUnavailable
 from agentopt.agents.gate import Endpoint, Lease, LocalGate, prefix_chain
+from agentopt.agents.llm_attempts import OUTAGES_RIDDEN, RETRY_AFTER_MAX_S, Attempts, TimedOut, retry_after
+from agentopt.agents.llm_calls import (
+    CallCache,
+    Completion,
+    MemoryCache,
+    Message,
+    Payer,
+    Sampling,
+    Usage,
+    bounded,
+    cache_key,
+    describe_error,
+    request_key,
+)
 from agentopt.agents.sandbox import register_secret
-from agentopt.agents import wire
 from agentopt.agents.wire import completion_request, mean_pooled
 
-Message = dict[str, str]
+__all__ = ["LEASE_SLACK_S", "OUTAGES_RIDDEN", "RETRY_AFTER_MAX_S", "SAVED_FIELD", "Attempts", "CallCache",
+           "Completion", "Endpoint", "Gate", "LLMClient", "MemoryCache", "Message", "Payer", "Sampling", "TimedOut",
+           "Usage", "bounded", "cache_key", "request_key", "retry_after"]
+"""The client, and what its callers have always imported from here (defined in llm_calls and llm_attempts)."""
+
 LEASE_SLACK_S = 30.0  # a lease outlives its request's timeout by this much before it is reclaimed
 SAVED_FIELD = "prompt_seconds_saved"  # the bundled server's usage extension (see agents/llama_server.py)
-OUTAGES_RIDDEN = 3  # outages one call may wait out; after that its faults are charged like any failure
-RETRY_AFTER_MAX_S = 60.0  # a longer Retry-After is waited this long (the openai client's own cap)
 
 _RETRIABLE = (
     openai.APITimeoutError,
@@ -57,49 +68,6 @@ _RETRIABLE = (
 _FAULTS = (openai.APIConnectionError, openai.InternalServerError)  # the endpoint's failure, not the request's
 
 
-class Sampling(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(64, ge=1)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: tuple[str, ...] = ()
-
-
-def bounded(role: Sampling, overrides: Mapping[str, object]) -> tuple[Sampling, bool]:
-    """:func:`agentopt.agents.wire.bounded` on a role's :class:`Sampling`."""
-    fields, clamped = wire.bounded(role.model_dump(), overrides)
-    return (Sampling.model_validate(fields) if overrides else role), clamped
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    finish_reason: str = "stop"
-    cached: bool = False  # served from agentopt's call cache, not the endpoint
-    cached_tokens: int = 0  # prompt tokens the endpoint served from its own prompt (KV) cache
-    prompt_saved_s: float = 0.0  # prompt-evaluation time that saved, where the endpoint says (the bundled server)
-
-
-@dataclass(frozen=True)
-class Payer:
-    """Who paid for a call: the campaign and role whose budget it counts against."""
-
-    campaign_id: str | None = None
-    role: str = "task"
-
-
-class CallCache(Protocol):
-    """Storage of finished calls; the archive implements it in SQL, tests in memory."""
-
-    def get(self, key: str) -> Completion | None: ...
-
-    def put(self, key: str, request: dict[str, object], completion: Completion, payer: Payer) -> None: ...
-
-
 class Gate(Protocol):
     """Admits each uncached call to an endpoint and tracks endpoint health (see :mod:`agentopt.agents.gate`)."""
 
@@ -108,146 +76,6 @@ class Gate(Protocol):
 
     def release(self, role: str, lease_id: int, used: tuple[int, ...] | None,
                 fault: str | None = None, campaign: str | None = None) -> int | None: ...
-
-
-class MemoryCache:
-    def __init__(self) -> None:
-        self._calls: dict[str, Completion] = {}
-
-    def get(self, key: str) -> Completion | None:
-        return self._calls.get(key)
-
-    def put(self, key: str, request: dict[str, object], completion: Completion, payer: Payer) -> None:
-        self._calls[key] = completion
-
-
-@dataclass
-class Usage:
-    """Counts for one meter: a whole role, or a single example evaluated on a worker."""
-
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    footprint_tokens: int = 0
-    latency_s: float = 0.0
-    clamped: int = 0  # calls whose sampling overrides went past what the role allows
-    failed: int = 0  # calls that raised an LLMError: retries spent, or an answer another try would repeat
-    refused: int = 0  # of those, the ones another try would repeat (LLMRefused): running them again cannot help
-    last_error: str | None = None  # the latest failure, for the person told about them
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, completion: Completion) -> None:
-        with self._lock:
-            self.footprint_tokens += completion.prompt_tokens + completion.completion_tokens
-            if completion.cached:
-                self.cache_hits += 1
-                return
-            self.calls += 1
-            self.prompt_tokens += completion.prompt_tokens
-            self.completion_tokens += completion.completion_tokens
-            self.latency_s += completion.latency_s
-
-    def clamp(self) -> None:
-        with self._lock:
-            self.clamped += 1
-
-    def fail(self, exc: LLMError) -> None:
-        with self._lock:
-            self.failed += 1
-            self.refused += isinstance(exc, LLMRefused)
-            self.last_error = _describe(exc)
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "footprint_tokens",
-                                                "latency_s", "clamped", "failed", "refused")}
-
-
-@dataclass
-class Attempts:
-    """One call's failures, judged as the gate learns more, so an outage never uses up a call's attempts.
-
-    Failures other than faults are charged at once. A fault (connection error, timeout, 5xx) stays
-    open until the endpoint shows what it was: an outage confirmed after the attempt was admitted
-    excuses it (the call waits for the endpoint and tries again), an answer to a call admitted
-    after the fault was reported charges it. An open fault is retried at once, without backoff:
-    the gate paces it (a down endpoint is only probed, with backoff), and a quick retry is what
-    lets the gate tell an outage from a bad request before a restarted server hides it. Without
-    health tracking (``seen`` is ``None``) a fault is charged at once. Waiting is bounded too:
-    after ``OUTAGES_RIDDEN`` outages, faults are charged."""
-
-    limit: int
-    charged: int = 0
-    timeouts: int = 0
-    ridden: int = 0
-    open: list[tuple[str, int, int]] = field(default_factory=list)  # (url, outages at admission, fault's tick)
-    last: BaseException | None = None
-    judging: bool = False  # the last failure is an open fault: ask the gate again at once, it paces the retry
-
-    @property
-    def spent(self) -> bool:
-        return self.charged >= self.limit
-
-    def failed(self, exc: BaseException) -> None:
-        self.charged += 1
-        self.last, self.judging = exc, False
-
-    def timed_out(self, exc: BaseException) -> None:
-        self.timeouts += 1
-        self.failed(exc)
-
-    def faulted(self, lease: Lease, tick: int | None, exc: BaseException) -> None:
-        """``tick``: what the gate answered to the fault's release (``None``: it tracks no health)."""
-        self.last, self.judging = exc, False
-        if lease.seen is None or tick is None or self.ridden >= OUTAGES_RIDDEN:
-            self.charged += 1
-            return
-        self.open.append((lease.url, lease.seen[lease.url].outages, tick))
-        self.judging = True
-
-    def settle(self, lease: Lease) -> None:
-        """Judge the open faults by what ``lease`` says of their endpoints now."""
-        if lease.seen is None or not self.open:
-            return
-        still, excused = [], False
-        for url, outages, tick in self.open:
-            now = lease.seen[url]
-            if now.outages > outages:
-                excused = True
-            elif now.answered >= tick:
-                self.charged += 1
-            else:
-                still.append((url, outages, tick))
-        self.open = still
-        self.ridden += excused
-
-
-@dataclass
-class TimedOut:
-    """Attempts that timed out, per request key, over a client's life (its views share it). The
-    endpoint may have run, and billed, each one, so a request that timed out is sent at most
-    ``max_attempts`` times in all, even when a campaign asks for it again (a second pass, another
-    trial on the same example). Per process: a Ray worker keeps its own."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def get(self, key: str) -> int:
-        with self._lock:
-            return self.counts.get(key, 0)
-
-    def add(self, key: str, n: int) -> None:
-        with self._lock:
-            self.counts[key] = self.counts.get(key, 0) + n
-
-
-def cache_key(model: str, messages: Sequence[Message], sampling: Sampling, sample: int) -> str:
-    return request_key({"model": model, "messages": list(messages), "sampling": sampling.model_dump(), "sample": sample})
-
-
-def request_key(request: dict[str, object]) -> str:
-    """Every field of a request, so a cached answer is only reused for exactly that request."""
-    return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 class LLMClient:
@@ -369,9 +197,9 @@ class LLMClient:
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise LLMUnavailable(f"{self.model}: gave up after {attempts.charged} attempts: "
-                                 f"{_describe(last)}") from None
+                                 f"{describe_error(last)}") from None
         except openai.APIStatusError as exc:
-            raise LLMRefused(f"{self.model}: endpoint refused the request: {_describe(exc)}") from None
+            raise LLMRefused(f"{self.model}: endpoint refused the request: {describe_error(exc)}") from None
         finally:
             if attempts.timeouts:
                 self.timed_out.add(key, attempts.timeouts)
@@ -388,12 +216,12 @@ class LLMClient:
         try:
             completion = send(self._clients[lease.url])
         except openai.APITimeoutError as exc:  # the endpoint got it and may bill all it was asked for
-            self.gate.release(role, lease.id, Used(prompt_estimate, max_tokens), _describe(exc), campaign=campaign)
+            self.gate.release(role, lease.id, Used(prompt_estimate, max_tokens), describe_error(exc), campaign=campaign)
             attempts.timed_out(exc)
             raise
         except _FAULTS as exc:
             asked = Used(0, 0) if isinstance(exc, openai.APIStatusError) else None  # a 5xx was received
-            attempts.faulted(lease, self.gate.release(role, lease.id, asked, _describe(exc), campaign=campaign), exc)
+            attempts.faulted(lease, self.gate.release(role, lease.id, asked, describe_error(exc), campaign=campaign), exc)
             raise
         except (openai.APIStatusError, LLMBadReply) as exc:  # it answered: received, and up
             self.gate.release(role, lease.id, Used(0, 0), campaign=campaign)
@@ -429,7 +257,7 @@ class LLMClient:
         except openai.RateLimitError:
             used = Used(0, 0)  # it answered: busy, not down
         except Exception as exc:  # noqa: BLE001 - whatever a probe hits keeps the endpoint down, with its reason
-            fault = _describe(exc)
+            fault = describe_error(exc)
         finally:
             self.gate.release(self.payer.role, lease.id, used, fault, campaign=self.payer.campaign_id)
 
@@ -488,7 +316,7 @@ class LLMClient:
             try:
                 client.models.list()
             except openai.APIError as exc:
-                raise LLMUnavailable(f"cannot reach model endpoint {endpoint.base_url}: {_describe(exc)}") from None
+                raise LLMUnavailable(f"cannot reach model endpoint {endpoint.base_url}: {describe_error(exc)}") from None
 
 
 def _api_key(endpoint: Endpoint) -> str:
@@ -499,27 +327,3 @@ def _api_key(endpoint: Endpoint) -> str:
         raise ConfigError(f"environment variable {endpoint.api_key_env} (API key for {endpoint.base_url}) is not set")
     register_secret(key)  # masked by value in sandboxes, whatever its variable is called
     return key
-
-
-def retry_after(exc: BaseException | None) -> float:
-    """Seconds the endpoint asked to be left alone (``retry-after-ms``, or ``Retry-After`` in
-    seconds or as a date) on the reply that failed, at most ``RETRY_AFTER_MAX_S``; 0 if it did not say."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    seconds = 0.0
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            seconds = float(ms) / 1000
-        elif (value := headers.get("retry-after")) is not None:
-            seconds = float(value) if value.strip().replace(".", "", 1).isdigit() else \
-                parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError):  # a header that says nothing usable: the backoff decides
-        return 0.0
-    return min(seconds, RETRY_AFTER_MAX_S) if seconds > 0 else 0.0  # NaN and the past: no wait
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -2,12 +2,14 @@
 
 The parent starts this file as ``python -I -S -B sandbox_child.py``: it imports the standard library
 only (never the package it sits in), so an agent can neither import agentopt nor anything installed
-beside it. Before any agent code exists in the process, and in this order, it: loads the stdlib
-extension modules agents may use, asks to die with the parent, lowers its rlimits, enters new
-network and mount namespaces and a minimal root (where the kernel permits), installs a seccomp
-filter, makes ctypes (which those steps need) unreachable, swaps stdout/stderr for a capped buffer,
-takes native-code loading away and finally installs the audit hook. Why each layer exists, and what
-none of them stops, is in the parent module's docstring.
+beside it. Its two companions, ``sandbox_kernel.py`` (the kernel layers) and ``sandbox_hook.py`` (the
+interpreter layers and the audit hook), are standard-library code too, loaded from their files at
+start, before anything else runs. Before any agent code exists in the process, and in this order, it:
+loads the stdlib extension modules agents may use, asks to die with the parent, lowers its rlimits,
+enters new network and mount namespaces and a minimal root (where the kernel permits), installs a
+seccomp filter, makes ctypes (which those steps need) unreachable, swaps stdout/stderr for a capped
+buffer, takes native-code loading away and finally installs the audit hook. Why each layer exists,
+and what none of them stops, is in the parent module's docstring.
 
 Protocol, one JSON object per line. Parent to child on stdin: the job, then ``{"ok": true, "text":
 ...}`` or ``{"ok": false, "error": ...}`` per LLM request. Child to parent on a duplicate of the
@@ -24,22 +26,14 @@ decides nothing from one that an agent could gain by forging (see the parent mod
 
 from __future__ import annotations
 
-import _imp
-import _json
-import _signal  # type: ignore[import-not-found]  # private C module under signal: typeshed has no stub
 import _thread
 import _weakref
 import builtins
-import collections
 import collections.abc
 import gc
 import io
 import json
-import math
 import os
-import posix
-import resource
-import struct
 import sys
 import types
 
@@ -47,32 +41,22 @@ import types
 # loads no more than it runs on, and this constant stands in for typing.TYPE_CHECKING.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import ctypes
-    from importlib.machinery import ModuleSpec
-    from typing import BinaryIO, NoReturn, TypedDict, TypeGuard, TypeVar
+    from typing import BinaryIO, TypedDict
 
-    _T = TypeVar("_T")
-    _Insn = tuple[int, int | str, int | str, int]
-    """A BPF instruction (code, jt, jf, k); a jump is an offset or a label."""
+    from .sandbox_kernel import Confinement
 
-    class _Job(TypedDict):
-        """The parent's first line (``sandbox._job``): the call, where it runs, and its Limits."""
+    class _Job(Confinement):
+        """The parent's first line (``sandbox._job``): the call, its Limits, and (in
+        :class:`~.sandbox_kernel.Confinement`) where it runs."""
 
         code: str
         entry: str
         args: list[object]
         serve: bool
-        workdir: str
-        root: str
-        parent_pid: int
         stdout_tail_chars: int
-        cpu_s: float
         wall_s: float
-        memory_mb: int
         max_output_bytes: int
         max_llm_calls: int
-        max_processes: int
-        max_file_mb: int
 
     class _Call(TypedDict):
         """A call to serve, both sides in :func:`encode_plain`'s form."""
@@ -89,87 +73,29 @@ if TYPE_CHECKING:
         call: _Call
         stop: bool
 
-# Compiled-in and lib-dynload modules an agent may import. They are loaded before the seccomp filter
-# forbids mapping new executable code and before ``_imp`` loses its loaders; anything not here (and
-# not blocked below, with a reason) is simply not importable in the sandbox.
-_EXTENSIONS = (
-    "_bisect", "_blake2", "_bz2", "_codecs_cn", "_codecs_hk", "_codecs_iso2022", "_codecs_jp",
-    "_codecs_kr", "_codecs_tw", "_contextvars", "_csv", "_datetime", "_decimal", "_elementtree",
-    "_hashlib", "_heapq", "_json", "_lzma", "_md5", "_multibytecodec", "_opcode", "_pickle", "_queue",
-    "_random", "_sha1", "_sha256", "_sha3", "_sha512", "_socket", "_statistics", "_struct", "_typing",
-    "_uuid", "_zoneinfo", "array", "binascii", "cmath", "fcntl", "math", "pyexpat", "select",
-    "unicodedata", "zlib",
-)
 
-# Audit events refused outright, with the reason reported to the caller.
-_BLOCKED_EVENTS = {
-    **dict.fromkeys(("os.system", "os.exec", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn",
-                     "subprocess.Popen", "pty.spawn", "os.startfile", "webbrowser.open"), "process creation"),
-    **dict.fromkeys(("os.kill", "os.killpg", "signal.pthread_kill"), "signalling a process"),
-    **dict.fromkeys(("os.link", "os.symlink"), "creating a link"),
-    **dict.fromkeys(("sqlite3.connect", "sqlite3.enable_load_extension", "sqlite3.load_extension"),
-                    "database access"),
-    **dict.fromkeys(("resource.setrlimit", "resource.prlimit"), "changing resource limits"),
-    # Hand-made bytecode and tracing can corrupt the interpreter or rewrite the hook's locals.
-    **dict.fromkeys(("code.__new__", "marshal.load", "marshal.loads"), "loading bytecode"),
-    **dict.fromkeys(("sys.settrace", "sys.setprofile"), "tracing the interpreter"),
-    **dict.fromkeys(("gc.get_objects", "gc.get_referrers", "gc.get_referents"), "walking the heap"),
-    "sys.addaudithook": "adding an audit hook",
-    "cpython.PyInterpreterState_New": "starting a sub-interpreter",
-}
-_BLOCKED_PREFIXES = (("socket.", "network access"), ("ctypes.", "native code"))
-# Modules refused at import (by top-level name): what they do happens in C, out of the hook's sight.
-_BLOCKED_IMPORTS = {
-    **dict.fromkeys(("ctypes", "_ctypes"), "native code"),
-    **dict.fromkeys(("_posixsubprocess", "multiprocessing", "_multiprocessing", "_posixshmem"),
-                    "process creation"),
-    **dict.fromkeys(("sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm"), "database access"),
-    **dict.fromkeys(("pwd", "grp", "spwd"), "reading the user database"),
-    **dict.fromkeys(("_xxsubinterpreters", "_testcapi", "_testinternalcapi"), "interpreter internals"),
-}
-# Audit events naming paths: the argument positions holding them, whether the call writes (None:
-# an open, decided by its flags), and whether it yields a descriptor (which may be used as a dir_fd).
-_PATH_EVENTS = {
-    "open": ((0,), None, True),
-    **dict.fromkeys(("os.listdir", "os.scandir"), ((0,), False, False)),
-    **dict.fromkeys(("os.chdir", "os.mkdir", "os.remove", "os.rmdir", "os.chmod", "os.chown", "os.utime",
-                     "os.truncate", "os.chflags", "os.lchflags", "os.setxattr", "os.removexattr",
-                     "shutil.rmtree"), ((0,), True, False)),
-    "os.rename": ((0, 1), True, False),
-}
-_DEVICES = ("/dev/null", "/dev/urandom")
-_ZONEINFO = "/usr/share/zoneinfo"
-BLOCKED_STATUS = 86
+def _companion(name: str) -> types.ModuleType:
+    """``name``.py from this file's folder, as a module of its own. ``-I`` leaves the folder off
+    ``sys.path``, and putting it there would let an agent import everything beside this file
+    (agentopt's own modules); the module is not entered in ``sys.modules`` either, so an agent
+    cannot import it by name."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    module = types.ModuleType(name)
+    module.__file__ = path
+    with open(path, encoding="utf-8") as source:
+        exec(compile(source.read(), path, "exec"), module.__dict__)
+    return module
+
+
+if TYPE_CHECKING or __package__:  # imported by the parent: the package's modules, compiled once
+    from . import sandbox_hook as _hook
+    from . import sandbox_kernel as _kernel
+else:  # run as the child (or loaded from this file alone by a test)
+    _hook, _kernel = _companion("sandbox_hook"), _companion("sandbox_kernel")
+
+BLOCKED_STATUS = _hook.BLOCKED_STATUS
 """The exit status of a child whose audit hook refused an action (even if its notice was lost)."""
 _PLAIN_TAGS = {"tuple": tuple, "set": set, "frozenset": frozenset}  # encode_plain's tags, dict aside
-
-# Linux constants (uapi headers).
-_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 1, 38, 22, 2
-_CLONE_NEWNS, _CLONE_NEWNET, _CLONE_THREAD = 0x00020000, 0x40000000, 0x00010000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
-_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
-_SIGKILL, _EPERM, _ENOSYS, _PROT_EXEC = 9, 1, 38, 4
-
-# Per architecture: its audit arch, whether x32 numbers (bit 30) must be refused, the syscalls the
-# filter refuses outright (process creation other than threads, pidfds, sockets, tracing other
-# processes, namespaces and mounts, kernel modules and keys, raising rlimits, device nodes, other
-# processes' scheduling), and the few it allows only with some arguments. Numbers from the kernel's
-# unistd headers.
-_Syscalls = collections.namedtuple("_Syscalls", "arch x32 deny clone clone3 signals maps prlimit")
-_SYSCALLS = {
-    "x86_64": _Syscalls(
-        arch=0xC000003E, x32=True,
-        deny=(57, 58, 59, 322, 434, 424, 438, 41, 53, 101, 310, 311, 165, 166, 272, 308, 155, 161, 169, 175,
-              313, 176, 246, 320, 321, 298, 250, 248, 249, 323, 425, 304, 303, 430, 432, 429, 428, 433, 442,
-              167, 168, 172, 173, 160, 133, 259, 141, 142, 144, 203, 314, 251),
-        clone=56, clone3=435, signals=(62, 200, 234, 129, 297), maps=(9, 10, 329), prlimit=302),
-    "aarch64": _Syscalls(
-        arch=0xC00000B7, x32=False,
-        deny=(221, 281, 434, 424, 438, 198, 199, 117, 270, 271, 40, 39, 97, 268, 41, 51, 142, 105, 273, 106,
-              104, 294, 280, 241, 219, 217, 218, 282, 425, 265, 264, 430, 432, 429, 428, 433, 442, 224, 225,
-              164, 33, 140, 118, 119, 122, 274, 30),
-        clone=220, clone3=435, signals=(129, 130, 131, 138, 240), maps=(222, 226, 288), prlimit=261),
-}
 
 
 class _Link:
@@ -264,8 +190,8 @@ def main() -> None:
     _confine(job, read_roots)
     sys.stdout = sys.stderr = _Capture(link)
     sys.stdin = io.StringIO()
-    _lock_interpreter(job["workdir"])
-    _install_audit_hook(job["workdir"], read_roots + (_ZONEINFO,), protocol_fd)
+    _hook.lock_interpreter(job["workdir"])
+    _hook.install_audit_hook(job["workdir"], read_roots + (_hook.ZONEINFO,), protocol_fd)
     link.finish(*_run(job, link))
 
 
@@ -315,39 +241,11 @@ def _stdlib_roots() -> tuple[str, ...]:
 def _confine(job: _Job, read_roots: tuple[str, ...]) -> None:
     """The kernel-enforced layers, set up through ctypes, which is then made unreachable. The
     extension modules are loaded first, so that the only classes the set-up adds are ctypes' own."""
-    _preload()
+    _hook.preload()
     known = _classes()
-    _kernel_layers(job, read_roots)
+    _kernel.kernel_layers(job, read_roots + (_hook.ZONEINFO,), _hook.DEVICES)
     _forget_ctypes(known)
     gc.collect()  # what is left of ctypes is cyclic garbage (modules, classes, the libc handle)
-
-
-def _kernel_layers(job: _Job, read_roots: tuple[str, ...]) -> None:
-    """Each layer is best effort except the rlimits, because a kernel or container may refuse
-    namespaces or seccomp while the hook and the other layers still hold."""
-    import ctypes  # only the set-up may see ctypes: _forget_ctypes makes it unreachable
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    _prctl(libc, _PR_SET_PDEATHSIG, _SIGKILL)
-    if os.getppid() != job["parent_pid"]:
-        os._exit(1)  # the parent died before the death signal was armed
-    try:  # glibc dlopens it lazily to unwind exiting threads: map it before the filter forbids that
-        ctypes.CDLL("libgcc_s.so.1")
-    except OSError:
-        pass
-    _lower_rlimits(job)
-    libc.unshare(_CLONE_NEWNET)
-    _enter_private_root(libc, str(job["root"]), str(job["workdir"]), read_roots)
-    _install_seccomp(libc)
-
-
-def _preload() -> None:
-    for name in (*sys.builtin_module_names, *_EXTENSIONS):
-        if name not in _BLOCKED_IMPORTS:
-            try:
-                __import__(name)
-            except ImportError:
-                pass
 
 
 def _classes() -> dict[int, type]:
@@ -386,252 +284,6 @@ def _forget_ctypes(known: dict[int, type]) -> None:
     left = [cls.__qualname__ for key, cls in _classes().items() if key not in known]
     if left:
         raise RuntimeError(f"classes added by the set-up are still reachable: {', '.join(left)}")
-
-
-def _lower_rlimits(job: _Job) -> None:
-    cpu = math.ceil(float(job["cpu_s"]))
-    memory = int(job["memory_mb"]) * 2**20
-    with open("/proc/loadavg") as f:  # "0.1 0.2 0.3 running/total last_pid"
-        tasks = int(f.read().split()[3].split("/")[1])
-    # RLIMIT_NPROC counts every task of the user, so the child may add max_processes to all the
-    # machine runs now (an upper bound of the user's share); root is exempt from it anyway.
-    for which, soft, hard in ((resource.RLIMIT_CPU, cpu, cpu + 1), (resource.RLIMIT_AS, memory, memory),
-                              (resource.RLIMIT_FSIZE, int(job["max_file_mb"]) * 2**20, None),
-                              (resource.RLIMIT_NPROC, tasks + int(job["max_processes"]), None),
-                              (resource.RLIMIT_CORE, 0, None)):
-        old = resource.getrlimit(which)[1]
-        hard = soft if hard is None else hard
-        hard = hard if old == resource.RLIM_INFINITY else min(hard, old)
-        resource.setrlimit(which, (min(soft, hard), hard))
-
-
-def _enter_private_root(libc: ctypes.CDLL, root: str, workdir: str, read_roots: tuple[str, ...]) -> None:
-    """A new mount namespace whose root holds only the stdlib (read-only), the work directory
-    (no exec) and /dev/null: files the agent is not given do not exist for it, even if it got past
-    the audit hook. Paths stay the same, so the hook's rules read the same with or without it."""
-    import ctypes
-
-    def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-        if libc.mount(*(s.encode() if s else None for s in (source, target, fstype)), ctypes.c_ulong(flags),
-                      data.encode() if data else None) != 0:
-            raise OSError(ctypes.get_errno(), f"mount {target}")
-
-    def bind(path: str, flags: int) -> None:
-        target = root + path
-        if os.path.isdir(path):
-            os.makedirs(target, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            open(target, "w").close()
-        mount(path, target, None, _MS_BIND | _MS_REC)
-        mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_NOSUID | flags)
-
-    if libc.unshare(_CLONE_NEWNS) != 0:
-        return
-    try:
-        mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-        mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
-        for path in read_roots + (_ZONEINFO,):
-            if os.path.exists(path):
-                bind(path, _MS_RDONLY | _MS_NODEV)
-        for path in _DEVICES:
-            bind(path, _MS_RDONLY | _MS_NOEXEC)
-        bind(workdir, _MS_NODEV | _MS_NOEXEC)
-        mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-    except OSError:
-        return  # the half-built root is private to this namespace; the other layers still hold
-    os.chroot(root)
-    os.chdir(workdir)
-
-
-def _install_seccomp(libc: ctypes.CDLL) -> None:
-    """A kernel filter, inherited by every thread: no processes (threads only), no signals to
-    anything but itself, no sockets, no new executable mappings, no namespace or mount changes,
-    no raised rlimits. It is what still holds if an agent gets past the audit hook."""
-    import ctypes
-
-    table = _SYSCALLS.get(os.uname().machine)
-    if table is None:
-        return
-    program = _bpf(table, os.getpid())
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
-
-    fprog = SockFprog(len(program) // 8, program)
-    _prctl(libc, _PR_SET_NO_NEW_PRIVS, 1)
-    _prctl(libc, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
-
-
-def _prctl(libc: ctypes.CDLL, option: int, *args: int) -> None:
-    """prctl is variadic: pass all four arguments as full-width longs (unused ones must be 0)."""
-    import ctypes
-
-    libc.prctl(ctypes.c_int(option), *(ctypes.c_ulong(a) for a in (*args, 0, 0, 0, 0)[:4]))
-
-
-def _bpf(table: _Syscalls, pid: int) -> bytes:
-    """The classic-BPF program (struct sock_filter[]) for one architecture; jumps go forward to labels."""
-    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
-    nr, arch, arg0, arg2, arg2_high = 0, 4, 16, 32, 36  # offsets in struct seccomp_data (little endian)
-    program: list[_Insn] = [(ld, 0, 0, arch), (jeq, 1, 0, table.arch), (ret, 0, 0, 0x80000000), (ld, 0, 0, nr)]
-    if table.x32:
-        program.append((jge, "deny", 0, 0x40000000))
-    program += [(jeq, "deny", 0, n) for n in table.deny]
-    program += [(jeq, "nosys", 0, table.clone3), (jeq, "clone", 0, table.clone), (jeq, "prlimit", 0, table.prlimit)]
-    program += [(jeq, "signal", 0, n) for n in table.signals]
-    program += [(jeq, "map", 0, n) for n in table.maps]
-    program.append((ret, 0, 0, 0x7FFF0000))
-    blocks: dict[str, list[_Insn]] = {  # glibc falls back from clone3 to clone, whose flags a filter can read
-        "clone": [(ld, 0, 0, arg0), (jset, "allow", "deny", _CLONE_THREAD)],
-        "signal": [(ld, 0, 0, arg0), (jeq, "allow", "deny", pid)],
-        "map": [(ld, 0, 0, arg2), (jset, "deny", "allow", _PROT_EXEC)],
-        "prlimit": [(ld, 0, 0, arg2), (jeq, 0, "deny", 0), (ld, 0, 0, arg2_high), (jeq, "allow", "deny", 0)],
-        "allow": [(ret, 0, 0, 0x7FFF0000)],
-        "deny": [(ret, 0, 0, 0x00050000 | _EPERM)],
-        "nosys": [(ret, 0, 0, 0x00050000 | _ENOSYS)],
-    }
-    labels: dict[str, int] = {}
-    for label, block in blocks.items():
-        labels[label] = len(program)
-        program += block
-
-    def offset(target: int | str, at: int) -> int:
-        jump = labels[target] - at - 1 if isinstance(target, str) else target
-        assert 0 <= jump < 256, "seccomp jump out of range"
-        return jump
-
-    return b"".join(struct.pack("HBBI", code, offset(jt, i), offset(jf, i), k)
-                    for i, (code, jt, jf, k) in enumerate(program))
-
-
-def _lock_interpreter(workdir: str) -> None:
-    """Remove, before the hook is installed, what it could not see being used: the loaders of native
-    modules, and the few posix calls that no audit event covers."""
-    _imp.create_dynamic = _imp.create_builtin = _refuse_native
-    for module, names in ((os, ("pidfd_open", "mknod", "mkfifo", "chroot")),
-                          (posix, ("pidfd_open", "mknod", "mkfifo", "chroot")),
-                          (_signal, ("pidfd_send_signal",))):
-        for name in names:
-            if hasattr(module, name):
-                delattr(module, name)
-    # Compile imports from source: reading a stdlib .pyc would need marshal, which the hook refuses.
-    sys.pycache_prefix = os.path.join(workdir, ".no-pycache")
-
-
-def _refuse_native(spec: ModuleSpec, file: object = None) -> NoReturn:
-    """Stands in for _imp's loaders: ImportError, so that optional accelerators fall back."""
-    raise ImportError(f"native module {getattr(spec, 'name', spec)!r} cannot be loaded in the sandbox")
-
-
-def _install_audit_hook(workdir: str, read_roots: tuple[str, ...], notice_fd: int) -> None:
-    """Last step before agent code. The hook cannot be removed, but it shares the interpreter with
-    the agent, which may monkeypatch any module or builtin: so the hook looks nothing up at call
-    time (everything is a closure variable bound here) and reads its arguments by exact type,
-    never calling a method an agent could override (tests check its code has no global lookups).
-
-    A refused action is reported to the parent on ``notice_fd`` and ends the process on the spot,
-    whether the report got through or not: the agent never regains control, so it cannot catch
-    the refusal and then forge a clean result, and the record lives in the parent, not here."""
-    blocked = types.MappingProxyType(dict(_BLOCKED_EVENTS))
-    prefixes = _BLOCKED_PREFIXES
-    imports = types.MappingProxyType(dict(_BLOCKED_IMPORTS))
-    path_events = types.MappingProxyType(dict(_PATH_EVENTS))
-    devices = frozenset(_DEVICES)
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    getcwd, stat, decode, copy_str = os.getcwd, os.stat, bytes.decode, str.__str__
-    type_, str_, bytes_, int_, os_error = type, str, bytes, int, OSError
-    write, leave, status = os.write, os._exit, BLOCKED_STATUS
-    quote, to_bytes = _json.encode_basestring_ascii, str.encode
-
-    def exactly(value: object, kind: type[_T]) -> TypeGuard[_T]:
-        """``type(value) is kind``, as the type checker can follow it (it cannot through ``type_``)."""
-        return type_(value) is kind
-
-    def resolve(path: object) -> str | None:
-        """The absolute path, worked out lexically; None for a non-str path or one with '..'
-        (a path object could name one file to the hook and another to open())."""
-        if path is None:
-            path = "."
-        if exactly(path, bytes_):
-            path = decode(path, "utf-8", "surrogateescape")
-        elif not exactly(path, str_):
-            return None
-        if not path.startswith("/"):
-            path = getcwd() + "/" + path
-        parts = []
-        for part in path.split("/"):
-            if part == "..":
-                return None
-            if part and part != ".":
-                parts.append(part)
-        return "/" + "/".join(parts)
-
-    def under(path: str, root: str) -> bool:
-        return path == root or path.startswith(root + "/")
-
-    def check_path(arg: object, write: bool, opening: bool) -> str | None:
-        if type_(arg) is int_:
-            return None  # a descriptor the process already holds
-        path = resolve(arg)
-        if path is None:
-            return "file access through a non-str path or one with '..'"
-        if path in devices:
-            return None
-        own = under(path, workdir)
-        if not own and write:
-            return "file write outside the sandbox (" + path + ")"
-        if not own:
-            readable = False
-            for root in read_roots:
-                readable = readable or under(path, root)
-            if not readable:
-                return "file read outside the sandbox (" + path + ")"
-        if not opening:
-            return None
-        try:
-            kind = stat(path).st_mode & 0o170000
-        except os_error:
-            return None  # nothing there yet
-        if kind == 0o100000 or (own and kind == 0o040000):
-            return None
-        # A descriptor of a directory outside would let a relative path with dir_fd escape.
-        return "opening a directory or special file (" + path + ")"
-
-    def check(event: str, args: tuple[object, ...]) -> str | None:
-        if type_(event) is not str_:
-            return None
-        reason = blocked.get(event)
-        if reason is not None:
-            return reason + " (" + event + ")"
-        for prefix, reason in prefixes:
-            if event.startswith(prefix):
-                return reason + " (" + event + ")"
-        if event == "import":
-            name = copy_str(args[0])
-            reason = imports.get(name.partition(".")[0])
-            return None if reason is None else reason + " (import " + name + ")"
-        spec = path_events.get(event)
-        if spec is None:
-            return None
-        positions, write, opening = spec
-        if write is None:
-            write = not exactly(args[2], int_) or args[2] & write_flags != 0
-        for position in positions:
-            reason = check_path(args[position], write, opening)
-            if reason is not None:
-                return reason
-        return None
-
-    def hook(event: str, args: tuple[object, ...]) -> None:
-        reason = check(event, args)
-        if reason is not None:
-            try:
-                write(notice_fd, to_bytes('{"type": "blocked", "reason": ' + quote(reason) + "}\n"))
-            finally:
-                leave(status)
-
-    sys.addaudithook(hook)
 
 
 def _run(job: _Job, link: _Link) -> tuple[dict[str, object], object]:

@@ -38,8 +38,8 @@ from agentopt.archive.store import Archive
 TEMPLATES = files("agentopt.archive").joinpath("export_template")
 RUNTIME = (errors, sandbox, tools, prompt_runtime, graph_runtime, code_framework, wire)
 """Modules copied verbatim into ``<package>/_agentopt/``, with the agent kind's own runtime module;
-their imports are relative, so they run there as they do here. The sandbox's child runner travels
-with the sandbox."""
+their imports are relative, so they run there as they do here. The sandbox's other files (its
+parent-side modules and the child runner's) travel with it, as ``sandbox.FILES`` lists them."""
 
 Lookup = Callable[[str], tuple[Inputs, str]]
 """example id -> (input, target): the archive stores outputs, the task holds the inputs."""
@@ -128,7 +128,8 @@ def _vendor(target: Path, kind_runtime: ModuleType) -> None:
         if module.__file__ is None:
             raise ArchiveError(f"cannot vendor {module.__name__}: it was not loaded from a source file")
         shutil.copyfile(module.__file__, target / Path(module.__file__).name)
-    shutil.copyfile(Path(sandbox.__file__).with_name("sandbox_child.py"), target / "sandbox_child.py")
+    for path in sandbox.FILES:
+        shutil.copyfile(path, target / path.name)
 
 
 def _nearest_folder(out: Path) -> Path:

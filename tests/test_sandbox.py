@@ -404,7 +404,7 @@ def test_interpreter_internals_are_refused() -> None:
 
 def test_the_audit_hook_looks_nothing_up_at_call_time() -> None:
     """An agent can monkeypatch builtins and modules; a hook that read a global would obey it."""
-    child = _child_module()
+    hook = _child_module("sandbox_hook")
 
     def nested(code: types.CodeType) -> Iterator[types.CodeType]:
         for const in code.co_consts:
@@ -412,7 +412,7 @@ def test_the_audit_hook_looks_nothing_up_at_call_time() -> None:
                 yield const
                 yield from nested(const)
 
-    functions = list(nested(child._install_audit_hook.__code__))
+    functions = [f for builder in (hook.install_audit_hook, hook._path_rules) for f in nested(builder.__code__)]
     assert {f.co_name for f in functions} >= {"hook", "check", "check_path", "resolve"}
     for function in functions:
         lookups = [i.argval for i in dis.get_instructions(function) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")]
@@ -527,8 +527,9 @@ def test_exiting_without_a_result_is_a_crash() -> None:
     assert_fails(run(agent("os._exit(0)", "import os")), "crash", "exited with status 0 without a result")
 
 
-def _child_module() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("sandbox_child_under_test", sandbox._CHILD)
+def _child_module(name: str) -> types.ModuleType:
+    """One of the child runner's files, loaded as the child loads it: on its own, not from the package."""
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", sandbox._CHILD.with_name(f"{name}.py"))
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
