@@ -6,12 +6,24 @@ stale), so the transitions are written once, here, for either table.
 """
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
 from agentopt.archive.models import Campaign, Sweep, utcnow
+
+STALE_HEARTBEAT_S = 30.0  # six missed heartbeats: the driver is gone
+
+
+def heartbeat_age(heartbeat: datetime | None) -> float | None:
+    if heartbeat is None:
+        return None
+    if heartbeat.tzinfo is None:  # SQLite hands back naive datetimes; they are stored in UTC
+        heartbeat = heartbeat.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - heartbeat).total_seconds()
+
 
 _Driven = TypeVar("_Driven", Campaign, Sweep)  # the tables with a lifecycle
 

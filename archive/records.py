@@ -260,6 +260,7 @@ class Progress(Record):
 
 
 REJECTED_NOTE = "rejected_proposal"
+LOST_NOTE = "proposals_lost"  # the note a campaign counts its lost proposals in, which status reads
 """The note a campaign stores for each proposal a strategy refused, which :class:`Rejected` reads back."""
 
 

@@ -28,13 +28,13 @@ from agentopt.agents.kinds import agent_from_payload
 from agentopt.agents.llm import LLMClient
 from agentopt.agents.base import Agent
 from agentopt.archive.queries import Filters, top
-from agentopt.archive.store import Archive, EvalSummary, ExampleOutcome, Paid
+from agentopt.archive.records import LOST_NOTE, EvalSummary, ExampleOutcome, Paid
+from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import CampaignBudget, GateControl
 from agentopt.optimizer.counters import Counters
 from agentopt.optimizer.dedup import FunctionalDedup, Policy
 from agentopt.optimizer.evaluation import Evaluator, Job
 from agentopt.optimizer.failures import FailureWatch
-from agentopt.optimizer.status import LOST_NOTE
 from agentopt.optimizer.strategies import StrategyContext, Trial, TrialResult, make_strategy
 from agentopt.optimizer.strategies.base import Answer
 from agentopt.optimizer.tasks import Task

@@ -369,7 +369,7 @@ def export(candidate_id: Annotated[int, typer.Argument(help="Candidate id (see `
            db: DbOption = None) -> None:
     """Write a pip-installable package for any candidate (prompt, code or graph agent): `run`, `arun`, a
     langchain Runnable, a console command, an evaluation card and a regression test of recorded examples."""
-    from agentopt.optimizer.library import export_agent
+    from agentopt.optimizer.stored import export_agent
 
     path = export_agent(open_archive(db), candidate_id, out_dir)
     out.print(f"exported candidate {candidate_id} to {path} — install it with: pip install {path}")

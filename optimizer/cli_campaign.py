@@ -185,7 +185,7 @@ def resume(
 ) -> None:
     """Finish an interrupted campaign (killed, Ctrl-C, crashed): finished work is reused, never paid twice."""
     from agentopt.optimizer.config import stored_config
-    from agentopt.optimizer.library import check_resumable, stored_task
+    from agentopt.optimizer.stored import check_resumable, stored_task
 
     archive = open_archive(db)
     if archive.campaign(campaign_id).status == "finished":

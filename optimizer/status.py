@@ -6,24 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agentopt.archive import queries
+from agentopt.archive.lifecycle import STALE_HEARTBEAT_S, heartbeat_age
+from agentopt.archive.records import LOST_NOTE
 from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import stored_ledger
 from agentopt.optimizer.config import stored_config
 
 if TYPE_CHECKING:
     from agentopt.archive.sweep_stats import Cell, SweepComparison
-
-STALE_HEARTBEAT_S = 30.0  # six missed heartbeats: the driver is gone
-LOST_NOTE = "proposals_lost"  # the note a campaign counts its lost proposals in, which status reads
-
-
-def heartbeat_age(heartbeat: datetime | None) -> float | None:
-    if heartbeat is None:
-        return None
-    if heartbeat.tzinfo is None:  # SQLite hands back naive datetimes; they are stored in UTC
-        heartbeat = heartbeat.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - heartbeat).total_seconds()
-
 
 def ago(seconds: float | None) -> str:
     if seconds is None:

@@ -189,7 +189,7 @@ def _failures(outcomes: Sequence[CellOutcome]) -> dict[str, str | None]:
 
 
 def check_sweep_resumable(archive: Archive, sweep_id: str, force: bool = False) -> None:
-    from agentopt.optimizer.library import check_driver_gone
+    from agentopt.optimizer.stored import check_driver_gone
 
     row = archive.sweep(sweep_id)
     check_driver_gone(f"sweep {sweep_id}", row.status, row.heartbeat_at, force)

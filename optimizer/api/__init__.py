@@ -98,7 +98,7 @@ if TYPE_CHECKING:
     from agentopt.optimizer.library import Best as Best
     from agentopt.optimizer.library import Result as Result
     from agentopt.optimizer.library import dashboard_app as dashboard_app
-    from agentopt.optimizer.library import export_agent as export_agent
+    from agentopt.optimizer.stored import export_agent as export_agent
     from agentopt.optimizer.library import optimize as optimize
     from agentopt.optimizer.library import report as report
     from agentopt.optimizer.library import resume as resume

@@ -196,7 +196,7 @@ class Pages:
         return PlainTextResponse(text)
 
     def export(self, request: Request) -> Response:
-        from agentopt.optimizer.library import export_agent
+        from agentopt.optimizer.stored import export_agent
 
         candidate_id = self.known_candidate(request.path_params["candidate_id"])
         record = self.archive.candidate(candidate_id)

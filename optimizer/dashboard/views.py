@@ -28,7 +28,7 @@ from agentopt.archive.store import Archive
 from agentopt.optimizer.budgets import role_prices, stored_ledger
 from agentopt.optimizer.config import ROLES, stored_config
 from agentopt.optimizer.dashboard.drawings import chart_text, graph_drawing, lineage_drawing, near
-from agentopt.optimizer.status import STALE_HEARTBEAT_S, heartbeat_age
+from agentopt.archive.lifecycle import STALE_HEARTBEAT_S, heartbeat_age
 from agentopt.optimizer.tasks import BUILTIN, EXTERNAL
 
 PAGE_SIZE = 50

@@ -26,6 +26,7 @@ from agentopt.optimizer.strategies.base import (
     Trial,
     TrialResult,
 )
+from agentopt.optimizer.strategies.registry import STRATEGIES
 from agentopt.optimizer.tasks import Example
 
 
@@ -55,8 +56,6 @@ class PortfolioParams(Params):
 
 
 def _member_class(name: str) -> StrategyClass:
-    from agentopt.optimizer.strategies import STRATEGIES
-
     if name not in STRATEGIES or name == Portfolio.name:
         raise ConfigError(f"unknown portfolio member {name!r}; known: {', '.join(sorted(set(STRATEGIES) - {'portfolio'}))}")
     return STRATEGIES[name]
