@@ -22,7 +22,7 @@ from agentopt.agents.base import AgentKind, Payload, clip
 from agentopt.agents.errors import AgentoptError
 from agentopt.agents.graph_runtime import INPUT, Step
 from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt import PostProcess
+from agentopt.agents.postprocess import PostProcess
 from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
 from agentopt.agents.tools import ToolName
 from agentopt.archive.hashing import graph_canonical

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentopt.agents import prompt_runtime
 from agentopt.agents.base import Agent, AgentKind, Payload, clip
+from agentopt.agents.postprocess import PostProcess
 from agentopt.agents.prompt_runtime import Embed, Inputs, runnable_inputs
 
 if TYPE_CHECKING:  # the client loads openai, Runnable langchain-core: reading a stored prompt agent needs neither
@@ -26,16 +27,6 @@ class Demo(BaseModel):
 
     input: str | dict[str, str]
     output: str
-
-
-class PostProcess(BaseModel):
-    """Answer extraction a tiny model needs; part of the agent, so it is searched and exported too."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    first_line: bool = prompt_runtime.DEFAULT_POSTPROCESS["first_line"]
-    strip_prefixes: tuple[str, ...] = tuple(prompt_runtime.DEFAULT_POSTPROCESS["strip_prefixes"])
-    strip_chars: str = prompt_runtime.DEFAULT_POSTPROCESS["strip_chars"]
 
 
 def normalise_text(text: str) -> str:

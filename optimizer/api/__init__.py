@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from agentopt.agents.program import ProgramAgent as ProgramAgent
     from agentopt.agents.program import from_langchain as from_langchain
     from agentopt.agents.prompt import Demo as Demo
-    from agentopt.agents.prompt import PostProcess as PostProcess
+    from agentopt.agents.postprocess import PostProcess as PostProcess
     from agentopt.agents.prompt import PromptAgent as PromptAgent
     from agentopt.archive.facade import Archive as Archive
     from agentopt.optimizer.budgets import estimate as estimate
