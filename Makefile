@@ -45,14 +45,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(WHEELHOUSE)/.built
 
 install: $(VENV)/.installed
 
-# mypy reads packages by their import names, which pyproject's package-dir maps onto the top-level
-# folders (agents/ -> agentopt.agents, optimizer/api -> agentopt): build/typecheck/agentopt is that
-# mapping as symbolic links, so mypy checks these very files under their installed names.
+# mypy and import-linter read packages by their import names, which pyproject's package-dir maps onto
+# the top-level folders (agents/ -> agentopt.agents, optimizer/api -> agentopt): build/typecheck/agentopt
+# is that mapping as symbolic links, so both check these very files under their installed names.
 TYPECHECK := build/typecheck
 typecheck: install
 	rm -rf $(TYPECHECK)/agentopt && mkdir -p $(TYPECHECK)/agentopt
 	ln -s $(CURDIR)/optimizer/api/*.py $(CURDIR)/agents $(CURDIR)/archive $(CURDIR)/optimizer $(TYPECHECK)/agentopt/
 	cd $(TYPECHECK) && $(CURDIR)/$(PY) -m mypy --config-file $(CURDIR)/pyproject.toml -p agentopt
+	cd $(TYPECHECK) && PYTHONPATH=. $(CURDIR)/$(VENV)/bin/lint-imports --config $(CURDIR)/pyproject.toml
 
 quickstart: install
 	$(VENV)/bin/agentopt run experiments/quickstart.yaml

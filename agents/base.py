@@ -9,8 +9,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # annotations only: the client loads openai, the runtime langchain-core
-    from agentopt.agents.llm import LLMClient
-    from agentopt.agents.prompt_runtime import Inputs
+    from agentopt.agents.models.llm import LLMClient
+    from agentopt.agents.runtime.prompt_runtime import Inputs
 
 
 @runtime_checkable

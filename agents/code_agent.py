@@ -1,6 +1,6 @@
-"""Code agents: a ``forward(task)`` function written against :mod:`agentopt.agents.code_framework`.
+"""Code agents: a ``forward(task)`` function written against :mod:`agentopt.agents.runtime.code_framework`.
 
-The code always runs in the sandbox (:mod:`agentopt.agents.sandbox`), never in this process: its
+The code always runs in the sandbox (:mod:`agentopt.agents.runtime.sandbox`), never in this process: its
 LLM calls come back here through the proxy and go through the ordinary client, so the cache, the
 budget and the API key never leave the parent (and the key is masked in whatever the agent sends
 back, should it have got hold of it anyway). Whatever goes wrong in the agent is raised as
@@ -13,13 +13,13 @@ from typing import Any, Literal
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentopt.agents import code_framework
+from agentopt.agents.runtime import code_framework
 from agentopt.agents.base import AgentKind, Payload, clip
-from agentopt.agents.code_framework import run_agent_code
-from agentopt.agents.llm import LLMClient
-from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
-from agentopt.agents.sandbox import Limits
-from agentopt.archive.hashing import code_canonical
+from agentopt.agents.runtime.code_framework import run_agent_code
+from agentopt.agents.models.llm import LLMClient
+from agentopt.agents.runtime.prompt_runtime import Inputs, runnable_inputs
+from agentopt.agents.runtime.sandbox import Limits
+from agentopt.agents.hashing import code_canonical
 
 
 class CodeAgent(BaseModel):

@@ -17,15 +17,15 @@ import networkx as nx
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agentopt.agents import graph_runtime, prompt_runtime
+from agentopt.agents.runtime import graph_runtime, prompt_runtime
 from agentopt.agents.base import AgentKind, Payload, clip
-from agentopt.agents.errors import AgentoptError
-from agentopt.agents.graph_runtime import INPUT, Step
-from agentopt.agents.llm import LLMClient
+from agentopt.agents.runtime.errors import AgentoptError
+from agentopt.agents.runtime.graph_runtime import INPUT, Step
+from agentopt.agents.models.llm import LLMClient
 from agentopt.agents.postprocess import PostProcess
-from agentopt.agents.prompt_runtime import Inputs, runnable_inputs
-from agentopt.agents.tools import ToolName
-from agentopt.archive.hashing import graph_canonical
+from agentopt.agents.runtime.prompt_runtime import Inputs, runnable_inputs
+from agentopt.agents.runtime.tools import ToolName
+from agentopt.agents.hashing import graph_canonical
 
 
 def _chat(llm: LLMClient) -> graph_runtime.Chat:

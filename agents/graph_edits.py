@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agentopt.agents.graph import GraphAgent, GraphError, Node, first_error, rebuilt, replaced, rewrite, variables
-from agentopt.agents.graph_runtime import INPUT
-from agentopt.agents.tools import ToolName
+from agentopt.agents.runtime.graph_runtime import INPUT
+from agentopt.agents.runtime.tools import ToolName
 
 
 class _Edit(BaseModel):

@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from agentopt.agents.base import Agent, AgentKind
-from agentopt.agents.errors import AgentoptError
+from agentopt.agents.runtime.errors import AgentoptError
 
 # The built-in kinds by name, each the module declaring it. A module is imported (and its kind registered)
 # the first time a payload of that kind is read: the kinds load langchain-core and the LLM client, which

@@ -3,7 +3,7 @@ that neither kind imports the other: the kinds stay independent (import-linter c
 
 from pydantic import BaseModel, ConfigDict
 
-from agentopt.agents.prompt_runtime import DEFAULT_POSTPROCESS
+from agentopt.agents.runtime.prompt_runtime import DEFAULT_POSTPROCESS
 
 
 class PostProcess(BaseModel):

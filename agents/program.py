@@ -15,12 +15,12 @@ from typing import Any, Literal
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentopt.agents import program_runtime
+from agentopt.agents.runtime import program_runtime
 from agentopt.agents.base import AgentKind, Payload, clip
-from agentopt.agents.errors import ConfigError
-from agentopt.agents.llm import LLMClient
-from agentopt.agents.program_runtime import SESSION, SESSION_PROGRAMS, ChatAdapter, ForeignModelError, ProgramError
-from agentopt.agents.prompt_runtime import Inputs, runnable_inputs, template_fields
+from agentopt.agents.runtime.errors import ConfigError
+from agentopt.agents.models.llm import LLMClient
+from agentopt.agents.runtime.program_runtime import SESSION, SESSION_PROGRAMS, ChatAdapter, ForeignModelError, ProgramError
+from agentopt.agents.runtime.prompt_runtime import Inputs, runnable_inputs, template_fields
 
 
 def _chat(llm: LLMClient) -> program_runtime.Chat:

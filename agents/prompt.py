@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentopt.agents import prompt_runtime
+from agentopt.agents.runtime import prompt_runtime
 from agentopt.agents.base import Agent, AgentKind, Payload, clip
 from agentopt.agents.postprocess import PostProcess
-from agentopt.agents.prompt_runtime import Embed, Inputs, runnable_inputs
+from agentopt.agents.runtime.prompt_runtime import Embed, Inputs, runnable_inputs
 
 if TYPE_CHECKING:  # the client loads openai, Runnable langchain-core: reading a stored prompt agent needs neither
     from langchain_core.runnables import Runnable
 
-    from agentopt.agents.llm import LLMClient
+    from agentopt.agents.models.llm import LLMClient
 
 Selector = Literal["lexical", "embedding"]
 

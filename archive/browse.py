@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from agentopt.agents.errors import AgentoptError
+from agentopt.agents.runtime.errors import AgentoptError
 from agentopt.agents.kinds import agent_from_payload, label
 from agentopt.archive.models import Campaign, Candidate, Evaluation, LLMCall, Result
 from agentopt.archive.records import Record

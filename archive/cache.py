@@ -2,13 +2,13 @@
 
 from sqlalchemy import select
 
-from agentopt.agents.llm import Completion, Payer
+from agentopt.agents.models.llm import Completion, Payer
 from agentopt.archive.models import LLMCall
 from agentopt.archive.store import Archive
 
 
 class SqlCallCache:
-    """Implements :class:`agentopt.agents.llm.CallCache` on the ``llm_calls`` table."""
+    """Implements :class:`agentopt.agents.models.llm.CallCache` on the ``llm_calls`` table."""
 
     def __init__(self, archive: Archive) -> None:
         self.archive = archive

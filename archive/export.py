@@ -25,13 +25,13 @@ from typing import Any
 
 import networkx as nx
 
-from agentopt.agents import code_framework, errors, graph_runtime, prompt_runtime, sandbox, tools, wire
+from agentopt.agents.runtime import code_framework, errors, graph_runtime, prompt_runtime, sandbox, tools, wire
 from agentopt.agents.kinds import kind_of
-from agentopt.agents.budget import Price
-from agentopt.agents.errors import ArchiveError, ConfigError
-from agentopt.agents.local_model import LOCAL_MODEL_NAME
+from agentopt.agents.models.budget import Price
+from agentopt.agents.runtime.errors import ArchiveError, ConfigError
+from agentopt.agents.models.local_model import LOCAL_MODEL_NAME
 from agentopt.archive.models import Campaign, Result
-from agentopt.agents.prompt_runtime import Inputs
+from agentopt.agents.runtime.prompt_runtime import Inputs
 from agentopt.archive.queries import CandidateRecord, lineage, show
 from agentopt.archive.store import Archive
 

@@ -23,8 +23,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from agentopt.agents.errors import ArchiveError
-from agentopt.agents.sandbox import register_secret
+from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.agents.runtime.sandbox import register_secret
 from agentopt.archive import schema
 from agentopt.archive.engine import lock_timeout_s
 from agentopt.archive.engine import make_engine as make_engine  # where callers have always found it

@@ -16,7 +16,7 @@ from rich.console import Console
 from agentopt.archive import queries
 from agentopt.archive.stats import bootstrap_ci
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.ui import markdown, table
+from agentopt.optimizer.engine.ui import markdown, table
 
 HEADERS = ["task", "agent", "name", "val mean [95% CI]", "test mean [95% CI]"]
 

@@ -28,18 +28,18 @@ from rich.console import Console
 
 from bench_strategies import task_refs
 
-from agentopt.agents.errors import AgentoptError
-from agentopt.agents.llm import LLMClient
-from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.runtime.errors import AgentoptError
+from agentopt.agents.models.llm import LLMClient
+from agentopt.agents.models.local_model import LocalModelServers
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.records import ExampleOutcome
 from agentopt.archive.store import Archive, database_url
 from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
-from agentopt.optimizer.config import CampaignConfig, load_config
-from agentopt.optimizer.evaluation import Job, ThreadEvaluator
+from agentopt.optimizer.engine.config import CampaignConfig, load_config
+from agentopt.optimizer.engine.evaluation import Job, ThreadEvaluator
 from agentopt.optimizer.tasks import Task, load_task
-from agentopt.optimizer.ui import markdown, table
+from agentopt.optimizer.engine.ui import markdown, table
 
 
 def run_test(agent: PromptAgent, task: Task, evaluator: ThreadEvaluator, test_size: int | None) -> list[ExampleOutcome]:

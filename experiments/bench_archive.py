@@ -34,11 +34,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from agentopt.agents.local_model import free_port
+from agentopt.agents.models.local_model import free_port
 from agentopt.archive import queries
 from agentopt.archive.queries import Filters
 from agentopt.archive.store import Archive
-from agentopt.optimizer.ui import table
+from agentopt.optimizer.engine.ui import table
 
 TASKS = [f"task_{i:02d}" for i in range(20)]
 STRATEGIES = ["ape", "opro", "instinct", "optuna", "adas"]

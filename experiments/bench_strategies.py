@@ -38,10 +38,10 @@ from rich.console import Console
 from agentopt.archive.queries import campaign_results
 from agentopt.archive.store import Archive, database_url
 from agentopt.archive.sweep_stats import Cell, compare_cells, plot as plot_comparison, to_markdown
-from agentopt.optimizer.status import sweep_cells
-from agentopt.optimizer.sweep import run_sweep
-from agentopt.optimizer.sweep_config import parse_sweep
-from agentopt.optimizer.ui import RichReporter, markdown, table
+from agentopt.optimizer.frontends.status import sweep_cells
+from agentopt.optimizer.engine.sweep import run_sweep
+from agentopt.optimizer.engine.sweep_config import parse_sweep
+from agentopt.optimizer.engine.ui import RichReporter, markdown, table
 
 TASKS = ["larger_animal", "number_to_words", "first_letter"]  # its settings were chosen on these
 STRATEGY_ORDER = ["random", "ape", "opro", "instinct", "optuna", "reflective"]

@@ -24,10 +24,10 @@ from typing import Any
 from rich.console import Console
 
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.status import sweep_status
-from agentopt.optimizer.sweep import run_sweep
-from agentopt.optimizer.sweep_config import parse_sweep
-from agentopt.optimizer.ui import SilentReporter, markdown, table
+from agentopt.optimizer.frontends.status import sweep_status
+from agentopt.optimizer.engine.sweep import run_sweep
+from agentopt.optimizer.engine.sweep_config import parse_sweep
+from agentopt.optimizer.engine.ui import SilentReporter, markdown, table
 
 APE = {"n_subsamples": 2, "demos_per_subsample": 3, "samples_per_subsample": 2, "candidate_demos": 2,
        "batch_size": 4, "pulls_per_round": 2, "racing_budget": 24, "mc_rounds": 0, "top_k": 2}

@@ -40,16 +40,16 @@ from pathlib import Path
 import openai
 from rich.console import Console
 
-from agentopt.agents.llm import Completion, LLMClient, MemoryCache, Sampling
-from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.models.llm import Completion, LLMClient, MemoryCache, Sampling
+from agentopt.agents.models.local_model import LocalModelServers
 from agentopt.agents.prompt import Demo, PromptAgent
-from agentopt.agents.wire import completion_request
+from agentopt.agents.runtime.wire import completion_request
 from agentopt.archive.records import ExampleOutcome
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.cluster import RemoteGate, ensure_ray
-from agentopt.optimizer.evaluation import Job, LLMSpec, RayEvaluator
+from agentopt.optimizer.engine.cluster import RemoteGate, ensure_ray
+from agentopt.optimizer.engine.evaluation import Job, LLMSpec, RayEvaluator
 from agentopt.optimizer.tasks import Example, load_task
-from agentopt.optimizer.ui import table
+from agentopt.optimizer.engine.ui import table
 
 PER_SERVER = 2
 SETTLE_S = 5.0  # before each timed run: the previous run's Ray workers exit and new ones finish starting

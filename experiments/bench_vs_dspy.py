@@ -39,14 +39,14 @@ from rich.console import Console
 
 import bench_strategies
 import fields_tasks
-from agentopt.agents.errors import AgentoptError
-from agentopt.agents.local_model import LOCAL_MODEL_NAME, LocalModelServers
-from agentopt.agents.prompt_runtime import input_text
+from agentopt.agents.runtime.errors import AgentoptError
+from agentopt.agents.models.local_model import LOCAL_MODEL_NAME, LocalModelServers
+from agentopt.agents.runtime.prompt_runtime import input_text
 from agentopt.archive.queries import campaign_results
 from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
-from agentopt.optimizer.status import sweep_cells
+from agentopt.optimizer.frontends.status import sweep_cells
 from agentopt.optimizer.tasks import Task, load_task
-from agentopt.optimizer.ui import markdown, table
+from agentopt.optimizer.engine.ui import markdown, table
 
 HERE = Path(__file__).parent
 TASKS = bench_strategies.TASKS

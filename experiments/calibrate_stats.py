@@ -31,7 +31,7 @@ from rich.console import Console
 
 from agentopt.archive.calibration import Calibration, Design, calibrate, difference_for
 from agentopt.archive.sweep_stats import Cell, PairResult, SweepComparison, compare_cells
-from agentopt.optimizer.ui import markdown, table
+from agentopt.optimizer.engine.ui import markdown, table
 
 Compare = Callable[[str, Sequence[Cell]], SweepComparison]
 DESIGNS = {

@@ -18,18 +18,18 @@ from typing import Any
 from rich.console import Console
 
 from agentopt.agents import agent_from_payload
-from agentopt.agents.errors import LLMError
-from agentopt.agents.llm import LLMClient
-from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.runtime.errors import LLMError
+from agentopt.agents.models.llm import LLMClient
+from agentopt.agents.models.local_model import LocalModelServers
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.queries import campaign_candidates
 from agentopt.archive.store import Archive
-from agentopt.optimizer.campaign import CampaignReport
-from agentopt.optimizer.config import CampaignConfig, load_config
-from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.engine.campaign import CampaignReport
+from agentopt.optimizer.engine.config import CampaignConfig, load_config
+from agentopt.optimizer.engine.runner import run_campaigns
 from agentopt.optimizer.tasks import load_task
 from agentopt.optimizer.tasks.metrics import normalise
-from agentopt.optimizer.ui import RichReporter, ci, pct, table
+from agentopt.optimizer.engine.ui import RichReporter, ci, pct, table
 
 console = Console(stderr=True)
 

@@ -103,7 +103,7 @@ def _prepare_env(spec: dict) -> None:
 
 # ----------------------------------------------------------------------------------------------------
 # Scoring: a copy of agentopt's metrics (agentopt/optimizer/tasks/metrics.py) and answer clean-up
-# (agentopt/agents/prompt_runtime.py: postprocess with DEFAULT_POSTPROCESS), so both systems are scored alike.
+# (agentopt/agents/runtime/prompt_runtime.py: postprocess with DEFAULT_POSTPROCESS), so both systems are scored alike.
 # ----------------------------------------------------------------------------------------------------
 import re  # noqa: E402
 import string  # noqa: E402

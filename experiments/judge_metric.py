@@ -24,9 +24,9 @@ from multifield import EVALUATION, MODELS, STRATEGY
 from rich.console import Console
 
 import agentopt
-from agentopt.agents.llm import LLMClient, MemoryCache, Sampling
-from agentopt.agents.local_model import LocalModelServers
-from agentopt.optimizer.ui import markdown, table
+from agentopt.agents.models.llm import LLMClient, MemoryCache, Sampling
+from agentopt.agents.models.local_model import LocalModelServers
+from agentopt.optimizer.engine.ui import markdown, table
 
 SEEDS = (0, 1)
 RUBRIC = ("The candidate answer is correct when it names the same pet as the reference answer; "

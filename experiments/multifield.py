@@ -28,7 +28,7 @@ from rich.console import Console
 
 import agentopt
 from agentopt.archive.sweep_stats import task_difference
-from agentopt.optimizer.ui import markdown, table
+from agentopt.optimizer.engine.ui import markdown, table
 
 Paired = dict[str, tuple[float, float]]  # test example -> (seed prompt's score, winner's score)
 

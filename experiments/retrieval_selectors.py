@@ -22,14 +22,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agentopt.agents.errors import AgentoptError
-from agentopt.agents.llm import LLMClient, Sampling
-from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.runtime.errors import AgentoptError
+from agentopt.agents.models.llm import LLMClient, Sampling
+from agentopt.agents.models.local_model import LocalModelServers
 from agentopt.agents.prompt import Demo, PromptAgent, Selector
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.store import Archive, database_url
 from agentopt.archive.sweep_stats import Cell, compare_cells, to_markdown
-from agentopt.optimizer.evaluation import ThreadEvaluator
+from agentopt.optimizer.engine.evaluation import ThreadEvaluator
 from agentopt.optimizer.tasks import Task, load_task
 from baseline_demos import cell, run_test
 from bench_strategies import task_refs

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from agentopt.archive.queries import campaign_candidates, label, stored_campaigns
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.ui import markdown, table
+from agentopt.optimizer.engine.ui import markdown, table
 
 HEADERS = ["task", "seed pipeline test [95% CI]", "learned pipeline test [95% CI]", "learned val",
            "learned pipeline", "accepted steps", "rollbacks", "refused edits", "proposer calls", "task calls",

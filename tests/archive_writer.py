@@ -9,7 +9,7 @@ must be found in the archive at the end.
 import sys
 import time
 
-from agentopt.agents.llm import Completion, Payer
+from agentopt.agents.models.llm import Completion, Payer
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.facade import Archive as QueryArchive

@@ -12,7 +12,7 @@ from databases import KINDS, drop_archive, new_archive, skip_without_postgres  #
 from fakes import FakeEndpoint, task_aware_responder  # noqa: E402
 from processes import cores_per_worker  # noqa: E402
 
-from agentopt.agents.local_model import LocalModelServers  # noqa: E402
+from agentopt.agents.models.local_model import LocalModelServers  # noqa: E402
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) 
     """
     from typer.testing import CliRunner
 
-    from agentopt.optimizer.cli import main
+    from agentopt.optimizer.frontends.cli.main import main
 
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     argv = sys.argv
@@ -175,8 +175,8 @@ def _write_new_archives(urls: list[str], barrier: Barrier, seed: int,
 
     An archive error is reported and the writer goes on to the next archive, so the others are not
     left at the barrier; anything else ends the writer (a non-zero exit) after it has reported."""
-    from agentopt.agents.errors import ArchiveError
-    from agentopt.agents.llm import Completion, Payer
+    from agentopt.agents.runtime.errors import ArchiveError
+    from agentopt.agents.models.llm import Completion, Payer
     from agentopt.agents.prompt import PromptAgent
     from agentopt.archive.cache import SqlCallCache
     from agentopt.archive.store import Archive, ExampleOutcome

@@ -11,12 +11,12 @@ from processes import raw_bytes
 from sqlalchemy import text
 from test_campaign import config
 
-from agentopt.agents.errors import ConfigError
+from agentopt.agents.runtime.errors import ConfigError
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.runner import run_campaigns
 from agentopt.optimizer.strategies.adas import parse_proposal
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.ui import SilentReporter
 
 BROKEN = "def forward(task):\n    return 1 / 0\n"
 ECHO = "def forward(task):\n    return task.strip()\n"

@@ -16,7 +16,7 @@ import pytest
 from processes import agentopt, assert_installed_and_replayed, cli, install_exported
 from test_strategies_local import served_by
 
-from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.models.local_model import LocalModelServers
 
 pytestmark = pytest.mark.local_model
 

@@ -11,7 +11,7 @@ from processes import AGENTOPT, NEW_ARCHIVE_CANDIDATES, busy_cores, race_to_new_
 from sqlalchemy import func, select
 from test_cli import fake_config
 
-from agentopt.agents.llm import Completion, Payer
+from agentopt.agents.models.llm import Completion, Payer
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive import queries
 from agentopt.archive.cache import SqlCallCache

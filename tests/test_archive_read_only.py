@@ -4,9 +4,9 @@
 import pytest
 from sqlalchemy import func, select
 
-from agentopt.agents.errors import ArchiveError
+from agentopt.agents.runtime.errors import ArchiveError
 from agentopt.agents.prompt import PromptAgent
-from agentopt.agents.sandbox import Limits, run_sandboxed
+from agentopt.agents.runtime.sandbox import Limits, run_sandboxed
 from agentopt.archive.models import Candidate
 from agentopt.archive.store import Archive
 

@@ -18,7 +18,7 @@ from processes import AGENTOPT, Repeated, archive_query, wait_until
 from sqlalchemy import create_engine, text
 from test_campaign import config
 
-from agentopt.agents.local_model import free_port
+from agentopt.agents.models.local_model import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -6,16 +6,16 @@ import pytest
 from fakes import FakeEndpoint, task_aware_responder
 from sqlalchemy import func, select
 
-from agentopt.agents.llm import LLMClient
+from agentopt.agents.models.llm import LLMClient
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.models import Candidate, Result
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer import evaluation
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.engine import evaluation
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.runner import run_campaigns
 from agentopt.optimizer.strategies import STRATEGIES, Trial
 from agentopt.optimizer.strategies.base import Answer, GeneratorStrategy, Search
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.ui import SilentReporter
 
 APE_SMALL = {"n_subsamples": 3, "demos_per_subsample": 3, "samples_per_subsample": 2, "batch_size": 3,
              "pulls_per_round": 3, "racing_budget": 30, "mc_rounds": 1, "mc_top": 2, "mc_samples": 2,

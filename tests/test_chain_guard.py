@@ -22,10 +22,10 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
 import agentopt
-from agentopt.agents.errors import ConfigError
-from agentopt.agents.gate import Endpoint
-from agentopt.agents.llm import LLMClient, MemoryCache, Sampling
-from agentopt.optimizer.evaluation import Job, run_job
+from agentopt.agents.runtime.errors import ConfigError
+from agentopt.agents.models.gate import Endpoint
+from agentopt.agents.models.llm import LLMClient, MemoryCache, Sampling
+from agentopt.optimizer.engine.evaluation import Job, run_job
 
 REFUSED = "calls Foreign, a model agentopt could not replace (it would run uncached, unbudgeted and outside the gate)"
 

@@ -24,7 +24,7 @@ import json, sys
 def heavy():
     return sorted(m for m in {heavy!r} if m in sys.modules)
 
-import agentopt.optimizer.cli as cli
+import agentopt.optimizer.frontends.cli.main as cli
 
 after_import = heavy()
 sys.argv = ["agentopt", *{args!r}]
@@ -41,7 +41,7 @@ def heavy():
 from starlette.testclient import TestClient
 
 from agentopt.archive.store import Archive
-from agentopt.optimizer.dashboard.app import create_app
+from agentopt.optimizer.frontends.dashboard.app import create_app
 
 after_import = heavy()
 client = TestClient(create_app(Archive({url!r}, create=False, read_only=True)), base_url="http://127.0.0.1")

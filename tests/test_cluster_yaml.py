@@ -130,7 +130,7 @@ def test_without_an_address_a_campaign_starts_its_own_ray_and_never_joins_the_la
     be someone else's; the machine-sized local instance is asked for by name."""
     import ray
 
-    from agentopt.optimizer.cluster import ensure_ray
+    from agentopt.optimizer.engine.cluster import ensure_ray
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
@@ -148,7 +148,7 @@ def test_without_an_address_a_campaign_starts_its_own_ray_and_never_joins_the_la
 def test_a_malformed_ray_address_is_one_line_naming_it() -> None:
     """Real Ray parses the address before it connects, so no cluster is needed to see the error; a
     fresh process, because this one may have joined a Ray already."""
-    probe = ("from agentopt.agents.errors import ConfigError\nfrom agentopt.optimizer.cluster import ensure_ray\n"
+    probe = ("from agentopt.agents.runtime.errors import ConfigError\nfrom agentopt.optimizer.engine.cluster import ensure_ray\n"
              "try:\n    ensure_ray()\nexcept ConfigError as exc:\n    print(exc)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "RAY_ADDRESS": "not-an-address"})

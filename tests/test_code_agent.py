@@ -7,10 +7,10 @@ import pytest
 from fakes import FakeEndpoint
 
 from agentopt.agents.code_agent import CodeAgent
-from agentopt.agents.code_framework import SEED_AGENTS
-from agentopt.agents.errors import AgentRunError
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling
-from agentopt.optimizer.evaluation import Job, run_job
+from agentopt.agents.runtime.code_framework import SEED_AGENTS
+from agentopt.agents.runtime.errors import AgentRunError
+from agentopt.agents.models.llm import Endpoint, LLMClient, MemoryCache, Sampling
+from agentopt.optimizer.engine.evaluation import Job, run_job
 
 REPLY = "thinking: six sevens\nanswer: 42\ncorrect: yes\nprinciples: multiplication\nexpert: math"
 

@@ -23,10 +23,10 @@ from test_campaign import config
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.models import Candidate
 from agentopt.archive.store import Archive, ExampleOutcome
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.dashboard.app import create_app
-from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.frontends.dashboard.app import create_app
+from agentopt.optimizer.engine.runner import run_campaigns
+from agentopt.optimizer.engine.ui import SilentReporter
 
 Campaigned = tuple[str, str, int, int]
 """An archive's URL, its campaign, the campaign's best candidate and the hostile candidate added to it."""
@@ -247,8 +247,8 @@ def test_the_python_api_serves_the_same_app(reference_campaign: Campaigned) -> N
 def test_code_is_highlighted_and_a_graph_agent_is_drawn_with_its_tools() -> None:
     from agentopt.agents.code_agent import CodeAgent
     from agentopt.agents.graph import GraphAgent, Node
-    from agentopt.optimizer.dashboard.app import code_html
-    from agentopt.optimizer.dashboard.views import agent_sections, graph_drawing
+    from agentopt.optimizer.frontends.dashboard.app import code_html
+    from agentopt.optimizer.frontends.dashboard.views import agent_sections, graph_drawing
 
     code = CodeAgent(name="solver", thought="adds <b>two</b> numbers", code="def forward(x):\n    return '<script>'\n")
     sections = agent_sections(code.payload())

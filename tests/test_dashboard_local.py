@@ -17,7 +17,7 @@ from processes import AGENTOPT, assert_installed_and_replayed, install_exported,
 from test_dashboard import add_hostile_candidate
 from test_end_to_end import TINY
 
-from agentopt.agents.local_model import LocalModelServers, free_port
+from agentopt.agents.models.local_model import LocalModelServers, free_port
 from agentopt.archive import queries
 from agentopt.archive.store import Archive
 

@@ -17,8 +17,8 @@ from test_dashboard import Campaigned, campaign_copy, reference, reference_campa
 
 from agentopt.archive.models import Campaign, Candidate, Evaluation, Note, Result
 from agentopt.archive.store import Archive
-from agentopt.optimizer.dashboard.app import create_app
-from agentopt.optimizer.report import write_report
+from agentopt.optimizer.frontends.dashboard.app import create_app
+from agentopt.optimizer.frontends.report import write_report
 
 SECRET = "SECRET-ROW-7f3a"
 MB = 1_000_000

@@ -9,21 +9,21 @@ from fakes import FakeEndpoint, task_aware_responder
 from sqlalchemy import select
 from test_campaign import config
 
-from agentopt.agents import prompt_runtime
+from agentopt.agents.runtime import prompt_runtime
 from agentopt.agents.code_agent import CodeAgent
-from agentopt.agents.llm import LLMClient, Sampling
+from agentopt.agents.models.llm import LLMClient, Sampling
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.models import Candidate, Evaluation
 from agentopt.archive.store import Archive, ExampleOutcome
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.dedup import FunctionalDedup, fingerprint
-from agentopt.optimizer.counters import Counters
-from agentopt.optimizer.evaluation import Job, ThreadEvaluator
-from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.dedup import FunctionalDedup, fingerprint
+from agentopt.optimizer.strategies.counters import Counters
+from agentopt.optimizer.engine.evaluation import Job, ThreadEvaluator
+from agentopt.optimizer.engine.runner import run_campaigns
 from agentopt.optimizer.tasks import Example, load_task
 from agentopt.optimizer.tasks.metrics import get_metric, normalise
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.ui import SilentReporter
 
 
 def test_fingerprint_compares_the_metrics_key_and_refuses_errors() -> None:

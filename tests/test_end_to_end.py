@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentopt.agents.local_model import SERVER_SCRIPT
+from agentopt.agents.models.local_model import SERVER_SCRIPT
 from processes import (
     agentopt,
     assert_installed_and_replayed,

@@ -24,17 +24,17 @@ from fakes import FakeEndpoint, task_aware_responder
 from processes import agentopt, cli
 from test_campaign import config
 
-from agentopt.agents.budget import Spend, estimate_prompt_tokens
-from agentopt.agents.errors import LLMEmptyReply, LLMRefused, LLMUnavailable
-from agentopt.agents.gate import Admission, Endpoint, Halted, Health, Lease, LocalGate
-from agentopt.agents.llm import RETRY_AFTER_MAX_S, LLMClient, MemoryCache, Sampling, retry_after
+from agentopt.agents.models.budget import Spend, estimate_prompt_tokens
+from agentopt.agents.runtime.errors import LLMEmptyReply, LLMRefused, LLMUnavailable
+from agentopt.agents.models.gate import Admission, Endpoint, Halted, Health, Lease, LocalGate
+from agentopt.agents.models.llm import RETRY_AFTER_MAX_S, LLMClient, MemoryCache, Sampling, retry_after
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.campaign import CampaignStopped
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.failures import ERROR_RATE, FailureWatch
-from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.status import status
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.campaign import CampaignStopped
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.failures import ERROR_RATE, FailureWatch
+from agentopt.optimizer.engine.runner import run_campaigns
+from agentopt.optimizer.frontends.status import status
+from agentopt.optimizer.engine.ui import SilentReporter
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 UNAUTHORIZED = (401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})

@@ -21,15 +21,15 @@ from fakes import FakeEndpoint, task_aware_responder
 from processes import cli, stored_results, wait_until
 from test_campaign import config
 
-from agentopt.agents.budget import Price, RoleBudget, Spend
-from agentopt.agents.errors import BudgetExhausted, LLMUnavailable
-from agentopt.agents.gate import Admission, Endpoint, EndpointHealth, Halted, Health, Lease, LocalGate, Seen
-from agentopt.agents.llm import LLMClient, MemoryCache
+from agentopt.agents.models.budget import Price, RoleBudget, Spend
+from agentopt.agents.runtime.errors import BudgetExhausted, LLMUnavailable
+from agentopt.agents.models.gate import Admission, Endpoint, EndpointHealth, Halted, Health, Lease, LocalGate, Seen
+from agentopt.agents.models.llm import LLMClient, MemoryCache
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.campaign import CampaignReport, CampaignStopped
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.ui import OutageColumn, RichReporter, SilentReporter
+from agentopt.optimizer.engine.campaign import CampaignReport, CampaignStopped
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.runner import run_campaigns
+from agentopt.optimizer.engine.ui import OutageColumn, RichReporter, SilentReporter
 
 REFUSED = "APIConnectionError: Connection error."
 QUICK = Health(probe_initial_s=0.2, probe_max_s=1.0)

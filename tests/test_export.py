@@ -23,8 +23,8 @@ from agentopt.agents.code_agent import CodeAgent
 from agentopt.agents.graph import GraphAgent, Node
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.agents.kinds import answer
-from agentopt.agents.prompt_runtime import answer as prompt_answer
-from agentopt.agents.wire import openai_chat, openai_embed
+from agentopt.agents.runtime.prompt_runtime import answer as prompt_answer
+from agentopt.agents.runtime.wire import openai_chat, openai_embed
 from agentopt.archive.store import Archive, ExampleOutcome
 from agentopt.optimizer.tasks import load_task
 

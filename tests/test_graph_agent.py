@@ -10,9 +10,9 @@ from fakes import FakeEndpoint
 from agentopt.agents.graph import GraphAgent, GraphError, Node
 from agentopt.agents.graph_edits import apply_edit, parse_edit, rewrite
 from agentopt.agents.kinds import agent_from_payload
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling
-from agentopt.agents.tools import calculator, python
-from agentopt.optimizer.evaluation import Job, run_job
+from agentopt.agents.models.llm import Endpoint, LLMClient, MemoryCache, Sampling
+from agentopt.agents.runtime.tools import calculator, python
+from agentopt.optimizer.engine.evaluation import Job, run_job
 
 
 def _reply(body: dict[str, Any]) -> tuple[int, str]:

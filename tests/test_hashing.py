@@ -1,7 +1,7 @@
 """Content hashes per agent kind: what counts as the same candidate before any call is made."""
 
 from agentopt.agents.prompt import Demo, PromptAgent
-from agentopt.archive.hashing import code_canonical, graph_canonical
+from agentopt.agents.hashing import code_canonical, graph_canonical
 from agentopt.archive.store import content_hash
 
 CODE = '''

@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from fakes import FakeEndpoint
 
-from agentopt.agents.budget import Price, RoleBudget, Spend
-from agentopt.agents.errors import BudgetExhausted, ConfigError, LLMError
-from agentopt.agents.gate import Halted, LocalGate
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache
+from agentopt.agents.models.budget import Price, RoleBudget, Spend
+from agentopt.agents.runtime.errors import BudgetExhausted, ConfigError, LLMError
+from agentopt.agents.models.gate import Halted, LocalGate
+from agentopt.agents.models.llm import Endpoint, LLMClient, MemoryCache
 from agentopt.optimizer.tasks import Example
 from agentopt.optimizer.tasks.judge import DEFAULT_RUBRIC, LLMJudge, parse_verdict
 from agentopt.optimizer.tasks.metrics import Metric, MetricFailed, Score

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fakes import FakeEndpoint
 
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache
+from agentopt.agents.models.llm import Endpoint, LLMClient, MemoryCache
 from agentopt.optimizer.tasks import Example
 from agentopt.optimizer.tasks.judge import DEFAULT_RUBRIC, LLMJudge, parse_verdict
 from agentopt.optimizer.tasks.metrics import MetricFailed

@@ -4,8 +4,8 @@ graded correct by a rubric that says "correct" (which a judge repeating the rubr
 
 import pytest
 
-from agentopt.agents.llm import LLMClient, MemoryCache, Sampling
-from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.models.llm import LLMClient, MemoryCache, Sampling
+from agentopt.agents.models.local_model import LocalModelServers
 from agentopt.optimizer.tasks import Example, Task
 from agentopt.optimizer.tasks.judge import LLMJudge
 from agentopt.optimizer.tasks.metrics import MetricFailed

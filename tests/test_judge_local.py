@@ -3,8 +3,8 @@ never a crash, and a repeated judgement is served from the cache."""
 
 import pytest
 
-from agentopt.agents.llm import LLMClient, MemoryCache, Sampling
-from agentopt.agents.local_model import LocalModelServers
+from agentopt.agents.models.llm import LLMClient, MemoryCache, Sampling
+from agentopt.agents.models.local_model import LocalModelServers
 from agentopt.optimizer.tasks import Example
 from agentopt.optimizer.tasks.judge import LLMJudge
 from agentopt.optimizer.tasks.metrics import MetricFailed

@@ -12,7 +12,7 @@ import toy_kind
 from fakes import FakeEndpoint
 
 import agentopt
-from agentopt.agents.errors import AgentoptError
+from agentopt.agents.runtime.errors import AgentoptError
 from agentopt.agents.kinds import KINDS, kind_of
 
 ROOT = Path(__file__).resolve().parents[1]

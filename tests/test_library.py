@@ -13,9 +13,9 @@ from processes import agentopt as cli
 from test_input_hygiene import assert_refused, nothing_written
 
 import agentopt
-from agentopt.agents.errors import AgentoptError, ConfigError, LLMError, TaskError
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling
-from agentopt.optimizer.counters import Counters
+from agentopt.agents.runtime.errors import AgentoptError, ConfigError, LLMError, TaskError
+from agentopt.agents.models.llm import Endpoint, LLMClient, MemoryCache, Sampling
+from agentopt.optimizer.strategies.counters import Counters
 from agentopt.optimizer.tasks import load_task
 from agentopt.optimizer.strategies import language_grad
 from agentopt.optimizer.tasks.metrics import MetricContractError, get_metric

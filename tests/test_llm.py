@@ -3,11 +3,11 @@ from typing import Any
 import pytest
 from fakes import FakeEndpoint
 
-from agentopt.agents.budget import Price, RoleBudget, Spend
-from agentopt.agents.errors import ConfigError, LLMEmptyReply, LLMError, LLMUnavailable
-from agentopt.agents.gate import LocalGate
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache, Sampling, cache_key
-from agentopt.agents.wire import SamplingRefused, openai_chat
+from agentopt.agents.models.budget import Price, RoleBudget, Spend
+from agentopt.agents.runtime.errors import ConfigError, LLMEmptyReply, LLMError, LLMUnavailable
+from agentopt.agents.models.gate import LocalGate
+from agentopt.agents.models.llm import Endpoint, LLMClient, MemoryCache, Sampling, cache_key
+from agentopt.agents.runtime.wire import SamplingRefused, openai_chat
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

@@ -22,11 +22,11 @@ import pytest
 from processes import AGENTOPT, cli, parent_pid, pids_running, stored_results, wait_until
 from test_end_to_end import TINY
 
-from agentopt.agents.errors import LLMUnavailable
-from agentopt.agents.llm import LLMClient, MemoryCache, Sampling
-from agentopt.agents.local_model import LOCAL_MODEL_NAME, SERVER_SCRIPT, LocalModelServers, free_port
-from agentopt.agents.prompt_runtime import cosine
-from agentopt.agents.wire import openai_embed
+from agentopt.agents.runtime.errors import LLMUnavailable
+from agentopt.agents.models.llm import LLMClient, MemoryCache, Sampling
+from agentopt.agents.models.local_model import LOCAL_MODEL_NAME, SERVER_SCRIPT, LocalModelServers, free_port
+from agentopt.agents.runtime.prompt_runtime import cosine
+from agentopt.agents.runtime.wire import openai_embed
 
 pytestmark = pytest.mark.local_model
 

@@ -10,8 +10,8 @@ import pytest
 from fakes import FakeEndpoint, completion
 from pydantic import ValidationError
 
-from agentopt.agents.budget import Price, RoleBudget, Spend, Used
-from agentopt.agents.gate import (
+from agentopt.agents.models.budget import Price, RoleBudget, Spend, Used
+from agentopt.agents.models.gate import (
     BLOCK_CHARS,
     WAIT_BLOCKS,
     Admission,
@@ -21,13 +21,13 @@ from agentopt.agents.gate import (
     prefix_chain,
     shared,
 )
-from agentopt.agents.llama_server import PromptCost, reused_tokens
-from agentopt.agents.llm import LLMClient, MemoryCache, Payer
+from agentopt.agents.models.llama_server import PromptCost, reused_tokens
+from agentopt.agents.models.llm import LLMClient, MemoryCache, Payer
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive.cache import SqlCallCache
 from agentopt.archive.store import Archive, Paid, database_url
-from agentopt.optimizer.budgets import ledger
-from agentopt.optimizer.evaluation import InOrder, Job, PrefixRuns, ThreadEvaluator
+from agentopt.optimizer.engine.budgets import ledger
+from agentopt.optimizer.engine.evaluation import InOrder, Job, PrefixRuns, ThreadEvaluator
 
 INSTRUCTION = "Name the larger of the two animals, in one word. " * 4
 

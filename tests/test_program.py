@@ -17,8 +17,8 @@ from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough, RunnableSequence
 
 import agentopt
-from agentopt.agents.errors import ArchiveError, ConfigError
-from agentopt.optimizer.config import parse_config
+from agentopt.agents.runtime.errors import ArchiveError, ConfigError
+from agentopt.optimizer.engine.config import parse_config
 
 WORDS = ["apple", "river", "stone", "cloud", "maple", "otter", "piano", "lemon", "tiger", "ocean",
          "amber", "cedar", "delta", "ember", "flint", "grove", "haven", "ivory", "jolly", "koala"]

@@ -1,10 +1,10 @@
 from fakes import FakeEndpoint
 
 from agentopt.agents import agent_from_payload
-from agentopt.agents.llm import Completion, Endpoint, LLMClient, MemoryCache
+from agentopt.agents.models.llm import Completion, Endpoint, LLMClient, MemoryCache
 from agentopt.agents.postprocess import PostProcess
 from agentopt.agents.prompt import Demo, PromptAgent
-from agentopt.agents.prompt_runtime import postprocess
+from agentopt.agents.runtime.prompt_runtime import postprocess
 from agentopt.archive.store import content_hash
 from agentopt.optimizer.strategies.proposals import clean_instruction
 from agentopt.optimizer.tasks import Example

@@ -12,21 +12,21 @@ from sqlalchemy import select
 from test_campaign import config
 
 import agentopt
-from agentopt.agents.errors import ConfigError
+from agentopt.agents.runtime.errors import ConfigError
 from agentopt.agents.kinds import label
-from agentopt.agents.llm import Endpoint, LLMClient, MemoryCache
+from agentopt.agents.models.llm import Endpoint, LLMClient, MemoryCache
 from agentopt.agents.program import ProgramAgent
 from agentopt.agents.prompt import Demo, PromptAgent
-from agentopt.agents.prompt_runtime import answer, nearest
+from agentopt.agents.runtime.prompt_runtime import answer, nearest
 from agentopt.archive.models import LLMCall, Note, Result
 from agentopt.archive.store import Archive, ExampleOutcome, database_url
-from agentopt.optimizer.budgets import estimate
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.evaluation import Job, run_job
-from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.engine.budgets import estimate
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.evaluation import Job, run_job
+from agentopt.optimizer.engine.runner import run_campaigns
 from agentopt.optimizer.strategies.reflective import Member, front, merged, with_example
 from agentopt.optimizer.tasks import Example, load_task
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.ui import SilentReporter
 
 RIGHT = "Repeat the word you are given, exactly."
 

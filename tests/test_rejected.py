@@ -10,14 +10,14 @@ from fakes import FakeEndpoint, task_aware_responder
 from starlette.testclient import TestClient
 from test_campaign import config
 
-from agentopt.agents.errors import ArchiveError
+from agentopt.agents.runtime.errors import ArchiveError
 from agentopt.archive import queries
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.dashboard.app import create_app
-from agentopt.optimizer.report import write_report
-from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.frontends.dashboard.app import create_app
+from agentopt.optimizer.frontends.report import write_report
+from agentopt.optimizer.engine.runner import run_campaigns
+from agentopt.optimizer.engine.ui import SilentReporter
 
 SHORT = "Hi."
 TALKS = "This is what you should do now."

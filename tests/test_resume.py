@@ -25,9 +25,9 @@ from processes import AGENTOPT, agentopt, cli, stored_results, wait_until
 from test_campaign import config
 
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.runner import run_campaigns
+from agentopt.optimizer.engine.ui import SilentReporter
 
 pytestmark = pytest.mark.cluster
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from agentopt.agents import sandbox
-from agentopt.agents.errors import BudgetExhausted, ConfigError
-from agentopt.agents.sandbox import (KINDS, Limits, SandboxCallError, SandboxedFunction, SandboxError, SandboxResult,
+from agentopt.agents.runtime import sandbox
+from agentopt.agents.runtime.errors import BudgetExhausted, ConfigError
+from agentopt.agents.runtime.sandbox import (KINDS, Limits, SandboxCallError, SandboxedFunction, SandboxError, SandboxResult,
                                      run_sandboxed)
 
 FAST = Limits(cpu_s=2, wall_s=10, memory_mb=256, max_output_bytes=10_000, max_llm_calls=3)
@@ -423,7 +423,7 @@ def test_the_audit_hook_looks_nothing_up_at_call_time() -> None:
 
 
 def test_the_child_dies_with_its_parent(tmp_path: Path) -> None:
-    start = "from agentopt.agents.sandbox import run_sandboxed\n" \
+    start = "from agentopt.agents.runtime.sandbox import run_sandboxed\n" \
             "run_sandboxed('import time\\ndef agent():\\n    time.sleep(60)\\n', 'agent', [])"
     # A killed parent cannot remove its temporary directory: keep it under tmp_path.
     parent = subprocess.Popen([sys.executable, "-c", start], env={**os.environ, "TMPDIR": str(tmp_path)})

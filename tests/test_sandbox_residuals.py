@@ -10,10 +10,10 @@ import pytest
 from fakes import FakeEndpoint
 
 from agentopt.agents.code_agent import CodeAgent
-from agentopt.agents.gate import Endpoint
-from agentopt.agents.llm import LLMClient, MemoryCache, Sampling
-from agentopt.agents import sandbox
-from agentopt.agents.sandbox import Limits, SandboxResult, register_secret, run_sandboxed
+from agentopt.agents.models.gate import Endpoint
+from agentopt.agents.models.llm import LLMClient, MemoryCache, Sampling
+from agentopt.agents.runtime import sandbox
+from agentopt.agents.runtime.sandbox import Limits, SandboxResult, register_secret, run_sandboxed
 
 FAST = Limits(cpu_s=5, wall_s=20, memory_mb=256, max_output_bytes=100_000, max_llm_calls=3)
 

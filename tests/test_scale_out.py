@@ -10,14 +10,14 @@ from fakes import FakeEndpoint, task_aware_responder
 from sqlalchemy import select
 from test_campaign import config
 
-from agentopt.agents.budget import Price, RoleBudget, Spend
-from agentopt.agents.errors import BudgetExhausted, ConfigError
-from agentopt.agents.gate import Admission, Endpoint, Lease
+from agentopt.agents.models.budget import Price, RoleBudget, Spend
+from agentopt.agents.runtime.errors import BudgetExhausted, ConfigError
+from agentopt.agents.models.gate import Admission, Endpoint, Lease
 from agentopt.archive.models import Candidate, Evaluation, Result
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.runner import run_campaigns
+from agentopt.optimizer.engine.ui import SilentReporter
 
 pytestmark = pytest.mark.cluster
 
@@ -176,7 +176,7 @@ def test_admission_reclaims_leases_of_dead_workers_and_stops_at_the_deadline() -
 
 def test_dry_run_estimate_bounds_the_real_campaign(tmp_path: Path, echo_task_file: Path,
                                                   fake_endpoint: FakeEndpoint) -> None:
-    from agentopt.optimizer.budgets import estimate
+    from agentopt.optimizer.engine.budgets import estimate
     from agentopt.optimizer.tasks import load_task
 
     cfg = parse_config(config(echo_task_file, fake_endpoint.url))

@@ -12,14 +12,14 @@ from processes import agentopt, cli
 from sqlalchemy import text
 from test_campaign import config
 
-from agentopt.agents.errors import ConfigError
+from agentopt.agents.runtime.errors import ConfigError
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.budgets import estimate
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.engine.budgets import estimate
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.runner import run_campaigns
 from agentopt.optimizer.strategies.optuna_search import study_name
 from agentopt.optimizer.tasks import load_task
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.ui import SilentReporter
 
 POOL = {"n_subsamples": 3, "demos_per_subsample": 3, "samples_per_subsample": 2}
 SMALL = {

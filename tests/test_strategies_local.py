@@ -20,7 +20,7 @@ import optuna
 import pytest
 from processes import agentopt, cli
 
-from agentopt.agents.local_model import LOCAL_MODEL_NAME, LocalModelServers
+from agentopt.agents.models.local_model import LOCAL_MODEL_NAME, LocalModelServers
 from agentopt.optimizer.strategies.optuna_search import study_name
 
 pytestmark = pytest.mark.local_model

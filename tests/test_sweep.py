@@ -21,13 +21,13 @@ from test_strategies import SMALL
 
 from sqlalchemy import func, select
 
-from agentopt.agents.errors import ConfigError
+from agentopt.agents.runtime.errors import ConfigError
 from agentopt.archive.models import Result
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.status import compare_sweep, sweep_status
-from agentopt.optimizer.sweep import run_sweep
-from agentopt.optimizer.sweep_config import parse_sweep
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.frontends.status import compare_sweep, sweep_status
+from agentopt.optimizer.engine.sweep import run_sweep
+from agentopt.optimizer.engine.sweep_config import parse_sweep
+from agentopt.optimizer.engine.ui import SilentReporter
 
 pytestmark = pytest.mark.cluster
 

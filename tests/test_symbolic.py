@@ -11,14 +11,14 @@ from fakes import FakeEndpoint
 from processes import cli
 from test_campaign import config
 
-from agentopt.agents.errors import ConfigError
+from agentopt.agents.runtime.errors import ConfigError
 from agentopt.agents.graph import GraphAgent
 from agentopt.agents.graph_edits import RemoveNode, apply_edit
 from agentopt.archive.store import Archive, database_url
-from agentopt.optimizer.config import parse_config
-from agentopt.optimizer.runner import run_campaigns
+from agentopt.optimizer.engine.config import parse_config
+from agentopt.optimizer.engine.runner import run_campaigns
 from agentopt.optimizer.strategies import language_grad as lg
-from agentopt.optimizer.ui import SilentReporter
+from agentopt.optimizer.engine.ui import SilentReporter
 
 SEED = {"nodes": [{"name": "answer", "template": "Say something about: {input}"}], "output": "answer"}
 PARAMS = {"steps": 2, "batch_size": 4, "max_losses": 2, "rewrite_samples": 2, "pipeline_every": 1, "dev_size": 5,

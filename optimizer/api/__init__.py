@@ -73,45 +73,45 @@ if TYPE_CHECKING:
     from agentopt.agents.base import Rendered as Rendered
     from agentopt.agents.base import Retrieving as Retrieving
     from agentopt.agents.base import Tunable as Tunable
-    from agentopt.agents.budget import RoleBudget as RoleBudget
+    from agentopt.agents.models.budget import RoleBudget as RoleBudget
     from agentopt.agents.code_agent import CodeAgent as CodeAgent
     from agentopt.agents.graph import GraphAgent as GraphAgent
     from agentopt.agents.graph import Node as Node
     from agentopt.agents.kinds import register_kind as register_kind
-    from agentopt.agents.local_model import LocalModelServers as LocalModelServers
+    from agentopt.agents.models.local_model import LocalModelServers as LocalModelServers
     from agentopt.agents.program import ProgramAgent as ProgramAgent
     from agentopt.agents.program import from_langchain as from_langchain
     from agentopt.agents.prompt import Demo as Demo
     from agentopt.agents.postprocess import PostProcess as PostProcess
     from agentopt.agents.prompt import PromptAgent as PromptAgent
     from agentopt.archive.facade import Archive as Archive
-    from agentopt.optimizer.budgets import estimate as estimate
-    from agentopt.optimizer.config import BudgetConfig, DedupConfig, EvaluationConfig, LocalModelConfig, RoleConfig
-    from agentopt.optimizer.config import CampaignConfig as CampaignConfig
-    from agentopt.optimizer.config import Models as Models
-    from agentopt.optimizer.config import load_config as load_config
+    from agentopt.optimizer.engine.budgets import estimate as estimate
+    from agentopt.optimizer.engine.config import BudgetConfig, DedupConfig, EvaluationConfig, LocalModelConfig, RoleConfig
+    from agentopt.optimizer.engine.config import CampaignConfig as CampaignConfig
+    from agentopt.optimizer.engine.config import Models as Models
+    from agentopt.optimizer.engine.config import load_config as load_config
     Budget = BudgetConfig
     Dedup = DedupConfig
     Evaluation = EvaluationConfig
     LocalModel = LocalModelConfig
     Role = RoleConfig
-    from agentopt.optimizer.library import Best as Best
-    from agentopt.optimizer.library import Result as Result
-    from agentopt.optimizer.library import dashboard_app as dashboard_app
-    from agentopt.optimizer.stored import export_agent as export_agent
-    from agentopt.optimizer.library import optimize as optimize
-    from agentopt.optimizer.library import report as report
-    from agentopt.optimizer.library import resume as resume
-    from agentopt.optimizer.library import run_config as run_config
-    from agentopt.optimizer.status import Status as Status
-    from agentopt.optimizer.status import compare_sweep as compare_sweep
-    from agentopt.optimizer.status import status as status
-    from agentopt.optimizer.status import sweep_cells as sweep_cells
-    from agentopt.optimizer.status import sweep_status as sweep_status
+    from agentopt.library import Best as Best
+    from agentopt.library import Result as Result
+    from agentopt.library import dashboard_app as dashboard_app
+    from agentopt.optimizer.engine.stored import export_agent as export_agent
+    from agentopt.library import optimize as optimize
+    from agentopt.library import report as report
+    from agentopt.library import resume as resume
+    from agentopt.library import run_config as run_config
+    from agentopt.optimizer.frontends.status import Status as Status
+    from agentopt.optimizer.frontends.status import compare_sweep as compare_sweep
+    from agentopt.optimizer.frontends.status import status as status
+    from agentopt.optimizer.frontends.status import sweep_cells as sweep_cells
+    from agentopt.optimizer.frontends.status import sweep_status as sweep_status
     from agentopt.optimizer.strategies import register_strategy as register_strategy
-    from agentopt.optimizer.sweep import run_sweep as run_sweep
-    from agentopt.optimizer.sweep_config import load_sweep as load_sweep
-    from agentopt.optimizer.sweep_config import parse_sweep as parse_sweep
+    from agentopt.optimizer.engine.sweep import run_sweep as run_sweep
+    from agentopt.optimizer.engine.sweep_config import load_sweep as load_sweep
+    from agentopt.optimizer.engine.sweep_config import parse_sweep as parse_sweep
     from agentopt.optimizer.tasks import Example as Example
     from agentopt.optimizer.tasks import Metric as Metric
     from agentopt.optimizer.tasks import Score as Score

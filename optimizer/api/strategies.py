@@ -1,6 +1,6 @@
 """The search strategies as objects: ``agentopt.strategies.APE(racing_budget=240)``.
 
-Each name builds a :class:`~agentopt.optimizer.config.StrategyConfig`, whose parameters are checked
+Each name builds a :class:`~agentopt.optimizer.engine.config.StrategyConfig`, whose parameters are checked
 against the strategy's own ``Params`` model on the spot, so a typo fails where it is written, not
 when the campaign starts. A strategy registered later (one class added to ``STRATEGIES``) is
 reachable as ``agentopt.strategies.make("name", **params)``.
@@ -9,7 +9,7 @@ reachable as ``agentopt.strategies.make("name", **params)``.
 from collections.abc import Callable
 from typing import Any
 
-from agentopt.optimizer.config import StrategyConfig
+from agentopt.optimizer.engine.config import StrategyConfig
 from agentopt.optimizer.strategies import STRATEGIES
 
 

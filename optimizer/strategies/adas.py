@@ -21,10 +21,10 @@ from pydantic import Field, field_validator
 
 from agentopt.agents.base import Agent
 from agentopt.agents.code_agent import CodeAgent
-from agentopt.agents.code_framework import FRAMEWORK, SEED_AGENTS
-from agentopt.agents.errors import LLMError
-from agentopt.agents.llm import Message
-from agentopt.agents.sandbox import Limits
+from agentopt.agents.runtime.code_framework import FRAMEWORK, SEED_AGENTS
+from agentopt.agents.runtime.errors import LLMError
+from agentopt.agents.models.llm import Message
+from agentopt.agents.runtime.sandbox import Limits
 from agentopt.archive.stats import bootstrap_median
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Subsearch, Trial, TrialResult

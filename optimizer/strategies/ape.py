@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from agentopt.agents.budget import estimate_prompt_tokens
+from agentopt.agents.models.budget import estimate_prompt_tokens
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial, TrialResult, TunableAgent
 from agentopt.optimizer.strategies.pool import PoolParams

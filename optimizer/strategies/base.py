@@ -12,9 +12,9 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 from pydantic import BaseModel, ConfigDict
 
 from agentopt.agents.base import Agent, Tunable
-from agentopt.agents.llm import LLMClient
+from agentopt.agents.models.llm import LLMClient
 from agentopt.archive.store import EvalSummary
-from agentopt.optimizer.counters import Counters
+from agentopt.optimizer.strategies.counters import Counters
 from agentopt.optimizer.tasks import Example
 
 

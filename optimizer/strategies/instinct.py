@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from agentopt.agents.errors import ConfigError, LLMError
+from agentopt.agents.runtime.errors import ConfigError, LLMError
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Plan, Search, Trial, TrialResult
 from agentopt.optimizer.strategies.pool import Candidate, PoolParams

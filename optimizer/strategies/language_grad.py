@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from agentopt.agents.errors import LLMError
+from agentopt.agents.runtime.errors import LLMError
 from agentopt.agents.graph import GraphAgent, GraphError
-from agentopt.agents.graph_runtime import INPUT, Step
+from agentopt.agents.runtime.graph_runtime import INPUT, Step
 from agentopt.agents.graph_edits import AddNode, Edit, RemoveNode, SetTool, apply_edit, parse_edit
-from agentopt.agents.prompt_runtime import template_fields
-from agentopt.agents.llm import LLMClient
+from agentopt.agents.runtime.prompt_runtime import template_fields
+from agentopt.agents.models.llm import LLMClient
 from agentopt.optimizer.strategies.base import TunableAgent
 from agentopt.optimizer.tasks import Example
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from agentopt.agents.budget import estimate_prompt_tokens
-from agentopt.agents.llm import Message
+from agentopt.agents.models.budget import estimate_prompt_tokens
+from agentopt.agents.models.llm import Message
 from agentopt.agents.base import Tunable
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import GeneratorStrategy, Params, Plan, Search, Trial, TrialResult, TunableAgent

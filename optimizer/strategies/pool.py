@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from agentopt.agents.budget import estimate_prompt_tokens
+from agentopt.agents.models.budget import estimate_prompt_tokens
 from agentopt.agents.base import Demonstrated
-from agentopt.agents.errors import LLMError
-from agentopt.agents.llm import Completion
+from agentopt.agents.runtime.errors import LLMError
+from agentopt.agents.models.llm import Completion
 from agentopt.agents.prompt import Demo
-from agentopt.agents.prompt_runtime import input_text
+from agentopt.agents.runtime.prompt_runtime import input_text
 from agentopt.optimizer.strategies.base import Params, Plan, StrategyContext, TrialResult, TunableAgent
 from agentopt.optimizer.strategies.proposals import (
     FORWARD_TEMPLATE,

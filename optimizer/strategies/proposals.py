@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from agentopt.agents.errors import LLMError
-from agentopt.agents.llm import Completion, LLMClient, Message
-from agentopt.agents.prompt_runtime import template_fields
+from agentopt.agents.runtime.errors import LLMError
+from agentopt.agents.models.llm import Completion, LLMClient, Message
+from agentopt.agents.runtime.prompt_runtime import template_fields
 from agentopt.optimizer.tasks import Example
 
 FORWARD_TEMPLATE = (

@@ -36,9 +36,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from agentopt.agents.base import Agent, Demonstrated, Retrieving, Tunable
-from agentopt.agents.budget import estimate_prompt_tokens
+from agentopt.agents.models.budget import estimate_prompt_tokens
 from agentopt.agents.prompt import Demo, Selector
-from agentopt.agents.prompt_runtime import input_text, nearest
+from agentopt.agents.runtime.prompt_runtime import input_text, nearest
 from agentopt.optimizer.strategies import pool
 from agentopt.optimizer.strategies.base import (
     Answer,

@@ -4,7 +4,7 @@ that imports it."""
 
 from typing import Any
 
-from agentopt.agents.errors import ConfigError
+from agentopt.agents.runtime.errors import ConfigError
 from agentopt.optimizer.strategies.base import Strategy, StrategyClass, StrategyContext
 
 STRATEGIES: dict[str, StrategyClass] = {}

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentopt.agents.errors import TaskError
-from agentopt.agents.prompt_runtime import Inputs
+from agentopt.agents.runtime.errors import TaskError
+from agentopt.agents.runtime.prompt_runtime import Inputs
 from agentopt.optimizer.tasks import scoring
 from agentopt.optimizer.tasks.builtin import BUILTIN, builtin_splits
 from agentopt.optimizer.tasks.example import INPUT, SPLITS, Example, Row, Splits, example, split_examples

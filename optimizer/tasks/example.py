@@ -8,8 +8,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentopt.agents.errors import TaskError
-from agentopt.agents.prompt_runtime import Inputs, input_text
+from agentopt.agents.runtime.errors import TaskError
+from agentopt.agents.runtime.prompt_runtime import Inputs, input_text
 
 SPLITS = ("train", "val", "test")
 INPUT = "input"

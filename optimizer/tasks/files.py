@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentopt.agents.errors import AgentoptError, TaskError
-from agentopt.agents.prompt_runtime import Inputs, input_text
+from agentopt.agents.runtime.errors import AgentoptError, TaskError
+from agentopt.agents.runtime.prompt_runtime import Inputs, input_text
 from agentopt.optimizer.tasks.example import INPUT, SPLITS, Splits, example, split_examples
 
 Row = tuple[str, dict[str, object]]

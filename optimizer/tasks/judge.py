@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from agentopt.agents.errors import ConfigError, LLMError
+from agentopt.agents.runtime.errors import ConfigError, LLMError
 from agentopt.optimizer.tasks.metrics import MetricFailed, Score
 
 if TYPE_CHECKING:
-    from agentopt.agents.llm import LLMClient
+    from agentopt.agents.models.llm import LLMClient
     from agentopt.optimizer.tasks.example import Example
 
 DEFAULT_RUBRIC = "Is the candidate answer correct? It is correct when it means the same as a reference answer."

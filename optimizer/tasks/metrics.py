@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from agentopt.agents.errors import AgentoptError, TaskError
-from agentopt.agents.sandbox import Limits, SandboxCallError, SandboxedFunction, SandboxError
+from agentopt.agents.runtime.errors import AgentoptError, TaskError
+from agentopt.agents.runtime.sandbox import Limits, SandboxCallError, SandboxedFunction, SandboxError
 
 if TYPE_CHECKING:
     from agentopt.optimizer.tasks.example import Example

@@ -1,0 +1,1 @@
+"""What a person uses: the ``agentopt`` command line (``cli/``), the dashboard, reports and status."""
