@@ -7,5 +7,6 @@
   queries return); ``lifecycle``: the claim / heartbeat / finish lease campaigns and sweeps share.
 - ``queries``: every read, for the CLI, status, dashboard, reports and experiments; ``stats``,
   ``sweep_stats``, ``calibration``: the statistics over what was read.
-- ``export``: a stored agent as an installable package; ``facade``: ``agentopt.Archive``.
+- ``export``: a stored agent as an installable package; ``facade``: ``agentopt.Archive``; ``errors``:
+  ``ArchiveError``, raised here and nowhere else.
 """

@@ -28,7 +28,8 @@ import networkx as nx
 from agentopt.agents.runtime import code_framework, errors, graph_runtime, prompt_runtime, sandbox, tools, wire
 from agentopt.agents.kinds import kind_of
 from agentopt.agents.models.budget import Price
-from agentopt.agents.runtime.errors import ArchiveError, ConfigError
+from agentopt.agents.runtime.errors import ConfigError
+from agentopt.archive.errors import ArchiveError
 from agentopt.agents.models.local_model import LOCAL_MODEL_NAME
 from agentopt.archive.models import Campaign, Result
 from agentopt.agents.runtime.prompt_runtime import Inputs

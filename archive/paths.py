@@ -14,7 +14,7 @@ connection opened and closed through it is safe.
 import sqlite3
 from pathlib import Path
 
-from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.archive.errors import ArchiveError
 from agentopt.archive.models import Candidate
 from agentopt.archive.schema import VERSION_TABLE
 from agentopt.archive.store import database_url

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, func, select
 
-from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.archive.errors import ArchiveError
 from agentopt.agents.base import clip
 from agentopt.agents.kinds import label
 from agentopt.archive.models import Campaign, Candidate, Evaluation, Lineage, Note, Result

@@ -21,7 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
-from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.archive.errors import ArchiveError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LEGACY_REVISION = "0001"  # archives made before migrations existed have exactly this schema

@@ -175,7 +175,7 @@ def _write_new_archives(urls: list[str], barrier: Barrier, seed: int,
 
     An archive error is reported and the writer goes on to the next archive, so the others are not
     left at the barrier; anything else ends the writer (a non-zero exit) after it has reported."""
-    from agentopt.agents.runtime.errors import ArchiveError
+    from agentopt.archive.errors import ArchiveError
     from agentopt.agents.models.llm import Completion, Payer
     from agentopt.agents.prompt import PromptAgent
     from agentopt.archive.cache import SqlCallCache

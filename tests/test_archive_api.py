@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 from test_queries import filled, references, score  # noqa: F401  (filled and the module reference it copies: fixtures)
 
-from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.archive.errors import ArchiveError
 from agentopt.agents.prompt import PromptAgent
 from agentopt.archive import queries, store
 from agentopt.archive.queries import Filters

@@ -4,7 +4,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.archive.errors import ArchiveError
 from agentopt.agents.prompt import PromptAgent
 from agentopt.agents.runtime.sandbox import Limits, run_sandboxed
 from agentopt.archive.models import Candidate

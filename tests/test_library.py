@@ -13,7 +13,8 @@ from processes import agentopt as cli
 from test_input_hygiene import assert_refused, nothing_written
 
 import agentopt
-from agentopt.agents.runtime.errors import AgentoptError, ConfigError, LLMError, TaskError
+from agentopt.agents.runtime.errors import AgentoptError, ConfigError, LLMError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.agents.models.llm import Endpoint, LLMClient, MemoryCache, Sampling
 from agentopt.optimizer.strategies.counters import Counters
 from agentopt.optimizer.tasks import load_task

@@ -17,7 +17,8 @@ from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough, RunnableSequence
 
 import agentopt
-from agentopt.agents.runtime.errors import ArchiveError, ConfigError
+from agentopt.agents.runtime.errors import ConfigError
+from agentopt.archive.errors import ArchiveError
 from agentopt.optimizer.engine.config import parse_config
 
 WORDS = ["apple", "river", "stone", "cloud", "maple", "otter", "piano", "lemon", "tiger", "ocean",

@@ -16,7 +16,7 @@ import pytest
 from databases import copy_archive, drop_archive, new_archive
 from processes import agentopt, cli
 
-from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.archive.errors import ArchiveError
 from agentopt.agents.graph import GraphAgent, Node
 from agentopt.agents.prompt import Demo, PromptAgent
 from agentopt.archive import queries

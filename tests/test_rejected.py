@@ -10,7 +10,7 @@ from fakes import FakeEndpoint, task_aware_responder
 from starlette.testclient import TestClient
 from test_campaign import config
 
-from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.archive.errors import ArchiveError
 from agentopt.archive import queries
 from agentopt.archive.store import Archive, database_url
 from agentopt.optimizer.engine.config import parse_config

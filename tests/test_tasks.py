@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from agentopt.agents.runtime.errors import TaskError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.optimizer.tasks import BUILTIN, load_task
 from agentopt.optimizer.tasks.base import split_examples
 from agentopt.optimizer.tasks.builtin import number_words

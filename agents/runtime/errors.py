@@ -1,4 +1,4 @@
-"""Typed errors shared by every layer.
+"""The errors of the agents layer, and the base every layer's errors derive from.
 
 The CLI turns any :class:`AgentoptError` into one clear line and a non-zero exit, so user-facing
 problems (bad config, bad data, unreachable endpoint) must raise a subclass of it, never a bare
@@ -14,9 +14,6 @@ class AgentoptError(Exception):
 class ConfigError(AgentoptError):
     """A campaign config, CLI argument or option value is invalid."""
 
-
-class TaskError(AgentoptError):
-    """A task name is unknown or a task file is malformed."""
 
 
 class LLMError(AgentoptError):
@@ -40,9 +37,6 @@ class LLMRefused(LLMError):
     another 4xx but 429) or replied without a message. Never retried: another try is paid for
     nothing, so a campaign does not run the example again either."""
 
-
-class ArchiveError(AgentoptError):
-    """An archive lookup failed: unknown id, or a database that cannot be opened."""
 
 
 class LLMEmptyReply(LLMBadReply, LLMRefused):

@@ -15,7 +15,8 @@ from pydantic_core import PydanticCustomError
 
 from agentopt.agents.models.budget import Price, RoleBudget
 from agentopt.agents.base import Agent
-from agentopt.agents.runtime.errors import AgentoptError, ConfigError, TaskError
+from agentopt.agents.runtime.errors import AgentoptError, ConfigError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.agents.models.gate import Endpoint, Health
 from agentopt.agents.kinds import agent_from_payload
 from agentopt.optimizer.tasks import Name, TaskFile

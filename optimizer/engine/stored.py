@@ -5,7 +5,8 @@ command line, the dashboard and sweeps all act on stored campaigns through these
 from datetime import datetime
 from pathlib import Path
 
-from agentopt.agents.runtime.errors import ConfigError, TaskError
+from agentopt.agents.runtime.errors import ConfigError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.archive.export import export_candidate
 from agentopt.archive.lifecycle import STALE_HEARTBEAT_S, heartbeat_age
 from agentopt.archive.store import Archive

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentopt.agents.runtime.errors import TaskError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.agents.runtime.prompt_runtime import Inputs
 from agentopt.optimizer.tasks import scoring
 from agentopt.optimizer.tasks.builtin import BUILTIN, builtin_splits

@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentopt.agents.runtime.errors import TaskError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.agents.runtime.prompt_runtime import Inputs, input_text
 
 SPLITS = ("train", "val", "test")

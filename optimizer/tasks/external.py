@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agentopt.agents.runtime.errors import TaskError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.optimizer.tasks.example import Example, Row
 
 GSM_SIZE = 200

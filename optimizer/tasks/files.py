@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentopt.agents.runtime.errors import AgentoptError, TaskError
+from agentopt.agents.runtime.errors import AgentoptError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.agents.runtime.prompt_runtime import Inputs, input_text
 from agentopt.optimizer.tasks.example import INPUT, SPLITS, Splits, example, split_examples
 

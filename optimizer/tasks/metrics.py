@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from agentopt.agents.runtime.errors import AgentoptError, TaskError
+from agentopt.agents.runtime.errors import AgentoptError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.agents.runtime.sandbox import Limits, SandboxCallError, SandboxedFunction, SandboxError
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
-from agentopt.agents.runtime.errors import AgentoptError, ConfigError, TaskError
+from agentopt.agents.runtime.errors import AgentoptError, ConfigError
+from agentopt.optimizer.tasks.errors import TaskError
 from agentopt.optimizer.tasks.metrics import (
     METRICS,
     Metric,

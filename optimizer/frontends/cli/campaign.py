@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from agentopt.agents.runtime.errors import ArchiveError
+from agentopt.archive.errors import ArchiveError
 from agentopt.archive import queries
 from agentopt.archive.paths import checked_url
 from agentopt.archive.store import Archive, display_url
