@@ -58,6 +58,10 @@ class Archive(store.Archive):
         row accessor of the same name, whose rows :mod:`queries` reads through ``store.Archive``."""
         return queries.notes(self, campaign_id, kind, candidate_id)
 
+    def rejected(self, campaign_id: str, limit: int | None = None) -> list[queries.Rejected]:
+        """The proposals the campaign's strategy refused, with the reason, in the order refused."""
+        return queries.rejected_candidates(self, campaign_id, limit)
+
     def lineage(self, candidate_id: int, descendants: bool = False) -> "nx.DiGraph[int]":  # quoted: see queries
         """The candidate's ancestry (and optionally descendants), edges parent → child, scores on nodes."""
         return queries.lineage(self, candidate_id, descendants)

@@ -1,6 +1,7 @@
 """The proposals a strategy refuses are archive data: each one stored with its reason and step, read
 back by ``queries.rejected_candidates`` and listed on the dashboard's campaign page and its report."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,20 @@ def test_the_campaign_page_and_its_report_list_them(refused: tuple[Archive, str,
     assert "too short" in listed and TALKS_REASON in listed and TALKS in listed
     report = write_report(archive, campaign_id, tmp_path / "report").read_text()
     assert TALKS_REASON in report.split('<table id="rejected">')[1]
+
+
+def test_python_and_the_command_line_read_them_typed_and_refuse_an_unknown_campaign(
+        refused: tuple[Archive, str, dict[str, Any]]) -> None:
+    import agentopt
+    from processes import cli
+
+    archive, campaign_id, _ = refused
+    rows = agentopt.Archive(archive.url).rejected(campaign_id)
+    assert [(r.step, r.reason) for r in rows] == [(2, "too short"), (3, TALKS_REASON), (5, "too short"), (6, TALKS_REASON)]
+    shown = cli("archive", "rejected", campaign_id, "--db", archive.url, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [r["reason"] for r in json.loads(shown.stdout)] == [r.reason for r in rows]
+    table = cli("archive", "rejected", campaign_id, "--db", archive.url, "--limit", "1")
+    assert table.returncode == 0 and "too short" in table.stdout and TALKS_REASON not in table.stdout
+    missing = cli("archive", "rejected", "nosuchcampaign", "--db", archive.url)
+    assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1 and "no campaign" in missing.stderr

@@ -229,6 +229,22 @@ def archive_notes(
                       escape(_one_line(n.data, NOTE_SUMMARY_CHARS))] for n in rows]))
 
 
+@archive_app.command("rejected")
+def archive_rejected(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id")],
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N refused proposals.")] = None,
+    db: DbOption = None, json_out: JsonOption = False,
+) -> None:
+    """The proposals a campaign's strategy refused before they cost a task-model call, and why."""
+    rows = queries.rejected_candidates(open_archive(db), campaign_id, limit)
+    if json_out:
+        print_json([r.as_dict() for r in rows])
+        return
+    out.print(table(f"Proposals campaign {campaign_id} refused", ["step", "reason", "proposal"],
+                    [["-" if r.step is None else r.step, escape(r.reason),
+                      escape(_one_line(r.proposal or "-", NOTE_SUMMARY_CHARS))] for r in rows]))
+
+
 @archive_app.command("lineage")
 def archive_lineage(
     candidate_id: Annotated[int, typer.Argument(help="Candidate id")],
